@@ -1,0 +1,51 @@
+"""Where every artifact of a pipeline lives under its ``output_uri``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bedrock_assets.uris import S3Location, parse_s3_uri
+
+
+def shard_key(index: int) -> str:
+    """Partition key of the shard at ``index`` (also part of S3 keys and job names)."""
+    return f"s{index:05d}"
+
+
+@dataclass(frozen=True)
+class PipelineLayout:
+    root: S3Location
+
+    @classmethod
+    def for_uri(cls, output_uri: str) -> "PipelineLayout":
+        return cls(parse_s3_uri(output_uri, what="output_uri"))
+
+    @property
+    def shard_index(self) -> S3Location:
+        return self.root.join("canonical", "_shards.json")
+
+    def shard_rows(self, shard: str) -> S3Location:
+        """The shard's input rows (canonical copy of the raw dataset, one part per shard)."""
+        return self.root.join("canonical", f"{shard}.parquet")
+
+    def shard_input(self, shard: str) -> S3Location:
+        """The Bedrock input file (``{"recordId", "modelInput"}`` lines)."""
+        return self.root.join("shards", shard, "input.jsonl")
+
+    def job_output(self, shard: str) -> S3Location:
+        """Bedrock's outputDataConfig prefix; Bedrock writes ``<prefix>/<jobId>/...`` under it."""
+        return self.root.join("jobs", shard)
+
+    def outputs(self, shard: str) -> S3Location:
+        return self.root.join("outputs", f"{shard}.parquet")
+
+    def merged(self, shard: str) -> S3Location:
+        return self.root.join("merged", f"{shard}.parquet")
+
+    @property
+    def merged_dataset(self) -> S3Location:
+        return self.root.join("merged_dataset", "data.parquet")
+
+    @property
+    def report(self) -> S3Location:
+        return self.root.join("merged_dataset", "report.json")

@@ -1,0 +1,64 @@
+"""Anthropic Claude Messages API bodies (InvokeModel)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from bedrock_assets.models.base import ModelAdapter, ParsedOutput, reject_model_id, template_fields
+
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+
+class ClaudeMessagesAdapter(ModelAdapter):
+    family = "anthropic-claude"
+    kind = "text"
+
+    def check_settings(self) -> None:
+        self._require_template()
+
+    def input_columns(self) -> list[str]:
+        return template_fields(self.prompt.template or "")
+
+    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "anthropic_version": ANTHROPIC_VERSION,
+            "max_tokens": self.inference.max_tokens,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": self.render(row)}]}],
+        }
+        if self.prompt.system:
+            body["system"] = self.prompt.system
+        if self.inference.temperature is not None:
+            body["temperature"] = self.inference.temperature
+        if self.inference.top_p is not None:
+            body["top_p"] = self.inference.top_p
+        if self.inference.stop:
+            body["stop_sequences"] = list(self.inference.stop)
+        return body
+
+    def validate(self, body: Mapping[str, Any]) -> None:
+        reject_model_id(body)
+        if body.get("anthropic_version") != ANTHROPIC_VERSION:
+            raise ValueError(f"anthropic_version must be {ANTHROPIC_VERSION!r}")
+        if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] <= 0:
+            raise ValueError("max_tokens must be a positive integer")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages must be a non-empty list")
+        for i, message in enumerate(messages):
+            if message.get("role") not in ("user", "assistant"):
+                raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
+            content = message.get("content")
+            if not content or (isinstance(content, list) and not any(c.get("text") for c in content)):
+                raise ValueError(f"messages[{i}].content is empty (the rendered prompt has no text)")
+
+    def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
+        text = "".join(
+            block.get("text", "") for block in model_output.get("content", []) if block.get("type") == "text"
+        )
+        usage = model_output.get("usage") or {}
+        return ParsedOutput(
+            text=text,
+            stop_reason=model_output.get("stop_reason"),
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+        )

@@ -1,0 +1,63 @@
+"""Converse-shaped bodies for jobs created with ``modelInvocationType="Converse"``."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from bedrock_assets.models.base import ModelAdapter, ParsedOutput, reject_model_id, template_fields
+
+
+class ConverseAdapter(ModelAdapter):
+    family = "converse"
+    kind = "text"
+    invocation_type = "Converse"
+
+    def check_settings(self) -> None:
+        self._require_template()
+
+    def input_columns(self) -> list[str]:
+        return template_fields(self.prompt.template or "")
+
+    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {"maxTokens": self.inference.max_tokens}
+        if self.inference.temperature is not None:
+            config["temperature"] = self.inference.temperature
+        if self.inference.top_p is not None:
+            config["topP"] = self.inference.top_p
+        if self.inference.stop:
+            config["stopSequences"] = list(self.inference.stop)
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": [{"text": self.render(row)}]}],
+            "inferenceConfig": config,
+        }
+        if self.prompt.system:
+            body["system"] = [{"text": self.prompt.system}]
+        return body
+
+    def validate(self, body: Mapping[str, Any]) -> None:
+        reject_model_id(body)
+        if "anthropic_version" in body or "inputText" in body:
+            raise ValueError("Converse jobs need Converse-shaped bodies, not InvokeModel bodies")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages must be a non-empty list")
+        for i, message in enumerate(messages):
+            content = message.get("content")
+            if message.get("role") not in ("user", "assistant"):
+                raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
+            if not isinstance(content, list) or not any(isinstance(c, dict) and c.get("text") for c in content):
+                raise ValueError(f"messages[{i}].content must be a list of {{'text': ...}} blocks with text")
+        max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
+            raise ValueError("inferenceConfig.maxTokens must be a positive integer")
+
+    def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
+        message = (model_output.get("output") or {}).get("message") or {}
+        text = "".join(block.get("text", "") for block in message.get("content", []))
+        usage = model_output.get("usage") or {}
+        return ParsedOutput(
+            text=text,
+            stop_reason=model_output.get("stopReason"),
+            input_tokens=usage.get("inputTokens"),
+            output_tokens=usage.get("outputTokens"),
+        )

@@ -1,0 +1,58 @@
+"""Amazon Titan Text Embeddings V2 bodies (InvokeModel)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from bedrock_assets.models.base import ModelAdapter, ParsedOutput, _text, reject_model_id
+
+TITAN_V2_DIMENSIONS = (256, 512, 1024)
+TITAN_V2_MAX_CHARS = 50_000
+
+
+class TitanEmbedV2Adapter(ModelAdapter):
+    family = "amazon-titan-embed-v2"
+    kind = "embedding"
+
+    def check_settings(self) -> None:
+        if not self.prompt.input_column:
+            raise ValueError(f"prompt.input_column is required for embedding model {self.model_id!r}")
+        if self.prompt.template:
+            raise ValueError("prompt.template is not used by embedding models; use prompt.input_column")
+        if self.inference.dimensions not in TITAN_V2_DIMENSIONS:
+            raise ValueError(
+                f"inference.dimensions must be one of {TITAN_V2_DIMENSIONS}, got {self.inference.dimensions}"
+            )
+
+    def input_columns(self) -> list[str]:
+        return [self.prompt.input_column or ""]
+
+    @property
+    def embedding_dimensions(self) -> int:
+        return self.inference.dimensions
+
+    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "inputText": _text(row[self.prompt.input_column]),
+            "dimensions": self.inference.dimensions,
+            "normalize": self.inference.normalize,
+        }
+
+    def validate(self, body: Mapping[str, Any]) -> None:
+        reject_model_id(body)
+        text = body.get("inputText")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("inputText must be a non-empty string")
+        if len(text) > TITAN_V2_MAX_CHARS:
+            raise ValueError(f"inputText has {len(text)} characters; Titan V2 accepts at most {TITAN_V2_MAX_CHARS}")
+        if body.get("dimensions", 1024) not in TITAN_V2_DIMENSIONS:
+            raise ValueError(f"dimensions must be one of {TITAN_V2_DIMENSIONS}")
+
+    def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
+        embedding = model_output.get("embedding")
+        if embedding is None:
+            embedding = (model_output.get("embeddingsByType") or {}).get("float")
+        if not isinstance(embedding, list) or len(embedding) != self.inference.dimensions:
+            got = len(embedding) if isinstance(embedding, list) else type(embedding).__name__
+            raise ValueError(f"embedding must be a list of {self.inference.dimensions} floats, got {got}")
+        return ParsedOutput(embedding=embedding, input_tokens=model_output.get("inputTextTokenCount"), output_tokens=0)

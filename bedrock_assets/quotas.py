@@ -1,0 +1,68 @@
+"""Bedrock batch inference quotas per model, with documented defaults and overrides.
+
+Live values differ per account and region: check AWS Service Quotas and override them in the
+pipeline spec (``shards:``) or on the Bedrock resource (``quota_overrides``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class BatchQuotas:
+    """Limits a batch job must honour."""
+
+    min_records_per_job: int = 100
+    max_records_per_file: int = 50_000
+    max_records_per_job: int = 50_000
+    max_file_bytes: int = 1 * GB
+    max_job_bytes: int = 5 * GB
+    max_concurrent_jobs: int = 20
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "BatchQuotas":
+        if not overrides:
+            return self
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown quota name(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        return replace(self, **{k: int(v) for k, v in overrides.items()})
+
+    @property
+    def max_records_per_shard(self) -> int:
+        """One input file per job: a shard obeys both the file and the job record limits."""
+        return min(self.max_records_per_file, self.max_records_per_job)
+
+    @property
+    def max_shard_bytes(self) -> int:
+        return min(self.max_file_bytes, self.max_job_bytes)
+
+
+_DEFAULT = BatchQuotas()
+_CUSTOM_MODEL_CONCURRENCY = 3
+
+
+def base_model_id(model_id: str) -> str:
+    """Strip a cross-region inference profile prefix (``us.``, ``eu.``, ``apac.``, ``global.``)."""
+    head, _, rest = model_id.partition(".")
+    if head in {"us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"} and rest:
+        return rest
+    return model_id
+
+
+def quotas_for(model_id: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> BatchQuotas:
+    """Quotas for a model id: documented defaults, then ``overrides[model_id]`` (or its base id).
+
+    Some models accept a lower minimum (50): set it through the overrides.
+    """
+    base = base_model_id(model_id)
+    quotas = _DEFAULT
+    if ":custom-model/" in model_id or ":provisioned-model/" in model_id:
+        quotas = replace(quotas, max_concurrent_jobs=_CUSTOM_MODEL_CONCURRENCY)
+    if overrides:
+        quotas = quotas.with_overrides(overrides.get(model_id) or overrides.get(base))
+    return quotas

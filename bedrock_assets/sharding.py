@@ -1,0 +1,156 @@
+"""Streaming shard planning that honours every batch quota of the target model.
+
+Rows arrive batch by batch; a shard closes when it reaches its record target or the next row
+would overflow the byte limit. Only the last two shards are held back, so that a short tail can
+be rebalanced with its neighbour: no shard is ever left below the per-job minimum.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from bedrock_assets.quotas import BatchQuotas
+
+
+class ShardingError(ValueError):
+    """The data cannot be cut into shards that satisfy the quotas."""
+
+
+@dataclass
+class _Pending:
+    tables: list[pa.Table] = field(default_factory=list)
+    weights: list[np.ndarray] = field(default_factory=list)
+    sizes: list[np.ndarray] = field(default_factory=list)
+    records: int = 0
+    bytes: int = 0
+
+    def add(self, table: pa.Table, weights: np.ndarray, sizes: np.ndarray) -> None:
+        self.tables.append(table)
+        self.weights.append(weights)
+        self.sizes.append(sizes)
+        self.records += int(weights.sum())
+        self.bytes += int(sizes.sum())
+
+    def rows(self) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        return (
+            pa.concat_tables(self.tables),
+            np.concatenate(self.weights) if self.weights else np.empty(0, np.int64),
+            np.concatenate(self.sizes) if self.sizes else np.empty(0, np.int64),
+        )
+
+
+@dataclass
+class Shard:
+    table: pa.Table
+    records: int  # rows sent to Bedrock
+    bytes: int  # bytes of the shard's JSONL file
+
+
+def balanced_target(total_records: int | None, quotas: BatchQuotas) -> int:
+    """Records per shard: evenly spread when the total is known, else the maximum."""
+    cap = quotas.max_records_per_shard
+    if not total_records:
+        return cap
+    return math.ceil(total_records / math.ceil(total_records / cap))
+
+
+class ShardPlanner:
+    """Feed prepared rows with ``add``; collect finished shards from ``add`` and ``finish``."""
+
+    def __init__(self, quotas: BatchQuotas, target_records: int | None = None) -> None:
+        self.quotas = quotas
+        self.target = min(target_records or quotas.max_records_per_shard, quotas.max_records_per_shard)
+        self.max_bytes = quotas.max_shard_bytes
+        self._prev: _Pending | None = None
+        self._cur = _Pending()
+
+    def add(self, table: pa.Table, weights: np.ndarray, sizes: np.ndarray) -> Iterator[Shard]:
+        too_big = np.nonzero(sizes > self.max_bytes)[0]
+        if too_big.size:
+            i = int(too_big[0])
+            raise ShardingError(
+                f"record {table.column('record_id')[i].as_py()!r} needs {int(sizes[i])} bytes, more than "
+                f"the {self.max_bytes}-byte file/job limit"
+            )
+        pos, n = 0, table.num_rows
+        while pos < n:
+            w, s = weights[pos:], sizes[pos:]
+            room_records = self.target - self._cur.records
+            room_bytes = self.max_bytes - self._cur.bytes
+            fit = min(
+                int(np.searchsorted(np.cumsum(w), room_records, side="right")),
+                int(np.searchsorted(np.cumsum(s), room_bytes, side="right")),
+            )
+            if fit:
+                self._cur.add(table.slice(pos, fit), w[:fit], s[:fit])
+                pos += fit
+            if pos < n:
+                yield from self._close()
+
+    def finish(self) -> Iterator[Shard]:
+        cur, prev = self._cur, self._prev
+        minimum = self.quotas.min_records_per_job
+        if cur.records == 0 and prev is not None:
+            # only rejected rows (or nothing) after the last full shard: they travel with it
+            yield self._shard(_Pending(prev.tables + cur.tables, prev.weights + cur.weights,
+                                       prev.sizes + cur.sizes, prev.records, prev.bytes))
+        elif cur.records >= minimum:
+            if prev is not None:
+                yield self._shard(prev)
+            yield self._shard(cur)
+        elif prev is None:
+            raise ShardingError(
+                f"the dataset has {cur.records} valid records, fewer than the minimum of {minimum} per "
+                "batch job; add rows, lower shards.min_records if the model allows, or use on-demand inference"
+            )
+        else:
+            yield from self._rebalance(prev, cur)
+
+    # internals --------------------------------------------------------------------------------
+    def _close(self) -> Iterator[Shard]:
+        if self._cur.records == 0:
+            raise ShardingError("cannot place a record within the byte limit")  # guarded by the size check
+        if self._prev is not None:
+            yield self._shard(self._prev)
+        self._prev, self._cur = self._cur, _Pending()
+
+    def _shard(self, pending: _Pending) -> Shard:
+        table, _, _ = pending.rows()
+        return Shard(table.combine_chunks(), pending.records, pending.bytes)
+
+    def _rebalance(self, prev: _Pending, cur: _Pending) -> Iterator[Shard]:
+        """Merge a short tail into its neighbour, or split the two evenly within every limit."""
+        table, weights, sizes = _Pending(prev.tables + cur.tables, prev.weights + cur.weights,
+                                         prev.sizes + cur.sizes).rows()
+        total_records, total_bytes = int(weights.sum()), int(sizes.sum())
+        q = self.quotas
+        if total_records <= q.max_records_per_shard and total_bytes <= self.max_bytes:
+            yield Shard(table.combine_chunks(), total_records, total_bytes)
+            return
+        rec_prefix = np.cumsum(weights)
+        byte_prefix = np.cumsum(sizes)
+        # candidate cut after row i: left = rows[:i+1]
+        left_r, left_b = rec_prefix, byte_prefix
+        ok = (
+            (left_r >= q.min_records_per_job)
+            & (total_records - left_r >= q.min_records_per_job)
+            & (left_r <= q.max_records_per_shard)
+            & (total_records - left_r <= q.max_records_per_shard)
+            & (left_b <= self.max_bytes)
+            & (total_bytes - left_b <= self.max_bytes)
+        )
+        candidates = np.nonzero(ok)[0]
+        if not candidates.size:
+            raise ShardingError(
+                f"cannot split the last {total_records} records ({total_bytes} bytes) into shards of "
+                f"{q.min_records_per_job}-{q.max_records_per_shard} records within {self.max_bytes} bytes"
+            )
+        cut = int(candidates[np.argmin(np.abs(left_r[candidates] - total_records / 2))]) + 1
+        for part in (slice(0, cut), slice(cut, table.num_rows)):
+            w, s = weights[part], sizes[part]
+            yield Shard(table.slice(part.start, part.stop - part.start).combine_chunks(), int(w.sum()), int(s.sum()))

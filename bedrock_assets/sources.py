@@ -1,0 +1,187 @@
+"""Reading the raw dataset: Parquet / CSV / JSONL, one file or a prefix, local or s3://, in batches."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from bedrock_assets.storage import download_file, list_objects
+from bedrock_assets.uris import is_s3_uri, parse_s3_uri
+
+EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class SourceError(ValueError):
+    """Unreadable or inconsistent source data; names the file (and row/column when known)."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    uri: str  # local path or s3:// URI
+    format: str
+    size: int
+
+
+@dataclass
+class SourceBatch:
+    file: SourceFile
+    first_row: int  # 0-based row number of the batch's first row within its file
+    batch: pa.RecordBatch
+
+
+def _format_of(name: str, declared: str | None) -> str | None:
+    if declared:
+        return declared
+    for ext, fmt in EXTENSIONS.items():
+        if name.lower().endswith(ext):
+            return fmt
+    return None
+
+
+def resolve_files(uri: str, declared_format: str | None, s3: Any | None) -> list[SourceFile]:
+    """The data files a source URI names: the file itself, or every data file under a prefix/dir."""
+    candidates: list[tuple[str, int]]
+    if is_s3_uri(uri):
+        loc = parse_s3_uri(uri, what="source.uri")
+        candidates = [(o.uri, size) for o, size in list_objects(s3, loc) if o.key == loc.key or size > 0]
+        exact = [c for c in candidates if c[0] == loc.uri]
+        candidates = exact or candidates
+    else:
+        path = Path(uri)
+        if path.is_file():
+            candidates = [(str(path), path.stat().st_size)]
+        elif path.is_dir():
+            candidates = sorted((str(p), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+        else:
+            raise SourceError(f"source {uri!r}: no such file or directory")
+    files = []
+    for name, size in candidates:
+        fmt = _format_of(name, declared_format)
+        if fmt is not None and not Path(name).name.startswith(("_", ".")):
+            files.append(SourceFile(name, fmt, size))
+    if not files:
+        raise SourceError(
+            f"source {uri!r}: no data files found (expected {sorted(set(EXTENSIONS.values()))}, "
+            "by extension or source.format)"
+        )
+    formats = {f.format for f in files}
+    if len(formats) > 1:
+        raise SourceError(f"source {uri!r} mixes formats {sorted(formats)}; set source.format or split it")
+    return files
+
+
+@contextmanager
+def _local_copy(file: SourceFile, s3: Any | None) -> Iterator[Path]:
+    """A local path for the file: itself, or a temporary download (deleted afterwards)."""
+    if not is_s3_uri(file.uri):
+        yield Path(file.uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="bedrock-assets-src-") as tmp:
+        loc = parse_s3_uri(file.uri)
+        yield download_file(s3, loc, Path(tmp) / Path(loc.key).name)
+
+
+def read_columns(file: SourceFile, s3: Any | None) -> list[str]:
+    """Column names of one file (reads only the header / footer / first line)."""
+    with _local_copy(file, s3) as path:
+        if file.format == "parquet":
+            return pq.read_schema(path).names
+        if file.format == "csv":
+            return pacsv.open_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)).schema.names
+        with open(path, "rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                if line.strip():
+                    return list(_json_row(line, file, number).keys())
+        raise SourceError(f"{file.uri}: empty JSONL file")
+
+
+def iter_batches(files: list[SourceFile], s3: Any | None, batch_rows: int = 16_384) -> Iterator[SourceBatch]:
+    """Every row of every file in order, as record batches; columns must agree across files."""
+    columns: list[str] | None = None
+    for file in files:
+        with _local_copy(file, s3) as path:
+            first_row = 0
+            for batch in _read(path, file, batch_rows):
+                if columns is None:
+                    columns = batch.schema.names
+                elif batch.schema.names != columns:
+                    raise SourceError(
+                        f"{file.uri}: columns {batch.schema.names} differ from the first file's {columns}"
+                    )
+                yield SourceBatch(file, first_row, batch)
+                first_row += batch.num_rows
+
+
+def _read(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    try:
+        if file.format == "parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        elif file.format == "csv":
+            # all columns as text: type inference per block would disagree between blocks
+            parse = pacsv.ParseOptions(newlines_in_values=True)
+            names = pacsv.open_csv(path, parse_options=parse).schema.names
+            reader = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=8 << 20),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+            )
+            for batch in reader:
+                yield from (batch.slice(i, batch_rows) for i in range(0, batch.num_rows, batch_rows))
+        else:
+            yield from _read_jsonl(path, file, batch_rows)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SourceError(f"{file.uri}: cannot read as {file.format}: {e}") from None
+
+
+def _json_row(line: bytes, file: SourceFile, number: int) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{file.uri}: line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+        raise SourceError(f"{file.uri}: line {number}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _read_jsonl(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    columns: list[str] | None = None
+    rows: list[dict[str, Any]] = []
+
+    def flush() -> pa.RecordBatch:
+        assert columns is not None
+        data = {c: [_scalar(r.get(c)) for r in rows] for c in columns}
+        return pa.RecordBatch.from_pydict(data, schema=pa.schema([(c, pa.string()) for c in columns]))
+
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row = _json_row(line, file, number)
+            if columns is None:
+                columns = list(row.keys())
+            extra = set(row) - set(columns)
+            if extra:
+                raise SourceError(f"{file.uri}: line {number}: unexpected field(s) {sorted(extra)}; "
+                                  f"the first line has {columns}")
+            rows.append(row)
+            if len(rows) >= batch_rows:
+                yield flush()
+                rows = []
+    if rows:
+        yield flush()
+
+
+def _scalar(value: Any) -> str | None:
+    """JSONL values as text (the prompt renders text); nested values keep their JSON form."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)

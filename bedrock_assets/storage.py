@@ -1,0 +1,73 @@
+"""Streaming S3 helpers over a plain boto3 client (endpoint from the standard AWS configuration)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from botocore.exceptions import ClientError
+
+from bedrock_assets.uris import S3Location
+
+_CHUNK = 1 << 20
+
+
+def upload_file(s3: Any, path: Path, loc: S3Location) -> None:
+    """Multipart-capable upload of a local file (memory bounded by the transfer chunk size)."""
+    s3.upload_file(str(path), loc.bucket, loc.key)
+
+
+def download_file(s3: Any, loc: S3Location, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    s3.download_file(loc.bucket, loc.key, str(path))
+    return path
+
+
+def put_json(s3: Any, loc: S3Location, value: Any) -> None:
+    s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=json.dumps(value, indent=1).encode(),
+                  ContentType="application/json")
+
+
+def get_json(s3: Any, loc: S3Location) -> Any:
+    return json.loads(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+
+
+def exists(s3: Any, loc: S3Location) -> bool:
+    try:
+        s3.head_object(Bucket=loc.bucket, Key=loc.key)
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def list_objects(s3: Any, prefix: S3Location) -> Iterator[tuple[S3Location, int]]:
+    """Objects under a prefix (paginated), as (location, size), in key order."""
+    key_prefix = prefix.key + "/" if prefix.key and not prefix.key.endswith("/") else prefix.key
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=key_prefix):
+        for obj in page.get("Contents", []):
+            yield S3Location(prefix.bucket, obj["Key"]), obj["Size"]
+
+
+def iter_line_blocks(s3: Any, loc: S3Location, block_bytes: int = 8 * _CHUNK) -> Iterator[list[bytes]]:
+    """Stream an object as blocks of complete lines (no trailing newlines), never the whole file."""
+    body = s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+    pending = b""
+    try:
+        while True:
+            chunk = body.read(block_bytes)
+            if not chunk:
+                break
+            data = pending + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1 :]
+            yield [line for line in data[:cut].split(b"\n") if line.strip()]
+        if pending.strip():
+            yield [pending]
+    finally:
+        body.close()

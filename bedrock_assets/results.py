@@ -17,6 +17,7 @@ from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
 from bedrock_assets.storage import download_file, iter_line_blocks, list_objects, upload_file
+from bedrock_assets.uris import S3Location
 
 # error codes we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
 INVALID_INPUT = "InvalidModelInput"
@@ -218,7 +219,7 @@ def collect_job_outputs(spec: Any, s3: Any, shard: str, job: JobInfo) -> dict[st
         with pq.ParquetWriter(out_path, parser.schema) as writer:
             if job.job_arn:
                 prefix = layout.job_output(shard).join(_job_id(job.job_arn))
-                for loc, _ in list_objects(s3, prefix):
+                for loc, _ in list_objects(s3, S3Location(prefix.bucket, prefix.key + "/")):
                     if loc.key.endswith("manifest.json.out"):
                         manifest = parse_manifest(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
                     elif loc.key.endswith(".out"):

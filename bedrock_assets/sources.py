@@ -51,7 +51,8 @@ def resolve_files(uri: str, declared_format: str | None, s3: Any | None) -> list
     candidates: list[tuple[str, int]]
     if is_s3_uri(uri):
         loc = parse_s3_uri(uri, what="source.uri")
-        candidates = [(o.uri, size) for o, size in list_objects(s3, loc) if o.key == loc.key or size > 0]
+        listed = list_objects(s3, loc)
+        candidates = [(o.uri, size) for o, size in listed if o.key == loc.key or o.key.startswith(loc.key + "/")]
         exact = [c for c in candidates if c[0] == loc.uri]
         candidates = exact or candidates
     else:

@@ -44,9 +44,8 @@ def exists(s3: Any, loc: S3Location) -> bool:
 
 
 def list_objects(s3: Any, prefix: S3Location) -> Iterator[tuple[S3Location, int]]:
-    """Objects under a prefix (paginated), as (location, size), in key order."""
-    key_prefix = prefix.key + "/" if prefix.key and not prefix.key.endswith("/") else prefix.key
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=key_prefix):
+    """Objects whose key starts with the prefix (paginated), as (location, size), in key order."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
         for obj in page.get("Contents", []):
             yield S3Location(prefix.bucket, obj["Key"]), obj["Size"]
 

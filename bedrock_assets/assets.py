@@ -5,6 +5,7 @@ raw_dataset -> jsonl_shards[shard] -> batch_jobs[shard] -(completion sensor)-> b
 """
 
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from dagster import (
     AssetsDefinition,
     AutomationCondition,
     BackfillPolicy,
+    BetaWarning,
     DynamicPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -32,6 +34,10 @@ from bedrock_assets.prepare import ShardInfo, load_shard_index, prepare_dataset,
 from bedrock_assets.results import JobInfo, collect_job_outputs, merge_dataset, merge_results
 from bedrock_assets.sensors import PipelineKeys, build_completion_sensor
 from bedrock_assets.spec import PipelineSpec
+
+
+# BackfillPolicy on assets is marked beta in Dagster 1.13; we rely on it for one-run-per-backfill.
+warnings.filterwarnings("ignore", category=BetaWarning, message=r".*backfill_policy.*")
 
 
 @dataclass

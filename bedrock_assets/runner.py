@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     DagsterInstance,
     Definitions,
     SensorResult,
@@ -77,6 +78,27 @@ def _root_message(event: Any) -> str:
     return error.message.strip()
 
 
+def _merged_already(instance: DagsterInstance, pipeline: PipelineDefs, ledger: Any) -> set[str]:
+    """Shards whose latest merged_results materialization is for the ledger's current job.
+
+    A rerun re-attaches to finished jobs; their outputs were requested (and merged) before, so the
+    sensor will not request them again. Shards requested but never merged are merged here.
+    """
+    merged: set[str] = set()
+    for shard, item in ledger.latest_by_shard(pipeline.spec.name).items():
+        if not item.get("outputs_requested"):
+            continue
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=pipeline.keys.merged_results, asset_partitions=[shard]), limit=1
+        ).records
+        meta = records[0].asset_materialization.metadata if records else {}
+        if "job_arn" in meta and meta["job_arn"].value == (item.get("job_arn") or ""):
+            merged.add(shard)
+        else:
+            ledger.update(pipeline.spec.name, shard, item["attempt"], outputs_requested=False)
+    return merged
+
+
 def run_pipeline(
     defs: Definitions,
     pipeline: PipelineDefs,
@@ -117,7 +139,9 @@ def run_pipeline(
             _merge_calls(summary.bedrock_calls, mat.metadata["bedrock_calls"].value)
             break
 
-    done: set[str] = set()
+    done = _merged_already(instance, pipeline, resources["ledger"].get_ledger())
+    if done:
+        log(f"[{summary.pipeline}] {len(done)} shard(s) already merged for their current job")
     seen_run_keys: set[str] = set()
     while len(done) < len(shard_keys):
         if time.monotonic() - started > timeout_seconds:

@@ -1,0 +1,109 @@
+"""Shared fixtures: one embedded local stack per test session, fresh buckets/tables per test."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+import yaml
+from dagster import DagsterInstance, instance_for_test
+
+from bedrock_assets.definitions import build_definitions
+from bedrock_assets.emulator import LocalStack
+from bedrock_assets.ledger import JobLedgerResource
+from bedrock_assets.sample.seed import ensure_bucket, seed_sample
+from bedrock_assets.spec import PipelineSpec, parse_specs
+
+CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+ROLE = "arn:aws:iam::123456789012:role/BedrockBatchInference"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    with pytest.MonkeyPatch.context() as mp:
+        with LocalStack(port=0, time_scale=0) as local:
+            for key, value in local.env().items():
+                mp.setenv(key, value)
+            for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_BEDROCK",
+                        "AWS_ENDPOINT_URL_DYNAMODB", "BEDROCK_ASSETS_SPEC"):
+                mp.delenv(key, raising=False)
+            yield local
+
+
+@pytest.fixture(autouse=True)
+def _reset_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "stack" in request.fixturenames:
+        stack = request.getfixturevalue("stack")
+        stack.configure(record_error_rate=0.0, drop_rate=0.0, fail_jobs_matching=None,
+                        expire_jobs_matching=None, throttle_every=0, min_records=100)
+        stack.emulator.time_scale = 0
+        stack.emulator.concurrency_limits.clear()
+
+
+@pytest.fixture
+def s3(stack: LocalStack) -> Any:
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    ensure_bucket(s3, name)
+    return name
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as inst:
+        yield inst
+
+
+def pipeline_dict(name: str, bucket: str, *, model: str = CLAUDE, **overrides: Any) -> dict[str, Any]:
+    """A valid pipeline spec (as YAML data) over the sample dataset in ``bucket``."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "source": {"uri": f"s3://{bucket}/raw/sample.parquet"},
+        "model": {"id": model},
+        "output_uri": f"s3://{bucket}/out/{name.replace('_', '-')}",
+        "role_arn": ROLE,
+        "shards": {"max_records": 200},
+    }
+    if model == TITAN:
+        spec["prompt"] = {"input_column": "source"}
+        spec["inference"] = {"dimensions": 256}
+    else:
+        spec["prompt"] = {"template": "Task: {task}\n\n{source}", "system": "Answer briefly."}
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def make_pipelines(stack: LocalStack, s3: Any, bucket: str) -> Callable[..., tuple[Any, list]]:
+    """Build Definitions over a seeded sample (``rows``) for the given pipeline dicts."""
+
+    def make(pipelines: list[dict[str, Any]], rows: int = 450) -> tuple[Any, list]:
+        seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=rows)
+        specs = parse_specs({"pipelines": pipelines})
+        table = f"ledger-{uuid.uuid4().hex[:8]}"
+        from bedrock_assets.definitions import default_resources
+
+        resources = default_resources()
+        resources["ledger"] = JobLedgerResource(table_name=table)
+        return build_definitions(specs, resources)
+
+    return make
+
+
+def write_spec(tmp_path: Path, pipelines: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"pipelines": pipelines}))
+    return path
+
+
+def one_spec(data: dict[str, Any]) -> PipelineSpec:
+    return parse_specs({"pipelines": [data]})[0]

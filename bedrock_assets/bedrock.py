@@ -36,9 +36,9 @@ def job_name(prefix: str, shard: str, digest: str, attempt: int) -> str:
     return validate_job_name(name)
 
 
-def request_token(name: str) -> str:
-    """Deterministic clientRequestToken: a retried create returns the same job instead of a new one."""
-    return validate_request_token(hashlib.sha256(name.encode()).hexdigest()[:40])
+def request_token(name: str, input_uri: str, output_uri: str) -> str:
+    """Deterministic clientRequestToken for one request: a retried create returns the same job."""
+    return validate_request_token(hashlib.sha256(f"{name}\n{input_uri}\n{output_uri}".encode()).hexdigest()[:40])
 
 
 @dataclass
@@ -96,7 +96,7 @@ class BedrockBatchResource(ConfigurableResource):
             output["s3EncryptionKeyId"] = self.output_kms_key_id
         request: dict[str, Any] = {
             "jobName": name,
-            "clientRequestToken": request_token(name),
+            "clientRequestToken": request_token(name, input_uri, output_uri),
             "roleArn": role,
             "modelId": model_id,
             "inputDataConfig": {"s3InputDataConfig": {"s3InputFormat": "JSONL", "s3Uri": input_uri, **owner}},
@@ -143,6 +143,10 @@ class JobSettings:
     quotas: BatchQuotas
 
 
+def _input_uri(job: dict[str, Any]) -> str:
+    return job.get("inputDataConfig", {}).get("s3InputDataConfig", {}).get("s3Uri", "")
+
+
 def in_flight_count(jobs: list[dict[str, Any]], model_id: str) -> int:
     key = model_key(model_id)
     return sum(1 for j in jobs if j.get("status") in IN_FLIGHT and model_key(j.get("modelId", "")) == key)
@@ -186,6 +190,12 @@ def submit_shards(
             except LedgerConflict:
                 pass  # a concurrent run created this attempt; continue with it
         existing = by_name.get(name)
+        if existing is not None and _input_uri(existing) != shard.input_uri:
+            detail = (f"job name {name} is taken by a job reading {_input_uri(existing)}, not {shard.input_uri}; "
+                      "set a distinct job_name_prefix for this pipeline")
+            ledger.update(settings.pipeline, shard.shard, attempt, status=SUBMIT_FAILED, message=detail)
+            outcomes.append(SubmitOutcome(shard.shard, attempt, name, SUBMIT_FAILED, None, detail))
+            continue
         if existing is not None:  # created earlier (e.g. crash before the ledger write): attach
             ledger.update(settings.pipeline, shard.shard, attempt, status=existing["status"],
                           job_arn=existing["jobArn"], submitted_at=now_iso())

@@ -78,6 +78,23 @@ def _root_message(event: Any) -> str:
     return error.message.strip()
 
 
+def execute_selection(
+    pipeline: PipelineDefs, resources: dict, instance: DagsterInstance, selection: Sequence[AssetKey],
+    partitions: Sequence[str] | None = None, tags: dict | None = None,
+) -> Any:
+    """One run of ``selection`` over a contiguous range of shard partitions; PipelineRunError on failure."""
+    run_tags = dict(tags or {})
+    if partitions:
+        run_tags[ASSET_PARTITION_RANGE_START_TAG] = partitions[0]
+        run_tags[ASSET_PARTITION_RANGE_END_TAG] = partitions[-1]
+    result = materialize(pipeline.assets, selection=list(selection), resources=resources, instance=instance,
+                         tags=run_tags, raise_on_error=False, run_config=QUIET)
+    if not result.success:
+        failures = [f"{e.step_key}: {_root_message(e)}" for e in result.all_events if e.is_step_failure]
+        raise PipelineRunError(f"run {result.run_id} failed: " + ("; ".join(failures) or "see the run logs"))
+    return result
+
+
 def _merged_already(instance: DagsterInstance, pipeline: PipelineDefs, ledger: Any) -> set[str]:
     """Shards whose latest merged_results materialization is for the ledger's current job.
 
@@ -115,17 +132,8 @@ def run_pipeline(
     resources = defs.resources
 
     def execute(selection: Sequence[AssetKey], partitions: list[str] | None = None, tags: dict | None = None) -> Any:
-        run_tags = dict(tags or {})
-        if partitions:
-            run_tags[ASSET_PARTITION_RANGE_START_TAG] = partitions[0]
-            run_tags[ASSET_PARTITION_RANGE_END_TAG] = partitions[-1]
-        result = materialize(pipeline.assets, selection=list(selection), resources=resources, instance=instance,
-                             tags=run_tags, raise_on_error=False, run_config=QUIET)
         summary.runs_launched += 1
-        if not result.success:
-            failures = [f"{e.step_key}: {_root_message(e)}" for e in result.all_events if e.is_step_failure]
-            raise PipelineRunError(f"run {result.run_id} failed: " + ("; ".join(failures) or "see the run logs"))
-        return result
+        return execute_selection(pipeline, resources, instance, selection, partitions, tags)
 
     log(f"[{summary.pipeline}] materializing raw_dataset")
     execute([keys.raw_dataset])

@@ -14,6 +14,7 @@ from dagster import DagsterInstance, instance_for_test
 from bedrock_assets.definitions import build_definitions
 from bedrock_assets.emulator import LocalStack
 from bedrock_assets.ledger import JobLedgerResource
+from bedrock_assets.runner import run_pipeline
 from bedrock_assets.sample.seed import ensure_bucket, seed_sample
 from bedrock_assets.spec import PipelineSpec, parse_specs
 
@@ -35,14 +36,25 @@ def stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture(autouse=True)
-def _reset_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+def _reset_stack(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Undo a test's fault knobs and stop its jobs still in flight (they would hold model slots)."""
     yield
     if "stack" in request.fixturenames:
         stack = request.getfixturevalue("stack")
         stack.configure(record_error_rate=0.0, drop_rate=0.0, fail_jobs_matching=None,
-                        expire_jobs_matching=None, throttle_every=0, min_records=100)
-        stack.emulator.time_scale = 0
+                        expire_jobs_matching=None, throttle_every=0, min_records=100, time_scale=0)
         stack.emulator.concurrency_limits.clear()
+        bedrock = stack.client("bedrock")
+        for status in ("Submitted", "Validating", "Scheduled", "InProgress"):
+            for job in bedrock.list_model_invocation_jobs(statusEquals=status)["invocationJobSummaries"]:
+                bedrock.stop_model_invocation_job(jobIdentifier=job["jobArn"])
+        stack.emulator.expedite()
+        bedrock.list_model_invocation_jobs(statusEquals="Stopping")  # observing them completes the stop
+
+
+def run(defs: Any, pipeline: Any, instance: DagsterInstance) -> Any:
+    """run_pipeline with fast polling and a timeout that fails a stuck test instead of hanging it."""
+    return run_pipeline(defs, pipeline, instance, poll_seconds=0.05, timeout_seconds=120, log=lambda _: None)
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import materialize
 
-from bedrock_assets.runner import run_pipeline
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import TITAN, pipeline_dict
+from bedrock_assets_tests.conftest import TITAN, pipeline_dict, run
 
 
 def read_merged(s3, uri: str, tmp_path):
@@ -32,7 +31,7 @@ def read_source(s3, bucket, tmp_path):
 
 def test_claude_pipeline_every_row_once_with_output(make_pipelines, instance, s3, bucket, tmp_path):
     defs, (pipeline,) = make_pipelines([pipeline_dict("cot", bucket)], rows=450)
-    summary = run_pipeline(defs, pipeline, instance, poll_seconds=0.05, log=lambda _: None)
+    summary = run(defs, pipeline, instance)
 
     assert summary.shards == 3  # 450 rows, max 200 per shard -> 200 + a 50-row tail rebalanced to 125 + 125
     assert (summary.rows, summary.succeeded, summary.failed) == (450, 450, 0)
@@ -52,7 +51,7 @@ def test_claude_pipeline_every_row_once_with_output(make_pipelines, instance, s3
 
 def test_titan_pipeline_gives_fixed_size_float32_vectors(make_pipelines, instance, s3, bucket, tmp_path):
     defs, (pipeline,) = make_pipelines([pipeline_dict("emb", bucket, model=TITAN)], rows=300)
-    summary = run_pipeline(defs, pipeline, instance, poll_seconds=0.05, log=lambda _: None)
+    summary = run(defs, pipeline, instance)
 
     merged = read_merged(s3, summary.merged_uri, tmp_path)
     column = merged.column("embedding")
@@ -67,7 +66,7 @@ def test_record_errors_and_dropped_records_are_kept_as_error_rows(make_pipelines
                                                                   tmp_path):
     stack.configure(record_error_rate=0.1, drop_rate=0.05)
     defs, (pipeline,) = make_pipelines([pipeline_dict("faulty", bucket)], rows=450)
-    summary = run_pipeline(defs, pipeline, instance, poll_seconds=0.05, log=lambda _: None)
+    summary = run(defs, pipeline, instance)
 
     merged = read_merged(s3, summary.merged_uri, tmp_path)
     assert merged.num_rows == 450 and pc.count_distinct(merged.column("record_id")).as_py() == 450
@@ -87,7 +86,7 @@ def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, 
                                                                 tmp_path):
     stack.configure(fail_jobs_matching="-s00001-")
     defs, (pipeline,) = make_pipelines([pipeline_dict("partial", bucket)], rows=450)
-    summary = run_pipeline(defs, pipeline, instance, poll_seconds=0.05, log=lambda _: None)
+    summary = run(defs, pipeline, instance)
 
     merged = read_merged(s3, summary.merged_uri, tmp_path)
     by_shard = {
@@ -102,8 +101,8 @@ def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, 
 
 def test_rerun_reattaches_instead_of_paying_twice(make_pipelines, instance, s3, bucket):
     defs, (pipeline,) = make_pipelines([pipeline_dict("again", bucket)], rows=300)
-    first = run_pipeline(defs, pipeline, instance, poll_seconds=0.05, log=lambda _: None)
-    second = run_pipeline(defs, pipeline, instance, poll_seconds=0.05, log=lambda _: None)
+    first = run(defs, pipeline, instance)
+    second = run(defs, pipeline, instance)
 
     assert first.bedrock_calls.get("CreateModelInvocationJob") == 2
     assert "CreateModelInvocationJob" not in second.bedrock_calls

@@ -1,0 +1,100 @@
+"""WSGI app of the local stack: moto (S3, DynamoDB, ...) plus the Bedrock batch-job emulator.
+
+Requests signed for service ``bedrock`` whose path starts with ``/model-invocation-job`` go to the
+emulator; ``/_emulator/...`` is the control API; everything else is served by moto.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs, unquote
+
+from werkzeug.wrappers import Request, Response
+
+from .jobs import BatchJobEmulator, EmulatorError
+
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+JOB_PATH = "/model-invocation-job"
+CONTROL_PATH = "/_emulator/"
+
+
+def credential_scope(environ: dict) -> tuple[str | None, str | None]:
+    """(region, service) from a SigV4 Authorization header, or (None, None)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].strip()
+        _, _, region, service, _ = scope.split("/")
+        return region, service
+    except (IndexError, ValueError):
+        return None, None
+
+
+def _json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload), status=status, headers=headers, content_type="application/json")
+
+
+def error_response(code: str, message: str, status: int) -> Response:
+    """AWS restJson error: status, ``x-amzn-ErrorType`` header and ``{"message": ...}`` body."""
+    return _json_response({"message": message}, status, {"x-amzn-ErrorType": code})
+
+
+class LocalStackApp:
+    """Dispatching WSGI application combining moto and the batch-job emulator."""
+
+    def __init__(self, emulator: BatchJobEmulator, moto_app: WSGIApp | None = None) -> None:
+        if moto_app is None:
+            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+            moto_app = DomainDispatcherApplication(create_backend_app)
+        self.emulator = emulator
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PATH):
+            return self._control(Request(environ))(environ, start_response)
+        region, service = credential_scope(environ)
+        if service == "bedrock" and path.startswith(JOB_PATH):
+            return self._bedrock(Request(environ), region)(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+    def _bedrock(self, request: Request, region: str | None) -> Response:
+        raw_path = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path).split("?", 1)[0]
+        parts = [unquote(p) for p in raw_path.split("/") if p]
+        method = request.method
+        try:
+            if parts == ["model-invocation-job"] and method == "POST":
+                try:
+                    body = json.loads(request.get_data() or b"{}")
+                except ValueError:
+                    raise EmulatorError("ValidationException", "Request body is not valid JSON.", 400) from None
+                return _json_response(self.emulator.create(body, region=region))
+            if parts == ["model-invocation-jobs"] and method == "GET":
+                query = {k: v[-1] for k, v in parse_qs(request.query_string.decode(), keep_blank_values=True).items()}
+                return _json_response(self.emulator.list(query))
+            if len(parts) == 2 and parts[0] == "model-invocation-job" and method == "GET":
+                return _json_response(self.emulator.get(parts[1]))
+            if len(parts) == 3 and parts[0] == "model-invocation-job" and parts[2] == "stop" and method == "POST":
+                return _json_response(self.emulator.stop(parts[1]))
+            raise EmulatorError("UnknownOperationException", f"No emulated operation for {method} {raw_path}", 404)
+        except EmulatorError as exc:
+            return error_response(exc.code, exc.message, exc.http_status)
+        except Exception as exc:  # pragma: no cover - defensive
+            return error_response("InternalServerException", f"{type(exc).__name__}: {exc}", 500)
+
+    def _control(self, request: Request) -> Response:
+        path = request.path
+        if path == "/_emulator/health" and request.method == "GET":
+            return _json_response({"status": "ok", "jobs": self.emulator.job_count()})
+        if path == "/_emulator/config" and request.method == "GET":
+            return _json_response(self.emulator.config())
+        if path == "/_emulator/config" and request.method == "POST":
+            try:
+                knobs = json.loads(request.get_data() or b"{}")
+                if not isinstance(knobs, dict):
+                    raise ValueError("body must be a JSON object")
+                return _json_response(self.emulator.configure(**knobs))
+            except (ValueError, TypeError) as exc:
+                return error_response("ValidationException", str(exc), 400)
+        return error_response("NotFound", f"unknown control endpoint {request.method} {path}", 404)

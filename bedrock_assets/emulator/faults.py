@@ -1,0 +1,54 @@
+"""Fault-injection knobs for the Bedrock batch-inference emulator."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class FaultConfig:
+    """Knobs that make the emulator misbehave on purpose (all off by default).
+
+    - ``record_error_rate``: fraction of records answered with an error line (429/500-style
+      model errors), chosen deterministically from a hash of the recordId.
+    - ``drop_rate``: fraction of records silently absent from the output (not processed).
+    - ``fail_jobs_matching``: jobs whose name contains this substring fail at the InProgress step.
+    - ``expire_jobs_matching``: jobs whose name contains this substring expire while Scheduled.
+    - ``throttle_every``: every Nth emulator API call gets ThrottlingException (0 = off).
+    - ``min_records``: minimum records per job (the real service requires 100).
+    """
+
+    record_error_rate: float = 0.0
+    drop_rate: float = 0.0
+    fail_jobs_matching: str | None = None
+    expire_jobs_matching: str | None = None
+    throttle_every: int = 0
+    min_records: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the knobs as a JSON-friendly dict."""
+        return asdict(self)
+
+    def update(self, **knobs: Any) -> None:
+        """Set the given knobs, validating names and coercing types."""
+        known = {f.name: f for f in fields(self)}
+        for name, value in knobs.items():
+            if name not in known:
+                raise ValueError(f"unknown fault knob: {name}")
+            if name in ("record_error_rate", "drop_rate"):
+                value = float(value)
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{name} must be within [0, 1]")
+            elif name in ("throttle_every", "min_records"):
+                value = int(value)
+                if value < 0:
+                    raise ValueError(f"{name} must be >= 0")
+            elif value is not None:
+                value = str(value) or None
+            setattr(self, name, value)
+
+    @classmethod
+    def names(cls) -> set[str]:
+        """Names of all knobs."""
+        return {f.name for f in fields(cls)}

@@ -1,0 +1,620 @@
+"""Bedrock batch-inference job emulator: state machine and API semantics (no HTTP here).
+
+Job state is advanced lazily: whenever a request observes a job, its status is recomputed from
+the clock (each phase lasts the job's ``time_scale`` seconds). Input validation happens at the
+Validating -> Scheduled step and the outputs are written to S3 when the job reaches its terminal
+state, so all side effects happen inside API calls and no background thread is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import secrets
+import string
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .faults import FaultConfig
+from .synthetic import model_family, synthesize_batch
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+ACTIVE_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+ALL_STATUSES = ACTIVE_STATUSES | TERMINAL_STATUSES
+
+JOB_NAME_RE = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
+TOKEN_RE = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
+ROLE_ARN_RE = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
+S3_URI_RE = re.compile(
+    r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?"
+)
+JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+MAX_RECORDS_PER_FILE = 50_000
+MAX_RECORDS_PER_JOB = 50_000
+MAX_FILE_BYTES = 1024**3
+MAX_JOB_BYTES = 5 * 1024**3
+CHUNK_RECORDS = 2048
+
+
+class EmulatorError(Exception):
+    """An API error, rendered by the HTTP layer as an AWS restJson error."""
+
+    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+class JobFailure(Exception):
+    """Raised inside the state machine when a job must end as Failed with a message."""
+
+
+def _validation(message: str) -> EmulatorError:
+    return EmulatorError("ValidationException", message, 400)
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO8601 UTC with milliseconds (what the service returns)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: str, field: str) -> float:
+    try:
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            return float(value)
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    except ValueError:
+        raise _validation(f"{field}: '{value}' is not a valid ISO 8601 timestamp") from None
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """'s3://bucket/a/b' -> ('bucket', 'a/b')."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def _unit_hash(*parts: str) -> float:
+    """Deterministic number in [0, 1) from the given strings."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class BatchJobEmulator:
+    """Emulates CreateModelInvocationJob / Get / List / Stop for one account.
+
+    ``s3`` is a boto3 S3 client used to read inputs and write outputs (set it before jobs run).
+    If ``state_file`` is given, the job table is loaded from it and saved after every mutation.
+    """
+
+    def __init__(
+        self,
+        s3: Any | None = None,
+        *,
+        time_scale: float = 0.2,
+        faults: FaultConfig | None = None,
+        concurrency_limits: dict[str, int] | None = None,
+        default_concurrency_limit: int = 20,
+        state_file: Path | None = None,
+        account_id: str = ACCOUNT_ID,
+        region: str = DEFAULT_REGION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.s3 = s3
+        self.time_scale = float(time_scale)
+        self.faults = faults or FaultConfig()
+        self.concurrency_limits: dict[str, int] = dict(concurrency_limits or {})
+        self.default_concurrency_limit = int(default_concurrency_limit)
+        self.state_file = Path(state_file) if state_file else None
+        self.account_id = account_id
+        self.region = region
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._calls = 0
+        if self.state_file and self.state_file.exists():
+            self._jobs = json.loads(self.state_file.read_text())["jobs"]
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def configure(self, **knobs: Any) -> dict[str, Any]:
+        """Update fault knobs, ``time_scale``, ``concurrency_limits`` (merged; a None value
+        removes an override) and ``default_concurrency_limit``. Returns the new config."""
+        with self._lock:
+            fault_knobs = {k: v for k, v in knobs.items() if k in FaultConfig.names()}
+            other = set(knobs) - set(fault_knobs) - {"time_scale", "concurrency_limits", "default_concurrency_limit"}
+            if other:
+                raise ValueError(f"unknown emulator setting(s): {sorted(other)}")
+            dataclasses.replace(self.faults).update(**fault_knobs)  # validate before applying anything
+            if float(knobs.get("time_scale", 0)) < 0:
+                raise ValueError("time_scale must be >= 0")
+            self.faults.update(**fault_knobs)
+            if "throttle_every" in fault_knobs:
+                self._calls = 0
+            if "time_scale" in knobs:
+                self.time_scale = float(knobs["time_scale"])
+            for model_id, limit in (knobs.get("concurrency_limits") or {}).items():
+                if limit is None:
+                    self.concurrency_limits.pop(model_id, None)
+                else:
+                    self.concurrency_limits[model_id] = int(limit)
+            if "default_concurrency_limit" in knobs:
+                self.default_concurrency_limit = int(knobs["default_concurrency_limit"])
+            return self.config()
+
+    def config(self) -> dict[str, Any]:
+        """Current settings as a JSON-friendly dict."""
+        return {
+            **self.faults.to_dict(),
+            "time_scale": self.time_scale,
+            "concurrency_limits": dict(self.concurrency_limits),
+            "default_concurrency_limit": self.default_concurrency_limit,
+        }
+
+    def expedite(self) -> int:
+        """Let every unfinished job reach its next states at once (time_scale 0 for them); for tests."""
+        with self._lock:
+            active = [j for j in self._jobs.values() if j["status"] in ACTIVE_STATUSES]
+            for job in active:
+                job["timeScale"] = 0.0
+            self._save()
+            return len(active)
+
+    def job_count(self) -> int:
+        """Number of jobs known to the emulator."""
+        return len(self._jobs)
+
+    # ---- API operations ---------------------------------------------------------------------
+
+    def create(self, body: dict, region: str | None = None) -> dict:
+        """CreateModelInvocationJob: validate, dedupe by token, enforce quota; returns {jobArn}."""
+        with self._lock:
+            self._tick()
+            req = self._validate_create(body)
+            token = req["clientRequestToken"]
+            for job in self._jobs.values():
+                if token and job["clientRequestToken"] == token:
+                    return {"jobArn": job["jobArn"]}
+            for job in self._jobs.values():
+                if job["jobName"] == req["jobName"]:
+                    raise EmulatorError(
+                        "ConflictException",
+                        f"A batch inference job with name '{req['jobName']}' already exists.",
+                        400,
+                    )
+            input_files = self._list_input_files(req["inputDataConfig"]["s3InputDataConfig"]["s3Uri"])
+            self._advance_all()
+            model_id = req["modelId"]
+            active = sum(1 for j in self._jobs.values() if j["modelId"] == model_id and j["status"] in ACTIVE_STATUSES)
+            limit = self.concurrency_limits.get(model_id, self.default_concurrency_limit)
+            if active >= limit:
+                raise EmulatorError(
+                    "ServiceQuotaExceededException",
+                    f"The number of in-progress batch inference jobs for model {model_id} ({active}) has "
+                    f"reached the quota of {limit} concurrent jobs. Wait for a job to finish and try again.",
+                    400,
+                )
+            now = self.clock()
+            region = region or self.region
+            job_id = "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+            while job_id in self._jobs:
+                job_id = "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+            timeout = req["timeoutDurationInHours"]
+            self._jobs[job_id] = {
+                "jobId": job_id,
+                "jobArn": f"arn:aws:bedrock:{region}:{self.account_id}:model-invocation-job/{job_id}",
+                "jobName": req["jobName"],
+                "modelId": model_id,
+                "clientRequestToken": token,
+                "roleArn": req["roleArn"],
+                "status": "Submitted",
+                "message": None,
+                "submitTime": now,
+                "lastModifiedTime": now,
+                "endTime": None,
+                "phaseStart": now,
+                "timeScale": self.time_scale,
+                "inputDataConfig": req["inputDataConfig"],
+                "outputDataConfig": req["outputDataConfig"],
+                "vpcConfig": req.get("vpcConfig"),
+                "timeoutDurationInHours": timeout,
+                "jobExpirationTime": now + timeout * 3600,
+                "modelInvocationType": req["modelInvocationType"],
+                "tags": req.get("tags") or [],
+                "inputFiles": input_files,
+                "totalRecordCount": 0,
+                "processedRecordCount": 0,
+                "successRecordCount": 0,
+                "errorRecordCount": 0,
+            }
+            self._save()
+            return {"jobArn": self._jobs[job_id]["jobArn"]}
+
+    def get(self, identifier: str) -> dict:
+        """GetModelInvocationJob by job ARN or 12-character job id."""
+        with self._lock:
+            self._tick()
+            job = self._find(identifier)
+            if self._advance(job):
+                self._save()
+            return self._view(job)
+
+    def list(self, params: dict) -> dict:
+        """ListModelInvocationJobs with the documented filters, sorting and pagination."""
+        with self._lock:
+            self._tick()
+            max_results = self._int_param(params, "maxResults", 1, 1000, default=None)
+            status = params.get("statusEquals")
+            if status is not None and status not in ALL_STATUSES:
+                raise _validation(f"statusEquals: '{status}' is not one of {sorted(ALL_STATUSES)}")
+            sort_order = params.get("sortOrder", "Descending")
+            if sort_order not in ("Ascending", "Descending"):
+                raise _validation("sortOrder: must be 'Ascending' or 'Descending'")
+            if params.get("sortBy", "CreationTime") != "CreationTime":
+                raise _validation("sortBy: must be 'CreationTime'")
+            after = _parse_time(params["submitTimeAfter"], "submitTimeAfter") if params.get("submitTimeAfter") else None
+            before = _parse_time(params["submitTimeBefore"], "submitTimeBefore") if params.get("submitTimeBefore") else None
+            name_contains = params.get("nameContains")
+            if self._advance_all():
+                self._save()
+            jobs = [
+                j for j in self._jobs.values()
+                if (status is None or j["status"] == status)
+                and (after is None or j["submitTime"] >= after)
+                and (before is None or j["submitTime"] <= before)
+                and (not name_contains or name_contains in j["jobName"])
+            ]
+            jobs.sort(key=lambda j: (j["submitTime"], j["jobId"]), reverse=sort_order == "Descending")
+            start = 0
+            if params.get("nextToken"):
+                try:
+                    start = int(base64.urlsafe_b64decode(params["nextToken"].encode()).decode())
+                except ValueError:
+                    raise _validation("nextToken: invalid pagination token") from None
+            end = len(jobs) if max_results is None else start + max_results
+            result: dict[str, Any] = {"invocationJobSummaries": [self._view(j) for j in jobs[start:end]]}
+            if end < len(jobs):
+                result["nextToken"] = base64.urlsafe_b64encode(str(end).encode()).decode()
+            return result
+
+    def stop(self, identifier: str) -> dict:
+        """StopModelInvocationJob: active job -> Stopping -> Stopped; terminal job -> ValidationException."""
+        with self._lock:
+            self._tick()
+            job = self._find(identifier)
+            self._advance(job)
+            if job["status"] in TERMINAL_STATUSES:
+                self._save()
+                raise _validation(f"The job {job['jobArn']} is in status {job['status']} and cannot be stopped.")
+            if job["status"] != "Stopping":
+                now = self.clock()
+                job.update(status="Stopping", phaseStart=now, lastModifiedTime=now, message="Stop requested by user.")
+            self._save()
+            return {}
+
+    # ---- helpers: requests --------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self._calls += 1
+        every = self.faults.throttle_every
+        if every and self._calls % every == 0:
+            raise EmulatorError("ThrottlingException", "Rate exceeded (emulated throttling).", 429)
+
+    @staticmethod
+    def _int_param(params: dict, name: str, lo: int, hi: int, default: int | None) -> int | None:
+        if params.get(name) in (None, ""):
+            return default
+        try:
+            value = int(params[name])
+        except (TypeError, ValueError):
+            raise _validation(f"{name}: must be an integer") from None
+        if not lo <= value <= hi:
+            raise _validation(f"{name}: must be between {lo} and {hi}, got {value}")
+        return value
+
+    def _validate_create(self, body: dict) -> dict:
+        if not isinstance(body, dict):
+            raise _validation("Request body must be a JSON object.")
+        for field in ("jobName", "roleArn", "modelId", "inputDataConfig", "outputDataConfig"):
+            if body.get(field) in (None, ""):
+                raise _validation(f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null")
+        name = body["jobName"]
+        if not isinstance(name, str) or not 1 <= len(name) <= 63 or not JOB_NAME_RE.fullmatch(name):
+            raise _validation(f"jobName: '{name}' must be 1-63 characters matching {JOB_NAME_RE.pattern}")
+        token = body.get("clientRequestToken")
+        if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 256 or not TOKEN_RE.fullmatch(token)):
+            raise _validation(f"clientRequestToken: '{token}' must be 1-256 characters matching {TOKEN_RE.pattern}")
+        role = body["roleArn"]
+        if not isinstance(role, str) or len(role) > 2048 or not ROLE_ARN_RE.fullmatch(role):
+            raise _validation(f"roleArn: '{role}' is not a valid IAM role ARN")
+        model_id = body["modelId"]
+        if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048 or model_family(model_id) is None:
+            raise _validation(f"modelId: the provided model identifier '{model_id}' is invalid or not supported for batch inference.")
+        inv_type = body.get("modelInvocationType") or "InvokeModel"
+        if inv_type not in ("InvokeModel", "Converse"):
+            raise _validation(f"modelInvocationType: '{inv_type}' must be one of ['InvokeModel', 'Converse']")
+        if inv_type == "Converse" and model_family(model_id) in ("titan-embed-v2", "cohere-embed"):
+            raise _validation(f"modelInvocationType: model '{model_id}' does not support Converse.")
+        inp = (body["inputDataConfig"] or {}).get("s3InputDataConfig") if isinstance(body["inputDataConfig"], dict) else None
+        if not isinstance(inp, dict) or not inp.get("s3Uri"):
+            raise _validation("inputDataConfig.s3InputDataConfig.s3Uri: Member must not be null")
+        self._check_s3_uri(inp["s3Uri"], "inputDataConfig.s3InputDataConfig.s3Uri")
+        if inp.get("s3InputFormat", "JSONL") != "JSONL":
+            raise _validation("inputDataConfig.s3InputDataConfig.s3InputFormat: must be 'JSONL'")
+        out = (body["outputDataConfig"] or {}).get("s3OutputDataConfig") if isinstance(body["outputDataConfig"], dict) else None
+        if not isinstance(out, dict) or not out.get("s3Uri"):
+            raise _validation("outputDataConfig.s3OutputDataConfig.s3Uri: Member must not be null")
+        self._check_s3_uri(out["s3Uri"], "outputDataConfig.s3OutputDataConfig.s3Uri")
+        timeout = body.get("timeoutDurationInHours", 168)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 24 <= timeout <= 168:
+            raise _validation(f"timeoutDurationInHours: {timeout} must be an integer between 24 and 168")
+        tags = body.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, dict) and "key" in t and "value" in t for t in tags):
+            raise _validation("tags: each tag must have 'key' and 'value'")
+        return {**body, "clientRequestToken": token, "modelInvocationType": inv_type, "timeoutDurationInHours": timeout}
+
+    @staticmethod
+    def _check_s3_uri(uri: Any, field: str) -> None:
+        if not isinstance(uri, str) or len(uri) > 1024 or not S3_URI_RE.fullmatch(uri):
+            raise _validation(f"{field}: '{uri}' is not a valid S3 URI")
+
+    def _list_input_files(self, uri: str) -> list[str]:
+        """Return the input object keys: the object itself, or every *.jsonl under the prefix."""
+        bucket, key = split_s3_uri(uri)
+        s3 = self._require_s3()
+        try:
+            if key and not key.endswith("/"):
+                try:
+                    s3.head_object(Bucket=bucket, Key=key)
+                    return [key]
+                except s3.exceptions.ClientError as exc:
+                    if exc.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+                        raise
+                prefix = key + "/"
+            else:
+                prefix = key
+            keys = [
+                obj["Key"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for obj in page.get("Contents", [])
+                if obj["Key"].endswith(".jsonl")
+            ]
+        except s3.exceptions.ClientError as exc:
+            raise _validation(f"inputDataConfig: cannot access input location {uri}: {exc.response['Error'].get('Code')}") from None
+        if not keys:
+            raise _validation(f"inputDataConfig: no input object or .jsonl files found at {uri}")
+        return sorted(keys)
+
+    def _require_s3(self) -> Any:
+        if self.s3 is None:
+            raise EmulatorError("InternalServerException", "Emulator has no S3 client configured.", 500)
+        return self.s3
+
+    def _find(self, identifier: str) -> dict:
+        job_id = identifier.rsplit("/", 1)[-1]
+        job = self._jobs.get(job_id)
+        if job is None or (identifier.startswith("arn:") and identifier != job["jobArn"]):
+            raise EmulatorError("ResourceNotFoundException", f"Could not find model invocation job '{identifier}'.", 404)
+        return job
+
+    @staticmethod
+    def _view(job: dict) -> dict:
+        view = {
+            k: job[k]
+            for k in (
+                "jobArn", "jobName", "modelId", "clientRequestToken", "roleArn", "status", "message",
+                "inputDataConfig", "outputDataConfig", "vpcConfig", "timeoutDurationInHours",
+                "modelInvocationType", "totalRecordCount", "processedRecordCount",
+                "successRecordCount", "errorRecordCount",
+            )
+        }
+        for k in ("submitTime", "lastModifiedTime", "endTime", "jobExpirationTime"):
+            view[k] = iso(job[k])
+        return {k: v for k, v in view.items() if v is not None}
+
+    def _save(self) -> None:
+        if not self.state_file:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".jobs-", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"version": 1, "jobs": self._jobs}, fh)
+        os.replace(tmp, self.state_file)
+
+    # ---- state machine ----------------------------------------------------------------------
+
+    def _advance_all(self) -> bool:
+        changed = False
+        for job in list(self._jobs.values()):
+            changed |= self._advance(job)
+        return changed
+
+    def _advance(self, job: dict) -> bool:
+        """Move the job through every phase whose deadline has passed; True if it changed."""
+        now = self.clock()
+        changed = False
+        while job["status"] not in TERMINAL_STATUSES:
+            due = job["phaseStart"] + job["timeScale"]
+            if now < due:
+                break
+            status, message = self._next_status(job)
+            job.update(status=status, phaseStart=due, lastModifiedTime=due)
+            if message is not None:
+                job["message"] = message
+            if status in TERMINAL_STATUSES:
+                job["endTime"] = due
+            changed = True
+        return changed
+
+    def _next_status(self, job: dict) -> tuple[str, str | None]:
+        status = job["status"]
+        try:
+            if status == "Submitted":
+                return "Validating", None
+            if status == "Validating":
+                self._validate_inputs(job)
+                return "Scheduled", None
+            if status == "Scheduled":
+                pattern = self.faults.expire_jobs_matching
+                if pattern and pattern in job["jobName"]:
+                    return "Expired", "The job expired before it could start (emulated fault: expire_jobs_matching)."
+                return "InProgress", None
+            if status == "InProgress":
+                pattern = self.faults.fail_jobs_matching
+                if pattern and pattern in job["jobName"]:
+                    raise JobFailure("Internal error while processing the job (emulated fault: fail_jobs_matching).")
+                partial = self._process(job)
+                return ("PartiallyCompleted" if partial else "Completed"), None
+            if status == "Stopping":
+                return "Stopped", None
+        except JobFailure as exc:
+            return "Failed", str(exc)
+        except Exception as exc:  # S3 trouble etc.: the real service fails the job too
+            return "Failed", f"Internal error while processing the job: {type(exc).__name__}: {exc}"
+        raise AssertionError(f"unexpected status {status}")
+
+    def _input_location(self, job: dict) -> tuple[str, list[str]]:
+        bucket, _ = split_s3_uri(job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"])
+        return bucket, job["inputFiles"]
+
+    def _iter_lines(self, bucket: str, key: str) -> Iterator[bytes]:
+        body = self._require_s3().get_object(Bucket=bucket, Key=key)["Body"]
+        for line in body.iter_lines(chunk_size=1 << 20):
+            if line.strip():
+                yield line
+
+    def _validate_inputs(self, job: dict) -> None:
+        """Check the input files as the service does at the Validating step (raises JobFailure)."""
+        s3 = self._require_s3()
+        bucket, keys = self._input_location(job)
+        total_records = total_bytes = 0
+        for key in keys:
+            uri = f"s3://{bucket}/{key}"
+            try:
+                size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+            except s3.exceptions.ClientError:
+                raise JobFailure(f"Input file {uri} could not be read.") from None
+            if size > MAX_FILE_BYTES:
+                raise JobFailure(f"Input file {uri} is {size} bytes, exceeding the 1 GB per-file limit.")
+            total_bytes += size
+            if total_bytes > MAX_JOB_BYTES:
+                raise JobFailure("The total size of the input files exceeds the 5 GB per-job limit.")
+            count = 0
+            for lineno, line in enumerate(self._iter_lines(bucket, key), start=1):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise JobFailure(f"Line {lineno} of {uri} is not valid JSON.") from None
+                if not isinstance(record, dict) or "modelInput" not in record:
+                    raise JobFailure(f"Line {lineno} of {uri} is missing the required 'modelInput' field.")
+                count += 1
+                if count > MAX_RECORDS_PER_FILE:
+                    raise JobFailure(f"Input file {uri} has more than {MAX_RECORDS_PER_FILE} records, the per-file limit.")
+            total_records += count
+            if total_records > MAX_RECORDS_PER_JOB:
+                raise JobFailure(f"The job has more than {MAX_RECORDS_PER_JOB} records, the per-job limit.")
+        min_records = self.faults.min_records
+        if total_records < min_records:
+            raise JobFailure(
+                f"The number of records in the job's input ({total_records}) is less than the minimum "
+                f"of {min_records} records required for a batch inference job."
+            )
+        job["totalRecordCount"] = total_records
+
+    def _output_prefix(self, job: dict) -> tuple[str, str]:
+        bucket, prefix = split_s3_uri(job["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"])
+        prefix = prefix.strip("/")
+        return bucket, (prefix + "/" if prefix else "") + job["jobId"] + "/"
+
+    def _process(self, job: dict) -> bool:
+        """Run the job: write one shuffled .out per input file plus manifest.json.out.
+
+        Returns True when any record errored or was dropped (PartiallyCompleted).
+        """
+        s3 = self._require_s3()
+        in_bucket, keys = self._input_location(job)
+        out_bucket, out_prefix = self._output_prefix(job)
+        totals = dict(total=0, processed=0, success=0, error=0, input_tokens=0, output_tokens=0)
+        for key in keys:
+            raw = list(self._iter_lines(in_bucket, key))
+            order = np.random.default_rng(_seed(job["jobId"], key)).permutation(len(raw))
+            with tempfile.TemporaryFile() as out:
+                for start in range(0, len(raw), CHUNK_RECORDS):
+                    self._process_chunk(job, key, raw, order[start:start + CHUNK_RECORDS], out, totals)
+                size = out.tell()
+                out.seek(0)
+                out_key = out_prefix + PurePosixPath(key).name + ".out"
+                if size < 5 * 1024**3:  # a single PUT is much faster than multipart against moto
+                    s3.put_object(Bucket=out_bucket, Key=out_key, Body=out, ContentLength=size)
+                else:
+                    s3.upload_fileobj(out, out_bucket, out_key)
+            totals["total"] += len(raw)
+            del raw
+        manifest = {
+            "totalRecordCount": totals["total"],
+            "processedRecordCount": totals["processed"],
+            "successRecordCount": totals["success"],
+            "errorRecordCount": totals["error"],
+            "inputTokenCount": totals["input_tokens"],
+            "outputTokenCount": totals["output_tokens"],
+        }
+        s3.put_object(Bucket=out_bucket, Key=out_prefix + "manifest.json.out", Body=json.dumps(manifest).encode())
+        job.update({k: manifest[k] for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")})
+        return totals["error"] > 0 or totals["processed"] < totals["total"]
+
+    def _process_chunk(self, job: dict, key: str, raw: list[bytes], indices: np.ndarray, out: Any, totals: dict) -> None:
+        faults = self.faults
+        kept: list[tuple[str, Any]] = []
+        injected: dict[int, tuple[int, str]] = {}
+        for idx in indices:
+            record = json.loads(raw[idx])
+            record_id = record.get("recordId")
+            if not isinstance(record_id, str) or not record_id:
+                record_id = "R%011d" % (_seed(key, str(int(idx))) % 10**11)
+            if faults.drop_rate and _unit_hash("drop", record_id) < faults.drop_rate:
+                continue
+            if faults.record_error_rate and _unit_hash("error", record_id) < faults.record_error_rate:
+                injected[len(kept)] = (429, "[emulated] ThrottlingException: Too many tokens, please wait before trying again.") \
+                    if _unit_hash("code", record_id) < 0.5 else \
+                    (500, "[emulated] InternalServerException: The model encountered an unexpected error.")
+            kept.append((record_id, record["modelInput"]))
+        to_run = [i for i in range(len(kept)) if i not in injected]
+        results = dict(zip(to_run, synthesize_batch(job["modelId"], job["modelInvocationType"], [kept[i][1] for i in to_run])))
+        lines = []
+        for i, (record_id, model_input) in enumerate(kept):
+            head = f'{{"recordId":{json.dumps(record_id)},"modelInput":{json.dumps(model_input, separators=(",", ":"), ensure_ascii=False)},'
+            res = results.get(i)
+            if res is not None and res.error is None:
+                lines.append(f'{head}"modelOutput":{res.output_json}}}\n')
+                totals["success"] += 1
+                totals["input_tokens"] += res.input_tokens
+                totals["output_tokens"] += res.output_tokens
+            else:
+                code, msg = injected.get(i) or (400, res.error)
+                lines.append(f'{head}"error":{json.dumps({"errorCode": code, "errorMessage": msg})}}}\n')
+                totals["error"] += 1
+        totals["processed"] += len(kept)
+        out.write("".join(lines).encode())
+
+
+def _seed(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big")

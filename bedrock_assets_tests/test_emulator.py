@@ -1,0 +1,494 @@
+"""Tests for the local stack: moto S3/DynamoDB plus the Bedrock batch-inference emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import numpy as np
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from bedrock_assets.emulator import FaultConfig, LocalStack
+
+ROLE = "arn:aws:iam::123456789012:role/BedrockBatchRole"
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+NOVA = "us.amazon.nova-lite-v1:0"
+TERMINAL = {"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"}
+DEFAULTS = dict(
+    record_error_rate=0.0, drop_rate=0.0, fail_jobs_matching=None, expire_jobs_matching=None,
+    throttle_every=0, min_records=100, time_scale=0.0,
+)
+
+
+def make_client(stack: LocalStack, service: str, **kwargs: Any) -> Any:
+    return boto3.client(
+        service, endpoint_url=stack.endpoint_url, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(port=0, time_scale=0) as st:
+        yield st
+
+
+@pytest.fixture(autouse=True)
+def reset_knobs(stack: LocalStack) -> Iterator[None]:
+    stack.configure(**DEFAULTS)
+    yield
+    stack.configure(**DEFAULTS)
+
+
+@pytest.fixture
+def s3(stack: LocalStack) -> Any:
+    return make_client(stack, "s3")
+
+
+@pytest.fixture
+def bedrock(stack: LocalStack) -> Any:
+    return make_client(stack, "bedrock")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"bkt-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def uid(prefix: str = "job") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def claude_input(i: int, **overrides: Any) -> dict:
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": f"Summarize document number {i}."}]}],
+    }
+    body.update(overrides)
+    return body
+
+
+def put_jsonl(s3: Any, bucket: str, key: str, records: list[dict]) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body="\n".join(json.dumps(r) for r in records).encode() + b"\n")
+
+
+def claude_records(n: int, prefix: str = "r") -> list[dict]:
+    return [{"recordId": f"{prefix}{i:05d}", "modelInput": claude_input(i)} for i in range(n)]
+
+
+def create_job(bedrock: Any, bucket: str, input_key: str = "in/", model: str = CLAUDE, **kwargs: Any) -> str:
+    params = dict(
+        jobName=uid(), roleArn=ROLE, modelId=model,
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/{input_key}", "s3InputFormat": "JSONL"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/out/"}},
+    )
+    params.update(kwargs)
+    return bedrock.create_model_invocation_job(**params)["jobArn"]
+
+
+def wait_terminal(bedrock: Any, arn: str, timeout: float = 15.0) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+        if job["status"] in TERMINAL or time.time() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def read_out(s3: Any, bucket: str, key: str) -> list[dict]:
+    return [json.loads(line) for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()]
+
+
+def job_id(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+# ---- moto services through the same endpoint ---------------------------------------------------
+
+
+def test_s3_and_dynamodb_share_the_endpoint(stack: LocalStack, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="a/b.txt", Body=b"hello")
+    assert s3.get_object(Bucket=bucket, Key="a/b.txt")["Body"].read() == b"hello"
+    ddb = make_client(stack, "dynamodb")
+    table = uid("tbl")
+    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName=table, Item={"pk": {"S": "k1"}, "n": {"N": "3"}})
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "k1"}})["Item"]["n"] == {"N": "3"}
+
+
+def test_env_points_default_clients_at_stack(stack: LocalStack, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = stack.env()
+    assert env["AWS_ENDPOINT_URL"] == stack.endpoint_url and env["AWS_REGION"] == "us-east-1"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    names = [b["Name"] for b in boto3.session.Session().client("s3").list_buckets()["Buckets"]]
+    assert bucket in names
+
+
+def test_control_endpoint(stack: LocalStack) -> None:
+    with urllib.request.urlopen(f"{stack.endpoint_url}/_emulator/health") as resp:
+        assert json.load(resp)["status"] == "ok"
+    req = urllib.request.Request(
+        f"{stack.endpoint_url}/_emulator/config", method="POST",
+        data=json.dumps({"drop_rate": 0.5, "time_scale": 1.5, "concurrency_limits": {CLAUDE: 3}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        cfg = json.load(resp)
+    assert cfg["drop_rate"] == 0.5 and cfg["time_scale"] == 1.5 and cfg["concurrency_limits"][CLAUDE] == 3
+    assert stack.emulator.faults.drop_rate == 0.5
+    stack.configure(concurrency_limits={CLAUDE: None})
+
+
+# ---- API round trip and state machine -----------------------------------------------------------
+
+
+def test_create_get_list_stop_round_trip(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(120))
+    stack.configure(time_scale=0.3)
+    name = uid("roundtrip")
+    arn = create_job(bedrock, bucket, jobName=name, tags=[{"key": "team", "value": "ml"}], timeoutDurationInHours=72)
+    assert arn.startswith("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/")
+    assert len(job_id(arn)) == 12 and job_id(arn).isalnum() and job_id(arn).islower()
+    job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert job["status"] == "Submitted" and job["jobName"] == name and job["modelId"] == CLAUDE
+    assert job["timeoutDurationInHours"] == 72 and job["totalRecordCount"] == 0
+    assert bedrock.get_model_invocation_job(jobIdentifier=job_id(arn))["jobArn"] == arn
+    listed = bedrock.list_model_invocation_jobs(nameContains=name)["invocationJobSummaries"]
+    assert [j["jobArn"] for j in listed] == [arn]
+    bedrock.stop_model_invocation_job(jobIdentifier=arn)
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopping"
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "Stopped" and "endTime" in job
+    with pytest.raises(ClientError) as err:
+        bedrock.stop_model_invocation_job(jobIdentifier=arn)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as err:
+        bedrock.get_model_invocation_job(jobIdentifier="abcdefabcdef")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_list_filters_sorting_and_pagination(s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    tag = uuid.uuid4().hex[:8]
+    arns = [create_job(bedrock, bucket, jobName=f"list-{tag}-{i}") for i in range(3)]
+    for arn in arns:
+        wait_terminal(bedrock, arn)
+    page = bedrock.list_model_invocation_jobs(nameContains=tag, maxResults=2, sortOrder="Ascending")
+    assert [j["jobArn"] for j in page["invocationJobSummaries"]] == arns[:2]
+    rest = bedrock.list_model_invocation_jobs(nameContains=tag, maxResults=2, sortOrder="Ascending", nextToken=page["nextToken"])
+    assert [j["jobArn"] for j in rest["invocationJobSummaries"]] == arns[2:] and "nextToken" not in rest
+    desc = bedrock.list_model_invocation_jobs(nameContains=tag)["invocationJobSummaries"]
+    assert [j["jobArn"] for j in desc] == arns[::-1]
+    assert all(j["status"] == "Completed" for j in desc)
+    assert bedrock.list_model_invocation_jobs(nameContains=tag, statusEquals="Failed")["invocationJobSummaries"] == []
+    first = bedrock.get_model_invocation_job(jobIdentifier=arns[0])["submitTime"]
+    later = bedrock.list_model_invocation_jobs(nameContains=tag, submitTimeAfter=first)["invocationJobSummaries"]
+    assert {j["jobArn"] for j in later} == set(arns)
+
+
+def test_status_progression(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    stack.configure(time_scale=0.25)
+    arn = create_job(bedrock, bucket)
+    seen: list[str] = []
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status = bedrock.get_model_invocation_job(jobIdentifier=arn)["status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status in TERMINAL:
+            break
+        time.sleep(0.04)
+    order = ["Submitted", "Validating", "Scheduled", "InProgress", "Completed"]
+    assert seen[0] == "Submitted" and seen[-1] == "Completed"
+    assert len(seen) >= 3 and seen == sorted(seen, key=order.index)
+
+
+def test_time_scale_zero_is_terminal_on_first_observation(s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    arn = create_job(bedrock, bucket)
+    job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert job["status"] == "Completed" and job["processedRecordCount"] == 100
+
+
+# ---- outputs -----------------------------------------------------------------------------------
+
+
+def test_output_layout_and_content(s3: Any, bedrock: Any, bucket: str) -> None:
+    recs_a, recs_b = claude_records(150, "a"), claude_records(100, "b")
+    put_jsonl(s3, bucket, "in/part-a.jsonl", recs_a)
+    put_jsonl(s3, bucket, "in/part-b.jsonl", recs_b)
+    s3.put_object(Bucket=bucket, Key="in/README.txt", Body=b"not an input")
+    arn = create_job(bedrock, bucket, input_key="in")
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "Completed", job.get("message")
+    jid = job_id(arn)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"])
+    assert keys == [f"out/{jid}/manifest.json.out", f"out/{jid}/part-a.jsonl.out", f"out/{jid}/part-b.jsonl.out"]
+    for name, recs in (("part-a.jsonl", recs_a), ("part-b.jsonl", recs_b)):
+        out = read_out(s3, bucket, f"out/{jid}/{name}.out")
+        ids = [o["recordId"] for o in out]
+        assert sorted(ids) == [r["recordId"] for r in recs] and ids != [r["recordId"] for r in recs]
+        by_id = {r["recordId"]: r for r in recs}
+        for o in out:
+            assert o["modelInput"] == by_id[o["recordId"]]["modelInput"]
+            mo = o["modelOutput"]
+            assert mo["type"] == "message" and mo["role"] == "assistant" and mo["model"] == CLAUDE
+            assert mo["id"].startswith("msg_emulated_") and mo["content"][0]["text"].startswith("[emulated]")
+            assert mo["stop_reason"] == "end_turn" and mo["usage"]["input_tokens"] > 0
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"out/{jid}/manifest.json.out")["Body"].read())
+    assert manifest["totalRecordCount"] == manifest["processedRecordCount"] == manifest["successRecordCount"] == 250
+    assert manifest["errorRecordCount"] == 0 and manifest["inputTokenCount"] > 0 and manifest["outputTokenCount"] > 0
+    assert (job["totalRecordCount"], job["processedRecordCount"], job["successRecordCount"], job["errorRecordCount"]) == (250, 250, 250, 0)
+
+
+def test_outputs_are_deterministic_and_record_ids_made_up(s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/x.jsonl", [{"modelInput": claude_input(i)} for i in range(100)])
+    outs = []
+    for _ in range(2):
+        arn = create_job(bedrock, bucket, input_key="in/x.jsonl")
+        assert wait_terminal(bedrock, arn)["status"] == "Completed"
+        outs.append({json.dumps(o["modelInput"], sort_keys=True): o for o in read_out(s3, bucket, f"out/{job_id(arn)}/x.jsonl.out")})
+    assert outs[0].keys() == outs[1].keys() and len(outs[0]) == 100
+    for key, rec in outs[0].items():
+        assert rec["modelOutput"] == outs[1][key]["modelOutput"]
+        assert rec["recordId"].startswith("R") and len(rec["recordId"]) == 12 and rec["recordId"][1:].isdigit()
+
+
+def test_titan_embeddings(s3: Any, bedrock: Any, bucket: str) -> None:
+    recs = [{"recordId": f"t{i:04d}", "modelInput": {"inputText": f"text {i}", **({"dimensions": 256} if i % 2 else {})}} for i in range(100)]
+    recs.append({"recordId": "unnorm", "modelInput": {"inputText": "raw", "dimensions": 512, "normalize": False}})
+    put_jsonl(s3, bucket, "in/emb.jsonl", recs)
+    arn = create_job(bedrock, bucket, model=TITAN)
+    assert wait_terminal(bedrock, arn)["status"] == "Completed"
+    out = {o["recordId"]: o["modelOutput"] for o in read_out(s3, bucket, f"out/{job_id(arn)}/emb.jsonl.out")}
+    assert len(out) == 101
+    for i in range(100):
+        mo = out[f"t{i:04d}"]
+        assert len(mo["embedding"]) == (256 if i % 2 else 1024)
+        assert mo["embeddingsByType"]["float"] == mo["embedding"] and mo["inputTextTokenCount"] >= 1
+        assert abs(np.linalg.norm(mo["embedding"]) - 1.0) < 1e-5
+    assert len(out["unnorm"]["embedding"]) == 512 and abs(np.linalg.norm(out["unnorm"]["embedding"]) - 1.0) > 1e-3
+
+
+def test_converse_output_shape(s3: Any, bedrock: Any, bucket: str) -> None:
+    body = {"messages": [{"role": "user", "content": [{"text": "Hi there"}]}], "system": [{"text": "Be brief"}],
+            "inferenceConfig": {"maxTokens": 200, "temperature": 0.2}}
+    put_jsonl(s3, bucket, "in/c.jsonl", [{"recordId": f"c{i}", "modelInput": body} for i in range(100)]
+              + [{"recordId": "bad", "modelInput": {"messages": []}}])
+    arn = create_job(bedrock, bucket, model=NOVA, modelInvocationType="Converse")
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted" and job["errorRecordCount"] == 1
+    out = {o["recordId"]: o for o in read_out(s3, bucket, f"out/{job_id(arn)}/c.jsonl.out")}
+    mo = out["c0"]["modelOutput"]
+    assert mo["output"]["message"]["role"] == "assistant" and mo["output"]["message"]["content"][0]["text"].startswith("[emulated]")
+    assert mo["stopReason"] == "end_turn" and mo["metrics"] == {"latencyMs": 0}
+    assert mo["usage"]["totalTokens"] == mo["usage"]["inputTokens"] + mo["usage"]["outputTokens"]
+    assert out["bad"]["error"]["errorCode"] == 400 and "messages" in out["bad"]["error"]["errorMessage"]
+
+
+def test_per_record_validation_errors(s3: Any, bedrock: Any, bucket: str) -> None:
+    recs = claude_records(100)
+    recs[3]["modelInput"].pop("anthropic_version")
+    recs[7]["modelInput"]["modelId"] = CLAUDE
+    recs[9]["modelInput"]["max_tokens"] = "many"
+    put_jsonl(s3, bucket, "in/data.jsonl", recs)
+    arn = create_job(bedrock, bucket)
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted"
+    assert (job["errorRecordCount"], job["successRecordCount"], job["processedRecordCount"]) == (3, 97, 100)
+    out = {o["recordId"]: o for o in read_out(s3, bucket, f"out/{job_id(arn)}/data.jsonl.out")}
+    assert "modelOutput" not in out["r00003"] and out["r00003"]["error"]["errorCode"] == 400
+    assert "anthropic_version" in out["r00003"]["error"]["errorMessage"]
+    assert "modelId" in out["r00007"]["error"]["errorMessage"]
+    assert "max_tokens" in out["r00009"]["error"]["errorMessage"]
+
+
+# ---- create-time validation, idempotency, conflicts, quotas ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"jobName": "bad_name"}, "jobName"),
+        ({"timeoutDurationInHours": 12}, "timeoutDurationInHours"),
+        ({"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://Bad_Bucket/in/"}}}, "s3Uri"),
+        ({"outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "https://example.com/out"}}}, "s3Uri"),
+        ({"modelId": "openai.gpt-9"}, "modelId"),
+        ({"roleArn": "arn:aws:iam::123:user/bob"}, "roleArn"),
+        ({"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://{bucket}/missing.jsonl"}}}, "input"),
+        ({"modelId": TITAN, "modelInvocationType": "Converse"}, "Converse"),
+    ],
+)
+def test_create_validation_errors(stack: LocalStack, s3: Any, bucket: str, overrides: dict, field: str) -> None:
+    # client-side validation off, so the emulator's own checks are exercised (e.g. timeout 12)
+    bedrock = make_client(stack, "bedrock", config=Config(parameter_validation=False))
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    overrides = json.loads(json.dumps(overrides).replace("{bucket}", bucket))
+    with pytest.raises(ClientError) as err:
+        create_job(bedrock, bucket, **overrides)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert field in err.value.response["Error"]["Message"]
+
+
+def test_accepts_inference_profile_ids_and_arns(s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    for model in ("us.anthropic.claude-3-5-haiku-20241022-v1:0", "global.anthropic.claude-sonnet-4-20250514-v1:0",
+                  "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"):
+        assert wait_terminal(bedrock, create_job(bedrock, bucket, model=model))["status"] == "Completed"
+
+
+def test_too_few_records_fails_job(s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(5))
+    job = wait_terminal(bedrock, create_job(bedrock, bucket))
+    assert job["status"] == "Failed" and "minimum" in job["message"] and "100" in job["message"]
+
+
+def test_min_records_knob(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    stack.configure(min_records=1)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(5))
+    assert wait_terminal(bedrock, create_job(bedrock, bucket))["status"] == "Completed"
+
+
+def test_malformed_line_fails_job(s3: Any, bedrock: Any, bucket: str) -> None:
+    body = "\n".join(json.dumps(r) for r in claude_records(100)) + "\n{not json\n"
+    s3.put_object(Bucket=bucket, Key="in/data.jsonl", Body=body.encode())
+    job = wait_terminal(bedrock, create_job(bedrock, bucket))
+    assert job["status"] == "Failed" and "not valid JSON" in job["message"]
+
+
+def test_idempotent_create_and_name_conflict(s3: Any, bedrock: Any, bucket: str) -> None:
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    name, token = uid("idem"), uuid.uuid4().hex
+    arn1 = create_job(bedrock, bucket, jobName=name, clientRequestToken=token)
+    arn2 = create_job(bedrock, bucket, jobName=name, clientRequestToken=token)
+    assert arn1 == arn2
+    assert len(bedrock.list_model_invocation_jobs(nameContains=name)["invocationJobSummaries"]) == 1
+    with pytest.raises(ClientError) as err:
+        create_job(bedrock, bucket, jobName=name, clientRequestToken=uuid.uuid4().hex)
+    assert err.value.response["Error"]["Code"] == "ConflictException"
+
+
+def test_concurrency_quota(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    model = "anthropic.claude-3-opus-20240229-v1:0"
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    stack.configure(time_scale=0.3, concurrency_limits={model: 2})
+    try:
+        first = create_job(bedrock, bucket, model=model)
+        create_job(bedrock, bucket, model=model)
+        with pytest.raises(ClientError) as err:
+            create_job(bedrock, bucket, model=model)
+        assert err.value.response["Error"]["Code"] == "ServiceQuotaExceededException"
+        create_job(bedrock, bucket, model=CLAUDE)  # other models are not affected
+        assert wait_terminal(bedrock, first)["status"] == "Completed"
+        create_job(bedrock, bucket, model=model)
+    finally:
+        stack.configure(concurrency_limits={model: None})
+
+
+# ---- fault injection ---------------------------------------------------------------------------
+
+
+def test_record_error_rate(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    stack.configure(record_error_rate=0.3)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(200))
+    arn = create_job(bedrock, bucket)
+    job = wait_terminal(bedrock, arn)
+    out = read_out(s3, bucket, f"out/{job_id(arn)}/data.jsonl.out")
+    errors = [o for o in out if "error" in o]
+    assert job["status"] == "PartiallyCompleted" and 20 < len(errors) < 120
+    assert job["errorRecordCount"] == len(errors) and job["successRecordCount"] == 200 - len(errors)
+    assert {e["error"]["errorCode"] for e in errors} <= {429, 500} and len(out) == 200
+
+
+def test_drop_rate(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    stack.configure(drop_rate=0.25)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(200))
+    arn = create_job(bedrock, bucket)
+    job = wait_terminal(bedrock, arn)
+    out = read_out(s3, bucket, f"out/{job_id(arn)}/data.jsonl.out")
+    assert job["status"] == "PartiallyCompleted" and 10 < 200 - len(out) < 100
+    assert job["totalRecordCount"] == 200 and job["processedRecordCount"] == len(out) == job["successRecordCount"]
+    assert len({o["recordId"] for o in out}) == len(out)
+
+
+def test_fail_and_expire_faults(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    stack.configure(fail_jobs_matching="boom", expire_jobs_matching="late")
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    failed = wait_terminal(bedrock, create_job(bedrock, bucket, jobName=uid("boom")))
+    assert failed["status"] == "Failed" and failed["message"]
+    expired = wait_terminal(bedrock, create_job(bedrock, bucket, jobName=uid("late")))
+    assert expired["status"] == "Expired" and expired["processedRecordCount"] == 0
+    assert wait_terminal(bedrock, create_job(bedrock, bucket))["status"] == "Completed"
+
+
+def test_throttling(stack: LocalStack, bedrock: Any) -> None:
+    stack.configure(throttle_every=2)
+    no_retry = make_client(stack, "bedrock", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    no_retry.list_model_invocation_jobs(maxResults=1)
+    with pytest.raises(ClientError) as err:
+        no_retry.list_model_invocation_jobs(maxResults=1)
+    assert err.value.response["Error"]["Code"] == "ThrottlingException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    for _ in range(3):  # the default client retries throttling transparently
+        bedrock.list_model_invocation_jobs(maxResults=1)
+
+
+# ---- persistence -------------------------------------------------------------------------------
+
+
+def test_restart_with_state_dir_keeps_everything(stack: LocalStack, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    bucket, table = f"persist-{uuid.uuid4().hex[:8]}", uid("persist")
+    with LocalStack(port=0, time_scale=0.2, state_dir=state) as first:
+        s3, ddb, bedrock = make_client(first, "s3"), make_client(first, "dynamodb"), make_client(first, "bedrock")
+        s3.create_bucket(Bucket=bucket)
+        put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+        s3.put_object(Bucket=bucket, Key="bin/blob", Body=bytes(range(256)), ContentType="application/x-test", Metadata={"k": "v"})
+        ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}],
+                         BillingMode="PAY_PER_REQUEST")
+        ddb.put_item(TableName=table, Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\x01"}, "tags": {"SS": ["x", "y"]}})
+        arn = create_job(bedrock, bucket)
+        assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Submitted"
+    assert (state / "bedrock_jobs.json").exists()
+    # moto's backends are process-global, so wipe the data through the other stack to prove the restore.
+    s3m, ddbm = make_client(stack, "s3"), make_client(stack, "dynamodb")
+    for obj in s3m.list_objects_v2(Bucket=bucket)["Contents"]:
+        s3m.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3m.delete_bucket(Bucket=bucket)
+    ddbm.delete_table(TableName=table)
+    with LocalStack(port=0, time_scale=0.2, state_dir=state) as second:
+        s3, ddb, bedrock = make_client(second, "s3"), make_client(second, "dynamodb"), make_client(second, "bedrock")
+        blob = s3.get_object(Bucket=bucket, Key="bin/blob")
+        assert blob["Body"].read() == bytes(range(256)) and blob["Metadata"] == {"k": "v"}
+        assert blob["ContentType"] == "application/x-test"
+        item = ddb.get_item(TableName=table, Key={"pk": {"S": "a"}, "sk": {"N": "1"}})["Item"]
+        assert item["blob"] == {"B": b"\x00\x01"} and sorted(item["tags"]["SS"]) == ["x", "y"]
+        job = wait_terminal(bedrock, arn)
+        assert job["status"] == "Completed" and job["successRecordCount"] == 100
+    with LocalStack(port=0, state_dir=state) as third:
+        assert make_client(third, "bedrock").get_model_invocation_job(jobIdentifier=arn)["status"] == "Completed"
+
+
+def test_fault_config_defaults_off() -> None:
+    cfg = FaultConfig()
+    assert (cfg.record_error_rate, cfg.drop_rate, cfg.throttle_every, cfg.min_records) == (0.0, 0.0, 0, 100)
+    assert cfg.fail_jobs_matching is None and cfg.expire_jobs_matching is None
+    with pytest.raises(ValueError):
+        cfg.update(drop_rate=2)

@@ -85,14 +85,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import boto3
 
     from bedrock_assets.definitions import SAMPLE_SPEC
-    from bedrock_assets.emulator import LocalStack
+    from bedrock_assets.emulator import FaultConfig, LocalStack
     from bedrock_assets.runner import PipelineRunError
     from bedrock_assets.sample.seed import seed_sample
     from bedrock_assets.uris import parse_s3_uri
 
     home = Path(args.home).resolve()
     os.environ["DAGSTER_HOME"] = str(_dagster_home(home))
-    stack = LocalStack(port=0, state_dir=home / "local_stack", time_scale=args.time_scale).start()
+    faults = FaultConfig(record_error_rate=args.error_rate)
+    stack = LocalStack(port=0, state_dir=home / "local_stack", time_scale=args.time_scale, faults=faults).start()
     try:
         os.environ.update(stack.env())
         s3 = boto3.client("s3")
@@ -116,6 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stack.stop()
     print(
         "\nModel outputs come from the local Bedrock emulator (marked [emulated]); no AWS account was used.\n"
+        f"The emulator answered {args.error_rate:.0%} of records with a model error, to show how failures are kept.\n"
         f"Open the Dagster UI on the same data:  bedrock-assets dev --home {args.home}\n"
         "Then browse http://127.0.0.1:3000 (Assets -> lineage, runs, sensor ticks)."
     )
@@ -177,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="real seconds per emulated job status step")
         p.set_defaults(func=func)
     sub.choices["demo"].add_argument("--timeout", type=float, default=600.0)
+    sub.choices["demo"].add_argument("--error-rate", type=float, default=0.01,
+                                     help="fraction of records the emulator answers with a model error")
     sub.choices["dev"].add_argument("--port", type=int, default=3000, help="Dagster UI port")
     sub.choices["dev"].add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
     return parser

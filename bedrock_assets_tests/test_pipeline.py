@@ -129,3 +129,29 @@ def test_definitions_validate_with_the_dagster_cli():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Validation successful" in result.stderr + result.stdout
+
+
+def test_automation_takes_new_shards_to_submission_and_waits_for_all_merges(make_pipelines, instance, bucket):
+    from dagster import build_sensor_context, evaluate_automation_conditions
+
+    from bedrock_assets.runner import execute_selection
+
+    defs, (p,) = make_pipelines([pipeline_dict("auto", bucket)], rows=300)
+    result = evaluate_automation_conditions(defs=defs, instance=instance)  # the sensor ticks before anything
+    assert result.total_requested == 0
+    execute_selection(p, defs.resources, instance, [p.keys.raw_dataset])  # e.g. "Materialize" in the UI
+    shards = set(instance.get_dynamic_partitions(p.partitions.name))
+
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(p.keys.jsonl_shards) == shards
+    assert result.get_requested_partitions(p.keys.batch_jobs) == shards  # same run, after its upstream
+    assert not result.get_requested_partitions(p.keys.merged_dataset)
+
+    execute_selection(p, defs.resources, instance, [p.keys.jsonl_shards, p.keys.batch_jobs], sorted(shards))
+    p.sensor(build_sensor_context(instance=instance, resources=defs.resources, definitions=defs))  # jobs done
+    execute_selection(p, defs.resources, instance, [p.keys.batch_job_outputs, p.keys.merged_results], ["s00000"])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert not result.get_requested_partitions(p.keys.merged_dataset)  # s00001 not merged yet
+    execute_selection(p, defs.resources, instance, [p.keys.batch_job_outputs, p.keys.merged_results], ["s00001"])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.total_requested == 1 and result.get_requested_partitions(p.keys.merged_dataset) == {None}

@@ -1,0 +1,30 @@
+# Two commands from a fresh clone (only Python 3.11, pip and make needed):
+#   make demo   - set up .venv and run the sample pipelines end to end on the embedded local stack
+#   make test   - set up .venv and run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test dev bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/bedrock-assets demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+dev: install
+	$(BIN)/bedrock-assets dev
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .bedrock_assets_demo *.egg-info

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bedrock_assets.layout import PipelineLayout, shard_key
-from bedrock_assets.records import REQUEST, RECORD_ID, RecordIdIndex, prepare_batch
+from bedrock_assets.records import REQUEST, RECORD_ID, RecordIdIndex, joined_lines, prepare_batch, request_lines
 from bedrock_assets.sharding import Shard, ShardPlanner, balanced_target
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.spec import PipelineSpec, check_columns
@@ -46,13 +46,8 @@ def _total_rows(files: list, s3: Any) -> int | None:
 
 
 def shard_digest(table) -> str:
-    h = hashlib.sha256()
-    for chunk in table.column(REQUEST).chunks:
-        for line in chunk.to_pylist():
-            if line is not None:
-                h.update(line.encode())
-                h.update(b"\n")
-    return h.hexdigest()
+    """sha256 of the shard's JSONL input file (as ``write_shard_input`` writes it)."""
+    return hashlib.sha256(joined_lines(table.column(REQUEST))).hexdigest()
 
 
 def prepare_dataset(spec: PipelineSpec, s3: Any, overrides: dict | None = None, log=None) -> PreparedDataset:
@@ -72,7 +67,8 @@ def prepare_dataset(spec: PipelineSpec, s3: Any, overrides: dict | None = None, 
         def write(shard: Shard) -> None:
             key = shard_key(len(shards))
             path = Path(tmp) / f"{key}.parquet"
-            pq.write_table(shard.table, path, row_group_size=BATCH_ROWS)
+            # request lines are not stored: jsonl_shards renders them again (cheaply) from the rows
+            pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
             upload_file(s3, path, layout.shard_rows(key))
             path.unlink()
             first = int(shard.table.column("source_row")[0].as_py()) if shard.table.num_rows else 0
@@ -83,7 +79,8 @@ def prepare_dataset(spec: PipelineSpec, s3: Any, overrides: dict | None = None, 
 
         for sb in iter_batches(files, s3, BATCH_ROWS):
             prepared = prepare_batch(sb, position, adapter, spec.source.id_column)
-            ids.add(prepared.table.column(RECORD_ID).combine_chunks())
+            if spec.source.id_column:  # derived ids are unique by construction
+                ids.add(prepared.table.column(RECORD_ID).combine_chunks())
             rejected += int((prepared.weights == 0).sum())
             position += sb.batch.num_rows
             for shard in planner.add(prepared.table, prepared.weights, prepared.line_bytes):
@@ -115,15 +112,15 @@ def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> dict[str,
         jsonl_path = Path(tmp) / "input.jsonl"
         digest = hashlib.sha256()
         records = 0
+        adapter = spec.adapter()
+        columns = [*dict.fromkeys([*adapter.input_columns(), RECORD_ID])]
         with open(jsonl_path, "wb") as out:
-            for batch in pq.ParquetFile(rows_path).iter_batches(columns=[REQUEST], batch_size=BATCH_ROWS):
-                for line in batch.column(0).to_pylist():
-                    if line is None:
-                        continue
-                    data = line.encode() + b"\n"
-                    out.write(data)
-                    digest.update(data)
-                    records += 1
+            for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
+                requests, _ = request_lines(batch, batch.column(RECORD_ID), adapter)
+                data = joined_lines(requests)
+                out.write(data)
+                digest.update(data)
+                records += len(requests) - requests.null_count
         size = jsonl_path.stat().st_size
         if digest.hexdigest() != info.digest or records != info.records:
             raise RuntimeError(

@@ -1,4 +1,9 @@
-"""Per-record preparation: stable record ids and the Bedrock JSONL request line for each row."""
+"""Per-record preparation: stable record ids and the Bedrock JSONL request line for each row.
+
+Everything here is vectorized with Arrow compute: a request line is the model body's fixed JSON
+frame around the row's JSON-escaped text, byte-identical to ``json.dumps(..., ensure_ascii=False,
+separators=(",", ":"))`` of the same body.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.sources import SourceBatch, SourceError
 
-# Internal columns carried with every input row (lineage and request), dropped from user-facing output.
+# Lineage and request columns carried with every input row; the underscored ones are internal.
 RECORD_ID = "record_id"
 SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
@@ -20,6 +26,12 @@ REQUEST = "_request"
 INPUT_ERROR = "_input_error"
 INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR)
 MAX_RECORD_ID = 64
+
+# json.dumps escapes: backslash and quote, the short forms, then \u00XX for other control chars
+_SHORT_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"),
+                  ("\f", "\\f")]
+_OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
+_OTHER_CONTROL_RE = "[" + "".join(f"\\x{ord(c):02x}" for c in _OTHER_CONTROL) + "]"
 
 
 @dataclass
@@ -31,50 +43,47 @@ class PreparedBatch:
     line_bytes: np.ndarray  # bytes of the JSONL line including its newline; 0 when rejected
 
 
-def derived_record_id(position: int, body_json: str) -> str:
-    """Deterministic id from a row's dataset position and its request: same input, same id."""
-    return hashlib.blake2b(f"{position}\x00{body_json}".encode(), digest_size=8).hexdigest()
+def json_escape(texts: pa.Array) -> pa.Array:
+    """JSON string-body escaping of every value, exactly as ``json.dumps(ensure_ascii=False)``."""
+    for raw, escaped in _SHORT_ESCAPES:
+        texts = pc.replace_substring(texts, raw, escaped)
+    if pc.any(pc.match_substring_regex(texts, _OTHER_CONTROL_RE)).as_py():
+        for char in _OTHER_CONTROL:
+            texts = pc.replace_substring(texts, char, f"\\u{ord(char):04x}")
+    return texts
+
+
+def derived_record_ids(first_position: int, count: int) -> pa.Array:
+    """Ids from dataset positions (``r`` + 11 digits): a rerun over the same source gives the same ids."""
+    positions = pc.cast(pa.array(np.arange(first_position, first_position + count, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise("r", pc.utf8_lpad(positions, 11, "0"), "")
 
 
 def request_line(record_id: str, body_json: str) -> str:
     return f'{{"recordId":{json.dumps(record_id)},"modelInput":{body_json}}}'
 
 
-def prepare_batch(
-    sb: SourceBatch, position: int, adapter: ModelAdapter, id_column: str | None
-) -> PreparedBatch:
+def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: ModelAdapter) -> tuple[pa.Array, pa.Array]:
+    """(request line or null, rejection reason or null) for every row."""
+    texts = adapter.texts(batch)
+    errors = adapter.text_errors(texts)
+    before, after = adapter.request_frame()
+    lines = pc.binary_join_element_wise(
+        '{"recordId":"', json_escape(ids), f'","modelInput":{before}', json_escape(texts), f"{after}}}", "")
+    return pc.if_else(pc.is_null(errors), lines, pa.scalar(None, pa.string())), errors
+
+
+def prepare_batch(sb: SourceBatch, position: int, adapter: ModelAdapter, id_column: str | None) -> PreparedBatch:
     """Render and validate each row's request; invalid rows keep their reason instead of a request."""
     batch = sb.batch
-    columns = adapter.input_columns()
-    data = {c: batch.column(c).to_pylist() for c in columns}
-    user_ids = batch.column(id_column).cast(pa.string()).to_pylist() if id_column else None
-    ids: list[str] = []
-    requests: list[str | None] = []
-    errors: list[str | None] = []
-    for i in range(batch.num_rows):
-        row = {c: data[c][i] for c in columns}
-        error = None
-        body_json = ""
-        try:
-            body = adapter.build(row)
-            adapter.validate(body)
-            body_json = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        except (ValueError, KeyError, TypeError) as e:
-            error = f"{type(e).__name__}: {e}"
-        if user_ids is not None:
-            rid = user_ids[i]
-            if rid is None or rid == "":
-                raise SourceError(f"{sb.file.uri}: row {sb.first_row + i}: id column {id_column!r} is empty")
-            if len(rid) > MAX_RECORD_ID:
-                raise SourceError(
-                    f"{sb.file.uri}: row {sb.first_row + i}: id {rid[:20]!r}... in column {id_column!r} "
-                    f"is longer than {MAX_RECORD_ID} characters"
-                )
-        else:
-            rid = derived_record_id(position + i, body_json or json.dumps(row, ensure_ascii=False))
-        ids.append(rid)
-        requests.append(None if error else request_line(rid, body_json))
-        errors.append(error)
+    n = batch.num_rows
+    if id_column:
+        ids = pc.cast(batch.column(id_column), pa.string())
+        _check_user_ids(ids, sb, id_column)
+    else:
+        ids = derived_record_ids(position, n)
+    requests, errors = request_lines(batch, ids, adapter)
+
     table = pa.Table.from_batches([batch])
     if RECORD_ID in table.column_names:
         if id_column != RECORD_ID:
@@ -83,18 +92,39 @@ def prepare_batch(
                 f"set source.id_column: {RECORD_ID} to use it as the record id"
             )
         table = table.drop_columns([RECORD_ID])
-    table = table.append_column(RECORD_ID, pa.array(ids, pa.string()))
     table = (
-        table.append_column(SOURCE_FILE, pa.array([sb.file.uri] * batch.num_rows, pa.string()).dictionary_encode())
-        .append_column(SOURCE_ROW, pa.array(np.arange(sb.first_row, sb.first_row + batch.num_rows), pa.int64()))
-        .append_column(REQUEST, pa.array(requests, pa.string()))
-        .append_column(INPUT_ERROR, pa.array(errors, pa.string()))
+        table.append_column(RECORD_ID, ids)
+        .append_column(SOURCE_FILE, pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                                                    pa.array([sb.file.uri])))
+        .append_column(SOURCE_ROW, pa.array(np.arange(sb.first_row, sb.first_row + n), pa.int64()))
+        .append_column(REQUEST, requests)
+        .append_column(INPUT_ERROR, errors)
     )
-    weights = np.fromiter((r is not None for r in requests), dtype=np.int64, count=batch.num_rows)
-    line_bytes = np.fromiter(
-        (len(r.encode()) + 1 if r is not None else 0 for r in requests), dtype=np.int64, count=batch.num_rows
-    )
-    return PreparedBatch(table, weights, line_bytes)
+    valid = pc.is_valid(requests).to_numpy(zero_copy_only=False)
+    line_bytes = pc.fill_null(pc.add(pc.binary_length(requests), 1), 0).to_numpy(zero_copy_only=False)
+    return PreparedBatch(table, valid.astype(np.int64), line_bytes.astype(np.int64))
+
+
+def _check_user_ids(ids: pa.Array, sb: SourceBatch, id_column: str) -> None:
+    empty = pc.or_kleene(pc.is_null(ids), pc.equal(pc.utf8_length(ids), 0))
+    too_long = pc.greater(pc.utf8_length(ids), MAX_RECORD_ID)
+    for mask, problem in ((empty, "is empty"), (too_long, f"is longer than {MAX_RECORD_ID} characters")):
+        bad = np.nonzero(pc.fill_null(mask, True).to_numpy(zero_copy_only=False))[0]
+        if bad.size:
+            row = int(bad[0])
+            raise SourceError(f"{sb.file.uri}: row {sb.first_row + row}: id column {id_column!r} {problem}")
+
+
+def joined_lines(requests: pa.Array | pa.ChunkedArray) -> bytes:
+    """The non-null request lines, each followed by a newline, as one bytes object (a JSONL body)."""
+    chunks = requests.chunks if isinstance(requests, pa.ChunkedArray) else [requests]
+    out = []
+    for chunk in chunks:
+        lines = pc.drop_null(chunk)
+        if len(lines):
+            out.append(pc.binary_join(pa.array([lines], pa.list_(lines.type)), "\n")[0].as_buffer().to_pybytes())
+            out.append(b"\n")
+    return b"".join(out)
 
 
 @dataclass

@@ -55,10 +55,8 @@ def test_jobs_of_other_teams_take_slots_and_queued_shards_go_when_slots_free(mak
     execute_selection(pipeline, defs.resources, instance, [pipeline.keys.raw_dataset])
     shards = instance.get_dynamic_partitions(pipeline.partitions.name)
     execute_selection(pipeline, defs.resources, instance, [pipeline.keys.jsonl_shards], shards)
-    stack.emulator.time_scale = 1.5  # the other team's jobs finish after four 1.5 s phases
-    for i in range(2):
-        foreign_job(bucket, f"other-team-{i}")
-    stack.emulator.time_scale = 3600  # ours stay in flight
+    stack.emulator.time_scale = 3600  # every job stays in flight until the test moves it on
+    others = [foreign_job(bucket, f"other-team-{i}") for i in range(2)]
     execute_selection(pipeline, defs.resources, instance, [pipeline.keys.batch_jobs], shards)
     ledger = defs.resources["ledger"].get_ledger()
     statuses = {k: v["status"] for k, v in ledger.latest_by_shard("slots").items()}
@@ -67,13 +65,13 @@ def test_jobs_of_other_teams_take_slots_and_queued_shards_go_when_slots_free(mak
     result = tick(defs, pipeline, instance)
     assert result.run_requests == []  # still no free slot
 
-    import time
-
-    deadline = time.monotonic() + 20
-    submits = []
-    while not submits and time.monotonic() < deadline:  # slots free once the other team's jobs finish
-        time.sleep(0.5)
-        submits = [r for r in tick(defs, pipeline, instance).run_requests if r.run_key.startswith("submit:")]
+    bedrock = boto3.client("bedrock")
+    for arn in others:  # the other team stops its jobs: their slots free once they reach Stopped
+        bedrock.stop_model_invocation_job(jobIdentifier=arn)
+    assert tick(defs, pipeline, instance).run_requests == []  # Stopping still holds a slot
+    for arn in others:
+        stack.emulator.expedite(arn)
+    submits = [r for r in tick(defs, pipeline, instance).run_requests if r.run_key.startswith("submit:")]
     assert [r.partition_key for r in submits] == ["s00001", "s00002"]
     assert submits[0].asset_selection == [pipeline.keys.batch_jobs]
     for r in submits:
@@ -116,22 +114,21 @@ def test_job_created_before_a_crash_is_reattached_by_name(make_pipelines, instan
 
 
 def test_sensor_requests_each_finished_job_once_with_a_stable_run_key(make_pipelines, instance, stack, bucket):
-    stack.emulator.time_scale = 1.5
+    stack.emulator.time_scale = 3600  # jobs stay in flight until expedited
     defs, (pipeline,) = make_pipelines([pipeline_dict("ticks", bucket)], rows=300)
     submit_all(defs, pipeline, instance)
     first = tick(defs, pipeline, instance)
-    assert all(not r.run_key.startswith("outputs:") for r in first.run_requests)
-    assert first.asset_events and first.asset_events[0].asset_key == pipeline.keys.batch_jobs
+    assert first.run_requests == []
+    assert [e.asset_key for e in first.asset_events] == [pipeline.keys.batch_jobs] * 2  # first look at each job
+    assert {e.metadata["status"].value for e in first.asset_events} == {"Submitted"}
 
-    import time
-
-    deadline = time.monotonic() + 30
-    finished = []
-    while len(finished) < 2 and time.monotonic() < deadline:
-        finished += [r for r in tick(defs, pipeline, instance).run_requests if r.run_key.startswith("outputs:")]
-        time.sleep(0.2)
+    stack.emulator.expedite()
+    finished = tick(defs, pipeline, instance).run_requests
     assert sorted(r.partition_key for r in finished) == ["s00000", "s00001"]
-    assert all(r.run_key.endswith(":Completed") and "model-invocation-job/" in r.run_key for r in finished), [r.run_key for r in finished]
+    assert all(r.run_key.startswith("outputs:arn:aws:bedrock:") and r.run_key.endswith(":Completed")
+               for r in finished)
+    assert all(r.asset_selection == [pipeline.keys.batch_job_outputs, pipeline.keys.merged_results]
+               for r in finished)
     assert tick(defs, pipeline, instance).run_requests == []  # not requested twice
     cursor = json.loads(tick(defs, pipeline, instance).cursor)
     assert cursor["open"] == 0 and cursor["finished"] == 0

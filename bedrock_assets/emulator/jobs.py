@@ -170,10 +170,11 @@ class BatchJobEmulator:
             "default_concurrency_limit": self.default_concurrency_limit,
         }
 
-    def expedite(self) -> int:
-        """Let every unfinished job reach its next states at once (time_scale 0 for them); for tests."""
+    def expedite(self, identifier: str | None = None) -> int:
+        """Let one unfinished job (or all) reach its next states at once (time_scale 0); for tests."""
         with self._lock:
-            active = [j for j in self._jobs.values() if j["status"] in ACTIVE_STATUSES]
+            jobs = [self._find(identifier)] if identifier else list(self._jobs.values())
+            active = [j for j in jobs if j["status"] in ACTIVE_STATUSES]
             for job in active:
                 job["timeScale"] = 0.0
             self._save()

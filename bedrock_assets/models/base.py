@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import string
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 OutputKind = Literal["text", "embedding"]
 
@@ -72,6 +76,7 @@ class ModelAdapter(ABC):
     invocation_type: ClassVar[str] = "InvokeModel"
 
     def __post_init__(self) -> None:
+        self._frame: tuple[str, str] | None = None
         self.check_settings()
 
     @abstractmethod
@@ -83,8 +88,8 @@ class ModelAdapter(ABC):
         """Columns of the dataset this adapter reads."""
 
     @abstractmethod
-    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``modelInput`` body for one row."""
+    def body_for_text(self, text: str) -> dict[str, Any]:
+        """The ``modelInput`` body around a row's text (rendered prompt or input text)."""
 
     @abstractmethod
     def validate(self, body: Mapping[str, Any]) -> None:
@@ -98,10 +103,49 @@ class ModelAdapter(ABC):
     def embedding_dimensions(self) -> int | None:
         return None
 
-    # shared helpers ---------------------------------------------------------------------------
-    def render(self, row: Mapping[str, Any]) -> str:
-        assert self.prompt.template is not None
+    def text_errors(self, texts: pa.Array) -> pa.Array:
+        """Vectorized per-row part of ``validate``: the reason a row's text would be rejected, or null."""
+        return pc.if_else(pc.equal(pc.utf8_length(texts), 0), pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
+
+    # one row --------------------------------------------------------------------------------
+    def text_for(self, row: Mapping[str, Any]) -> str:
+        """A row's variable text: the rendered template, or the input column's value."""
+        if self.prompt.template is None:
+            return _text(row[self.prompt.input_column])
         return self.prompt.template.format_map({c: _text(row[c]) for c in self.input_columns()})
+
+    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``modelInput`` body for one row."""
+        return self.body_for_text(self.text_for(row))
+
+    # whole batches --------------------------------------------------------------------------
+    def texts(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        """``text_for`` over a batch, in Arrow (nulls render as empty text, like ``text_for``)."""
+        def column(name: str) -> Any:
+            values = batch.column(name)
+            values = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+            return pc.fill_null(values, "")
+
+        if self.prompt.template is None:
+            return _as_array(column(self.prompt.input_column))
+        parts: list[Any] = []
+        for literal, name, _, _ in string.Formatter().parse(self.prompt.template):
+            if literal:
+                parts.append(pa.scalar(literal))
+            if name is not None:
+                parts.append(column(name))
+        if not any(isinstance(p, (pa.Array, pa.ChunkedArray)) for p in parts):
+            return pa.array([self.prompt.template] * batch.num_rows, pa.string())
+        return _as_array(pc.binary_join_element_wise(*parts, ""))
+
+    def request_frame(self) -> tuple[str, str]:
+        """The body's JSON text before and after the row's (escaped) text; same bytes as json.dumps."""
+        if self._frame is None:
+            body = json.dumps(self.body_for_text(_SENTINEL), ensure_ascii=False, separators=(",", ":"))
+            before, found, after = body.partition(_SENTINEL)
+            assert found and _SENTINEL not in after, "the row text must appear exactly once in the body"
+            self._frame = (before, after)
+        return self._frame
 
     def _require_template(self) -> None:
         if not self.prompt.template:
@@ -113,6 +157,14 @@ class ModelAdapter(ABC):
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _as_array(values: Any) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+_SENTINEL = "BedrockAssetsRowText7f3a9c"
+_EMPTY_PROMPT = "ValueError: the rendered prompt is empty"
 
 
 def reject_model_id(body: Mapping[str, Any]) -> None:

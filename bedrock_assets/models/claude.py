@@ -19,11 +19,11 @@ class ClaudeMessagesAdapter(ModelAdapter):
     def input_columns(self) -> list[str]:
         return template_fields(self.prompt.template or "")
 
-    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def body_for_text(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "anthropic_version": ANTHROPIC_VERSION,
             "max_tokens": self.inference.max_tokens,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": self.render(row)}]}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
         }
         if self.prompt.system:
             body["system"] = self.prompt.system

@@ -18,7 +18,7 @@ class ConverseAdapter(ModelAdapter):
     def input_columns(self) -> list[str]:
         return template_fields(self.prompt.template or "")
 
-    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def body_for_text(self, text: str) -> dict[str, Any]:
         config: dict[str, Any] = {"maxTokens": self.inference.max_tokens}
         if self.inference.temperature is not None:
             config["temperature"] = self.inference.temperature
@@ -27,7 +27,7 @@ class ConverseAdapter(ModelAdapter):
         if self.inference.stop:
             config["stopSequences"] = list(self.inference.stop)
         body: dict[str, Any] = {
-            "messages": [{"role": "user", "content": [{"text": self.render(row)}]}],
+            "messages": [{"role": "user", "content": [{"text": text}]}],
             "inferenceConfig": config,
         }
         if self.prompt.system:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bedrock_assets.models.base import ModelAdapter, ParsedOutput, _text, reject_model_id
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bedrock_assets.models.base import ModelAdapter, ParsedOutput, reject_model_id
 
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 TITAN_V2_MAX_CHARS = 50_000
@@ -31,12 +34,23 @@ class TitanEmbedV2Adapter(ModelAdapter):
     def embedding_dimensions(self) -> int:
         return self.inference.dimensions
 
-    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def body_for_text(self, text: str) -> dict[str, Any]:
         return {
-            "inputText": _text(row[self.prompt.input_column]),
+            "inputText": text,
             "dimensions": self.inference.dimensions,
             "normalize": self.inference.normalize,
         }
+
+    def text_errors(self, texts: pa.Array) -> pa.Array:
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
+        too_long = pc.greater(pc.utf8_length(texts), TITAN_V2_MAX_CHARS)
+        none = pa.scalar(None, pa.string())
+        return pc.if_else(
+            blank, pa.scalar("ValueError: inputText must be a non-empty string"),
+            pc.if_else(too_long, pc.binary_join_element_wise(
+                "ValueError: inputText has ", pc.cast(pc.utf8_length(texts), pa.string()),
+                f" characters; Titan V2 accepts at most {TITAN_V2_MAX_CHARS}", ""), none),
+        )
 
     def validate(self, body: Mapping[str, Any]) -> None:
         reject_model_id(body)

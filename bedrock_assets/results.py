@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from bedrock_assets.layout import PipelineLayout
@@ -63,8 +65,78 @@ class OutputParser:
         self.expected = set(expected_ids) if expected_ids is not None else None
         self.seen: set[str] = set()
         self.stats = OutputStats()
+        self._shape_message = f"modelOutput does not have the {adapter.family} shape"
+        self._json_schema = pa.schema([
+            ("recordId", pa.string()),
+            ("modelOutput", adapter.output_type),
+            ("error", pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])),
+        ])
 
     def parse_block(self, lines: list[bytes], where: str = "") -> pa.RecordBatch:
+        """Parse complete output lines: Arrow's JSON reader first, line by line when that fails."""
+        if lines:
+            try:
+                return self._parse_arrow(lines)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                pass  # an unexpected shape somewhere in the block: the line-by-line path names it
+        return self._parse_lines(lines, where)
+
+    def _parse_arrow(self, lines: list[bytes]) -> pa.RecordBatch:
+        data = b"\n".join(lines)
+        table = pj.read_json(
+            io.BytesIO(data),
+            read_options=pj.ReadOptions(block_size=max(4 << 20, max(len(x) for x in lines) + 1)),
+            parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
+        )
+        ids = table.column("recordId").combine_chunks()
+        if table.num_rows != len(lines) or ids.null_count:
+            raise pa.ArrowInvalid("a line without recordId")
+        model_output = table.column("modelOutput").combine_chunks()
+        error = table.column("error").combine_chunks()
+        columns = self.adapter.parse_arrow(model_output)
+        value_name = self.schema.field(1).name
+        has_output = pc.is_valid(model_output)
+        unparseable = pc.and_(has_output, pc.is_null(columns[value_name]))
+        ok = pc.and_(has_output, pc.invert(unparseable))
+        none = pa.scalar(None, pa.string())
+        code = pc.if_else(has_output, pc.if_else(unparseable, pa.scalar(UNPARSEABLE), none),
+                          pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"))
+        message = pc.if_else(
+            has_output,
+            pc.if_else(unparseable, pa.scalar(self._shape_message), none),
+            pc.coalesce(pc.struct_field(error, "errorMessage"), "no modelOutput and no error in the output line"),
+        )
+
+        keep = np.zeros(len(ids), dtype=bool)
+        for i, rid in enumerate(ids.to_pylist()):
+            if rid in self.seen:
+                self.stats.duplicates += 1
+            elif self.expected is not None and rid not in self.expected:
+                self.stats.unknown_ids += 1
+            else:
+                self.seen.add(rid)
+                keep[i] = True
+        self.stats.lines += len(lines)
+        mask = pa.array(keep)
+        ok_kept = pc.and_(ok, mask)
+        arrays = [
+            ids,
+            *(pc.if_else(ok, columns[name], pa.scalar(None, columns[name].type)) if name != value_name
+              else columns[name] for name in (value_name, "stop_reason", "input_tokens", "output_tokens")),
+            code,
+            message,
+        ]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema).filter(mask)
+        succeeded = pc.sum(ok_kept).as_py() or 0
+        self.stats.succeeded += succeeded
+        self.stats.errored += batch.num_rows - succeeded
+        self.stats.input_tokens += pc.sum(batch.column("input_tokens")).as_py() or 0
+        self.stats.output_tokens += pc.sum(batch.column("output_tokens")).as_py() or 0
+        for item in pc.value_counts(pc.drop_null(batch.column("error_code"))).to_pylist():
+            self.stats.error_codes[item["values"]] = self.stats.error_codes.get(item["values"], 0) + item["counts"]
+        return batch
+
+    def _parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
         ids: list[str] = []
         texts: list[str | None] = []
         vectors: list[Any] = []
@@ -94,7 +166,7 @@ class OutputParser:
                 try:
                     parsed = self.adapter.parse(record["modelOutput"])
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
-                    code, message = UNPARSEABLE, f"{type(e).__name__}: {e}"
+                    code, message = UNPARSEABLE, f"{self._shape_message}: {type(e).__name__}: {e}"
             else:
                 error = record.get("error") or {}
                 code = str(error.get("errorCode", "Unknown"))

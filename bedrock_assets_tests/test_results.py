@@ -92,3 +92,60 @@ def test_embeddings_are_float32_fixed_size_with_nulls_for_errors():
     column = batch.column("embedding")
     assert column.type == pa.list_(pa.float32(), 256)
     assert column[0].as_py()[:2] == [0.25, 0.25] and column[1].as_py() is None
+
+
+def converse():
+    return adapter_for("us.amazon.nova-lite-v1:0", "Converse", PromptSettings(template="{q}"), InferenceSettings())
+
+
+def titan(dims=256):
+    return adapter_for("amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="q"),
+                       InferenceSettings(dimensions=dims))
+
+
+MIXED = {
+    "claude": (claude, [
+        ok_line("a", "alpha"), err_line("b"),
+        json.dumps({"recordId": "c", "modelOutput": {"content": [{"type": "text", "text": "x"},
+                    {"type": "tool_use"}, {"type": "text", "text": "y"}], "stop_reason": "max_tokens",
+                    "usage": {"input_tokens": 9, "output_tokens": 4}}}).encode(),
+        ok_line("a", "dup"), ok_line("zz", "stranger"),
+        json.dumps({"recordId": "d", "modelOutput": {"content": [], "usage": {}}}).encode(),
+        json.dumps({"recordId": "e"}).encode(),
+    ]),
+    "converse": (converse, [
+        json.dumps({"recordId": "a", "modelOutput": {"output": {"message": {"role": "assistant", "content": [
+            {"text": "one"}, {"text": " two"}]}}, "stopReason": "end_turn",
+            "usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5}}}).encode(),
+        err_line("b"),
+        json.dumps({"recordId": "c", "modelOutput": {"stopReason": "end_turn"}}).encode(),
+    ]),
+    "titan": (titan, [
+        json.dumps({"recordId": "a", "modelOutput": {"embedding": [0.5] * 256, "inputTextTokenCount": 3}}).encode(),
+        err_line("b"),
+        json.dumps({"recordId": "c", "modelOutput": {"embedding": [0.5] * 3, "inputTextTokenCount": 3}}).encode(),
+    ]),
+}
+
+
+@pytest.mark.parametrize("family", sorted(MIXED))
+def test_arrow_fast_path_equals_line_by_line_reference(family, monkeypatch):
+    make, lines = MIXED[family]
+    expected = ["a", "b", "c", "d", "e"]
+    reference = OutputParser(make(), expected_ids=expected)
+    slow = reference._parse_lines(lines, "ref")
+    fast_parser = OutputParser(make(), expected_ids=expected)
+    monkeypatch.setattr(fast_parser, "_parse_lines", lambda *a: pytest.fail("fast path fell back"))
+    fast = fast_parser.parse_block(lines)
+    def comparable(rows):  # the reference adds the exception's detail to the unparseable message
+        return [{**r, "error_message": (r["error_message"] or "").split(": ")[0]} for r in rows]
+
+    assert comparable(fast.to_pylist()) == comparable(slow.to_pylist())
+    assert fast_parser.stats == reference.stats
+
+
+def test_unexpected_shape_falls_back_and_still_parses():
+    parser = OutputParser(claude())
+    lines = [ok_line("a", "fine"), json.dumps({"recordId": "b", "modelOutput": {"content": "text"}}).encode()]
+    batch = parser.parse_block(lines)
+    assert batch.column("error_code").to_pylist() == [None, "UnparseableOutput"]

@@ -103,6 +103,19 @@ class ModelAdapter(ABC):
     def embedding_dimensions(self) -> int | None:
         return None
 
+    @property
+    @abstractmethod
+    def output_type(self) -> pa.StructType:
+        """Arrow type of ``modelOutput`` for the JSON reader (only the fields ``parse`` reads)."""
+
+    @abstractmethod
+    def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
+        """Vectorized ``parse``: the value column, stop_reason, input_tokens, output_tokens.
+
+        A row whose output lacks the family's shape gets a null value column (reported as an
+        unparseable output); rows whose ``modelOutput`` is null are error lines.
+        """
+
     def text_errors(self, texts: pa.Array) -> pa.Array:
         """Vectorized per-row part of ``validate``: the reason a row's text would be rejected, or null."""
         return pc.if_else(pc.equal(pc.utf8_length(texts), 0), pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
@@ -153,6 +166,15 @@ class ModelAdapter(ABC):
         template_fields(self.prompt.template)
         if self.inference.max_tokens <= 0:
             raise ValueError(f"inference.max_tokens must be positive, got {self.inference.max_tokens}")
+
+
+def join_text_blocks(content: pa.ListArray, text: pa.Array, is_text: pa.Array | None = None) -> pa.Array:
+    """Concatenate each record's text blocks (``content`` items) into one string per record."""
+    if is_text is not None:
+        text = pc.if_else(is_text, text, pa.scalar(""))
+    text = pc.fill_null(text, "")
+    per_record = pa.ListArray.from_arrays(content.offsets, text, mask=pc.is_null(content))
+    return pc.binary_join(per_record, "")
 
 
 def _text(value: Any) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bedrock_assets.models.base import ModelAdapter, ParsedOutput, reject_model_id, template_fields
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bedrock_assets.models.base import ModelAdapter, ParsedOutput, join_text_blocks, reject_model_id, template_fields
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
@@ -53,7 +56,7 @@ class ClaudeMessagesAdapter(ModelAdapter):
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         text = "".join(
-            block.get("text", "") for block in model_output.get("content", []) if block.get("type") == "text"
+            block.get("text") or "" for block in model_output["content"] if block.get("type") == "text"
         )
         usage = model_output.get("usage") or {}
         return ParsedOutput(
@@ -62,3 +65,24 @@ class ClaudeMessagesAdapter(ModelAdapter):
             input_tokens=usage.get("input_tokens"),
             output_tokens=usage.get("output_tokens"),
         )
+
+    @property
+    def output_type(self) -> pa.StructType:
+        return pa.struct([
+            ("content", pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))),
+            ("stop_reason", pa.string()),
+            ("usage", pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64())])),
+        ])
+
+    def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
+        content = pc.struct_field(model_output, "content")
+        blocks = content.flatten()
+        text = join_text_blocks(content, pc.struct_field(blocks, "text"),
+                                pc.equal(pc.struct_field(blocks, "type"), "text"))
+        usage = pc.struct_field(model_output, "usage")
+        return {
+            "output_text": text,
+            "stop_reason": pc.struct_field(model_output, "stop_reason"),
+            "input_tokens": pc.struct_field(usage, "input_tokens"),
+            "output_tokens": pc.struct_field(usage, "output_tokens"),
+        }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bedrock_assets.models.base import ModelAdapter, ParsedOutput, reject_model_id, template_fields
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bedrock_assets.models.base import ModelAdapter, ParsedOutput, join_text_blocks, reject_model_id, template_fields
 
 
 class ConverseAdapter(ModelAdapter):
@@ -52,8 +55,8 @@ class ConverseAdapter(ModelAdapter):
             raise ValueError("inferenceConfig.maxTokens must be a positive integer")
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
-        message = (model_output.get("output") or {}).get("message") or {}
-        text = "".join(block.get("text", "") for block in message.get("content", []))
+        content = model_output["output"]["message"]["content"]
+        text = "".join(block.get("text") or "" for block in content)
         usage = model_output.get("usage") or {}
         return ParsedOutput(
             text=text,
@@ -61,3 +64,24 @@ class ConverseAdapter(ModelAdapter):
             input_tokens=usage.get("inputTokens"),
             output_tokens=usage.get("outputTokens"),
         )
+
+    @property
+    def output_type(self) -> pa.StructType:
+        content = pa.list_(pa.struct([("text", pa.string())]))
+        return pa.struct([
+            ("output", pa.struct([("message", pa.struct([("content", content)]))])),
+            ("stopReason", pa.string()),
+            ("usage", pa.struct([("inputTokens", pa.int64()), ("outputTokens", pa.int64())])),
+        ])
+
+    def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
+        message = pc.struct_field(pc.struct_field(model_output, "output"), "message")
+        content = pc.struct_field(message, "content")
+        text = join_text_blocks(content, pc.struct_field(content.flatten(), "text"))
+        usage = pc.struct_field(model_output, "usage")
+        return {
+            "output_text": pc.if_else(pc.is_valid(content), text, pa.scalar(None, pa.string())),
+            "stop_reason": pc.struct_field(model_output, "stopReason"),
+            "input_tokens": pc.struct_field(usage, "inputTokens"),
+            "output_tokens": pc.struct_field(usage, "outputTokens"),
+        }

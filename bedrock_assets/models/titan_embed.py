@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -70,3 +71,24 @@ class TitanEmbedV2Adapter(ModelAdapter):
             got = len(embedding) if isinstance(embedding, list) else type(embedding).__name__
             raise ValueError(f"embedding must be a list of {self.inference.dimensions} floats, got {got}")
         return ParsedOutput(embedding=embedding, input_tokens=model_output.get("inputTextTokenCount"), output_tokens=0)
+
+    @property
+    def output_type(self) -> pa.StructType:
+        return pa.struct([("embedding", pa.list_(pa.float32())), ("inputTextTokenCount", pa.int64())])
+
+    def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
+        dims = self.inference.dimensions
+        vectors = pc.struct_field(model_output, "embedding")
+        ok = pc.fill_null(pc.equal(pc.list_value_length(vectors), dims), False).to_numpy(zero_copy_only=False)
+        values = np.zeros((len(vectors), dims), dtype=np.float32)
+        if ok.any():
+            kept = vectors.filter(pa.array(ok))
+            values[ok] = kept.flatten().to_numpy(zero_copy_only=False).reshape(-1, dims)
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dims, mask=pa.array(~ok))
+        tokens = pc.struct_field(model_output, "inputTextTokenCount")
+        return {
+            "embedding": embedding,
+            "stop_reason": pa.nulls(len(vectors), pa.string()),
+            "input_tokens": tokens,
+            "output_tokens": pc.if_else(pc.is_valid(tokens), 0, pa.scalar(None, pa.int64())),
+        }

@@ -18,6 +18,7 @@ from dagster import (
     AssetRecordsFilter,
     DagsterInstance,
     Definitions,
+    RunRequest,
     SensorResult,
     build_sensor_context,
     materialize,
@@ -95,6 +96,19 @@ def execute_selection(
     return result
 
 
+def _requested_shards(request: RunRequest, shard_keys: list[str]) -> list[str]:
+    """The shard partitions a run request covers: its partition key, or its partition range."""
+    if request.partition_key:
+        return [request.partition_key]
+    first = shard_keys.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
+    last = shard_keys.index(request.tags[ASSET_PARTITION_RANGE_END_TAG])
+    return shard_keys[first : last + 1]
+
+
+def _span(shards: list[str]) -> str:
+    return f"shard {shards[0]}" if len(shards) == 1 else f"shards {shards[0]}..{shards[-1]}"
+
+
 def _merged_already(instance: DagsterInstance, pipeline: PipelineDefs, ledger: Any) -> set[str]:
     """Shards whose latest merged_results materialization is for the ledger's current job.
 
@@ -166,10 +180,11 @@ def run_pipeline(
             if request.run_key in seen_run_keys:
                 continue
             seen_run_keys.add(request.run_key)
-            execute(request.asset_selection or [], [request.partition_key], request.tags)
+            shards = _requested_shards(request, shard_keys)
+            execute(request.asset_selection or [], shards, request.tags)
             if keys.merged_results in (request.asset_selection or []):
-                done.add(request.partition_key)
-                log(f"[{summary.pipeline}] shard {request.partition_key}: {request.tags.get('bedrock-assets/job-status')}"
+                done.update(shards)
+                log(f"[{summary.pipeline}] {_span(shards)}: {request.tags.get('bedrock-assets/job-status')}"
                     f" -> merged ({len(done)}/{len(shard_keys)})")
         if len(done) < len(shard_keys):
             time.sleep(poll_seconds)

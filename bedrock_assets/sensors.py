@@ -6,6 +6,7 @@ number of shards grows. Polling is the source of truth; no event is needed for p
 """
 
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,14 @@ from dagster import (
     sensor,
 )
 
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
 from bedrock_assets.bedrock import BedrockBatchResource, CallCounter, in_flight_count
 from bedrock_assets.ledger import IN_FLIGHT, QUEUED, SUBMIT_FAILED, TERMINAL, JobLedger, JobLedgerResource
 from bedrock_assets.spec import PipelineSpec
 
 MAX_GETS_PER_TICK = 50
+MAX_SHARDS_PER_RUN = 16  # finished shards read and merged in one run (a partition range)
 COUNT_FIELDS = ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")
 
 
@@ -102,6 +106,33 @@ def run_key_for_submit(item: dict[str, Any]) -> str:
     return f"submit:{item['job_name']}:{item.get('queued_at', '')}"
 
 
+def contiguous_groups(items: list[dict[str, Any]], limit: int = MAX_SHARDS_PER_RUN) -> list[list[dict[str, Any]]]:
+    """Finished shards in runs of consecutive partition keys (s00003..s00007), at most ``limit`` each."""
+    groups: list[list[dict[str, Any]]] = []
+    for item in sorted(items, key=lambda i: i["shard"]):
+        last = groups[-1][-1] if groups else None
+        if last and int(item["shard"][1:]) == int(last["shard"][1:]) + 1 and len(groups[-1]) < limit:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _outputs_request(keys: PipelineKeys, group: list[dict[str, Any]]) -> RunRequest:
+    """One run reading the outputs of a group of finished jobs (a partition range when several)."""
+    selection = [keys.batch_job_outputs, keys.merged_results]
+    if len(group) == 1:
+        return RunRequest(run_key=run_key_for_outputs(group[0]), partition_key=group[0]["shard"],
+                          asset_selection=selection, tags={"bedrock-assets/job-status": group[0]["status"]})
+    digest = hashlib.sha1("|".join(run_key_for_outputs(i) for i in group).encode()).hexdigest()[:12]
+    first, last = group[0]["shard"], group[-1]["shard"]
+    return RunRequest(
+        run_key=f"outputs:{first}..{last}:{digest}", asset_selection=selection,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last,
+              "bedrock-assets/job-status": ",".join(sorted({i["status"] for i in group}))},
+    )
+
+
 def tick_result(spec: PipelineSpec, keys: PipelineKeys, tick: Tick, ledger: JobLedger) -> SensorResult:
     """Observations for changed jobs; output runs for finished jobs; submit runs for freed slots."""
     observations = [
@@ -112,13 +143,8 @@ def tick_result(spec: PipelineSpec, keys: PipelineKeys, tick: Tick, ledger: JobL
         )
         for i in tick.changed
     ]
-    requests = []
+    requests = [_outputs_request(keys, group) for group in contiguous_groups(tick.finished)]
     for item in tick.finished:
-        requests.append(RunRequest(
-            run_key=run_key_for_outputs(item), partition_key=item["shard"],
-            asset_selection=[keys.batch_job_outputs, keys.merged_results],
-            tags={"bedrock-assets/job-status": item["status"]},
-        ))
         ledger.update(spec.name, item["shard"], item["attempt"], outputs_requested=True)
     for item in tick.to_submit:
         requests.append(RunRequest(run_key=run_key_for_submit(item), partition_key=item["shard"],

@@ -124,7 +124,8 @@ def iter_batches(files: list[SourceFile], s3: Any | None, batch_rows: int = 16_3
 def _read(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
     try:
         if file.format == "parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            # pre_buffer would cache every row group read until the file closes: memory = file size
+            yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows)
         elif file.format == "csv":
             # all columns as text: type inference per block would disagree between blocks
             parse = pacsv.ParseOptions(newlines_in_values=True)

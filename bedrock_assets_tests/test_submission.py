@@ -7,6 +7,7 @@ import json
 import boto3
 import pytest
 from dagster import build_sensor_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from bedrock_assets.bedrock import BedrockBatchResource, job_name, request_token
 from bedrock_assets.layout import PipelineLayout
@@ -123,12 +124,11 @@ def test_sensor_requests_each_finished_job_once_with_a_stable_run_key(make_pipel
     assert {e.metadata["status"].value for e in first.asset_events} == {"Submitted"}
 
     stack.emulator.expedite()
-    finished = tick(defs, pipeline, instance).run_requests
-    assert sorted(r.partition_key for r in finished) == ["s00000", "s00001"]
-    assert all(r.run_key.startswith("outputs:arn:aws:bedrock:") and r.run_key.endswith(":Completed")
-               for r in finished)
-    assert all(r.asset_selection == [pipeline.keys.batch_job_outputs, pipeline.keys.merged_results]
-               for r in finished)
+    (finished,) = tick(defs, pipeline, instance).run_requests  # both shards in one partition-range run
+    assert finished.partition_key is None and finished.run_key.startswith("outputs:s00000..s00001:")
+    assert (finished.tags[ASSET_PARTITION_RANGE_START_TAG], finished.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+        "s00000", "s00001")
+    assert finished.asset_selection == [pipeline.keys.batch_job_outputs, pipeline.keys.merged_results]
     assert tick(defs, pipeline, instance).run_requests == []  # not requested twice
     cursor = json.loads(tick(defs, pipeline, instance).cursor)
     assert cursor["open"] == 0 and cursor["finished"] == 0
@@ -178,3 +178,11 @@ def test_jobs_that_never_ran_still_give_every_row(make_pipelines, instance, stac
     summary = run(defs, pipeline, instance)
     assert summary.rows == 150 and summary.errors == {code: 150}
     assert summary.job_statuses == {status: 1}
+
+
+def test_finished_shards_are_grouped_into_contiguous_runs():
+    from bedrock_assets.sensors import contiguous_groups
+
+    items = [{"shard": s} for s in ("s00007", "s00001", "s00002", "s00003", "s00005", "s00006")]
+    groups = [[i["shard"] for i in g] for g in contiguous_groups(items, limit=2)]
+    assert groups == [["s00001", "s00002"], ["s00003"], ["s00005", "s00006"], ["s00007"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,7 +141,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
         seed_sample(boto3.client("s3"), rows=args.rows)  # no-op for the data if already there: same bytes
         target = ["-w", "workspace.yaml"] if Path("workspace.yaml").exists() else ["-m", "bedrock_assets.definitions"]
         print(f"local stack on {stack.endpoint_url}; starting the Dagster UI on http://127.0.0.1:{args.port}")
-        return subprocess.call([sys.executable, "-m", "dagster", "dev", *target, "-p", str(args.port)], env=env)
+        ui = subprocess.Popen([sys.executable, "-m", "dagster", "dev", *target, "-p", str(args.port)], env=env)
+        # on SIGTERM too, stop the UI and snapshot the stack (SIGINT arrives as KeyboardInterrupt)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            return ui.wait()
+        finally:
+            if ui.poll() is None:
+                ui.terminate()
+                ui.wait(timeout=60)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -147,19 +147,20 @@ def run_pipeline(
 
     def execute(selection: Sequence[AssetKey], partitions: list[str] | None = None, tags: dict | None = None) -> Any:
         summary.runs_launched += 1
-        return execute_selection(pipeline, resources, instance, selection, partitions, tags)
+        result = execute_selection(pipeline, resources, instance, selection, partitions, tags)
+        for event in result.get_asset_materialization_events():  # one per partition, same calls: count once
+            mat = event.materialization
+            if mat.asset_key == keys.batch_jobs and "bedrock_calls" in mat.metadata:
+                _merge_calls(summary.bedrock_calls, mat.metadata["bedrock_calls"].value)
+                break
+        return result
 
     log(f"[{summary.pipeline}] materializing raw_dataset")
     execute([keys.raw_dataset])
     shard_keys = instance.get_dynamic_partitions(pipeline.partitions.name)
     summary.shards = len(shard_keys)
     log(f"[{summary.pipeline}] {len(shard_keys)} shards: writing inputs and submitting jobs")
-    submit = execute([keys.jsonl_shards, keys.batch_jobs], shard_keys)
-    for event in submit.get_asset_materialization_events():
-        mat = event.materialization
-        if mat and mat.asset_key == keys.batch_jobs and "bedrock_calls" in mat.metadata:
-            _merge_calls(summary.bedrock_calls, mat.metadata["bedrock_calls"].value)
-            break
+    execute([keys.jsonl_shards, keys.batch_jobs], shard_keys)
 
     done = _merged_already(instance, pipeline, resources["ledger"].get_ledger())
     if done:

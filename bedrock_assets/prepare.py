@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bedrock_assets.layout import PipelineLayout, shard_key
-from bedrock_assets.records import REQUEST, RECORD_ID, RecordIdIndex, joined_lines, prepare_batch, request_lines
+from bedrock_assets.records import REQUEST, RECORD_ID, RecordIdIndex, line_buffers, prepare_batch, request_lines
 from bedrock_assets.sharding import Shard, ShardPlanner, balanced_target
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.spec import PipelineSpec, check_columns
@@ -47,7 +47,10 @@ def _total_rows(files: list, s3: Any) -> int | None:
 
 def shard_digest(table) -> str:
     """sha256 of the shard's JSONL input file (as ``write_shard_input`` writes it)."""
-    return hashlib.sha256(joined_lines(table.column(REQUEST))).hexdigest()
+    digest = hashlib.sha256()
+    for piece in line_buffers(table.column(REQUEST)):
+        digest.update(piece)
+    return digest.hexdigest()
 
 
 def prepare_dataset(spec: PipelineSpec, s3: Any, overrides: dict | None = None, log=None) -> PreparedDataset:
@@ -117,9 +120,9 @@ def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> dict[str,
         with open(jsonl_path, "wb") as out:
             for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
                 requests, _ = request_lines(batch, batch.column(RECORD_ID), adapter)
-                data = joined_lines(requests)
-                out.write(data)
-                digest.update(data)
+                for piece in line_buffers(requests):
+                    out.write(piece)
+                    digest.update(piece)
                 records += len(requests) - requests.null_count
         size = jsonl_path.stat().st_size
         if digest.hexdigest() != info.digest or records != info.records:

@@ -115,16 +115,22 @@ def _check_user_ids(ids: pa.Array, sb: SourceBatch, id_column: str) -> None:
             raise SourceError(f"{sb.file.uri}: row {sb.first_row + row}: id column {id_column!r} {problem}")
 
 
-def joined_lines(requests: pa.Array | pa.ChunkedArray) -> bytes:
-    """The non-null request lines, each followed by a newline, as one bytes object (a JSONL body)."""
+def line_buffers(requests: pa.Array | pa.ChunkedArray) -> list[pa.Buffer]:
+    """The non-null request lines, each followed by a newline, as zero-copy Arrow buffers (JSONL)."""
     chunks = requests.chunks if isinstance(requests, pa.ChunkedArray) else [requests]
-    out = []
+    pieces = []
     for chunk in chunks:
-        lines = pc.drop_null(chunk)
+        lines = pc.binary_join_element_wise(pc.drop_null(chunk), "\n", "")  # fresh array: offset 0
         if len(lines):
-            out.append(pc.binary_join(pa.array([lines], pa.list_(lines.type)), "\n")[0].as_buffer().to_pybytes())
-            out.append(b"\n")
-    return b"".join(out)
+            offset_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+            offsets = np.frombuffer(lines.buffers()[1], dtype=offset_type, count=len(lines) + 1)
+            pieces.append(lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
+    return pieces
+
+
+def joined_lines(requests: pa.Array | pa.ChunkedArray) -> bytes:
+    """``line_buffers`` as one bytes object."""
+    return b"".join(piece.to_pybytes() for piece in line_buffers(requests))
 
 
 @dataclass

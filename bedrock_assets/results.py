@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
-from bedrock_assets.storage import download_file, iter_line_blocks, list_objects, upload_file
+from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, upload_file
 from bedrock_assets.uris import S3Location
 
 # error codes we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
@@ -72,24 +72,23 @@ class OutputParser:
             ("error", pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])),
         ])
 
-    def parse_block(self, lines: list[bytes], where: str = "") -> pa.RecordBatch:
-        """Parse complete output lines: Arrow's JSON reader first, line by line when that fails."""
-        if lines:
+    def parse_chunk(self, data: bytes, where: str = "") -> pa.RecordBatch:
+        """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
+        if data.strip():
             try:
-                return self._parse_arrow(lines)
+                return self._parse_arrow(data)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                pass  # an unexpected shape somewhere in the block: the line-by-line path names it
-        return self._parse_lines(lines, where)
+                pass  # an unexpected shape somewhere in the chunk: the line-by-line path names it
+        return self._parse_lines([line for line in data.split(b"\n") if line.strip()], where)
 
-    def _parse_arrow(self, lines: list[bytes]) -> pa.RecordBatch:
-        data = b"\n".join(lines)
+    def _parse_arrow(self, data: bytes) -> pa.RecordBatch:
         table = pj.read_json(
             io.BytesIO(data),
-            read_options=pj.ReadOptions(block_size=max(4 << 20, max(len(x) for x in lines) + 1)),
+            read_options=pj.ReadOptions(block_size=2 << 20),
             parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
         )
         ids = table.column("recordId").combine_chunks()
-        if table.num_rows != len(lines) or ids.null_count:
+        if ids.null_count:
             raise pa.ArrowInvalid("a line without recordId")
         model_output = table.column("modelOutput").combine_chunks()
         error = table.column("error").combine_chunks()
@@ -116,7 +115,7 @@ class OutputParser:
             else:
                 self.seen.add(rid)
                 keep[i] = True
-        self.stats.lines += len(lines)
+        self.stats.lines += len(ids)
         mask = pa.array(keep)
         ok_kept = pc.and_(ok, mask)
         arrays = [
@@ -296,8 +295,8 @@ def collect_job_outputs(spec: Any, s3: Any, shard: str, job: JobInfo) -> dict[st
                         manifest = parse_manifest(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
                     elif loc.key.endswith(".out"):
                         files.append(loc.uri)
-                        for block in iter_line_blocks(s3, loc):
-                            writer.write_batch(parser.parse_block(block, where=loc.uri))
+                        for chunk in iter_line_chunks(s3, loc):
+                            writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
         upload_file(s3, out_path, layout.outputs(shard))
     stats = parser.stats
     return {

@@ -50,23 +50,23 @@ def list_objects(s3: Any, prefix: S3Location) -> Iterator[tuple[S3Location, int]
             yield S3Location(prefix.bucket, obj["Key"]), obj["Size"]
 
 
-def iter_line_blocks(s3: Any, loc: S3Location, block_bytes: int = 8 * _CHUNK) -> Iterator[list[bytes]]:
-    """Stream an object as blocks of complete lines (no trailing newlines), never the whole file."""
+def iter_line_chunks(s3: Any, loc: S3Location, chunk_bytes: int = 8 * _CHUNK) -> Iterator[bytes]:
+    """Stream an object as chunks that each end on a line boundary (never the whole file at once)."""
     body = s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
     pending = b""
     try:
         while True:
-            chunk = body.read(block_bytes)
+            chunk = body.read(chunk_bytes)
             if not chunk:
                 break
-            data = pending + chunk
+            data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
             if cut < 0:
                 pending = data
                 continue
             pending = data[cut + 1 :]
-            yield [line for line in data[:cut].split(b"\n") if line.strip()]
+            yield data[: cut + 1]
         if pending.strip():
-            yield [pending]
+            yield pending + b"\n"
     finally:
         body.close()

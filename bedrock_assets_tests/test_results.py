@@ -40,7 +40,7 @@ def input_rows(n: int, rejected: set[int] = frozenset()) -> pa.Table:
 
 def parse(lines, expected):
     parser = OutputParser(claude(), expected_ids=expected)
-    table = pa.Table.from_batches([parser.parse_block(lines[:2]), parser.parse_block(lines[2:])])
+    table = pa.Table.from_batches([parser.parse_chunk(b"\n".join(lines[:2])), parser.parse_chunk(b"\n".join(lines[2:]))])
     return parser, table
 
 
@@ -63,7 +63,7 @@ def test_merge_of_out_of_order_duplicated_and_missing_lines():
 def test_failed_job_turns_every_row_into_an_error_with_the_job_message():
     rows = input_rows(3)
     parser = OutputParser(claude(), expected_ids=["id0", "id1", "id2"])
-    empty = pa.Table.from_batches([parser.parse_block([])])
+    empty = pa.Table.from_batches([parser.parse_chunk(b"")])
     merged = merge_shard(rows, empty, JobInfo("s00001", "arn:job", "Expired", "job did not start in time"))
     assert merged.column("error_code").to_pylist() == ["JobExpired"] * 3
     assert merged.column("error_message")[0].as_py() == "batch job Expired: job did not start in time"
@@ -72,14 +72,14 @@ def test_failed_job_turns_every_row_into_an_error_with_the_job_message():
 def test_unparseable_model_output_becomes_an_error_row():
     parser = OutputParser(claude(), expected_ids=["a"])
     line = json.dumps({"recordId": "a", "modelOutput": {"content": "not a list"}}).encode()
-    table = pa.Table.from_batches([parser.parse_block([line])])
+    table = pa.Table.from_batches([parser.parse_chunk(line)])
     assert table.column("error_code").to_pylist() == ["UnparseableOutput"]
 
 
 def test_garbage_line_names_the_file_and_line():
     parser = OutputParser(claude())
     with pytest.raises(ValueError, match=r"s3://b/k.out: line 2: not a Bedrock output record"):
-        parser.parse_block([ok_line("a", "x"), b"{not json"], where="s3://b/k.out")
+        parser.parse_chunk(ok_line("a", "x") + b"\n{not json\n", where="s3://b/k.out")
 
 
 def test_embeddings_are_float32_fixed_size_with_nulls_for_errors():
@@ -88,7 +88,7 @@ def test_embeddings_are_float32_fixed_size_with_nulls_for_errors():
     parser = OutputParser(adapter)
     lines = [json.dumps({"recordId": "a", "modelOutput": {"embedding": [0.25] * 256, "inputTextTokenCount": 4}}).encode(),
              err_line("b")]
-    batch = parser.parse_block(lines)
+    batch = parser.parse_chunk(b"\n".join(lines))
     column = batch.column("embedding")
     assert column.type == pa.list_(pa.float32(), 256)
     assert column[0].as_py()[:2] == [0.25, 0.25] and column[1].as_py() is None
@@ -136,7 +136,7 @@ def test_arrow_fast_path_equals_line_by_line_reference(family, monkeypatch):
     slow = reference._parse_lines(lines, "ref")
     fast_parser = OutputParser(make(), expected_ids=expected)
     monkeypatch.setattr(fast_parser, "_parse_lines", lambda *a: pytest.fail("fast path fell back"))
-    fast = fast_parser.parse_block(lines)
+    fast = fast_parser.parse_chunk(b"\n".join(lines) + b"\n")
     def comparable(rows):  # the reference adds the exception's detail to the unparseable message
         return [{**r, "error_message": (r["error_message"] or "").split(": ")[0]} for r in rows]
 
@@ -147,5 +147,16 @@ def test_arrow_fast_path_equals_line_by_line_reference(family, monkeypatch):
 def test_unexpected_shape_falls_back_and_still_parses():
     parser = OutputParser(claude())
     lines = [ok_line("a", "fine"), json.dumps({"recordId": "b", "modelOutput": {"content": "text"}}).encode()]
-    batch = parser.parse_block(lines)
+    batch = parser.parse_chunk(b"\n".join(lines))
     assert batch.column("error_code").to_pylist() == [None, "UnparseableOutput"]
+
+
+def test_line_chunks_end_on_line_boundaries_and_lose_nothing(s3, bucket):
+    from bedrock_assets.storage import iter_line_chunks
+    from bedrock_assets.uris import S3Location
+
+    body = b"\n".join(f'{{"n": {i}, "pad": "{"x" * (i % 13)}"}}'.encode() for i in range(200))  # no final newline
+    s3.put_object(Bucket=bucket, Key="out/x.jsonl.out", Body=body)
+    chunks = list(iter_line_chunks(s3, S3Location(bucket, "out/x.jsonl.out"), chunk_bytes=37))
+    assert all(c.endswith(b"\n") for c in chunks) and len(chunks) > 10
+    assert b"".join(chunks) == body + b"\n"

@@ -9,7 +9,7 @@ and the stack's memory/CPU is not counted in it:
 
 1. prep   - raw Parquet -> canonical shard parts + JSONL inputs (prepare_dataset + write_shard_input)
             vs. ParquetFile.iter_batches + json.dumps of the same request lines to a local file.
-2. merge  - .jsonl.out -> merged Parquet (OutputParser.parse_block + merge_shard + pq.write_table,
+2. merge  - .jsonl.out -> merged Parquet (OutputParser.parse_chunk + merge_shard + pq.write_table,
             one shard at a time) vs. pyarrow.json.read_json + pq.write_table; for Claude text
             outputs and for Titan V2 1024-dim embeddings (fewer rows: the files are ~12 KB a line).
 3. peak RSS of every stage at each size, and the large/small ratio.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from botocore.exceptions import ClientError
 
@@ -50,23 +50,28 @@ def list_objects(s3: Any, prefix: S3Location) -> Iterator[tuple[S3Location, int]
             yield S3Location(prefix.bucket, obj["Key"]), obj["Size"]
 
 
-def iter_line_chunks(s3: Any, loc: S3Location, chunk_bytes: int = 8 * _CHUNK) -> Iterator[bytes]:
-    """Stream an object as chunks that each end on a line boundary (never the whole file at once)."""
-    body = s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+def line_chunks(read: Callable[[int], bytes], chunk_bytes: int = 8 * _CHUNK) -> Iterator[bytes]:
+    """Chunks of a byte stream that each end on a line boundary (the last one gets a newline)."""
     pending = b""
+    while True:
+        chunk = read(chunk_bytes)
+        if not chunk:
+            break
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+            continue
+        pending = data[cut + 1 :]
+        yield data[: cut + 1]
+    if pending.strip():
+        yield pending + b"\n"
+
+
+def iter_line_chunks(s3: Any, loc: S3Location, chunk_bytes: int = 8 * _CHUNK) -> Iterator[bytes]:
+    """Stream an S3 object as line-aligned chunks (never the whole file at once)."""
+    body = s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
     try:
-        while True:
-            chunk = body.read(chunk_bytes)
-            if not chunk:
-                break
-            data = pending + chunk if pending else chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data
-                continue
-            pending = data[cut + 1 :]
-            yield data[: cut + 1]
-        if pending.strip():
-            yield pending + b"\n"
+        yield from line_chunks(body.read, chunk_bytes)
     finally:
         body.close()

@@ -127,21 +127,10 @@ def maxrss_kb() -> int:
 
 def iter_file_chunks(path: Path, chunk_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
     """storage.iter_line_chunks over a local file: 8 MB reads cut at the last complete line."""
-    pending = b""
+    from bedrock_assets.storage import line_chunks
+
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(chunk_bytes)
-            if not chunk:
-                break
-            data = pending + chunk if pending else chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data
-                continue
-            pending = data[cut + 1:]
-            yield data[: cut + 1]
-    if pending.strip():
-        yield pending + b"\n"
+        yield from line_chunks(f.read, chunk_bytes)
 
 
 # ---- stages ------------------------------------------------------------------------------------

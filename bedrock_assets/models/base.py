@@ -168,6 +168,16 @@ class ModelAdapter(ABC):
             raise ValueError(f"inference.max_tokens must be positive, got {self.inference.max_tokens}")
 
 
+class TemplatedAdapter(ModelAdapter):
+    """Text models: the row's text is ``prompt.template`` rendered over its columns."""
+
+    def check_settings(self) -> None:
+        self._require_template()
+
+    def input_columns(self) -> list[str]:
+        return template_fields(self.prompt.template or "")
+
+
 def join_text_blocks(content: pa.ListArray, text: pa.Array, is_text: pa.Array | None = None) -> pa.Array:
     """Concatenate each record's text blocks (``content`` items) into one string per record."""
     if is_text is not None:

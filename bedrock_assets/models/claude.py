@@ -7,20 +7,14 @@ from typing import Any, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.models.base import ModelAdapter, ParsedOutput, join_text_blocks, reject_model_id, template_fields
+from bedrock_assets.models.base import ParsedOutput, TemplatedAdapter, join_text_blocks, reject_model_id
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
 
-class ClaudeMessagesAdapter(ModelAdapter):
+class ClaudeMessagesAdapter(TemplatedAdapter):
     family = "anthropic-claude"
     kind = "text"
-
-    def check_settings(self) -> None:
-        self._require_template()
-
-    def input_columns(self) -> list[str]:
-        return template_fields(self.prompt.template or "")
 
     def body_for_text(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {

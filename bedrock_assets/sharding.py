@@ -1,8 +1,9 @@
 """Streaming shard planning that honours every batch quota of the target model.
 
 Rows arrive batch by batch; a shard closes when it reaches its record target or the next row
-would overflow the byte limit. Only the last two shards are held back, so that a short tail can
-be rebalanced with its neighbour: no shard is ever left below the per-job minimum.
+would overflow the byte limit. A closed shard is held back only until its successor has the
+per-job minimum, so that a short tail can be rebalanced with its neighbour: no shard is ever left
+below the minimum, and memory stays near one shard.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class ShardPlanner:
             if fit:
                 self._cur.add(table.slice(pos, fit), w[:fit], s[:fit])
                 pos += fit
+            if self._prev is not None and self._cur.records >= self.quotas.min_records_per_job:
+                # the open shard can no longer end short: its predecessor is final (memory: ~1 shard)
+                yield self._shard(self._prev)
+                self._prev = None
             if pos < n:
                 yield from self._close()
 

@@ -109,3 +109,13 @@ def test_impossible_split_is_reported():
                     max_file_bytes=100_000, max_job_bytes=100_000)
     with pytest.raises(ShardingError, match="cannot split"):
         plan([10] * 13, q)
+
+
+def test_shards_are_released_while_streaming_not_held_to_the_end():
+    planner = ShardPlanner(Q)
+    released = []
+    for start in range(0, 70, 10):  # 50 fill shard 1; shard 2 reaches the minimum of 10 at 60
+        table = rows(10, start)
+        released += list(planner.add(table, np.ones(10, np.int64), np.full(10, 10, np.int64)))
+    assert [s.records for s in released] == [50]
+    assert [s.records for s in planner.finish()] == [20]

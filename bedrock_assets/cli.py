@@ -119,7 +119,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         "\nModel outputs come from the local Bedrock emulator (marked [emulated]); no AWS account was used.\n"
         f"The emulator answered {args.error_rate:.0%} of records with a model error, to show how failures are kept.\n"
-        f"Open the Dagster UI on the same data:  bedrock-assets dev --home {args.home}\n"
+        "Open the Dagster UI on the same data:  make dev"
+        + ("" if args.home == DEFAULT_HOME else f"  (or: bedrock-assets dev --home {args.home})") + "\n"
         "Then browse http://127.0.0.1:3000 (Assets -> lineage, runs, sensor ticks)."
     )
     return 0

@@ -62,8 +62,8 @@ class OutputParser:
     def __init__(self, adapter: ModelAdapter, expected_ids: Iterable[str] | None = None) -> None:
         self.adapter = adapter
         self.schema = output_schema(adapter)
-        self.expected = set(expected_ids) if expected_ids is not None else None
-        self.seen: set[str] = set()
+        self.expected = pa.array(list(expected_ids), pa.string()) if expected_ids is not None else None
+        self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
         self.stats = OutputStats()
         self._shape_message = f"modelOutput does not have the {adapter.family} shape"
         self._json_schema = pa.schema([
@@ -106,17 +106,8 @@ class OutputParser:
             pc.coalesce(pc.struct_field(error, "errorMessage"), "no modelOutput and no error in the output line"),
         )
 
-        keep = np.zeros(len(ids), dtype=bool)
-        for i, rid in enumerate(ids.to_pylist()):
-            if rid in self.seen:
-                self.stats.duplicates += 1
-            elif self.expected is not None and rid not in self.expected:
-                self.stats.unknown_ids += 1
-            else:
-                self.seen.add(rid)
-                keep[i] = True
         self.stats.lines += len(ids)
-        mask = pa.array(keep)
+        mask = pa.array(self._keep(ids))
         ok_kept = pc.and_(ok, mask)
         arrays = [
             ids,
@@ -135,6 +126,28 @@ class OutputParser:
             self.stats.error_codes[item["values"]] = self.stats.error_codes.get(item["values"], 0) + item["counts"]
         return batch
 
+    def _keep(self, ids: pa.Array) -> np.ndarray:
+        """Which lines to keep: the first line per recordId, for ids we sent; counts the rest."""
+        n = len(ids)
+        known = pc.is_in(ids, value_set=self.expected) if self.expected is not None else pa.array(np.ones(n, bool))
+        seen = pc.is_in(ids, value_set=self.seen)
+        if pc.count_distinct(ids).as_py() == n:
+            keep = pc.and_(known, pc.invert(seen)).to_numpy(zero_copy_only=False)
+            self.stats.duplicates += pc.sum(seen).as_py() or 0
+        else:  # repeats inside this chunk: the first occurrence in order wins
+            taken = set(self.seen.to_pylist())
+            keep = np.zeros(n, dtype=bool)
+            for i, (rid, ok) in enumerate(zip(ids.to_pylist(), known.to_pylist())):
+                if rid in taken:
+                    self.stats.duplicates += 1
+                elif ok:
+                    taken.add(rid)
+                    keep[i] = True
+        seen_np = seen.to_numpy(zero_copy_only=False)
+        self.stats.unknown_ids += int((~known.to_numpy(zero_copy_only=False) & ~seen_np & ~keep).sum())
+        self.seen = pa.concat_arrays([self.seen, ids.filter(pa.array(keep))])
+        return keep
+
     def _parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
         ids: list[str] = []
         texts: list[str | None] = []
@@ -145,20 +158,18 @@ class OutputParser:
         codes: list[str | None] = []
         messages: list[str | None] = []
         dims = self.adapter.embedding_dimensions
+        records = []
         for line in lines:
             self.stats.lines += 1
             try:
                 record = json.loads(line)
-                rid = record["recordId"]
+                records.append((record["recordId"], record))
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise ValueError(f"{where}: line {self.stats.lines}: not a Bedrock output record: {line[:120]!r}") from None
-            if rid in self.seen:
-                self.stats.duplicates += 1
+        keep = self._keep(pa.array([rid for rid, _ in records], pa.string()))
+        for (rid, record), kept in zip(records, keep):
+            if not kept:
                 continue
-            if self.expected is not None and rid not in self.expected:
-                self.stats.unknown_ids += 1
-                continue
-            self.seen.add(rid)
             parsed = None
             code = message = None
             if "modelOutput" in record and record["modelOutput"] is not None:

@@ -77,6 +77,16 @@ def build_pipeline(spec: PipelineSpec) -> PipelineDefs:
     model_kind = {"bedrock", "s3"}
     one_run = BackfillPolicy.single_run()
 
+    def _finished_job(job_ledger: Any, shard: str) -> tuple[dict[str, Any], JobInfo]:
+        """The shard's latest ledger attempt; Failure unless its job has reached a terminal state."""
+        item = job_ledger.latest(spec.name, shard)
+        if item is None or item["status"] not in (*TERMINAL, SUBMIT_FAILED):
+            raise Failure(
+                f"shard {shard}: job is {item['status'] if item else 'not submitted'}; outputs are read "
+                "once it reaches a terminal state (the completion sensor requests this run)"
+            )
+        return item, JobInfo(shard, item.get("job_arn"), item["status"], item.get("message"))
+
     @asset(
         key=keys.raw_dataset, group_name=group, kinds={"parquet", "s3"},
         description=f"Source {spec.source.uri} with stable record ids and validated requests, "
@@ -186,14 +196,8 @@ def build_pipeline(spec: PipelineSpec) -> PipelineDefs:
         job_ledger = ledger.get_ledger()
         results = []
         for shard in context.partition_keys:
-            item = job_ledger.latest(spec.name, shard)
-            if item is None or item["status"] not in (*TERMINAL, SUBMIT_FAILED):
-                raise Failure(
-                    f"shard {shard}: job is {item['status'] if item else 'not submitted'}; outputs are read "
-                    "once it reaches a terminal state (the completion sensor requests this run)"
-                )
-            info = collect_job_outputs(spec, client, shard, JobInfo(shard, item.get("job_arn"), item["status"],
-                                                                    item.get("message")))
+            item, job = _finished_job(job_ledger, shard)
+            info = collect_job_outputs(spec, client, shard, job)
             job_ledger.update(spec.name, shard, item["attempt"], input_tokens=info["input_tokens"],
                               output_tokens=info["output_tokens"], not_returned=info["not_returned"])
             results.append({"shard": shard, **info})
@@ -225,8 +229,7 @@ def build_pipeline(spec: PipelineSpec) -> PipelineDefs:
         job_ledger = ledger.get_ledger()
         results = []
         for shard in context.partition_keys:
-            item = job_ledger.latest(spec.name, shard) or {}
-            job = JobInfo(shard, item.get("job_arn"), item.get("status", "Unknown"), item.get("message"))
+            _, job = _finished_job(job_ledger, shard)
             results.append({"shard": shard, "job_arn": job.job_arn or "", **merge_results(spec, client, shard, job)})
         bad = [r for r in results if not (r["rows"] == r["input_rows"] == r["unique_ids"])]
         metadata: dict[str, Any] = {

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from bedrock_assets.ledger import IN_FLIGHT, QUEUED, SUBMIT_FAILED, SUBMITTING, TERMINAL, JobLedger, LedgerConflict, now_iso
+from bedrock_assets.ledger import IN_FLIGHT, QUEUED, SUBMIT_FAILED, SUBMITTING, JobLedger, LedgerConflict, now_iso
 from bedrock_assets.quotas import BatchQuotas, base_model_id
 from bedrock_assets.uris import validate_job_name, validate_request_token
 
@@ -248,7 +248,3 @@ def _create(
         return SubmitOutcome(shard.shard, attempt, name, SUBMIT_FAILED, None, f"{code}: {message}")
     ledger.update(settings.pipeline, shard.shard, attempt, status="Submitted", job_arn=arn, submitted_at=now_iso())
     return SubmitOutcome(shard.shard, attempt, name, "Submitted", arn)
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL

@@ -18,7 +18,6 @@ SUBMITTING = "Submitting"
 SUBMIT_FAILED = "SubmitFailed"
 IN_FLIGHT = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
 TERMINAL = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
-WITH_OUTPUT = ("Completed", "PartiallyCompleted", "Stopped")
 
 
 class LedgerConflict(RuntimeError):

@@ -8,7 +8,6 @@ separators=(",", ":"))`` of the same body.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,10 +56,6 @@ def derived_record_ids(first_position: int, count: int) -> pa.Array:
     """Ids from dataset positions (``r`` + 11 digits): a rerun over the same source gives the same ids."""
     positions = pc.cast(pa.array(np.arange(first_position, first_position + count, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise("r", pc.utf8_lpad(positions, 11, "0"), "")
-
-
-def request_line(record_id: str, body_json: str) -> str:
-    return f'{{"recordId":{json.dumps(record_id)},"modelInput":{body_json}}}'
 
 
 def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: ModelAdapter) -> tuple[pa.Array, pa.Array]:
@@ -126,11 +121,6 @@ def line_buffers(requests: pa.Array | pa.ChunkedArray) -> list[pa.Buffer]:
             offsets = np.frombuffer(lines.buffers()[1], dtype=offset_type, count=len(lines) + 1)
             pieces.append(lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
     return pieces
-
-
-def joined_lines(requests: pa.Array | pa.ChunkedArray) -> bytes:
-    """``line_buffers`` as one bytes object."""
-    return b"".join(piece.to_pybytes() for piece in line_buffers(requests))
 
 
 @dataclass

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from botocore.exceptions import ClientError
-
 from bedrock_assets.uris import S3Location
 
 _CHUNK = 1 << 20
@@ -31,16 +29,6 @@ def put_json(s3: Any, loc: S3Location, value: Any) -> None:
 
 def get_json(s3: Any, loc: S3Location) -> Any:
     return json.loads(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
-
-
-def exists(s3: Any, loc: S3Location) -> bool:
-    try:
-        s3.head_object(Bucket=loc.bucket, Key=loc.key)
-        return True
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
 
 
 def list_objects(s3: Any, prefix: S3Location) -> Iterator[tuple[S3Location, int]]:

@@ -8,12 +8,21 @@ import pyarrow as pa
 import pytest
 
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
-from bedrock_assets.records import derived_record_ids, joined_lines, prepare_batch, request_line
+from bedrock_assets.records import derived_record_ids, line_buffers, prepare_batch
 from bedrock_assets.sample.simplecot import generate_simplecot_table
 from bedrock_assets.sources import SourceBatch, SourceError, SourceFile
 
 TRICKY = ['plain', 'quote " and \\ backslash', "new\nline\ttab\rcr", "ctl \x00\x01\x1f\x7f \b\f", "ünï 日本 🎉",
           "{braces} {{x}}", "", "\u2028 sep", None]
+def request_line(record_id: str, body_json: str) -> str:
+    """The reference: a Bedrock input line built with json.dumps."""
+    return f'{{"recordId":{json.dumps(record_id)},"modelInput":{body_json}}}'
+
+
+def joined_lines(requests) -> bytes:
+    return b"".join(piece.to_pybytes() for piece in line_buffers(requests))
+
+
 ADAPTERS = {
     "claude": adapter_for("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel",
                           PromptSettings(template="Q: {q}\n{task}", system='say "hi"'),

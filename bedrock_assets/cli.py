@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from typing import Sequence
 
 DEFAULT_HOME = ".bedrock_assets_demo"
 DEFAULT_STACK_PORT = 4566
+SAMPLE_DEFS = Path(__file__).parent / "defs"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _dagster_home(home: Path) -> Path:
@@ -30,7 +33,7 @@ def _instance():
 
 
 def cmd_local_stack(args: argparse.Namespace) -> int:
-    from bedrock_assets.emulator.server import serve_forever
+    from bedrock_assets.local_stack.server import serve_forever
 
     serve_forever(args.host, args.port, Path(args.state_dir) if args.state_dir else None, args.time_scale)
     return 0
@@ -45,25 +48,25 @@ def cmd_seed_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_specs(spec_path: Path, pipelines: Sequence[str] | None, poll_seconds: float, timeout: float) -> list:
-    """Run the named pipelines (default: all) of a spec file to completion; returns their summaries."""
-    from bedrock_assets.definitions import build_definitions
-    from bedrock_assets.runner import run_pipeline
-    from bedrock_assets.spec import load_specs
+def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, timeout: float) -> list:
+    """Run the pipelines (default: all) of a defs.yaml or folder to completion; returns their summaries."""
+    import dagster as dg
 
-    specs = load_specs(spec_path)
+    from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
+    from bedrock_assets.components.loading import load_pipelines
+    from bedrock_assets.resources import bedrock_resources
+    from bedrock_assets.runner import run_pipelines
+
+    specs = load_pipelines(path)
     names = [s.name for s in specs]
     unknown = [p for p in pipelines or [] if p not in names]
     if unknown:
-        raise SystemExit(f"{spec_path}: no pipeline named {unknown}; the spec has {names}")
-    defs, built = build_definitions(specs)
-    instance = _instance()
-    summaries = []
-    for pipeline in built:
-        if pipelines and pipeline.spec.name not in pipelines:
-            continue
-        summaries.append(run_pipeline(defs, pipeline, instance, poll_seconds=poll_seconds, timeout_seconds=timeout))
-    return summaries
+        raise SystemExit(f"{path}: no pipeline named {unknown}; found {names}")
+    specs = [s for s in specs if not pipelines or s.name in pipelines]
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # run and tick logs stay in the instance
+    defs = dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs),
+                                dg.Definitions(resources=bedrock_resources()))
+    return run_pipelines(defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bedrock_assets.spec import SpecError
 
     try:
-        summaries = run_specs(Path(args.spec), args.pipeline, args.poll_seconds, args.timeout)
+        summaries = run_defs(Path(args.path), args.pipeline, args.poll_seconds, args.timeout)
     except (SpecError, PipelineRunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -85,8 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Local stack + sample data + both sample pipelines, end to end; results copied to --home."""
     import boto3
 
-    from bedrock_assets.definitions import SAMPLE_SPEC
-    from bedrock_assets.emulator import FaultConfig, LocalStack
+    from bedrock_assets.local_stack import FaultConfig, LocalStack
     from bedrock_assets.runner import PipelineRunError
     from bedrock_assets.sample.seed import seed_sample
     from bedrock_assets.uris import parse_s3_uri
@@ -101,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"local stack on {stack.endpoint_url} (state in {home / 'local_stack'})")
         seed_sample(s3, rows=args.rows)
         try:
-            summaries = run_specs(SAMPLE_SPEC, None, poll_seconds=0.5, timeout=args.timeout)
+            summaries = run_defs(SAMPLE_DEFS, None, poll_seconds=0.5, timeout=args.timeout)
         except PipelineRunError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -127,22 +129,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Local stack on a fixed port plus ``dagster dev`` on the same DAGSTER_HOME."""
+    """Local stack on a fixed port plus ``dg dev`` on the same DAGSTER_HOME."""
     import boto3
 
-    from bedrock_assets.emulator import LocalStack
+    from bedrock_assets.local_stack import LocalStack
     from bedrock_assets.sample.seed import seed_sample
 
     home = Path(args.home).resolve()
-    env = dict(os.environ, DAGSTER_HOME=str(_dagster_home(home)))
+    env = dict(os.environ, DAGSTER_HOME=str(_dagster_home(home)), VIRTUAL_ENV=sys.prefix)
     stack = LocalStack(port=args.stack_port, state_dir=home / "local_stack", time_scale=args.time_scale).start()
     try:
         env.update(stack.env())
         os.environ.update(stack.env())
         seed_sample(boto3.client("s3"), rows=args.rows)  # no-op for the data if already there: same bytes
-        target = ["-w", "workspace.yaml"] if Path("workspace.yaml").exists() else ["-m", "bedrock_assets.definitions"]
+        dg = Path(sys.executable).parent / "dg"
         print(f"local stack on {stack.endpoint_url}; starting the Dagster UI on http://127.0.0.1:{args.port}")
-        ui = subprocess.Popen([sys.executable, "-m", "dagster", "dev", *target, "-p", str(args.port)], env=env)
+        ui = subprocess.Popen([str(dg), "dev", "-p", str(args.port)], env=env, cwd=PROJECT_ROOT)
         # on SIGTERM too, stop the UI and snapshot the stack (SIGINT arrives as KeyboardInterrupt)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
@@ -173,15 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uri", default="s3://bedrock-assets-demo/raw/simplecot_sample.parquet")
     p.set_defaults(func=cmd_seed_sample)
 
-    p = sub.add_parser("run", help="run pipelines of a spec file to completion against the configured endpoints")
-    p.add_argument("spec", help="pipeline spec YAML")
+    p = sub.add_parser("run", help="run pipelines to completion against the configured endpoints")
+    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
     p.add_argument("--pipeline", action="append", help="run only this pipeline (repeatable)")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between completion-sensor ticks")
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
     p.set_defaults(func=cmd_run)
 
     for name, func, text in (("demo", cmd_demo, "run both sample pipelines end to end on an embedded local stack"),
-                             ("dev", cmd_dev, "start the local stack and the Dagster UI on the same data")):
+                             ("dev", cmd_dev, "start the local stack and the Dagster UI (dg dev) on the same data")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--home", default=DEFAULT_HOME, help="local stack state, DAGSTER_HOME and results")
         p.add_argument("--rows", type=int, default=3000, help="rows of the sample dataset")

@@ -1,23 +1,25 @@
-"""The job ledger: one DynamoDB item per shard attempt, written with conditional updates."""
+"""The job ledger: one DynamoDB item per shard attempt, written with conditional updates.
+
+The ledger is what money depends on: which job each shard attempt has, so that a rerun re-attaches
+instead of paying twice, and so that racing runs claim a submission only once.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Optional
 
-import boto3
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
-from dagster import ConfigurableResource
+from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
-# Our own states around Bedrock's: waiting for a slot, submission in flight, rejected at submission.
-QUEUED = "Queued"
-SUBMITTING = "Submitting"
-SUBMIT_FAILED = "SubmitFailed"
-IN_FLIGHT = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
-TERMINAL = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+from bedrock_assets.aws import boto3_session, client_args
+from bedrock_assets.bedrock.job_status import JobStatus
 
 
 class LedgerConflict(RuntimeError):
@@ -26,6 +28,76 @@ class LedgerConflict(RuntimeError):
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """Record counts Bedrock reports for a job (all 0 while it is Validating)."""
+
+    total: int = 0
+    processed: int = 0
+    succeeded: int = 0
+    errored: int = 0
+
+    @classmethod
+    def from_job(cls, job: dict[str, Any]) -> "JobCounts":
+        return cls(int(job.get("totalRecordCount", 0)), int(job.get("processedRecordCount", 0)),
+                   int(job.get("successRecordCount", 0)), int(job.get("errorRecordCount", 0)))
+
+
+@dataclass(frozen=True)
+class JobAttempt:
+    """One attempt at running a shard's batch job: what was (or will be) submitted and what became of it."""
+
+    pipeline: str
+    shard: str
+    attempt: int
+    job_name: str
+    input_digest: str
+    model_id: str
+    records: int
+    input_uri: str
+    output_uri: str
+    status: JobStatus = JobStatus.QUEUED
+    job_arn: Optional[str] = None
+    message: Optional[str] = None
+    counts: JobCounts = field(default_factory=JobCounts)
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    created_at: Optional[str] = None
+    queued_at: Optional[str] = None
+    submitted_at: Optional[str] = None
+    end_time: Optional[str] = None
+    updated_at: Optional[str] = None
+
+    @property
+    def job_id(self) -> Optional[str]:
+        return self.job_arn.rsplit("/", 1)[-1] if self.job_arn else None
+
+    @property
+    def identity(self) -> str:
+        """What a merged shard records to say which attempt it merged (the ARN, or the name if none)."""
+        return self.job_arn or self.job_name
+
+    def to_item(self) -> dict[str, Any]:
+        item = {k: v for k, v in asdict(self).items() if v is not None}
+        item["status"] = self.status.value
+        item["counts"] = asdict(self.counts)
+        item["shard_attempt"] = sort_key(self.shard, self.attempt)
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "JobAttempt":
+        known = {f.name for f in fields(cls)}
+        values = {k: _plain(v) for k, v in item.items() if k in known}
+        values["status"] = JobStatus(values["status"])
+        values["counts"] = JobCounts(**values.get("counts", {}))
+        return cls(**values)
+
+
+# Fields an update may set (everything but the key and what identifies the submitted input).
+_UPDATABLE = {"status", "job_arn", "message", "counts", "input_tokens", "output_tokens", "queued_at",
+              "submitted_at", "end_time"}
 
 
 def _plain(value: Any) -> Any:
@@ -38,92 +110,115 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _stored(value: Any) -> Any:
+    if isinstance(value, JobStatus):
+        return value.value
+    if isinstance(value, JobCounts):
+        return asdict(value)
+    return value
+
+
 def sort_key(shard: str, attempt: int) -> str:
     return f"{shard}#{attempt:04d}"
 
 
 class JobLedger:
-    """Items keyed by (pipeline, "<shard>#<attempt>"), so one Query lists a pipeline's jobs."""
+    """Attempts keyed by (pipeline, "<shard>#<attempt>"), so one Query lists a pipeline's jobs."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
 
-    def attempts(self, pipeline: str, shard: str) -> list[dict[str, Any]]:
+    def attempts(self, pipeline: str, shard: str) -> list[JobAttempt]:
         return self._query(Key("pipeline").eq(pipeline) & Key("shard_attempt").begins_with(f"{shard}#"))
 
-    def latest(self, pipeline: str, shard: str) -> dict[str, Any] | None:
+    def latest(self, pipeline: str, shard: str) -> JobAttempt | None:
         items = self.attempts(pipeline, shard)
         return items[-1] if items else None
 
-    def latest_by_shard(self, pipeline: str) -> dict[str, dict[str, Any]]:
-        latest: dict[str, dict[str, Any]] = {}
-        for item in self._query(Key("pipeline").eq(pipeline)):
-            latest[item["shard"]] = item  # items arrive in sort-key order: last attempt wins
+    def latest_by_shard(self, pipeline: str) -> dict[str, JobAttempt]:
+        latest: dict[str, JobAttempt] = {}
+        for attempt in self._query(Key("pipeline").eq(pipeline)):
+            latest[attempt.shard] = attempt  # items arrive in sort-key order: the last attempt wins
         return latest
 
-    def create(self, item: dict[str, Any]) -> None:
+    def create(self, attempt: JobAttempt) -> JobAttempt:
         """Insert a new attempt; LedgerConflict if that attempt already exists."""
-        item = {**item, "shard_attempt": sort_key(item["shard"], item["attempt"]), "updated_at": now_iso()}
+        attempt = replace(attempt, created_at=attempt.created_at or now_iso(), updated_at=now_iso())
         try:
-            self.table.put_item(Item=item, ConditionExpression=Attr("shard_attempt").not_exists())
+            self.table.put_item(Item=attempt.to_item(), ConditionExpression=Attr("shard_attempt").not_exists())
         except ClientError as e:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise LedgerConflict(f"{item['pipeline']}/{item['shard_attempt']} already exists") from None
+                raise LedgerConflict(f"{attempt.pipeline}/{sort_key(attempt.shard, attempt.attempt)} exists") from None
             raise
+        return attempt
 
     def update(
-        self, pipeline: str, shard: str, attempt: int, *, expect_status: Optional[tuple[str, ...]] = None, **fields: Any
-    ) -> None:
-        """Set fields on an attempt; with ``expect_status``, only if its status is one of those."""
-        fields = {k: v for k, v in {**fields, "updated_at": now_iso()}.items()}
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": v for i, v in enumerate(fields.values())}
-        kwargs: dict[str, Any] = {
-            "Key": {"pipeline": pipeline, "shard_attempt": sort_key(shard, attempt)},
-            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
+        self, attempt: JobAttempt, *, expect_status: Optional[tuple[JobStatus, ...]] = None, **changes: Any
+    ) -> JobAttempt:
+        """Set fields on an attempt and return it updated; with ``expect_status``, only from one of those."""
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise TypeError(f"JobAttempt fields {sorted(unknown)} cannot be updated")
+        changes["updated_at"] = now_iso()
+        names = {f"#f{i}": k for i, k in enumerate(changes)}
+        values = {f":v{i}": _stored(v) for i, v in enumerate(changes.values())}
         condition = Attr("shard_attempt").exists()
         if expect_status:
-            condition = condition & Attr("status").is_in(list(expect_status))
-        kwargs["ConditionExpression"] = condition
+            condition = condition & Attr("status").is_in([s.value for s in expect_status])
         try:
-            self.table.update_item(**kwargs)
+            self.table.update_item(
+                Key={"pipeline": attempt.pipeline, "shard_attempt": sort_key(attempt.shard, attempt.attempt)},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ConditionExpression=condition,
+            )
         except ClientError as e:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise LedgerConflict(f"{pipeline}/{sort_key(shard, attempt)}: status not in {expect_status}") from None
+                raise LedgerConflict(
+                    f"{attempt.pipeline}/{sort_key(attempt.shard, attempt.attempt)}: status not in {expect_status}"
+                ) from None
             raise
+        return replace(attempt, **changes)
 
-    def _query(self, condition: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _query(self, condition: Any) -> list[JobAttempt]:
+        attempts: list[JobAttempt] = []
         kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
         while True:
             page = self.table.query(**kwargs)
-            items.extend(_plain(i) for i in page.get("Items", []))
+            attempts.extend(JobAttempt.from_item(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
-                return items
+                return attempts
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-class JobLedgerResource(ConfigurableResource):
-    """DynamoDB job ledger. The table is created on first use when ``create_if_missing``."""
+_ensured_tables: set[tuple[Any, ...]] = set()
+_ensure_lock = threading.Lock()
+
+
+class JobLedgerResource(ResourceWithBoto3Configuration):
+    """DynamoDB job ledger. The table is created on first use when ``create_if_missing`` (once per process)."""
 
     table_name: str = Field(default="bedrock-assets-jobs", description="DynamoDB table name")
-    region_name: Optional[str] = Field(default=None, description="region; boto3's default chain if unset")
-    profile_name: Optional[str] = None
-    create_if_missing: bool = True
+    create_if_missing: bool = Field(default=True, description="create the table (PAY_PER_REQUEST) if it is missing")
+
+    def get_client(self) -> Any:
+        """The DynamoDB client."""
+        return boto3_session(self).client("dynamodb", **client_args(self))
 
     def get_ledger(self) -> JobLedger:
-        session = boto3.session.Session(profile_name=self.profile_name, region_name=self.region_name)
-        dynamodb = session.resource("dynamodb")
-        table = dynamodb.Table(self.table_name)
+        session = boto3_session(self)
+        table = session.resource("dynamodb", **client_args(self)).Table(self.table_name)
         if self.create_if_missing:
-            _ensure_table(session.client("dynamodb"), self.table_name)
+            where = (self.table_name, self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+                     or os.environ.get("AWS_ENDPOINT_URL"), session.region_name, self.profile_name)
+            with _ensure_lock:
+                if where not in _ensured_tables:
+                    ensure_table(self.get_client(), self.table_name)
+                    _ensured_tables.add(where)
         return JobLedger(table)
 
 
-def _ensure_table(client: Any, name: str) -> None:
+def ensure_table(client: Any, name: str) -> None:
+    """Create the ledger table if it does not exist (a concurrent creation is fine) and wait for it."""
     try:
         client.describe_table(TableName=name)
         return

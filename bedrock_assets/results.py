@@ -1,372 +1,39 @@
-"""Bedrock batch outputs: stream ``.jsonl.out`` lines into rows, then left-join them onto inputs."""
+"""Reading a pipeline's results back: the merged dataset as a pandas DataFrame."""
 
 from __future__ import annotations
 
-import io
-import json
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pj
+import boto3
 import pyarrow.parquet as pq
 
 from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.models import ModelAdapter
-from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
-from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, upload_file
-from bedrock_assets.uris import S3Location
+from bedrock_assets.spec import PipelineSpec
 
-# error codes we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
-INVALID_INPUT = "InvalidModelInput"
-NOT_RETURNED = "RecordNotReturned"
-UNPARSEABLE = "UnparseableOutput"
+if TYPE_CHECKING:
+    import pandas
 
 
-def output_schema(adapter: ModelAdapter) -> pa.Schema:
-    value = (
-        pa.field("embedding", pa.list_(pa.float32(), adapter.embedding_dimensions))
-        if adapter.kind == "embedding"
-        else pa.field("output_text", pa.string())
-    )
-    return pa.schema([
-        pa.field(RECORD_ID, pa.string()),
-        value,
-        pa.field("stop_reason", pa.string()),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        pa.field("error_code", pa.string()),
-        pa.field("error_message", pa.string()),
-    ])
+def read_merged_dataset(
+    pipeline: PipelineSpec | str | Path, columns: Sequence[str] | None = None, s3: Any = None
+) -> "pandas.DataFrame":
+    """A pipeline's merged dataset (every input row with its output or error) as a DataFrame.
 
+    ``pipeline`` is the pipeline's ``defs.yaml`` (or its folder) or a loaded spec; S3 is reached
+    with boto3's standard configuration unless a client is given.
 
-@dataclass
-class OutputStats:
-    lines: int = 0
-    succeeded: int = 0
-    errored: int = 0
-    duplicates: int = 0
-    unknown_ids: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    error_codes: dict[str, int] = field(default_factory=dict)
-
-
-class OutputParser:
-    """Turns blocks of output lines into Arrow batches; keeps the first line per recordId."""
-
-    def __init__(self, adapter: ModelAdapter, expected_ids: Iterable[str] | None = None) -> None:
-        self.adapter = adapter
-        self.schema = output_schema(adapter)
-        self.expected = pa.array(list(expected_ids), pa.string()) if expected_ids is not None else None
-        self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
-        self.stats = OutputStats()
-        self._shape_message = f"modelOutput does not have the {adapter.family} shape"
-        self._json_schema = pa.schema([
-            ("recordId", pa.string()),
-            ("modelOutput", adapter.output_type),
-            ("error", pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])),
-        ])
-
-    def parse_chunk(self, data: bytes, where: str = "") -> pa.RecordBatch:
-        """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
-        if data.strip():
-            try:
-                return self._parse_arrow(data)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                pass  # an unexpected shape somewhere in the chunk: the line-by-line path names it
-        return self._parse_lines([line for line in data.split(b"\n") if line.strip()], where)
-
-    def _parse_arrow(self, data: bytes) -> pa.RecordBatch:
-        table = pj.read_json(
-            io.BytesIO(data),
-            read_options=pj.ReadOptions(block_size=2 << 20),
-            parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
-        )
-        ids = table.column("recordId").combine_chunks()
-        if ids.null_count:
-            raise pa.ArrowInvalid("a line without recordId")
-        model_output = table.column("modelOutput").combine_chunks()
-        error = table.column("error").combine_chunks()
-        columns = self.adapter.parse_arrow(model_output)
-        value_name = self.schema.field(1).name
-        has_output = pc.is_valid(model_output)
-        unparseable = pc.and_(has_output, pc.is_null(columns[value_name]))
-        ok = pc.and_(has_output, pc.invert(unparseable))
-        none = pa.scalar(None, pa.string())
-        code = pc.if_else(has_output, pc.if_else(unparseable, pa.scalar(UNPARSEABLE), none),
-                          pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"))
-        message = pc.if_else(
-            has_output,
-            pc.if_else(unparseable, pa.scalar(self._shape_message), none),
-            pc.coalesce(pc.struct_field(error, "errorMessage"), "no modelOutput and no error in the output line"),
-        )
-
-        self.stats.lines += len(ids)
-        mask = pa.array(self._keep(ids))
-        ok_kept = pc.and_(ok, mask)
-        arrays = [
-            ids,
-            *(pc.if_else(ok, columns[name], pa.scalar(None, columns[name].type)) if name != value_name
-              else columns[name] for name in (value_name, "stop_reason", "input_tokens", "output_tokens")),
-            code,
-            message,
-        ]
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema).filter(mask)
-        succeeded = pc.sum(ok_kept).as_py() or 0
-        self.stats.succeeded += succeeded
-        self.stats.errored += batch.num_rows - succeeded
-        self.stats.input_tokens += pc.sum(batch.column("input_tokens")).as_py() or 0
-        self.stats.output_tokens += pc.sum(batch.column("output_tokens")).as_py() or 0
-        for item in pc.value_counts(pc.drop_null(batch.column("error_code"))).to_pylist():
-            self.stats.error_codes[item["values"]] = self.stats.error_codes.get(item["values"], 0) + item["counts"]
-        return batch
-
-    def _keep(self, ids: pa.Array) -> np.ndarray:
-        """Which lines to keep: the first line per recordId, for ids we sent; counts the rest."""
-        n = len(ids)
-        known = pc.is_in(ids, value_set=self.expected) if self.expected is not None else pa.array(np.ones(n, bool))
-        seen = pc.is_in(ids, value_set=self.seen)
-        if pc.count_distinct(ids).as_py() == n:
-            keep = pc.and_(known, pc.invert(seen)).to_numpy(zero_copy_only=False)
-            self.stats.duplicates += pc.sum(seen).as_py() or 0
-        else:  # repeats inside this chunk: the first occurrence in order wins
-            taken = set(self.seen.to_pylist())
-            keep = np.zeros(n, dtype=bool)
-            for i, (rid, ok) in enumerate(zip(ids.to_pylist(), known.to_pylist())):
-                if rid in taken:
-                    self.stats.duplicates += 1
-                elif ok:
-                    taken.add(rid)
-                    keep[i] = True
-        seen_np = seen.to_numpy(zero_copy_only=False)
-        self.stats.unknown_ids += int((~known.to_numpy(zero_copy_only=False) & ~seen_np & ~keep).sum())
-        self.seen = pa.concat_arrays([self.seen, ids.filter(pa.array(keep))])
-        return keep
-
-    def _parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
-        ids: list[str] = []
-        texts: list[str | None] = []
-        vectors: list[Any] = []
-        stops: list[str | None] = []
-        in_tok: list[int | None] = []
-        out_tok: list[int | None] = []
-        codes: list[str | None] = []
-        messages: list[str | None] = []
-        dims = self.adapter.embedding_dimensions
-        records = []
-        for line in lines:
-            self.stats.lines += 1
-            try:
-                record = json.loads(line)
-                records.append((record["recordId"], record))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{where}: line {self.stats.lines}: not a Bedrock output record: {line[:120]!r}") from None
-        keep = self._keep(pa.array([rid for rid, _ in records], pa.string()))
-        for (rid, record), kept in zip(records, keep):
-            if not kept:
-                continue
-            parsed = None
-            code = message = None
-            if "modelOutput" in record and record["modelOutput"] is not None:
-                try:
-                    parsed = self.adapter.parse(record["modelOutput"])
-                except (ValueError, KeyError, TypeError, AttributeError) as e:
-                    code, message = UNPARSEABLE, f"{self._shape_message}: {type(e).__name__}: {e}"
-            else:
-                error = record.get("error") or {}
-                code = str(error.get("errorCode", "Unknown"))
-                message = str(error.get("errorMessage", "no modelOutput and no error in the output line"))
-            ids.append(rid)
-            if parsed is not None:
-                self.stats.succeeded += 1
-                self.stats.input_tokens += parsed.input_tokens or 0
-                self.stats.output_tokens += parsed.output_tokens or 0
-                texts.append(parsed.text)
-                vectors.append(parsed.embedding)
-                stops.append(parsed.stop_reason)
-                in_tok.append(parsed.input_tokens)
-                out_tok.append(parsed.output_tokens)
-                codes.append(None)
-                messages.append(None)
-            else:
-                self.stats.errored += 1
-                self.stats.error_codes[code] = self.stats.error_codes.get(code, 0) + 1
-                texts.append(None)
-                vectors.append(None)
-                stops.append(None)
-                in_tok.append(None)
-                out_tok.append(None)
-                codes.append(code)
-                messages.append(message)
-        if dims is not None:
-            value = _embedding_array(vectors, dims)
-        else:
-            value = pa.array(texts, pa.string())
-        return pa.RecordBatch.from_arrays(
-            [pa.array(ids, pa.string()), value, pa.array(stops, pa.string()), pa.array(in_tok, pa.int64()),
-             pa.array(out_tok, pa.int64()), pa.array(codes, pa.string()), pa.array(messages, pa.string())],
-            schema=self.schema,
-        )
-
-
-def _embedding_array(vectors: list[list[float] | None], dims: int) -> pa.Array:
-    """Fixed-size float32 lists; one numpy buffer for the block, nulls where a record failed."""
-    flat = np.zeros((len(vectors), dims), dtype=np.float32)
-    valid = np.zeros(len(vectors), dtype=bool)
-    for i, v in enumerate(vectors):
-        if v is not None:
-            flat[i] = v
-            valid[i] = True
-    values = pa.array(flat.reshape(-1), pa.float32())
-    return pa.FixedSizeListArray.from_arrays(values, dims, mask=pa.array(~valid))
-
-
-def parse_manifest(data: bytes) -> dict[str, int]:
-    manifest = json.loads(data)
-    return {k: int(v) for k, v in manifest.items() if isinstance(v, (int, float))}
-
-
-@dataclass
-class JobInfo:
-    shard: str
-    job_arn: str | None
-    status: str
-    message: str | None = None
-
-
-def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobInfo) -> pa.Table:
-    """Left join outputs onto input rows by record_id: each input row exactly once, in input order.
-
-    Rows without an output line get an error: rejected before submission, not returned by a
-    finished job, or the job's own terminal status (Failed / Expired / Stopped) and message.
+        from bedrock_assets import read_merged_dataset
+        df = read_merged_dataset("bedrock_assets/defs/cot_answers")
     """
-    index = pc.index_in(rows.column(RECORD_ID), value_set=outputs.column(RECORD_ID))
-    joined = outputs.drop_columns([RECORD_ID]).take(index)
-    missing = pc.is_null(index)
-    input_error = rows.column(INPUT_ERROR)
-    rejected = pc.is_valid(input_error)
-    if job.status in ("Completed", "PartiallyCompleted"):
-        absent_code, absent_msg = NOT_RETURNED, f"job finished {job.status} without an output line for this record"
-    else:
-        absent_code = f"Job{job.status}"
-        absent_msg = f"batch job {job.status}" + (f": {job.message}" if job.message else "")
-    code = pc.if_else(rejected, INVALID_INPUT, pc.if_else(missing, absent_code, joined.column("error_code")))
-    message = pc.if_else(
-        rejected, input_error, pc.if_else(missing, absent_msg, joined.column("error_message"))
-    )
-    base = rows.drop_columns([c for c in INTERNAL_COLUMNS if c in rows.column_names])
-    n = rows.num_rows
-    merged = base.append_column("shard", pa.array([job.shard] * n, pa.string()).dictionary_encode())
-    merged = merged.append_column("job_arn", pa.array([job.job_arn] * n, pa.string()).dictionary_encode())
-    for name in joined.column_names:
-        if name == "error_code":
-            merged = merged.append_column(name, code)
-        elif name == "error_message":
-            merged = merged.append_column(name, message)
-        else:
-            merged = merged.append_column(name, joined.column(name))
-    return merged
+    if not isinstance(pipeline, PipelineSpec):
+        from bedrock_assets.components.loading import load_pipelines
 
-
-def iter_merged_stats(table: pa.Table) -> Iterator[tuple[str, int]]:
-    """(error_code or 'ok', count) pairs of a merged table."""
-    counts = pc.value_counts(pc.fill_null(table.column("error_code"), "ok").combine_chunks())
-    for item in counts.to_pylist():
-        yield item["values"], item["counts"]
-
-
-# ---- S3-facing steps of batch_job_outputs / merged_results / merged_dataset ---------------------
-
-def _job_id(job_arn: str) -> str:
-    return job_arn.rsplit("/", 1)[-1]
-
-
-def collect_job_outputs(spec: Any, s3: Any, shard: str, job: JobInfo) -> dict[str, Any]:
-    """Stream the job's ``*.jsonl.out`` files into ``outputs/<shard>.parquet``; read its manifest."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    adapter = spec.adapter()
-    manifest: dict[str, int] = {}
-    files: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-out-") as tmp:
-        rows = download_file(s3, layout.shard_rows(shard), Path(tmp) / "rows.parquet")
-        ids = pq.read_table(rows, columns=[RECORD_ID, INPUT_ERROR])
-        sent = ids.filter(pc.is_null(ids.column(INPUT_ERROR))).column(RECORD_ID).to_pylist()
-        parser = OutputParser(adapter, expected_ids=sent)
-        out_path = Path(tmp) / "outputs.parquet"
-        with pq.ParquetWriter(out_path, parser.schema) as writer:
-            if job.job_arn:
-                prefix = layout.job_output(shard).join(_job_id(job.job_arn))
-                for loc, _ in list_objects(s3, S3Location(prefix.bucket, prefix.key + "/")):
-                    if loc.key.endswith("manifest.json.out"):
-                        manifest = parse_manifest(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
-                    elif loc.key.endswith(".out"):
-                        files.append(loc.uri)
-                        for chunk in iter_line_chunks(s3, loc):
-                            writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
-        upload_file(s3, out_path, layout.outputs(shard))
-    stats = parser.stats
-    return {
-        "job_arn": job.job_arn, "job_status": job.status, "output_files": files, "manifest": manifest,
-        "records_sent": len(sent), "output_lines": stats.lines, "succeeded": stats.succeeded,
-        "errored": stats.errored, "not_returned": len(sent) - stats.succeeded - stats.errored,
-        "duplicate_lines": stats.duplicates, "unknown_record_ids": stats.unknown_ids,
-        "input_tokens": stats.input_tokens, "output_tokens": stats.output_tokens,
-        "error_codes": stats.error_codes, "uri": layout.outputs(shard).uri,
-    }
-
-
-def merge_results(spec: Any, s3: Any, shard: str, job: JobInfo) -> dict[str, Any]:
-    """Write ``merged/<shard>.parquet``: every input row of the shard with its output or error."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
-        rows = pq.read_table(download_file(s3, layout.shard_rows(shard), Path(tmp) / "rows.parquet"))
-        outputs = pq.read_table(download_file(s3, layout.outputs(shard), Path(tmp) / "outputs.parquet"))
-        merged = merge_shard(rows, outputs, job)
-        path = Path(tmp) / "merged.parquet"
-        pq.write_table(merged, path)
-        upload_file(s3, path, layout.merged(shard))
-    outcome = dict(iter_merged_stats(merged))
-    return {"rows": merged.num_rows, "input_rows": rows.num_rows, "ok": outcome.pop("ok", 0),
-            "errors": outcome, "unique_ids": pc.count_distinct(merged.column(RECORD_ID)).as_py(),
-            "uri": layout.merged(shard).uri}
-
-
-def merge_dataset(spec: Any, s3: Any, shards: list[str]) -> dict[str, Any]:
-    """Concatenate the merged shards, one at a time, into ``merged_dataset/data.parquet``."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    totals: dict[str, int] = {}
-    per_shard = []
-    rows = 0
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-dataset-") as tmp:
-        out_path = Path(tmp) / "data.parquet"
-        writer: pq.ParquetWriter | None = None
-        try:
-            for shard in shards:
-                part = download_file(s3, layout.merged(shard), Path(tmp) / f"{shard}.parquet")
-                table = pq.read_table(part)
-                # dictionary columns (shard, job_arn, source_file) differ per part: store as plain text
-                table = table.cast(pa.schema([
-                    pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema
-                ]))
-                if writer is None:
-                    writer = pq.ParquetWriter(out_path, table.schema)
-                writer.write_table(table)
-                counts = dict(iter_merged_stats(table))
-                per_shard.append({"shard": shard, "rows": table.num_rows, "ok": counts.get("ok", 0)})
-                for code, n in counts.items():
-                    totals[code] = totals.get(code, 0) + n
-                rows += table.num_rows
-                part.unlink()
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is not None:
-            upload_file(s3, out_path, layout.merged_dataset)
-    ok = totals.pop("ok", 0)
-    return {"rows": rows, "succeeded": ok, "failed": rows - ok, "errors": totals, "shards": per_shard,
-            "uri": layout.merged_dataset.uri}
+        (pipeline,) = load_pipelines(Path(pipeline))
+    loc = PipelineLayout.for_uri(pipeline.output_uri).merged_dataset
+    client = s3 or boto3.client("s3")
+    with tempfile.TemporaryDirectory(prefix="bedrock-assets-read-") as tmp:
+        path = Path(tmp) / "data.parquet"
+        client.download_file(loc.bucket, loc.key, str(path))
+        return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()

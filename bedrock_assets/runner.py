@@ -1,39 +1,39 @@
-"""Headless runs: carry one pipeline to merged results with the same assets and sensor as the UI.
+"""Headless runs: the daemon's order of work, carried out in this process until the merged dataset is current.
 
-The steps a daemon would take are taken here in order: materialize raw_dataset, then the shard
-inputs and job submissions over all shard partitions in one run, then evaluate the completion
-sensor until every shard's job has finished and its outputs have been merged, executing each run
-request it returns (deduplicated by run key, as the daemon does), then materialize merged_dataset.
+There is no order of our own here. After materializing raw_dataset (what a user's click does), each
+round evaluates the pipelines' automation conditions, exactly as their automation sensor does, and
+their completion sensor, exactly as the daemon ticks it, and executes the runs they request, in
+this process, with the stage jobs and tags the daemon would use. Whatever another process has
+already done (a second ``bedrock-assets run``, ``dg dev`` on the same instance) shows up in the
+ledger and the instance and is not requested again; nothing is ever waited for that this process
+would not do itself. A pipeline is finished when its merged_dataset was built from the current job
+of every shard.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from dagster import (
-    AssetKey,
-    AssetRecordsFilter,
-    DagsterInstance,
-    Definitions,
-    RunRequest,
-    SensorResult,
-    build_sensor_context,
-    materialize,
-)
+import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from bedrock_assets.assets import PipelineDefs
-
+from bedrock_assets.bedrock.resource import CallCounter
+from bedrock_assets.components.bedrock_batch_pipeline import STAGES, PipelineKeys, partition_tags, stage_tags
+from bedrock_assets.graph.job_completion import contiguous_groups, merged_jobs, run_partitions, span
+from bedrock_assets.graph.merged_dataset import JOBS_DIGEST, jobs_digest
+from bedrock_assets.spec import PipelineSpec
 
 # run logs stay in the instance (and the UI); the console shows this module's progress lines
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class PipelineRunError(RuntimeError):
-    """A step failed or the pipeline did not finish in time."""
+    """A run failed or the pipelines did not finish in time."""
 
 
 @dataclass
@@ -48,27 +48,30 @@ class RunSummary:
     job_statuses: dict[str, int] = field(default_factory=dict)
     runs_launched: int = 0
     sensor_ticks: int = 0
-    bedrock_calls: dict[str, int] = field(default_factory=dict)
+    bedrock_calls: CallCounter = field(default_factory=CallCounter)
     seconds: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
 
     def lines(self) -> list[str]:
-        calls = sum(self.bedrock_calls.values())
+        calls = self.bedrock_calls.calls
         return [
             f"pipeline {self.pipeline}: {self.rows} rows -> {self.succeeded} succeeded, {self.failed} failed"
             + (f" {self.errors}" if self.errors else ""),
             f"  merged results: {self.merged_uri}",
             f"  shards: {self.shards}; jobs: {self.job_statuses}",
             f"  tokens: {self.input_tokens} in / {self.output_tokens} out",
-            f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {calls} Bedrock control-plane calls "
-            f"{self.bedrock_calls}, {self.seconds:.1f} s",
+            f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
+            f"control-plane calls {calls}, {self.seconds:.1f} s",
         ]
 
 
-def _merge_calls(total: dict[str, int], calls: dict[str, int] | None) -> None:
-    for op, n in (calls or {}).items():
-        total[op] = total.get(op, 0) + int(n)
+@dataclass
+class _Pipeline:
+    spec: PipelineSpec
+    keys: PipelineKeys
+    summary: RunSummary
+    done: bool = False
 
 
 def _root_message(event: Any) -> str:
@@ -79,135 +82,163 @@ def _root_message(event: Any) -> str:
     return error.message.strip()
 
 
-def execute_selection(
-    pipeline: PipelineDefs, resources: dict, instance: DagsterInstance, selection: Sequence[AssetKey],
-    partitions: Sequence[str] | None = None, tags: dict | None = None,
+def execute_stage(
+    defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str, stage: str,
+    shards: Sequence[str] | None = None, assets: Sequence[dg.AssetKey] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Any:
-    """One run of ``selection`` over a contiguous range of shard partitions; PipelineRunError on failure."""
-    run_tags = dict(tags or {})
-    if partitions:
-        run_tags[ASSET_PARTITION_RANGE_START_TAG] = partitions[0]
-        run_tags[ASSET_PARTITION_RANGE_END_TAG] = partitions[-1]
-    result = materialize(pipeline.assets, selection=list(selection), resources=resources, instance=instance,
-                         tags=run_tags, raise_on_error=False, run_config=QUIET)
+    """One run of a pipeline's stage job (over consecutive shards, when partitioned), with the tags the
+    daemon's runs carry; PipelineRunError with each failed step's own message if it fails."""
+    shards = list(shards or [])
+    run_tags = {**stage_tags(pipeline, stage, shards), **partition_tags(shards), **(tags or {})}
+    result = defs.resolve_job_def(PipelineKeys(pipeline).job(stage)).execute_in_process(
+        run_config=QUIET, instance=instance, raise_on_error=False, tags=run_tags,
+        partition_key=shards[0] if len(shards) == 1 else None, asset_selection=list(assets) if assets else None,
+    )
     if not result.success:
         failures = [f"{e.step_key}: {_root_message(e)}" for e in result.all_events if e.is_step_failure]
-        raise PipelineRunError(f"run {result.run_id} failed: " + ("; ".join(failures) or "see the run logs"))
+        raise PipelineRunError(f"{pipeline}: {stage} run {result.run_id} failed: "
+                               + ("; ".join(failures) or "see the run's logs"))
     return result
 
 
-def _requested_shards(request: RunRequest, shard_keys: list[str]) -> list[str]:
-    """The shard partitions a run request covers: its partition key, or its partition range."""
-    if request.partition_key:
-        return [request.partition_key]
-    first = shard_keys.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
-    last = shard_keys.index(request.tags[ASSET_PARTITION_RANGE_END_TAG])
-    return shard_keys[first : last + 1]
+class Runner:
+    """Executes stage runs of the pipelines in one Definitions, against one instance."""
 
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, log: Callable[[str], None]) -> None:
+        self.defs = defs
+        self.instance = instance
+        self.log = log
+        self.resources = dict(defs.resources or {})
 
-def _span(shards: list[str]) -> str:
-    return f"shard {shards[0]}" if len(shards) == 1 else f"shards {shards[0]}..{shards[-1]}"
-
-
-def _merged_already(instance: DagsterInstance, pipeline: PipelineDefs, ledger: Any) -> set[str]:
-    """Shards whose latest merged_results materialization is for the ledger's current job.
-
-    A rerun re-attaches to finished jobs; their outputs were requested (and merged) before, so the
-    sensor will not request them again. Shards requested but never merged are merged here.
-    """
-    merged: set[str] = set()
-    for shard, item in ledger.latest_by_shard(pipeline.spec.name).items():
-        if not item.get("outputs_requested"):
-            continue
-        records = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=pipeline.keys.merged_results, asset_partitions=[shard]), limit=1
-        ).records
-        meta = records[0].asset_materialization.metadata if records else {}
-        if "job_arn" in meta and meta["job_arn"].value == (item.get("job_arn") or ""):
-            merged.add(shard)
-        else:
-            ledger.update(pipeline.spec.name, shard, item["attempt"], outputs_requested=False)
-    return merged
-
-
-def run_pipeline(
-    defs: Definitions,
-    pipeline: PipelineDefs,
-    instance: DagsterInstance,
-    *,
-    poll_seconds: float = 2.0,
-    timeout_seconds: float = 3600.0,
-    log: Callable[[str], None] = print,
-) -> RunSummary:
-    """Run one pipeline to completion; raises PipelineRunError on failure or timeout."""
-    started = time.monotonic()
-    keys = pipeline.keys
-    summary = RunSummary(pipeline.spec.name)
-    resources = defs.resources
-
-    def execute(selection: Sequence[AssetKey], partitions: list[str] | None = None, tags: dict | None = None) -> Any:
-        summary.runs_launched += 1
-        result = execute_selection(pipeline, resources, instance, selection, partitions, tags)
-        for event in result.get_asset_materialization_events():  # one per partition, same calls: count once
-            mat = event.materialization
-            if mat.asset_key == keys.batch_jobs and "bedrock_calls" in mat.metadata:
-                _merge_calls(summary.bedrock_calls, mat.metadata["bedrock_calls"].value)
-                break
+    def execute(self, p: _Pipeline, stage: str, shards: Sequence[str] | None = None,
+                assets: Sequence[dg.AssetKey] | None = None, tags: dict[str, str] | None = None) -> Any:
+        result = execute_stage(self.defs, self.instance, p.spec.name, stage, shards, assets, tags)
+        p.summary.runs_launched += 1
+        for evaluation in result.get_asset_check_evaluations():
+            calls = evaluation.metadata.get("bedrock_calls")
+            if calls is not None:
+                p.summary.bedrock_calls.merge(calls.value)
         return result
 
-    log(f"[{summary.pipeline}] materializing raw_dataset")
-    execute([keys.raw_dataset])
-    shard_keys = instance.get_dynamic_partitions(pipeline.partitions.name)
-    summary.shards = len(shard_keys)
-    log(f"[{summary.pipeline}] {len(shard_keys)} shards: writing inputs and submitting jobs")
-    execute([keys.jsonl_shards, keys.batch_jobs], shard_keys)
+    def automation_round(self, pipelines: list[_Pipeline], cursor: Any) -> tuple[Any, bool]:
+        """Evaluate the automation conditions of the pipelines' assets; run what they request."""
+        selection = functools.reduce(operator.or_, (p.keys.selection for p in pipelines))
+        result = dg.evaluate_automation_conditions(self.defs, self.instance, asset_selection=selection, cursor=cursor)
+        ran = False
+        for p in pipelines:
+            order = self.instance.get_dynamic_partitions(p.keys.partitions)
+            for stage, nodes in STAGES.items():
+                assets = [p.keys.asset(n) for n in nodes if result.get_requested_partitions(p.keys.asset(n))]
+                if not assets:
+                    continue
+                partitions = set().union(*(result.get_requested_partitions(a) for a in assets)) - {None}
+                if not partitions:
+                    self.execute(p, stage, assets=assets)
+                for group in contiguous_groups(partitions, order, str, limit=max(len(order), 1)):
+                    self.execute(p, stage, group, assets)
+                ran = True
+        return result.cursor, ran
 
-    done = _merged_already(instance, pipeline, resources["ledger"].get_ledger())
-    if done:
-        log(f"[{summary.pipeline}] {len(done)} shard(s) already merged for their current job")
-    seen_run_keys: set[str] = set()
-    while len(done) < len(shard_keys):
+    def sensor_round(self, p: _Pipeline) -> bool:
+        """Tick the pipeline's completion sensor; run what it requests."""
+        sensor = self.defs.resolve_sensor_def(p.keys.completion_sensor)
+        context = dg.build_sensor_context(instance=self.instance, resources=self.resources, definitions=self.defs)
+        tick = sensor(context)
+        assert isinstance(tick, dg.SensorResult)
+        p.summary.sensor_ticks += 1
+        p.summary.bedrock_calls.merge(json.loads(tick.cursor or "{}").get("calls", {}))
+        for event in tick.asset_events or []:
+            self.instance.report_runless_asset_event(event)
+        order = self.instance.get_dynamic_partitions(p.keys.partitions)
+        for request in tick.run_requests or []:
+            stage = request.job_name.rsplit("__", 1)[-1]
+            shards = run_partitions({**request.tags, **({"dagster/partition": request.partition_key}
+                                                         if request.partition_key else {})}, order)
+            extra = {k: v for k, v in request.tags.items()
+                     if k not in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)}
+            self.execute(p, stage, shards, tags={**extra, "dagster/run_key": request.run_key or ""})
+            self.log(f"[{p.spec.name}] {stage} {span(shards)}"
+                     + (f" ({request.tags.get('bedrock_assets/job_status')})" if stage == "merge" else ""))
+        return bool(tick.run_requests)
+
+    def progress(self, p: _Pipeline) -> str:
+        """One line on where the pipeline stands; marks it done when merged_dataset is current.
+
+        Once every shard is merged, merged_dataset is current when its last materialization was
+        built from these very jobs. If it is not, and this round's automation did not build it (a
+        crash or a failed run between the last merge and it), nothing else will: it is built here.
+        """
+        shards = self.instance.get_dynamic_partitions(p.keys.partitions)
+        latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
+        merged = merged_jobs(self.instance, p.keys.merged_results)
+        n_merged = sum(1 for k in shards if k in latest and merged.get(k) == latest[k].identity)
+        statuses: dict[str, int] = {}
+        records = processed = 0
+        for k in shards:
+            if k in latest:
+                statuses[latest[k].status.value] = statuses.get(latest[k].status.value, 0) + 1
+                records += latest[k].records
+                processed += latest[k].counts.processed
+        p.summary.shards = len(shards)
+        p.summary.job_statuses = statuses
+        if shards and n_merged == len(shards):
+            if not self._dataset_current(p, shards, latest):
+                self.log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
+                self.execute(p, "publish")
+            p.done = self._dataset_current(p, shards, latest)
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none yet"
+        return (f"[{p.spec.name}] jobs: {jobs}; records processed {processed}/{records}; "
+                f"merged {n_merged}/{len(shards)} shards")
+
+    def _dataset_current(self, p: _Pipeline, shards: list[str], latest: dict) -> bool:
+        record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
+        meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
+        return JOBS_DIGEST in meta and meta[JOBS_DIGEST].value == jobs_digest(shards, latest)
+
+    def finish(self, p: _Pipeline) -> None:
+        record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
+        assert record is not None and record.asset_materialization is not None
+        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        s = p.summary
+        s.rows, s.succeeded, s.failed = int(meta["rows"]), int(meta["succeeded"]), int(meta["failed"])
+        s.errors, s.merged_uri = dict(meta["errors"]), str(meta["uri"])
+        s.input_tokens, s.output_tokens = int(meta["input_tokens"]), int(meta["output_tokens"])
+
+
+def run_pipelines(
+    defs: dg.Definitions, specs: Sequence[PipelineSpec], instance: dg.DagsterInstance, *, poll_seconds: float = 2.0,
+    timeout_seconds: float = 3600.0, log: Callable[[str], None] = print,
+) -> list[RunSummary]:
+    """Run the pipelines to a current merged dataset each; PipelineRunError on a failed run or timeout."""
+    started = time.monotonic()
+    runner = Runner(defs, instance, log)
+    pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name)) for s in specs]
+    # the automation sensor has been ticking before a user clicks "Materialize": its first
+    # evaluation only records the state that later ones compare with ("newly" missing or updated)
+    cursor, _ = runner.automation_round(pipelines, None)
+    for p in pipelines:
+        log(f"[{p.spec.name}] materializing raw_dataset")
+        runner.execute(p, "prepare")
+    last_progress: dict[str, str] = {}
+    while True:
+        active = [p for p in pipelines if not p.done]
+        ran = any([runner.sensor_round(p) for p in active])
+        cursor, ran_automation = runner.automation_round(active, cursor)
+        ran = ran or ran_automation
+        for p in active:
+            line = runner.progress(p)
+            if line != last_progress.get(p.spec.name):
+                log(line)
+                last_progress[p.spec.name] = line
+            if p.done:
+                runner.finish(p)
+                p.summary.seconds = time.monotonic() - started
+                log(f"[{p.spec.name}] merged dataset is current")
+        if all(p.done for p in pipelines):
+            return [p.summary for p in pipelines]
         if time.monotonic() - started > timeout_seconds:
-            raise PipelineRunError(f"timed out after {timeout_seconds:.0f} s with {len(done)}/{len(shard_keys)} "
-                                   "shards merged")
-        context = build_sensor_context(instance=instance, resources=resources, definitions=defs)
-        result = pipeline.sensor(context)
-        assert isinstance(result, SensorResult)
-        summary.sensor_ticks += 1
-        _merge_calls(summary.bedrock_calls, json.loads(result.cursor or "{}").get("calls"))
-        for event in result.asset_events or []:
-            instance.report_runless_asset_event(event)
-        for request in result.run_requests or []:
-            if request.run_key in seen_run_keys:
-                continue
-            seen_run_keys.add(request.run_key)
-            shards = _requested_shards(request, shard_keys)
-            execute(request.asset_selection or [], shards, request.tags)
-            if keys.merged_results in (request.asset_selection or []):
-                done.update(shards)
-                log(f"[{summary.pipeline}] {_span(shards)}: {request.tags.get('bedrock-assets/job-status')}"
-                    f" -> merged ({len(done)}/{len(shard_keys)})")
-        if len(done) < len(shard_keys):
+            waiting = ", ".join(last_progress[p.spec.name] for p in pipelines if not p.done)
+            raise PipelineRunError(f"timed out after {timeout_seconds:.0f} s: {waiting}")
+        if not ran:
             time.sleep(poll_seconds)
-
-    log(f"[{summary.pipeline}] all shards merged: materializing merged_dataset")
-    final = execute([keys.merged_dataset])
-    for event in final.get_asset_materialization_events():
-        meta = event.materialization.metadata
-        summary.rows = int(meta["rows"].value)
-        summary.succeeded = int(meta["succeeded"].value)
-        summary.failed = int(meta["failed"].value)
-        summary.errors = dict(meta["errors"].value)
-        summary.merged_uri = str(meta["uri"].value)
-        summary.input_tokens = int(meta["input_tokens"].value)
-        summary.output_tokens = int(meta["output_tokens"].value)
-    failed_checks = [e for e in final.get_asset_check_evaluations() if not e.passed]
-    if failed_checks:
-        raise PipelineRunError(f"merged_dataset check failed: {failed_checks[0].metadata}")
-    statuses: dict[str, int] = {}
-    ledger = resources["ledger"].get_ledger()
-    for item in ledger.latest_by_shard(summary.pipeline).values():
-        statuses[item["status"]] = statuses.get(item["status"], 0) + 1
-    summary.job_statuses = statuses
-    summary.seconds = time.monotonic() - started
-    return summary

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from bedrock_assets.quotas import BatchQuotas
+from bedrock_assets.bedrock.quotas import BatchQuotas
 
 
 class ShardingError(ValueError):

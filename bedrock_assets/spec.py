@@ -1,32 +1,33 @@
-"""Pipeline spec files: YAML describing one or more batch-inference pipelines.
+"""The pipeline spec: what a ``BedrockBatchPipeline`` component's ``defs.yaml`` attributes say.
 
-Every field is validated on load; an error names the file, the pipeline and the field.
+Every field is validated when the component loads; an error names the file and the field
+(``defs/cot_answers/defs.yaml: attributes.shards.max_recs: unknown key``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
+from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, validate_job_name
+from bedrock_assets.bedrock.quotas import BatchQuotas, quotas_for
 from bedrock_assets.models import InferenceSettings, ModelAdapter, PromptSettings, adapter_for
-from bedrock_assets.quotas import BatchQuotas, quotas_for
-from bedrock_assets.uris import JOB_NAME_MAX, is_s3_uri, parse_s3_uri, validate_job_name
+from bedrock_assets.uris import is_s3_uri, parse_s3_uri
 
 PIPELINE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
-SOURCE_FORMATS = ("parquet", "csv", "jsonl")
-# job name = "<prefix>-<shard key>-<digest>"; the shard key and digest take at most this many chars
-_JOB_NAME_SUFFIX = len("-s00000-") + 10 + len("-a999")
 
 
 class SpecError(ValueError):
-    """A spec file that cannot be used, with the location of the problem."""
+    """A pipeline spec that cannot be used, with the location of the problem."""
 
 
-class _Strict(BaseModel):
+class _Strict(dg.Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -49,12 +50,14 @@ class SourceSpec(_Strict):
 
 class ModelSpec(_Strict):
     id: str = Field(description="model id, inference profile id or ARN")
-    invocation_type: Literal["InvokeModel", "Converse"] = "InvokeModel"
+    invocation_type: Literal["InvokeModel", "Converse"] = Field(
+        default="InvokeModel", description="Converse: Converse-shaped bodies (Claude, Nova, Llama, Mistral)"
+    )
 
 
 class PromptSpec(_Strict):
     template: str | None = Field(default=None, description="text models: {column} placeholders")
-    system: str | None = None
+    system: str | None = Field(default=None, description="text models: system prompt")
     input_column: str | None = Field(default=None, description="embedding models: the text column")
 
 
@@ -62,12 +65,14 @@ class InferenceSpec(_Strict):
     max_tokens: int = Field(default=512, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    stop: list[str] = Field(default_factory=list)
-    dimensions: int = 1024
-    normalize: bool = True
+    stop: list[str] = Field(default_factory=list, description="stop sequences")
+    dimensions: int = Field(default=1024, description="Titan Text Embeddings V2: 256, 512 or 1024")
+    normalize: bool = Field(default=True, description="Titan Text Embeddings V2: unit-length vectors")
 
 
 class ShardSpec(_Strict):
+    """Narrows the model's batch quotas, never loosens them."""
+
     max_records: int | None = Field(default=None, gt=0)
     min_records: int | None = Field(default=None, gt=0)
     max_file_bytes: int | None = Field(default=None, gt=0)
@@ -75,7 +80,9 @@ class ShardSpec(_Strict):
 
 
 class PipelineSpec(_Strict):
-    name: str
+    """One Bedrock batch-inference pipeline: source, model, prompt, where results go, and limits."""
+
+    name: str = Field(description="[a-z][a-z0-9_]*, at most 40 characters: asset group and key prefix")
     source: SourceSpec
     model: ModelSpec
     prompt: PromptSpec = PromptSpec()
@@ -83,15 +90,15 @@ class PipelineSpec(_Strict):
     output_uri: str = Field(description="s3:// prefix for shard inputs, Bedrock outputs and results")
     shards: ShardSpec = ShardSpec()
     role_arn: str | None = Field(default=None, description="service role Bedrock assumes; resource default if unset")
-    job_name_prefix: str | None = None
+    job_name_prefix: str | None = Field(default=None, description="default: the name with _ replaced by -")
     timeout_hours: int = Field(default=24, ge=24, le=168)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not PIPELINE_NAME.fullmatch(v):
-            raise ValueError("must be 1-40 characters of [a-z0-9_], starting with a letter")
+        if not PIPELINE_NAME.fullmatch(v) or "__" in v:
+            raise ValueError(f"{v!r} must be 1-40 characters of [a-z0-9_], starting with a letter, without '__'")
         return v
 
     @field_validator("output_uri")
@@ -110,8 +117,9 @@ class PipelineSpec(_Strict):
     @model_validator(mode="after")
     def _derived(self) -> "PipelineSpec":
         prefix = self.job_prefix
-        if len(prefix) > JOB_NAME_MAX - _JOB_NAME_SUFFIX:
-            raise ValueError(f"job_name_prefix {prefix!r} is longer than {JOB_NAME_MAX - _JOB_NAME_SUFFIX} characters")
+        if len(prefix) > JOB_NAME_MAX - JOB_NAME_SUFFIX_MAX:
+            raise ValueError(f"job_name_prefix {prefix!r} is longer than {JOB_NAME_MAX - JOB_NAME_SUFFIX_MAX} "
+                             "characters")
         try:
             validate_job_name(prefix)
         except ValueError as e:
@@ -159,79 +167,74 @@ class PipelineSpec(_Strict):
         }
         return quotas.with_overrides(narrowed)
 
+    def check_columns(self, columns: list[str], source: str) -> None:
+        """Raise SpecError if the prompt or id column names a column the source lacks."""
+        needed = list(self.adapter().input_columns())
+        if self.source.id_column:
+            needed.append(self.source.id_column)
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise SpecError(
+                f"pipeline {self.name!r}: column(s) {missing} used by the prompt/id_column are not in "
+                f"{source}; available columns: {columns}"
+            )
 
-class SpecFile(_Strict):
-    pipelines: list[PipelineSpec] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> "SpecFile":
-        seen: set[str] = set()
-        for p in self.pipelines:
-            if p.name in seen:
-                raise ValueError(f"pipeline name {p.name!r} is used twice")
-            seen.add(p.name)
-        return self
-
-
-def _where(loc: tuple[Any, ...], data: Any) -> str:
-    """'pipelines[0] (cot_answers).model.id' from a pydantic error location."""
-    parts: list[str] = []
-    node = data
+def _where(loc: tuple[Any, ...]) -> str:
+    """'attributes.model.id' from a pydantic error location."""
+    parts = ["attributes"]
     for item in loc:
         if isinstance(item, int):
-            name = node[item].get("name") if isinstance(node, list) and isinstance(node[item], dict) else None
-            parts[-1] += f"[{item}]" + (f" ({name})" if name and len(parts) == 1 else "")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
+            parts[-1] += f"[{item}]"
         else:
             parts.append(str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts) or "(top level)"
+    return ".".join(parts)
 
 
-def parse_specs(data: Any, *, origin: str = "<spec>", base_dir: Path | None = None) -> list[PipelineSpec]:
-    """Validate already-loaded YAML/dict data; local source paths resolve against ``base_dir``."""
+def parse_pipeline(
+    data: Any, *, origin: str = "<defs.yaml>", base_dir: Path | None = None, spec_class: type[PipelineSpec] = PipelineSpec
+) -> PipelineSpec:
+    """Validate a component's attributes; local source paths resolve against ``base_dir``.
+
+    Raises SpecError with one line per problem, each naming ``origin`` and the field.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: attributes must be a mapping of pipeline fields, got {type(data).__name__}")
+    uri = (data.get("source") or {}).get("uri") if isinstance(data.get("source"), dict) else None
+    if base_dir is not None and isinstance(uri, str) and uri and not is_s3_uri(uri) and not Path(uri).is_absolute():
+        data = {**data, "source": {**data["source"], "uri": str((base_dir / uri).resolve())}}
     try:
-        spec = SpecFile.model_validate(data)
+        return spec_class.model_validate(data)
     except ValidationError as e:
         lines = []
         for err in e.errors():
-            where = _where(tuple(x for x in err["loc"] if x not in ("function-after",)), data)
+            where = _where(tuple(x for x in err["loc"] if x not in ("function-after",)))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             lines.append(f"{origin}: {where}: {msg}")
         raise SpecError("\n".join(lines)) from None
-    if base_dir is None:
-        return spec.pipelines
-    resolved = []
-    for p in spec.pipelines:
-        uri = p.source.uri
-        if not is_s3_uri(uri) and not Path(uri).is_absolute():
-            p = p.model_copy(update={"source": p.source.model_copy(update={"uri": str((base_dir / uri).resolve())})})
-        resolved.append(p)
-    return resolved
 
 
-def load_specs(path: str | Path) -> list[PipelineSpec]:
-    """Load and validate a spec file; raises SpecError naming file and field."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: spec file not found") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
-    return parse_specs(data, origin=str(path), base_dir=path.parent)
+@functools.cache
+def schema_model(model: type[BaseModel], optional: frozenset[str] = frozenset()) -> type[BaseModel]:
+    """The same fields, types, bounds and descriptions as ``model``, without its validators.
 
+    Fields named in ``optional`` may be left out (they get a value when the component loads).
 
-def check_columns(spec: PipelineSpec, columns: list[str], source: str) -> None:
-    """Raise SpecError if the prompt or id column names a column the source lacks."""
-    needed = list(spec.adapter().input_columns())
-    if spec.source.id_column:
-        needed.append(spec.source.id_column)
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise SpecError(
-            f"pipeline {spec.name!r}: column(s) {missing} used by the prompt/id_column are not in "
-            f"{source}; available columns: {columns}"
-        )
+    The YAML schema of the component (what ``dg check yaml`` and editors validate against) before
+    ``{{ env.X }}`` templates are rendered; the full validation runs after rendering.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = schema_model(annotation)
+        elif get_origin(annotation) is not None and any(
+            isinstance(a, type) and issubclass(a, BaseModel) for a in get_args(annotation)
+        ):
+            raise TypeError(f"{model.__name__}.{name}: nested models only as plain fields")
+        if name in optional:
+            annotation, info = annotation | None, FieldInfo.merge_field_infos(info, default=None)
+        fields[name] = (annotation, info)
+    return create_model(f"{model.__name__}Attributes", __base__=_Strict, __doc__=model.__doc__, **fields)

@@ -1,4 +1,4 @@
-"""Validation of the names Bedrock and S3 accept: S3 URIs, batch job names, request tokens."""
+"""S3 locations, validated against the characters Bedrock accepts in its S3 URIs."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ from dataclasses import dataclass
 _S3_URI = re.compile(
     r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?"
 )
-# ModelInvocationJobName: 1..63 chars, no underscores.
-_JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
-# ModelInvocationIdempotencyToken.
-_TOKEN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
-JOB_NAME_MAX = 63
 
 
 @dataclass(frozen=True)
@@ -51,19 +46,3 @@ def parse_s3_uri(uri: str, *, what: str = "S3 URI") -> S3Location:
         )
     bucket, _, key = uri[5:].partition("/")
     return S3Location(bucket, key.rstrip("/"))
-
-
-def validate_job_name(name: str) -> str:
-    """Return ``name`` if Bedrock accepts it as a batch job name, else raise ValueError."""
-    if not name or len(name) > JOB_NAME_MAX or not _JOB_NAME.fullmatch(name):
-        raise ValueError(
-            f"job name {name!r} is invalid: 1-{JOB_NAME_MAX} characters of [a-zA-Z0-9+.-], "
-            "starting with a letter or digit, no underscores"
-        )
-    return name
-
-
-def validate_request_token(token: str) -> str:
-    if not token or len(token) > 256 or not _TOKEN.fullmatch(token):
-        raise ValueError(f"clientRequestToken {token!r} is invalid: [a-zA-Z0-9-], 1-256 characters")
-    return token

@@ -1,4 +1,4 @@
-"""Shared fixtures: one embedded local stack per test session, fresh buckets/tables per test."""
+"""Shared fixtures: one embedded local stack per test session, fresh buckets and ledger tables per test."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import boto3
+import dagster as dg
 import pytest
-import yaml
-from dagster import DagsterInstance, instance_for_test
 
-from bedrock_assets.definitions import build_definitions
-from bedrock_assets.emulator import LocalStack
+from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline, build_pipeline_defs
 from bedrock_assets.ledger import JobLedgerResource
-from bedrock_assets.runner import run_pipeline
+from bedrock_assets.local_stack import LocalStack
+from bedrock_assets.resources import bedrock_resources
+from bedrock_assets.runner import RunSummary, run_pipelines
 from bedrock_assets.sample.seed import ensure_bucket, seed_sample
-from bedrock_assets.spec import PipelineSpec, parse_specs
+from bedrock_assets.spec import PipelineSpec, parse_pipeline
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -30,7 +30,7 @@ def stack() -> Iterator[LocalStack]:
             for key, value in local.env().items():
                 mp.setenv(key, value)
             for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_BEDROCK",
-                        "AWS_ENDPOINT_URL_DYNAMODB", "BEDROCK_ASSETS_SPEC"):
+                        "AWS_ENDPOINT_URL_DYNAMODB", "BEDROCK_ASSETS_LEDGER_TABLE"):
                 mp.delenv(key, raising=False)
             yield local
 
@@ -52,9 +52,10 @@ def _reset_stack(request: pytest.FixtureRequest) -> Iterator[None]:
         bedrock.list_model_invocation_jobs(statusEquals="Stopping")  # observing them completes the stop
 
 
-def run(defs: Any, pipeline: Any, instance: DagsterInstance) -> Any:
-    """run_pipeline with fast polling and a timeout that fails a stuck test instead of hanging it."""
-    return run_pipeline(defs, pipeline, instance, poll_seconds=0.05, timeout_seconds=120, log=lambda _: None)
+def run(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> RunSummary:
+    """run_pipelines with fast polling and a timeout that fails a stuck test instead of hanging it."""
+    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=120, log=lambda _: None)
+    return summary
 
 
 @pytest.fixture
@@ -70,13 +71,13 @@ def bucket(s3: Any) -> str:
 
 
 @pytest.fixture
-def instance() -> Iterator[DagsterInstance]:
-    with instance_for_test() as inst:
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
         yield inst
 
 
 def pipeline_dict(name: str, bucket: str, *, model: str = CLAUDE, **overrides: Any) -> dict[str, Any]:
-    """A valid pipeline spec (as YAML data) over the sample dataset in ``bucket``."""
+    """Valid pipeline attributes (a defs.yaml's ``attributes:``) over the sample dataset in ``bucket``."""
     spec: dict[str, Any] = {
         "name": name,
         "source": {"uri": f"s3://{bucket}/raw/sample.parquet"},
@@ -94,28 +95,32 @@ def pipeline_dict(name: str, bucket: str, *, model: str = CLAUDE, **overrides: A
     return spec
 
 
+def one_spec(data: dict[str, Any]) -> PipelineSpec:
+    return parse_pipeline(data)
+
+
+def pipeline_defs(specs: list[PipelineSpec], ledger_table: str) -> dg.Definitions:
+    resources = bedrock_resources(bedrock_ledger=JobLedgerResource(table_name=ledger_table))
+    return dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs), dg.Definitions(resources=resources))
+
+
 @pytest.fixture
-def make_pipelines(stack: LocalStack, s3: Any, bucket: str) -> Callable[..., tuple[Any, list]]:
-    """Build Definitions over a seeded sample (``rows``) for the given pipeline dicts."""
+def make_pipelines(stack: LocalStack, s3: Any, bucket: str, tmp_path: Path) -> Callable[..., tuple[Any, list]]:
+    """Definitions of BedrockBatchPipeline components over a seeded sample (``rows``), with their own ledger."""
 
-    def make(pipelines: list[dict[str, Any]], rows: int = 450) -> tuple[Any, list]:
+    def make(pipelines: list[dict[str, Any]], rows: int = 450) -> tuple[dg.Definitions, list[BedrockBatchPipeline]]:
         seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=rows)
-        specs = parse_specs({"pipelines": pipelines})
-        table = f"ledger-{uuid.uuid4().hex[:8]}"
-        from bedrock_assets.definitions import default_resources
-
-        resources = default_resources()
-        resources["ledger"] = JobLedgerResource(table_name=table)
-        return build_definitions(specs, resources)
+        specs = [BedrockBatchPipeline.from_attributes(p, tmp_path) for p in pipelines]
+        return pipeline_defs(specs, f"ledger-{uuid.uuid4().hex[:8]}"), specs
 
     return make
 
 
-def write_spec(tmp_path: Path, pipelines: list[dict[str, Any]]) -> Path:
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump({"pipelines": pipelines}))
-    return path
+def ledger_of(defs: dg.Definitions) -> Any:
+    return defs.resources["bedrock_ledger"].get_ledger()
 
 
-def one_spec(data: dict[str, Any]) -> PipelineSpec:
-    return parse_specs({"pipelines": [data]})[0]
+def tick(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> dg.SensorResult:
+    """One evaluation of the pipeline's completion sensor, as the daemon makes it."""
+    sensor = defs.resolve_sensor_def(f"{spec.name}__job_completion")
+    return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs))

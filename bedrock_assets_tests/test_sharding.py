@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bedrock_assets.quotas import BatchQuotas
+from bedrock_assets.bedrock.quotas import BatchQuotas
 from bedrock_assets.sharding import ShardingError, ShardPlanner, balanced_target
 
 

@@ -1,41 +1,53 @@
-"""Spec files: valid ones load; malformed ones fail with the file, pipeline and field named."""
+"""The pipeline spec: valid attributes load; malformed ones fail naming the file and the field."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from bedrock_assets.definitions import SAMPLE_SPEC
-from bedrock_assets.spec import SpecError, check_columns, load_specs
-from bedrock_assets_tests.conftest import TITAN, one_spec, pipeline_dict, write_spec
+from bedrock_assets.components.loading import load_pipelines
+from bedrock_assets.spec import PipelineSpec, SpecError, schema_model
+from bedrock_assets_tests.conftest import TITAN, one_spec, pipeline_dict
+
+COMPONENT = "bedrock_assets.components.BedrockBatchPipeline"
+
+
+def write_defs(folder, attributes, type_name=COMPONENT):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "defs.yaml").write_text(yaml.safe_dump({"type": type_name, "attributes": attributes}))
+    return folder / "defs.yaml"
 
 
 def spec_error(tmp_path, **overrides) -> str:
-    path = write_spec(tmp_path, [pipeline_dict("p1", "bkt", **overrides)])
+    attributes = pipeline_dict("p1", "bkt", **overrides)
+    path = write_defs(tmp_path / "p1", attributes)
     with pytest.raises(SpecError) as info:
-        load_specs(path)
+        load_pipelines(path)
     assert str(path) in str(info.value)
     return str(info.value)
 
 
-def test_bundled_sample_spec_loads_two_pipelines():
-    specs = load_specs(SAMPLE_SPEC)
-    assert [s.name for s in specs] == ["cot_answers", "source_embeddings"]
-    assert specs[0].adapter().kind == "text" and specs[1].adapter().embedding_dimensions == 1024
-
-
 def test_unknown_key_is_named(tmp_path):
-    assert "pipelines[0] (p1).modle: unknown key" in spec_error(tmp_path, modle={"id": "x"})
+    assert "attributes.modle: unknown key" in spec_error(tmp_path, modle={"id": "x"})
 
 
 def test_unknown_nested_key_is_named(tmp_path):
-    assert "pipelines[0] (p1).shards.max_recs: unknown key" in spec_error(tmp_path, shards={"max_recs": 5})
+    assert "attributes.shards.max_recs: unknown key" in spec_error(tmp_path, shards={"max_recs": 5})
 
 
 def test_model_without_adapter(tmp_path):
     assert "model.id 'cohere.command-r-v1:0' has no InvokeModel adapter" in spec_error(
         tmp_path, model="cohere.command-r-v1:0")
+
+
+def test_missing_model_is_required_not_defaulted(tmp_path):
+    attributes = pipeline_dict("p1", "bkt")
+    del attributes["model"]
+    path = write_defs(tmp_path / "p1", attributes)
+    with pytest.raises(SpecError, match=r"attributes\.model: Field required"):
+        load_pipelines(path)
 
 
 def test_invalid_job_name_prefix(tmp_path):
@@ -50,7 +62,7 @@ def test_invalid_s3_uris(tmp_path):
 
 
 def test_timeout_and_role(tmp_path):
-    assert "timeout_hours" in spec_error(tmp_path, timeout_hours=12)
+    assert "attributes.timeout_hours" in spec_error(tmp_path, timeout_hours=12)
     assert "is not an IAM role ARN" in spec_error(tmp_path, role_arn="BedrockRole")
 
 
@@ -60,37 +72,81 @@ def test_template_fields_must_be_columns(tmp_path):
 
 def test_embedding_settings(tmp_path):
     assert "prompt.input_column is required" in spec_error(tmp_path, model=TITAN, prompt={})
-    assert "inference.dimensions must be one of" in spec_error(tmp_path, model=TITAN, inference={"dimensions": 300})
+    assert "inference.dimensions must be one of" in spec_error(
+        tmp_path, model=TITAN, inference={"dimensions": 300})
 
 
 def test_min_above_max_records(tmp_path):
     assert "exceeds shards.max_records" in spec_error(tmp_path, shards={"max_records": 150, "min_records": 200})
 
 
-def test_duplicate_pipeline_names(tmp_path):
-    path = write_spec(tmp_path, [pipeline_dict("same", "bkt"), pipeline_dict("same", "bkt")])
-    with pytest.raises(SpecError, match="pipeline name 'same' is used twice"):
-        load_specs(path)
+def test_name_defaults_to_the_folder_and_must_be_a_valid_name(tmp_path):
+    attributes = pipeline_dict("ignored", "bkt")
+    del attributes["name"]
+    (pipeline,) = load_pipelines(write_defs(tmp_path / "reviews_summary", attributes))
+    assert pipeline.name == "reviews_summary"
+    with pytest.raises(SpecError, match=r"attributes\.name: .*'my-pipeline' must be 1-40 characters"):
+        load_pipelines(write_defs(tmp_path / "my-pipeline", attributes))
+
+
+def test_two_defs_with_one_name_are_refused(tmp_path):
+    write_defs(tmp_path / "a", pipeline_dict("same", "bkt"))
+    write_defs(tmp_path / "b", pipeline_dict("same", "bkt"))
+    with pytest.raises(SpecError, match=r"pipeline name\(s\) \['same'\] are used by more than one defs.yaml"):
+        load_pipelines(tmp_path)
+
+
+def test_a_folder_of_pipelines_skips_other_components(tmp_path):
+    write_defs(tmp_path / "one", pipeline_dict("one", "bkt"))
+    write_defs(tmp_path / "other", {"x": 1}, type_name="dagster_aws.components.S3ResourceComponent")
+    assert [p.name for p in load_pipelines(tmp_path)] == ["one"]
+    with pytest.raises(SpecError, match="not bedrock_assets.components.BedrockBatchPipeline"):
+        load_pipelines(tmp_path / "other")
 
 
 def test_yaml_and_missing_file_errors(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("pipelines: [unclosed")
+    bad = tmp_path / "bad" / "defs.yaml"
+    bad.parent.mkdir()
+    bad.write_text("type: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
-        load_specs(bad)
-    with pytest.raises(SpecError, match="spec file not found"):
-        load_specs(tmp_path / "missing.yaml")
+        load_pipelines(bad)
+    with pytest.raises(SpecError, match="no such file or folder"):
+        load_pipelines(tmp_path / "missing")
 
 
-def test_local_source_resolves_relative_to_the_spec_file(tmp_path):
-    path = write_spec(tmp_path, [pipeline_dict("p1", "bkt", source={"uri": "data/in.csv"})])
-    assert load_specs(path)[0].source.uri == str(tmp_path / "data" / "in.csv")
+def test_env_templates_render_in_text_fields_and_prompts_stay_as_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("BEDROCK_BUCKET", "team-bucket")
+    monkeypatch.setenv("BEDROCK_ROLE", "arn:aws:iam::123456789012:role/Team")
+    attributes = pipeline_dict("env", "bkt", output_uri="s3://{{ env.BEDROCK_BUCKET }}/out/env",
+                               role_arn="{{ env.BEDROCK_ROLE }}",
+                               prompt={"template": "Q: {question}", "system": "Reply in 123 words"},
+                               tags={"cost_center": "0042"})
+    (pipeline,) = load_pipelines(write_defs(tmp_path / "env", attributes))
+    assert pipeline.output_uri == "s3://team-bucket/out/env"
+    assert pipeline.role_arn == "arn:aws:iam::123456789012:role/Team"
+    assert pipeline.prompt.template == "Q: {question}" and pipeline.tags == {"cost_center": "0042"}
 
 
-def test_missing_template_column_names_column_and_source(tmp_path):
+def test_local_source_resolves_relative_to_the_defs_folder(tmp_path):
+    (pipeline,) = load_pipelines(write_defs(tmp_path / "p1", pipeline_dict("p1", "bkt", source={"uri": "data/in.csv"})))
+    assert pipeline.source.uri == str(tmp_path / "p1" / "data" / "in.csv")
+
+
+def test_yaml_schema_has_the_spec_fields_and_bounds_but_not_its_checks():
+    schema = schema_model(PipelineSpec).model_json_schema()
+    assert schema["additionalProperties"] is False and set(schema["required"]) == {"name", "source", "model",
+                                                                                  "output_uri"}
+    shards = schema["$defs"]["ShardSpecAttributes"]
+    assert shards["additionalProperties"] is False
+    assert shards["properties"]["max_records"]["anyOf"][0]["exclusiveMinimum"] == 0
+    # templates are checked after rendering: the schema accepts a templated URI the spec would refuse
+    schema_model(PipelineSpec).model_validate(pipeline_dict("p", "bkt", output_uri="s3://{{ env.B }}/x"))
+
+
+def test_missing_template_column_names_column_and_source():
     spec = one_spec(pipeline_dict("p1", "bkt", prompt={"template": "{question} {task}"}))
     with pytest.raises(SpecError, match=r"column\(s\) \['question'\] .* not in data.parquet"):
-        check_columns(spec, ["source", "task"], "data.parquet")
+        spec.check_columns(["source", "task"], "data.parquet")
 
 
 def test_shard_limits_narrow_but_never_loosen_model_quotas():
@@ -101,16 +157,12 @@ def test_shard_limits_narrow_but_never_loosen_model_quotas():
 
 
 def test_missing_column_fails_raw_dataset_with_clear_error(make_pipelines, instance, bucket):
-    from dagster import materialize
+    from bedrock_assets.runner import PipelineRunError, execute_stage
 
     defs, (p,) = make_pipelines([pipeline_dict("nocol", bucket, prompt={"template": "{question}"})], rows=150)
-    result = materialize(p.assets, selection=[p.keys.raw_dataset], resources=defs.resources, instance=instance,
-                         raise_on_error=False)
-    assert not result.success
-    error = result.get_step_failure_events()[0].event_specific_data.error
-    while error.cause is not None:
-        error = error.cause
-    assert "column(s) ['question']" in error.message and "raw/sample.parquet" in error.message
+    with pytest.raises(PipelineRunError) as info:
+        execute_stage(defs, instance, p.name, "prepare")
+    assert "column(s) ['question']" in str(info.value) and "raw/sample.parquet" in str(info.value)
 
 
 def test_parquet_and_csv_sources_read_alike(tmp_path):

@@ -13,7 +13,7 @@ and the stack's memory/CPU is not counted in it:
             one shard at a time) vs. pyarrow.json.read_json + pq.write_table; for Claude text
             outputs and for Titan V2 1024-dim embeddings (fewer rows: the files are ~12 KB a line).
 3. peak RSS of every stage at each size, and the large/small ratio.
-4. e2e    - the whole Claude text pipeline through Dagster (runner.run_pipeline) on the local stack.
+4. e2e    - the whole Claude text pipeline through Dagster (runner.run_pipelines) on the local stack.
 
 Generated inputs are cached under WORK_DIR/data (Parquet per row count; .jsonl.out files per row
 count, regenerated when the shard inputs change). Results: a table on stdout and WORK_DIR/latest.json.

@@ -18,7 +18,7 @@ Stages (``ours`` = the package's real code path, ``base`` = the bare-pyarrow/jso
 - ``merge --kind text|emb``: ours. ``OutputParser.parse_chunk`` over 8 MB line blocks, ``merge_shard``
   with the shard's input rows, ``pq.write_table``; one shard at a time.
 - ``merge_base --kind text|emb``: base. ``pyarrow.json.read_json`` + ``pq.write_table`` per file.
-- ``e2e``: the whole text pipeline through Dagster (``runner.run_pipeline``) on the local stack.
+- ``e2e``: the whole text pipeline through Dagster (``runner.run_pipelines``) on the local stack.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def out_dir(work: Path, name: str) -> Path:
 
 
 def text_spec(source: Path, output_uri: str, name: str = "bench_text"):
-    from bedrock_assets.spec import parse_specs
+    from bedrock_assets.spec import parse_pipeline
 
-    return parse_specs({"pipelines": [{
+    return parse_pipeline({
         "name": name,
         "source": {"uri": str(source), "format": "parquet"},
         "model": {"id": CLAUDE},
@@ -89,13 +89,13 @@ def text_spec(source: Path, output_uri: str, name: str = "bench_text"):
         "output_uri": output_uri,
         "shards": {"max_records": SHARD_RECORDS},
         "role_arn": ROLE,
-    }]})[0]
+    })
 
 
 def emb_spec(source: Path, output_uri: str, name: str = "bench_emb"):
-    from bedrock_assets.spec import parse_specs
+    from bedrock_assets.spec import parse_pipeline
 
-    return parse_specs({"pipelines": [{
+    return parse_pipeline({
         "name": name,
         "source": {"uri": str(source), "format": "parquet"},
         "model": {"id": TITAN},
@@ -104,7 +104,7 @@ def emb_spec(source: Path, output_uri: str, name: str = "bench_emb"):
         "output_uri": output_uri,
         "shards": {"max_records": SHARD_RECORDS},
         "role_arn": ROLE,
-    }]})[0]
+    })
 
 
 def prep_uri(rows: int) -> str:
@@ -150,7 +150,8 @@ def stage_gen(args) -> dict[str, Any]:
 
 
 def stage_prep(args) -> dict[str, Any]:
-    from bedrock_assets.prepare import prepare_dataset, write_shard_input
+    from bedrock_assets.graph.jsonl_shards import write_shard_input
+    from bedrock_assets.graph.raw_dataset import prepare_dataset
 
     source = parquet_path(args.work_dir, args.rows)
     spec = text_spec(source, prep_uri(args.rows))
@@ -215,10 +216,10 @@ def stage_prep_base(args) -> dict[str, Any]:
 def _fetch_canonical(spec, s3, cache: Path) -> tuple[list, list[str]]:
     """Download the canonical shard parts (always: their layout is the current code's)."""
     from bedrock_assets.layout import PipelineLayout
-    from bedrock_assets.prepare import load_shard_index
+    from bedrock_assets.graph.raw_dataset import load_shard_plan
     from bedrock_assets.storage import download_file
 
-    index = load_shard_index(spec, s3)
+    index = load_shard_plan(spec, s3)
     layout = PipelineLayout.for_uri(spec.output_uri)
     cache.mkdir(parents=True, exist_ok=True)
     for stale in cache.glob("*.rows.parquet"):
@@ -282,13 +283,13 @@ def _write_outputs(spec, s3, cache: Path, shards: list, digests: list[str], kind
 
 
 def _claude_answers(raw: list[bytes], bodies: list[Any], rng) -> list[bytes]:
-    from bedrock_assets.emulator.synthetic import synthesize_batch
+    from bedrock_assets.local_stack.synthetic import synthesize_batch
 
     return [r.output_json.encode() for r in synthesize_batch(CLAUDE, "InvokeModel", bodies)]
 
 
 def _titan_answers(raw: list[bytes], bodies: list[Any], rng) -> list[bytes]:
-    from bedrock_assets.emulator.synthetic import format_vectors, round_significant
+    from bedrock_assets.local_stack.synthetic import format_vectors, round_significant
 
     if not bodies:
         return []
@@ -322,7 +323,8 @@ def stage_mkout(args) -> dict[str, Any]:
 
 
 def stage_mkemb(args) -> dict[str, Any]:
-    from bedrock_assets.prepare import prepare_dataset, write_shard_input
+    from bedrock_assets.graph.jsonl_shards import write_shard_input
+    from bedrock_assets.graph.raw_dataset import prepare_dataset
 
     spec = emb_spec(parquet_path(args.work_dir, args.rows), emb_uri(args.rows))
     s3 = s3_client()
@@ -345,7 +347,10 @@ def _merge_inputs(args) -> tuple[Path, list[str]]:
 
 def stage_merge(args) -> dict[str, Any]:
     from bedrock_assets.records import INPUT_ERROR, RECORD_ID
-    from bedrock_assets.results import JobInfo, OutputParser, merge_shard
+    from bedrock_assets.bedrock.job_status import JobStatus
+    from bedrock_assets.graph.batch_job_outputs import OutputParser
+    from bedrock_assets.graph.merged_results import merge_shard
+    from bedrock_assets.ledger import JobAttempt
 
     adapter = _adapter(args.kind, args.work_dir)
     cache, keys = _merge_inputs(args)
@@ -366,7 +371,9 @@ def stage_merge(args) -> dict[str, Any]:
         outputs = pa.Table.from_batches(batches, schema=parser.schema)
         del batches, sent
         tc = time.perf_counter()
-        merged = merge_shard(table, outputs, JobInfo(key, FAKE_JOB_ARN.format(shard=key), "Completed"))
+        merged = merge_shard(table, outputs, JobAttempt(
+            pipeline="bench", shard=key, attempt=1, job_name=key, input_digest="", model_id="", records=len(sent),
+            input_uri="", output_uri="", status=JobStatus.COMPLETED, job_arn=FAKE_JOB_ARN.format(shard=key)))
         td = time.perf_counter()
         pq.write_table(merged, target_dir / f"{key}.parquet")
         te = time.perf_counter()
@@ -413,25 +420,26 @@ def stage_merge_base(args) -> dict[str, Any]:
 
 
 def stage_e2e(args) -> dict[str, Any]:
-    from dagster import DagsterInstance
+    import dagster as dg
 
-    from bedrock_assets.definitions import build_definitions
-    from bedrock_assets.runner import run_pipeline
+    from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
+    from bedrock_assets.resources import bedrock_resources
+    from bedrock_assets.runner import run_pipelines
 
     source = parquet_path(args.work_dir, args.rows)
     spec = text_spec(source, f"s3://{BUCKET}/e2e-{args.rows}", name="bench_e2e")
-    defs, pipelines = build_definitions([spec])
-    instance = DagsterInstance.ephemeral()
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=bedrock_resources()))
+    instance = dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
-    summary = run_pipeline(defs, pipelines[0], instance, poll_seconds=args.poll_seconds,
-                           timeout_seconds=args.timeout, log=log)
+    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=args.poll_seconds,
+                               timeout_seconds=args.timeout, log=log)
     seconds = time.perf_counter() - t0
-    calls = sum(summary.bedrock_calls.values())
+    calls = sum(summary.bedrock_calls.calls.values())
     return {"seconds": seconds, "rows": summary.rows, "bytes": source.stat().st_size,
             "succeeded": summary.succeeded, "failed": summary.failed, "errors": summary.errors,
             "shards": summary.shards, "job_statuses": summary.job_statuses,
             "runs_launched": summary.runs_launched, "sensor_ticks": summary.sensor_ticks,
-            "bedrock_calls": summary.bedrock_calls, "bedrock_calls_total": calls,
+            "bedrock_calls": summary.bedrock_calls.calls, "bedrock_calls_total": calls,
             "bedrock_calls_per_job": calls / summary.shards if summary.shards else None,
             "input_tokens": summary.input_tokens, "output_tokens": summary.output_tokens,
             "merged_uri": summary.merged_uri}

@@ -6,7 +6,7 @@ from bedrock_assets.models.base import InferenceSettings, ModelAdapter, ParsedOu
 from bedrock_assets.models.claude import ClaudeMessagesAdapter
 from bedrock_assets.models.converse import ConverseAdapter
 from bedrock_assets.models.titan_embed import TitanEmbedV2Adapter
-from bedrock_assets.quotas import base_model_id
+from bedrock_assets.bedrock.quotas import base_model_id
 
 # InvokeModel adapters by base model id prefix (after any inference-profile prefix).
 _INVOKE_MODEL_ADAPTERS: dict[str, type[ModelAdapter]] = {

@@ -25,15 +25,17 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from bedrock_assets.bedrock.job_status import JobStatus
+
 from .faults import FaultConfig
 from .synthetic import model_family, synthesize_batch
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 
-ACTIVE_STATUSES = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
-TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
-ALL_STATUSES = ACTIVE_STATUSES | TERMINAL_STATUSES
+ACTIVE_STATUSES = frozenset(s.value for s in JobStatus if s.holds_slot)
+TERMINAL_STATUSES = frozenset(s.value for s in JobStatus if s.is_terminal and s.is_bedrock)
+ALL_STATUSES = frozenset(JobStatus.bedrock_values())
 
 JOB_NAME_RE = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
 TOKEN_RE = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
@@ -227,7 +229,7 @@ class BatchJobEmulator:
                 "modelId": model_id,
                 "clientRequestToken": token,
                 "roleArn": req["roleArn"],
-                "status": "Submitted",
+                "status": JobStatus.SUBMITTED.value,
                 "message": None,
                 "submitTime": now,
                 "lastModifiedTime": now,
@@ -306,9 +308,9 @@ class BatchJobEmulator:
             if job["status"] in TERMINAL_STATUSES:
                 self._save()
                 raise _validation(f"The job {job['jobArn']} is in status {job['status']} and cannot be stopped.")
-            if job["status"] != "Stopping":
+            if job["status"] != JobStatus.STOPPING.value:
                 now = self.clock()
-                job.update(status="Stopping", phaseStart=now, lastModifiedTime=now, message="Stop requested by user.")
+                job.update(status=JobStatus.STOPPING.value, phaseStart=now, lastModifiedTime=now, message="Stop requested by user.")
             self._save()
             return {}
 
@@ -469,28 +471,28 @@ class BatchJobEmulator:
     def _next_status(self, job: dict) -> tuple[str, str | None]:
         status = job["status"]
         try:
-            if status == "Submitted":
-                return "Validating", None
-            if status == "Validating":
+            if status == JobStatus.SUBMITTED.value:
+                return JobStatus.VALIDATING.value, None
+            if status == JobStatus.VALIDATING.value:
                 self._validate_inputs(job)
-                return "Scheduled", None
-            if status == "Scheduled":
+                return JobStatus.SCHEDULED.value, None
+            if status == JobStatus.SCHEDULED.value:
                 pattern = self.faults.expire_jobs_matching
                 if pattern and pattern in job["jobName"]:
-                    return "Expired", "The job expired before it could start (emulated fault: expire_jobs_matching)."
-                return "InProgress", None
-            if status == "InProgress":
+                    return JobStatus.EXPIRED.value, "The job expired before it could start (emulated fault: expire_jobs_matching)."
+                return JobStatus.IN_PROGRESS.value, None
+            if status == JobStatus.IN_PROGRESS.value:
                 pattern = self.faults.fail_jobs_matching
                 if pattern and pattern in job["jobName"]:
                     raise JobFailure("Internal error while processing the job (emulated fault: fail_jobs_matching).")
                 partial = self._process(job)
-                return ("PartiallyCompleted" if partial else "Completed"), None
-            if status == "Stopping":
-                return "Stopped", None
+                return (JobStatus.PARTIALLY_COMPLETED.value if partial else JobStatus.COMPLETED.value), None
+            if status == JobStatus.STOPPING.value:
+                return JobStatus.STOPPED.value, None
         except JobFailure as exc:
-            return "Failed", str(exc)
+            return JobStatus.FAILED.value, str(exc)
         except Exception as exc:  # S3 trouble etc.: the real service fails the job too
-            return "Failed", f"Internal error while processing the job: {type(exc).__name__}: {exc}"
+            return JobStatus.FAILED.value, f"Internal error while processing the job: {type(exc).__name__}: {exc}"
         raise AssertionError(f"unexpected status {status}")
 
     def _input_location(self, job: dict) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from bedrock_assets.emulator import FaultConfig, LocalStack
+from bedrock_assets.local_stack import FaultConfig, LocalStack
 
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchRole"
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"

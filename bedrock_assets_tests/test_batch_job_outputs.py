@@ -1,4 +1,4 @@
-"""Output parsing and the left join: out of order, duplicated, missing and failed records."""
+"""Output parsing: Bedrock's .jsonl.out lines, as they come, into normalized rows."""
 
 from __future__ import annotations
 
@@ -7,66 +7,9 @@ import json
 import pyarrow as pa
 import pytest
 
+from bedrock_assets.graph.batch_job_outputs import OutputParser
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
-from bedrock_assets.results import INVALID_INPUT, NOT_RETURNED, JobInfo, OutputParser, merge_shard
-
-
-def claude():
-    return adapter_for("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel", PromptSettings(template="{q}"),
-                       InferenceSettings())
-
-
-def ok_line(rid: str, text: str) -> bytes:
-    return json.dumps({"recordId": rid, "modelInput": {}, "modelOutput": {
-        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-        "usage": {"input_tokens": 3, "output_tokens": 2}}}).encode()
-
-
-def err_line(rid: str) -> bytes:
-    return json.dumps({"recordId": rid, "modelInput": {},
-                       "error": {"errorCode": 400, "errorMessage": "Malformed input request"}}).encode()
-
-
-def input_rows(n: int, rejected: set[int] = frozenset()) -> pa.Table:
-    return pa.table({
-        "q": [f"question {i}" for i in range(n)],
-        "record_id": [f"id{i}" for i in range(n)],
-        "source_file": [f"f.parquet"] * n,
-        "source_row": list(range(n)),
-        "_request": [None if i in rejected else "{}" for i in range(n)],
-        "_input_error": ["ValueError: empty" if i in rejected else None for i in range(n)],
-    })
-
-
-def parse(lines, expected):
-    parser = OutputParser(claude(), expected_ids=expected)
-    table = pa.Table.from_batches([parser.parse_chunk(b"\n".join(lines[:2])), parser.parse_chunk(b"\n".join(lines[2:]))])
-    return parser, table
-
-
-def test_merge_of_out_of_order_duplicated_and_missing_lines():
-    rows = input_rows(6, rejected={5})
-    lines = [ok_line("id3", "three"), err_line("id1"), ok_line("id0", "zero"), ok_line("id3", "dup"),
-             ok_line("stranger", "x")]  # id2, id4 never returned; id5 rejected before submission
-    parser, outputs = parse(lines, ["id0", "id1", "id2", "id3", "id4"])
-    assert (parser.stats.duplicates, parser.stats.unknown_ids, parser.stats.succeeded, parser.stats.errored) == (1, 1, 2, 1)
-
-    merged = merge_shard(rows, outputs, JobInfo("s00000", "arn:job", "PartiallyCompleted"))
-    assert merged.column("record_id").to_pylist() == [f"id{i}" for i in range(6)]  # input order, once each
-    assert merged.column("output_text").to_pylist() == ["zero", None, None, "three", None, None]
-    assert merged.column("error_code").to_pylist() == [None, "400", NOT_RETURNED, None, NOT_RETURNED, INVALID_INPUT]
-    assert merged.column("error_message")[5].as_py() == "ValueError: empty"
-    assert "_request" not in merged.column_names and "_input_error" not in merged.column_names
-    assert set(merged.column("job_arn").to_pylist()) == {"arn:job"}
-
-
-def test_failed_job_turns_every_row_into_an_error_with_the_job_message():
-    rows = input_rows(3)
-    parser = OutputParser(claude(), expected_ids=["id0", "id1", "id2"])
-    empty = pa.Table.from_batches([parser.parse_chunk(b"")])
-    merged = merge_shard(rows, empty, JobInfo("s00001", "arn:job", "Expired", "job did not start in time"))
-    assert merged.column("error_code").to_pylist() == ["JobExpired"] * 3
-    assert merged.column("error_message")[0].as_py() == "batch job Expired: job did not start in time"
+from bedrock_assets_tests.outputs import claude, err_line, ok_line
 
 
 def test_unparseable_model_output_becomes_an_error_row():
@@ -129,14 +72,14 @@ MIXED = {
 
 
 @pytest.mark.parametrize("family", sorted(MIXED))
-def test_arrow_fast_path_equals_line_by_line_reference(family, monkeypatch):
+def test_arrow_fast_path_equals_line_by_line_reference(family):
     make, lines = MIXED[family]
     expected = ["a", "b", "c", "d", "e"]
     reference = OutputParser(make(), expected_ids=expected)
-    slow = reference._parse_lines(lines, "ref")
+    slow = reference.parse_lines(lines, "ref")
     fast_parser = OutputParser(make(), expected_ids=expected)
-    monkeypatch.setattr(fast_parser, "_parse_lines", lambda *a: pytest.fail("fast path fell back"))
     fast = fast_parser.parse_chunk(b"\n".join(lines) + b"\n")
+    assert fast_parser.stats.fallback_chunks == 0  # the Arrow path took the whole chunk
     def comparable(rows):  # the reference adds the exception's detail to the unparseable message
         return [{**r, "error_message": (r["error_message"] or "").split(": ")[0]} for r in rows]
 
@@ -149,6 +92,7 @@ def test_unexpected_shape_falls_back_and_still_parses():
     lines = [ok_line("a", "fine"), json.dumps({"recordId": "b", "modelOutput": {"content": "text"}}).encode()]
     batch = parser.parse_chunk(b"\n".join(lines))
     assert batch.column("error_code").to_pylist() == [None, "UnparseableOutput"]
+    assert parser.stats.fallback_chunks == 1
 
 
 def test_line_chunks_end_on_line_boundaries_and_lose_nothing(s3, bucket):

@@ -1,4 +1,8 @@
-"""raw_dataset's work: stream the source, prepare records, plan shards, write one part per shard."""
+"""raw_dataset: stream the source, give every row a stable record id and its request, cut quota-compliant shards.
+
+Writes one canonical Parquet part per shard (the shard's input rows) and the shard plan
+(``canonical/_shards.json``) that every shard step reads.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import hashlib
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+from dagster import MetadataValue
 
 from bedrock_assets.layout import PipelineLayout, shard_key
-from bedrock_assets.records import REQUEST, RECORD_ID, RecordIdIndex, line_buffers, prepare_batch, request_lines
+from bedrock_assets.metadata import table
+from bedrock_assets.records import RECORD_ID, REQUEST, RecordIdIndex, line_buffers, prepare_batch
 from bedrock_assets.sharding import Shard, ShardPlanner, balanced_target
-from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
-from bedrock_assets.spec import PipelineSpec, check_columns
-from bedrock_assets.storage import download_file, get_json, put_json, upload_file
+from bedrock_assets.sources import SourceError, SourceFile, iter_batches, read_columns, resolve_files
+from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.storage import get_json, put_json, upload_file
 
 BATCH_ROWS = 16_384
 
@@ -30,36 +37,63 @@ class ShardInfo:
     first_position: int
 
 
-@dataclass
-class PreparedDataset:
+@dataclass(frozen=True)
+class ShardPlan:
+    """The prepared dataset: where it came from and its shards, in order."""
+
     files: list[str]
     rows: int
     rejected: int
     shards: list[ShardInfo]
 
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.shards]
 
-def _total_rows(files: list, s3: Any) -> int | None:
+    def select(self, keys: list[str]) -> list[ShardInfo]:
+        """The named shards; SourceError if the plan no longer has one of them."""
+        index = {s.key: s for s in self.shards}
+        missing = [k for k in keys if k not in index]
+        if missing:
+            raise SourceError(f"shard(s) {missing} are not in the current shard plan; re-materialize raw_dataset")
+        return [index[k] for k in keys]
+
+    def metadata(self, layout: PipelineLayout) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "rejected_rows": self.rejected,
+            "shards": len(self.shards),
+            "source_files": len(self.files),
+            "shard_plan": table([{"shard": s.key, "rows": s.rows, "records": s.records, "bytes": s.bytes}
+                                 for s in self.shards]),
+            "canonical_uri": MetadataValue.path(layout.root.join("canonical").uri),
+        }
+
+
+def _total_rows(files: list[SourceFile]) -> int | None:
     """Row count from Parquet footers (cheap); unknown for CSV/JSONL."""
     if any(f.format != "parquet" for f in files) or any(f.uri.startswith("s3://") for f in files):
         return None
     return sum(pq.ParquetFile(f.uri).metadata.num_rows for f in files)
 
 
-def shard_digest(table) -> str:
-    """sha256 of the shard's JSONL input file (as ``write_shard_input`` writes it)."""
+def shard_digest(rows: pa.Table) -> str:
+    """sha256 of the shard's JSONL input file (as jsonl_shards writes it)."""
     digest = hashlib.sha256()
-    for piece in line_buffers(table.column(REQUEST)):
+    for piece in line_buffers(rows.column(REQUEST)):
         digest.update(piece)
     return digest.hexdigest()
 
 
-def prepare_dataset(spec: PipelineSpec, s3: Any, overrides: dict | None = None, log=None) -> PreparedDataset:
-    """Read the whole source once, in batches, and write the shard parts and the shard index."""
+def prepare_dataset(
+    spec: PipelineSpec, s3: Any, overrides: dict | None = None, log: Callable[[str], None] | None = None
+) -> ShardPlan:
+    """Read the whole source once, in batches, and write the shard parts and the shard plan."""
     adapter = spec.adapter()
     files = resolve_files(spec.source.uri, spec.source.format, s3)
-    check_columns(spec, read_columns(files[0], s3), files[0].uri)
+    spec.check_columns(read_columns(files[0], s3), files[0].uri)
     quotas = spec.quotas(overrides)
-    planner = ShardPlanner(quotas, balanced_target(_total_rows(files, s3), quotas))
+    planner = ShardPlanner(quotas, balanced_target(_total_rows(files), quotas))
     layout = PipelineLayout.for_uri(spec.output_uri)
     ids = RecordIdIndex()
     shards: list[ShardInfo] = []
@@ -97,38 +131,12 @@ def prepare_dataset(spec: PipelineSpec, s3: Any, overrides: dict | None = None, 
             f"source {spec.source.uri}: id column {spec.source.id_column!r} is not unique: "
             f"{duplicates.size} row(s) repeat an earlier id (first at dataset row {int(duplicates[0])})"
         )
-    prepared_ds = PreparedDataset([f.uri for f in files], position, rejected, shards)
-    put_json(s3, layout.shard_index, asdict(prepared_ds))
-    return prepared_ds
+    plan = ShardPlan([f.uri for f in files], position, rejected, shards)
+    put_json(s3, layout.shard_index, asdict(plan))
+    return plan
 
 
-def load_shard_index(spec: PipelineSpec, s3: Any) -> PreparedDataset:
+def load_shard_plan(spec: PipelineSpec, s3: Any) -> ShardPlan:
+    """The plan raw_dataset wrote last."""
     data = get_json(s3, PipelineLayout.for_uri(spec.output_uri).shard_index)
-    return PreparedDataset(data["files"], data["rows"], data["rejected"], [ShardInfo(**s) for s in data["shards"]])
-
-
-def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> dict[str, Any]:
-    """Write the shard's Bedrock JSONL input from its rows; verify it matches the plan."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-shard-") as tmp:
-        rows_path = download_file(s3, layout.shard_rows(info.key), Path(tmp) / "rows.parquet")
-        jsonl_path = Path(tmp) / "input.jsonl"
-        digest = hashlib.sha256()
-        records = 0
-        adapter = spec.adapter()
-        columns = [*dict.fromkeys([*adapter.input_columns(), RECORD_ID])]
-        with open(jsonl_path, "wb") as out:
-            for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
-                requests, _ = request_lines(batch, batch.column(RECORD_ID), adapter)
-                for piece in line_buffers(requests):
-                    out.write(piece)
-                    digest.update(piece)
-                records += len(requests) - requests.null_count
-        size = jsonl_path.stat().st_size
-        if digest.hexdigest() != info.digest or records != info.records:
-            raise RuntimeError(
-                f"shard {info.key}: rows in {layout.shard_rows(info.key).uri} no longer match the shard plan "
-                "(re-materialize raw_dataset)"
-            )
-        upload_file(s3, jsonl_path, layout.shard_input(info.key))
-    return {"records": records, "bytes": size, "uri": layout.shard_input(info.key).uri}
+    return ShardPlan(data["files"], data["rows"], data["rejected"], [ShardInfo(**s) for s in data["shards"]])

@@ -54,6 +54,11 @@ def base_model_id(model_id: str) -> str:
     return model_id
 
 
+def model_key(model_id: str) -> str:
+    """Comparable model identity: ARNs and inference-profile prefixes reduce to the base model id."""
+    return base_model_id(model_id.rsplit("/", 1)[-1])
+
+
 def quotas_for(model_id: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> BatchQuotas:
     """Quotas for a model id: documented defaults, then ``overrides[model_id]`` (or its base id).
 

@@ -1,0 +1,41 @@
+"""Batch job names and idempotency tokens: deterministic, and validated against Bedrock's own patterns."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# ModelInvocationJobName: 1..63 chars of [a-zA-Z0-9+.-], no underscores.
+_JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
+# ModelInvocationIdempotencyToken.
+_TOKEN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
+JOB_NAME_MAX = 63
+# "<prefix>-<shard key>-<10-char digest>[-a<attempt>]": what follows the prefix, at most
+JOB_NAME_SUFFIX_MAX = len("-s00000-") + 10 + len("-a999")
+
+
+def validate_job_name(name: str) -> str:
+    """Return ``name`` if Bedrock accepts it as a batch job name, else raise ValueError."""
+    if not name or len(name) > JOB_NAME_MAX or not _JOB_NAME.fullmatch(name):
+        raise ValueError(
+            f"job name {name!r} is invalid: 1-{JOB_NAME_MAX} characters of [a-zA-Z0-9+.-], "
+            "starting with a letter or digit, no underscores"
+        )
+    return name
+
+
+def validate_request_token(token: str) -> str:
+    if not token or len(token) > 256 or not _TOKEN.fullmatch(token):
+        raise ValueError(f"clientRequestToken {token!r} is invalid: [a-zA-Z0-9-], 1-256 characters")
+    return token
+
+
+def job_name(prefix: str, shard: str, digest: str, attempt: int) -> str:
+    """One name per (shard input, attempt): changed input or a new attempt means a new job."""
+    name = f"{prefix}-{shard}-{digest[:10]}" + (f"-a{attempt}" if attempt > 1 else "")
+    return validate_job_name(name)
+
+
+def request_token(name: str, input_uri: str, output_uri: str) -> str:
+    """Deterministic clientRequestToken for one request: a retried create returns the same job."""
+    return validate_request_token(hashlib.sha256(f"{name}\n{input_uri}\n{output_uri}".encode()).hexdigest()[:40])

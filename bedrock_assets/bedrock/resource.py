@@ -1,0 +1,130 @@
+"""The Bedrock batch resource: account-wide submission settings and the control-plane client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+from dagster_aws.utils import ResourceWithBoto3Configuration
+from pydantic import Field
+
+from bedrock_assets.aws import boto3_session, client_args
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.naming import request_token
+from bedrock_assets.bedrock.quotas import model_key
+
+# A job in flight was submitted at most its timeout (<= 168 h) ago; list a little further back.
+LOOKBACK = timedelta(hours=170)
+
+
+@dataclass
+class CallCounter:
+    """Control-plane calls made, by operation (for reports and the benchmark)."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def add(self, op: str, n: int = 1) -> None:
+        self.calls[op] = self.calls.get(op, 0) + n
+
+    def merge(self, other: dict[str, int]) -> None:
+        for op, n in other.items():
+            self.add(op, n)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What Get/ListModelInvocationJobs say about one job (the fields we use)."""
+
+    job_arn: str
+    job_name: str
+    model_id: str
+    status: JobStatus
+    input_uri: str = ""
+    message: Optional[str] = None
+    end_time: Optional[str] = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, job: dict[str, Any]) -> "JobSummary":
+        end = job.get("endTime")
+        return cls(
+            job_arn=job["jobArn"], job_name=job.get("jobName", ""), model_id=job.get("modelId", ""),
+            status=JobStatus(job["status"]),
+            input_uri=job.get("inputDataConfig", {}).get("s3InputDataConfig", {}).get("s3Uri", ""),
+            message=job.get("message") or None,
+            end_time=end.isoformat() if hasattr(end, "isoformat") else end,
+            counts={k: int(job.get(k, 0)) for k in ("totalRecordCount", "processedRecordCount",
+                                                     "successRecordCount", "errorRecordCount")},
+        )
+
+
+def slots_in_use(jobs: list[JobSummary], model_id: str) -> int:
+    """Jobs of this model (ours or anyone's) that count against its concurrent-job quota."""
+    key = model_key(model_id)
+    return sum(1 for j in jobs if j.status.holds_slot and model_key(j.model_id) == key)
+
+
+class BedrockBatchResource(ResourceWithBoto3Configuration):
+    """Amazon Bedrock batch inference: the control-plane client and settings shared by every pipeline."""
+
+    max_attempts: int = Field(default=8, description="botocore retries (throttling, 5xx)")
+    role_arn: Optional[str] = Field(default=None, description="service role for pipelines that set none")
+    quota_overrides: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="per model id: e.g. {max_concurrent_jobs: 10, min_records_per_job: 50}"
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
+    output_kms_key_id: Optional[str] = Field(default=None, description="KMS key for the job's output")
+    vpc_subnet_ids: list[str] = Field(default_factory=list)
+    vpc_security_group_ids: list[str] = Field(default_factory=list)
+    expected_bucket_owner: Optional[str] = Field(default=None, description="s3BucketOwner for input and output")
+
+    def get_client(self) -> Any:
+        """The ``bedrock`` control-plane client (CreateModelInvocationJob and friends)."""
+        return boto3_session(self).client("bedrock", **client_args(self))
+
+    def recent_jobs(self, client: Any, counter: CallCounter | None = None) -> list[JobSummary]:
+        """All jobs submitted in the lookback window, ours or not: one paginated list."""
+        after = datetime.now(timezone.utc) - LOOKBACK
+        jobs: list[JobSummary] = []
+        for page in client.get_paginator("list_model_invocation_jobs").paginate(
+            submitTimeAfter=after, PaginationConfig={"PageSize": 1000}
+        ):
+            if counter:
+                counter.add("ListModelInvocationJobs")
+            jobs.extend(JobSummary.from_api(j) for j in page.get("invocationJobSummaries", []))
+        return jobs
+
+    def get_job(self, client: Any, job_arn: str, counter: CallCounter | None = None) -> JobSummary:
+        if counter:
+            counter.add("GetModelInvocationJob")
+        return JobSummary.from_api(client.get_model_invocation_job(jobIdentifier=job_arn))
+
+    def job_request(
+        self, *, name: str, model_id: str, invocation_type: str, role_arn: str | None, input_uri: str,
+        output_uri: str, timeout_hours: int, tags: dict[str, str],
+    ) -> dict[str, Any]:
+        """The CreateModelInvocationJob request, with the account-wide settings of this resource."""
+        role = role_arn or self.role_arn
+        if not role:
+            raise ValueError("no role_arn: set it in the pipeline's defs.yaml or on the bedrock resource")
+        owner = {"s3BucketOwner": self.expected_bucket_owner} if self.expected_bucket_owner else {}
+        output: dict[str, Any] = {"s3Uri": output_uri, **owner}
+        if self.output_kms_key_id:
+            output["s3EncryptionKeyId"] = self.output_kms_key_id
+        request: dict[str, Any] = {
+            "jobName": name,
+            "clientRequestToken": request_token(name, input_uri, output_uri),
+            "roleArn": role,
+            "modelId": model_id,
+            "inputDataConfig": {"s3InputDataConfig": {"s3InputFormat": "JSONL", "s3Uri": input_uri, **owner}},
+            "outputDataConfig": {"s3OutputDataConfig": output},
+            "timeoutDurationInHours": timeout_hours,
+            "modelInvocationType": invocation_type,
+        }
+        all_tags = {**self.tags, **tags}
+        if all_tags:
+            request["tags"] = [{"key": k, "value": v} for k, v in sorted(all_tags.items())]
+        if self.vpc_subnet_ids:
+            request["vpcConfig"] = {"subnetIds": self.vpc_subnet_ids, "securityGroupIds": self.vpc_security_group_ids}
+        return request

@@ -1,0 +1,212 @@
+"""Quota-aware, idempotent job submission: decide per shard, then carry the decisions out.
+
+``plan_submissions`` is the whole decision and touches nothing: which shards re-attach to the job
+they have, which attach to a job found by name (created before a crash), which wait for a slot and
+which are created now. ``submit_shards`` reads the ledger and Bedrock once, plans, and applies the
+plan with conditional ledger writes, so racing runs create each job at most once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Mapping, Optional, Sequence
+
+from botocore.exceptions import ClientError
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.naming import job_name
+from bedrock_assets.bedrock.quotas import BatchQuotas
+from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
+from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
+
+# Bedrock refused for lack of capacity: the shard waits for a slot instead of failing.
+_WAIT_CODES = ("ServiceQuotaExceededException", "ThrottlingException")
+
+
+@dataclass(frozen=True)
+class ShardToSubmit:
+    shard: str
+    digest: str  # sha256 of the shard's JSONL input
+    records: int
+    input_uri: str
+    output_uri: str
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What every job of one pipeline is submitted with."""
+
+    pipeline: str
+    prefix: str
+    model_id: str
+    invocation_type: str
+    role_arn: str | None
+    timeout_hours: int
+    tags: Mapping[str, str]
+    quotas: BatchQuotas
+
+
+class Action(str, Enum):
+    REATTACH = "re-attach"  # the ledger already has a live or finished job for this input
+    ATTACH_FOUND = "attach"  # Bedrock has a job of this name for this input, the ledger does not
+    NAME_TAKEN = "name taken"  # Bedrock has a job of this name reading another input
+    QUEUE = "queue"  # no free slot: wait in the ledger for the completion sensor
+    CREATE = "create"  # a new (paid) job
+
+
+@dataclass(frozen=True)
+class Decision:
+    shard: ShardToSubmit
+    action: Action
+    attempt: int
+    job_name: str
+    found: Optional[JobSummary] = None
+    reason: str = ""
+
+
+def decide(
+    shard: ShardToSubmit, latest: JobAttempt | None, jobs_by_name: Mapping[str, JobSummary], free_slots: int,
+    prefix: str,
+) -> Decision:
+    """What to do for one shard, given its latest attempt, the jobs Bedrock knows and the free slots."""
+    attempt = 1
+    if latest is not None:
+        same_input = latest.input_digest == shard.digest
+        if same_input and latest.job_arn and not latest.status.resubmittable:
+            return Decision(shard, Action.REATTACH, latest.attempt, latest.job_name,
+                            reason="already submitted; re-attached")
+        waiting = same_input and latest.status in (JobStatus.QUEUED, JobStatus.SUBMITTING)
+        attempt = latest.attempt if waiting else latest.attempt + 1
+    name = job_name(prefix, shard.shard, shard.digest, attempt)
+    found = jobs_by_name.get(name)
+    if found is not None and found.input_uri != shard.input_uri:
+        return Decision(shard, Action.NAME_TAKEN, attempt, name, found,
+                        f"job name {name} is taken by a job reading {found.input_uri}, not {shard.input_uri}; "
+                        "set a distinct job_name_prefix for this pipeline")
+    if found is not None:
+        return Decision(shard, Action.ATTACH_FOUND, attempt, name, found, "found existing job by name; re-attached")
+    if free_slots <= 0:
+        return Decision(shard, Action.QUEUE, attempt, name, reason="no free slot for this model")
+    return Decision(shard, Action.CREATE, attempt, name)
+
+
+def plan_submissions(
+    shards: Sequence[ShardToSubmit], latest: Mapping[str, JobAttempt], jobs_by_name: Mapping[str, JobSummary],
+    free_slots: int, prefix: str,
+) -> list[Decision]:
+    """Decisions for shards in order: each created job takes one of the free slots."""
+    decisions = []
+    for shard in shards:
+        decision = decide(shard, latest.get(shard.shard), jobs_by_name, free_slots, prefix)
+        if decision.action is Action.CREATE:
+            free_slots -= 1
+        decisions.append(decision)
+    return decisions
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    attempt: JobAttempt
+    detail: str = ""
+
+    @property
+    def shard(self) -> str:
+        return self.attempt.shard
+
+    @property
+    def status(self) -> JobStatus:
+        return self.attempt.status
+
+    @property
+    def job_arn(self) -> str | None:
+        return self.attempt.job_arn
+
+
+def submit_shards(
+    bedrock: BedrockBatchResource, ledger: JobLedger, settings: JobSettings, shards: Sequence[ShardToSubmit],
+    counter: CallCounter | None = None,
+) -> list[SubmitOutcome]:
+    """Submit each shard's job unless it already has one; queue shards that find no free slot.
+
+    Idempotent: a live or finished job for the same input is re-attached, never resubmitted; a job
+    created before a crash is found by its name; the deterministic clientRequestToken makes a
+    retried create return the same job.
+    """
+    client = bedrock.get_client()
+    jobs = bedrock.recent_jobs(client, counter)
+    free = settings.quotas.max_concurrent_jobs - slots_in_use(jobs, settings.model_id)
+    latest = {s.shard: a for s in shards if (a := ledger.latest(settings.pipeline, s.shard)) is not None}
+    decisions = plan_submissions(shards, latest, {j.job_name: j for j in jobs}, free, settings.prefix)
+    outcomes: list[SubmitOutcome] = []
+    capacity_refused = ""
+    for d in decisions:
+        if d.action is Action.REATTACH:
+            outcomes.append(SubmitOutcome(latest[d.shard.shard], d.reason))
+            continue
+        attempt = _attempt_record(ledger, settings, d, latest.get(d.shard.shard))
+        if d.action is Action.NAME_TAKEN:
+            attempt = ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=d.reason)
+            outcomes.append(SubmitOutcome(attempt, d.reason))
+        elif d.action is Action.ATTACH_FOUND:
+            assert d.found is not None
+            attempt = ledger.update(attempt, status=d.found.status, job_arn=d.found.job_arn, submitted_at=now_iso())
+            outcomes.append(SubmitOutcome(attempt, d.reason))
+        elif d.action is Action.QUEUE or capacity_refused:
+            reason = capacity_refused or f"{d.reason} ({settings.quotas.max_concurrent_jobs} jobs in flight)"
+            attempt = ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso())
+            outcomes.append(SubmitOutcome(attempt, reason))
+        else:
+            outcome = _claim_and_create(client, bedrock, ledger, settings, d, attempt, counter)
+            if outcome.status is JobStatus.QUEUED:
+                capacity_refused = outcome.detail  # Bedrock says the model is full: the rest wait too
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _attempt_record(
+    ledger: JobLedger, settings: JobSettings, d: Decision, latest: JobAttempt | None
+) -> JobAttempt:
+    """The ledger item for the decided attempt: the latest one, or a new one (a racing run may have made it)."""
+    if latest is not None and latest.attempt == d.attempt:
+        return latest
+    new = JobAttempt(
+        pipeline=settings.pipeline, shard=d.shard.shard, attempt=d.attempt, job_name=d.job_name,
+        input_digest=d.shard.digest, model_id=settings.model_id, records=d.shard.records,
+        input_uri=d.shard.input_uri, output_uri=d.shard.output_uri,
+    )
+    try:
+        return ledger.create(new)
+    except LedgerConflict:
+        return ledger.latest(settings.pipeline, d.shard.shard) or new
+
+
+def _claim_and_create(
+    client: Any, bedrock: BedrockBatchResource, ledger: JobLedger, settings: JobSettings, d: Decision,
+    attempt: JobAttempt, counter: CallCounter | None,
+) -> SubmitOutcome:
+    try:  # only one run may move this attempt from Queued to Submitting
+        attempt = ledger.update(attempt, expect_status=(JobStatus.QUEUED, JobStatus.SUBMITTING),
+                                status=JobStatus.SUBMITTING)
+    except LedgerConflict:
+        current = ledger.latest(settings.pipeline, d.shard.shard) or attempt
+        return SubmitOutcome(current, "submitted by a concurrent run")
+    request = bedrock.job_request(
+        name=d.job_name, model_id=settings.model_id, invocation_type=settings.invocation_type,
+        role_arn=settings.role_arn, input_uri=d.shard.input_uri, output_uri=d.shard.output_uri,
+        timeout_hours=settings.timeout_hours,
+        tags={**settings.tags, "bedrock-assets:pipeline": settings.pipeline, "bedrock-assets:shard": d.shard.shard},
+    )
+    if counter:
+        counter.add("CreateModelInvocationJob")
+    try:
+        arn = client.create_model_invocation_job(**request)["jobArn"]
+    except ClientError as e:
+        code = e.response["Error"]["Code"]
+        detail = f"{code}: {e.response['Error'].get('Message', '')}"
+        if code in _WAIT_CODES:
+            return SubmitOutcome(ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=detail),
+                                 detail)
+        return SubmitOutcome(ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=detail), detail)
+    attempt = ledger.update(attempt, status=JobStatus.SUBMITTED, job_arn=arn, submitted_at=now_iso())
+    return SubmitOutcome(attempt)

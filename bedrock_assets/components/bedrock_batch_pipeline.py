@@ -1,0 +1,423 @@
+"""The ``BedrockBatchPipeline`` component: one pipeline spec becomes one asset group.
+
+Wiring only (decorators, partitions, checks, jobs, sensors); each node's work lives in the graph
+module named after it.
+
+    raw_dataset -> jsonl_shards[shard] -> batch_jobs[shard] -(job_completion sensor)-> batch_job_outputs[shard]
+    -> merged_results[shard] -> merged_dataset
+"""
+
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster_aws.s3 import S3Resource
+from pydantic import BaseModel, Field
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
+from bedrock_assets.components.scaffold import BedrockBatchPipelineScaffolder
+from bedrock_assets.graph import batch_job_outputs, batch_jobs, job_completion, jsonl_shards, merged_dataset
+from bedrock_assets.graph import merged_results, raw_dataset
+from bedrock_assets.layout import PipelineLayout
+from bedrock_assets.ledger import JobLedgerResource
+from bedrock_assets.metadata import table
+from bedrock_assets.spec import ModelSpec, PipelineSpec, SpecError, parse_pipeline, schema_model
+
+# BackfillPolicy on assets is marked beta in Dagster 1.13; we rely on it for one run per range of shards.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=r".*backfill_policy.*")
+
+TAG_PIPELINE = "bedrock_assets/pipeline"
+TAG_STAGE = "bedrock_assets/stage"
+TAG_SHARDS = "bedrock_assets/shards"
+TAG_JOB_STATUS = "bedrock_assets/job_status"
+COMPLETION_INTERVAL_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class PipelineKeys:
+    """Every name Dagster knows a pipeline's parts by."""
+
+    pipeline: str
+
+    def asset(self, node: str) -> dg.AssetKey:
+        return dg.AssetKey([self.pipeline, node])
+
+    @property
+    def raw_dataset(self) -> dg.AssetKey:
+        return self.asset("raw_dataset")
+
+    @property
+    def jsonl_shards(self) -> dg.AssetKey:
+        return self.asset("jsonl_shards")
+
+    @property
+    def batch_jobs(self) -> dg.AssetKey:
+        return self.asset("batch_jobs")
+
+    @property
+    def batch_job_outputs(self) -> dg.AssetKey:
+        return self.asset("batch_job_outputs")
+
+    @property
+    def merged_results(self) -> dg.AssetKey:
+        return self.asset("merged_results")
+
+    @property
+    def merged_dataset(self) -> dg.AssetKey:
+        return self.asset("merged_dataset")
+
+    @property
+    def partitions(self) -> str:
+        return f"{self.pipeline}__shards"
+
+    @property
+    def shard_group(self) -> str:
+        """The group of the per-shard assets (the pipeline's own group holds raw_dataset and merged_dataset)."""
+        return f"{self.pipeline}__shards"
+
+    @property
+    def selection(self) -> dg.AssetSelection:
+        return dg.AssetSelection.key_prefixes(self.pipeline)
+
+    def job(self, stage: str) -> str:
+        """Asset job of one stage: prepare, submit, merge or publish."""
+        return f"{self.pipeline}__{stage}"
+
+    @property
+    def completion_sensor(self) -> str:
+        return f"{self.pipeline}__job_completion"
+
+    @property
+    def automation_sensor(self) -> str:
+        return f"{self.pipeline}__automation"
+
+
+STAGES = {
+    "prepare": ("raw_dataset",),
+    "submit": ("jsonl_shards", "batch_jobs"),
+    "merge": ("batch_job_outputs", "merged_results"),
+    "publish": ("merged_dataset",),
+}
+
+
+def stage_tags(pipeline: str, stage: str, shards: list[str] | None = None) -> dict[str, str]:
+    tags = {TAG_PIPELINE: pipeline, TAG_STAGE: stage}
+    if shards:
+        tags[TAG_SHARDS] = job_completion.span(shards)
+    return tags
+
+
+def partition_tags(shards: list[str]) -> dict[str, str]:
+    """Run tags that make one run cover these consecutive shard partitions."""
+    if len(shards) < 2:
+        return {}
+    return {ASSET_PARTITION_RANGE_START_TAG: shards[0], ASSET_PARTITION_RANGE_END_TAG: shards[-1]}
+
+
+def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> dg.Definitions:
+    """All assets, checks, stage jobs and sensors of one pipeline."""
+    keys = PipelineKeys(spec.name)
+    shards_def = dg.DynamicPartitionsDefinition(name=keys.partitions)
+    layout = PipelineLayout.for_uri(spec.output_uri)
+    group, shard_group = spec.name, keys.shard_group
+    one_run = dg.BackfillPolicy.single_run()
+
+    @dg.asset(
+        key=keys.raw_dataset, group_name=group, kinds={"parquet", "s3"},
+        description=f"Source {spec.source.uri} with stable record ids and validated requests, "
+                    "cut into quota-compliant shards (registers the shard partitions).",
+    )
+    def _raw_dataset(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
+    ) -> dg.MaterializeResult:
+        plan = raw_dataset.prepare_dataset(spec, s3.get_client(), bedrock.quota_overrides, log=context.log.debug)
+        stale = [k for k in context.instance.get_dynamic_partitions(keys.partitions) if k not in plan.keys]
+        for key in stale:
+            context.instance.delete_dynamic_partition(keys.partitions, key)
+        context.instance.add_dynamic_partitions(keys.partitions, plan.keys)
+        context.log.info(f"{plan.rows} rows in {len(plan.shards)} shards ({plan.rejected} rejected before submission)")
+        return dg.MaterializeResult(metadata={**plan.metadata(layout), "removed_stale_shards": len(stale)})
+
+    @dg.asset(
+        key=keys.jsonl_shards, group_name=shard_group, deps=[keys.raw_dataset], partitions_def=shards_def,
+        backfill_policy=one_run, kinds={"jsonl", "s3"}, automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[dg.AssetCheckSpec("within_batch_quotas", asset=keys.jsonl_shards, blocking=True,
+                                       description="record count and bytes inside the model's batch quotas")],
+        description="Each shard's Bedrock input file ({recordId, modelInput} lines).",
+    )
+    def _jsonl_shards(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
+    ) -> dg.MaterializeResult:
+        client = s3.get_client()
+        quotas = spec.quotas(bedrock.quota_overrides)
+        violations = []
+        for info in raw_dataset.load_shard_plan(spec, client).select(context.partition_keys):
+            written = jsonl_shards.write_shard_input(spec, client, info)
+            if (why := written.violation(quotas)) is not None:
+                violations.append({"shard": written.shard, "violation": why})
+            context.add_asset_metadata(written.metadata(), partition_key=written.shard)
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
+            check_name="within_batch_quotas", passed=not violations,
+            metadata={"shards_checked": len(context.partition_keys), "violations": table(violations)},
+        )])
+
+    @dg.asset(
+        key=keys.batch_jobs, group_name=shard_group, deps=[keys.jsonl_shards], partitions_def=shards_def,
+        backfill_policy=one_run, kinds={"bedrock", "s3"}, automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[dg.AssetCheckSpec("submitted", asset=keys.batch_jobs,
+                                       description="every shard has a Bedrock job or waits for a slot")],
+        description="Bedrock batch job per shard: quota-aware, idempotent submission (re-attaches on rerun). "
+                    "Shards without a free slot are queued and submitted by the completion sensor.",
+    )
+    def _batch_jobs(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> dg.MaterializeResult:
+        plan = raw_dataset.load_shard_plan(spec, s3.get_client())
+        counter = CallCounter()
+        outcomes = batch_jobs.submit(spec, bedrock, bedrock_ledger.get_ledger(), plan.select(context.partition_keys), counter)
+        for o in outcomes:
+            context.log.info(f"{o.shard}: {o.status.value} {o.job_arn or ''} {o.detail}".strip())
+            context.add_asset_metadata(batch_jobs.outcome_metadata(o), partition_key=o.shard)
+        failed = [o for o in outcomes if o.status is JobStatus.SUBMIT_FAILED]
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
+            check_name="submitted", passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"failed": table([{"shard": o.shard, "message": o.attempt.message or o.detail} for o in failed],
+                                      ["shard", "message"]),
+                      "bedrock_calls": dg.MetadataValue.json(counter.calls)},
+        )])
+
+    @dg.asset(
+        key=keys.batch_job_outputs, group_name=shard_group, deps=[keys.batch_jobs], partitions_def=shards_def,
+        backfill_policy=one_run, kinds={"bedrock", "s3"},
+        description="The job's .jsonl.out lines and manifest.json.out, normalized into rows "
+                    "(output or error_code/error_message, token counts).",
+    )
+    def _batch_job_outputs(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
+    ) -> None:
+        client = s3.get_client()
+        job_ledger = bedrock_ledger.get_ledger()
+        for shard in context.partition_keys:
+            attempt = batch_job_outputs.finished_attempt(job_ledger, spec.name, shard)
+            outputs = batch_job_outputs.collect_job_outputs(spec, client, attempt)
+            job_ledger.update(attempt, input_tokens=outputs.input_tokens, output_tokens=outputs.output_tokens)
+            context.add_asset_metadata(outputs.metadata(), partition_key=shard)
+
+    @dg.asset(
+        key=keys.merged_results, group_name=shard_group, deps=[keys.batch_job_outputs], partitions_def=shards_def,
+        backfill_policy=one_run, kinds={"parquet", "s3"},
+        check_specs=[dg.AssetCheckSpec("every_input_row_once", asset=keys.merged_results, blocking=True,
+                                       description="each input row of the shard appears exactly once")],
+        description="Left join of outputs onto the shard's input rows: every row once, with output or error.",
+    )
+    def _merged_results(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
+    ) -> dg.MaterializeResult:
+        client = s3.get_client()
+        job_ledger = bedrock_ledger.get_ledger()
+        merged = []
+        for shard in context.partition_keys:
+            attempt = batch_job_outputs.finished_attempt(job_ledger, spec.name, shard)
+            result = merged_results.merge_results(spec, client, attempt)
+            merged.append(result)
+            context.add_asset_metadata(result.metadata(), partition_key=shard)
+        bad = [m for m in merged if not m.every_row_once]
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
+            check_name="every_input_row_once", passed=not bad,
+            metadata={"shards_checked": len(merged), "mismatches": table(
+                [{"shard": m.shard, "input_rows": m.input_rows, "rows": m.rows, "unique_ids": m.unique_ids}
+                 for m in bad], ["shard", "input_rows", "rows", "unique_ids"])},
+        )])
+
+    @dg.asset(
+        key=keys.merged_dataset, group_name=group, deps=[keys.merged_results], kinds={"parquet", "s3"},
+        automation_condition=dg.AutomationCondition.eager(), output_required=False,
+        check_specs=[dg.AssetCheckSpec("complete", asset=keys.merged_dataset,
+                                       description="row count equals the raw dataset's")],
+        description="All merged shards in one Parquet dataset (materialized once every shard is merged).",
+    )
+    def _merged_dataset(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
+    ) -> Iterator[Any]:
+        client = s3.get_client()
+        plan = raw_dataset.load_shard_plan(spec, client)
+        latest = bedrock_ledger.get_ledger().latest_by_shard(spec.name)
+        merged = job_completion.merged_jobs(context.instance, keys.merged_results)
+        waiting = [k for k in plan.keys if k not in latest or merged.get(k) != latest[k].identity]
+        if waiting:
+            context.log.warning(
+                f"{len(waiting)} of {len(plan.keys)} shards are not merged yet ({job_completion.span(waiting)}); "
+                "merged_dataset is materialized automatically once they are"
+            )
+            return
+        dataset = merged_dataset.merge_dataset(spec, client, plan.keys)
+        tokens_in = sum(a.input_tokens or 0 for a in latest.values() if a.shard in plan.keys)
+        tokens_out = sum(a.output_tokens or 0 for a in latest.values() if a.shard in plan.keys)
+        statuses: dict[str, int] = {}
+        for key in plan.keys:
+            statuses[latest[key].status.value] = statuses.get(latest[key].status.value, 0) + 1
+        yield dg.MaterializeResult(
+            metadata={**dataset.metadata(), "input_tokens": tokens_in, "output_tokens": tokens_out,
+                      merged_dataset.JOBS_DIGEST: merged_dataset.jobs_digest(plan.keys, latest),
+                      "job_statuses": dg.MetadataValue.json(statuses),
+                      "jobs": table([{"shard": k, "status": latest[k].status.value, "job_arn": latest[k].job_arn or ""}
+                                     for k in plan.keys])},
+            check_results=[dg.AssetCheckResult(
+                check_name="complete", passed=dataset.rows == plan.rows,
+                metadata={"raw_rows": plan.rows, "merged_rows": dataset.rows},
+            )],
+        )
+
+    assets = [_raw_dataset, _jsonl_shards, _batch_jobs, _batch_job_outputs, _merged_results, _merged_dataset]
+    jobs = {
+        stage: dg.define_asset_job(
+            keys.job(stage), selection=[keys.asset(n) for n in nodes], tags=stage_tags(spec.name, stage),
+            description=f"{spec.name}: {stage} ({', '.join(nodes)})",
+        )
+        for stage, nodes in STAGES.items()
+    }
+
+    @dg.sensor(
+        name=keys.completion_sensor, minimum_interval_seconds=COMPLETION_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING, jobs=[jobs["submit"], jobs["merge"]],
+        description=f"Polls the Bedrock batch jobs of {spec.name!r}: merges finished ones, submits queued shards "
+                    "when a slot frees.",
+    )
+    def _job_completion(
+        context: dg.SensorEvaluationContext, bedrock: BedrockBatchResource, bedrock_ledger: JobLedgerResource
+    ) -> dg.SensorResult:
+        return completion_tick(spec, keys, context.instance, bedrock, bedrock_ledger, context.log)
+
+    sensors: list[Any] = [_job_completion]
+    if automation_sensor:
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            keys.automation_sensor, target=keys.selection,
+            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
+            run_tags={TAG_PIPELINE: spec.name},
+            description=f"Carries {spec.name!r} from a new raw_dataset to submitted jobs, and from merged shards "
+                        "to merged_dataset.",
+        ))
+    return dg.Definitions(assets=assets, jobs=list(jobs.values()), sensors=sensors)
+
+
+def completion_tick(
+    spec: PipelineSpec, keys: PipelineKeys, instance: dg.DagsterInstance, bedrock: BedrockBatchResource,
+    ledger: JobLedgerResource, log: Any = None,
+) -> dg.SensorResult:
+    """One tick of the completion sensor: poll, record, and request merge and submit runs."""
+    shards = instance.get_dynamic_partitions(keys.partitions)
+    polled = job_completion.poll(spec, bedrock, ledger.get_ledger())
+    busy = job_completion.busy_shards(instance, [keys.job("merge"), keys.job("submit")], shards)
+    decision = job_completion.decide_tick(
+        polled.latest, shards, job_completion.merged_jobs(instance, keys.merged_results), busy, polled.free_slots
+    )
+    requests = []
+    for group in decision.merge_groups:
+        names = [a.shard for a in group]
+        requests.append(dg.RunRequest(
+            run_key=job_completion.merge_run_key(group), job_name=keys.job("merge"),
+            partition_key=names[0] if len(names) == 1 else None,
+            tags={**stage_tags(spec.name, "merge", names), **partition_tags(names),
+                  TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group}))},
+        ))
+    for attempt in decision.submit:
+        requests.append(dg.RunRequest(
+            run_key=job_completion.submit_run_key(attempt), job_name=keys.job("submit"),
+            partition_key=attempt.shard, tags=stage_tags(spec.name, "submit", [attempt.shard]),
+        ))
+    observations = [
+        dg.AssetObservation(keys.batch_jobs, partition=a.shard, metadata={
+            "status": a.status.value, "job_arn": a.job_arn or "", "attempt": a.attempt,
+            "records_total": a.counts.total, "records_processed": a.counts.processed,
+            "records_succeeded": a.counts.succeeded, "records_errored": a.counts.errored,
+        })
+        for a in polled.changed
+    ]
+    by_status: dict[str, int] = {}
+    for key in shards:
+        if key in polled.latest:
+            by_status[polled.latest[key].status.value] = by_status.get(polled.latest[key].status.value, 0) + 1
+    summary = {"jobs": by_status, "changed": len(polled.changed), "merge_runs": len(decision.merge_groups),
+               "submit_runs": len(decision.submit), "calls": polled.calls.calls}
+    if log is not None:
+        log.info(f"{spec.name}: {json.dumps(summary)}")
+    return dg.SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(summary))
+
+
+warnings.filterwarnings("ignore", category=UserWarning, message=r'Field name "model" in "BedrockBatchPipeline"')
+
+
+@dg.scaffold_with(BedrockBatchPipelineScaffolder)
+class BedrockBatchPipeline(dg.Component, dg.Resolvable, PipelineSpec):
+    """Amazon Bedrock batch inference over a dataset, as a group of Dagster assets.
+
+    The attributes are the pipeline spec: a source (Parquet / CSV / JSONL, local or s3://), a model
+    and prompt, and an s3:// output_uri. Rows become Bedrock batch requests, shards are submitted
+    within the model's quotas, finished jobs are merged back onto their rows. ``name`` defaults to
+    the component's folder name; ``{{ env.X }}`` works in any text field.
+
+    Needs the resources ``s3`` (dagster-aws S3Resource), ``bedrock`` (BedrockBatchResource) and
+    ``bedrock_ledger`` (JobLedgerResource) in the project.
+    """
+
+    # redeclared: Resolvable has a classmethod named ``model`` that pydantic would take for this field's default
+    model: ModelSpec = Field(description="the Bedrock model and invocation type")
+    automation_sensor: bool = Field(
+        default=True,
+        description="define a RUNNING automation sensor for this pipeline's assets; set false if your "
+                    "project's own automation sensor covers them",
+    )
+
+    @classmethod
+    def get_model_cls(cls) -> type[BaseModel]:
+        """The YAML schema: the spec's fields and bounds, checked before templates are rendered.
+
+        (Resolvable's ``model()`` is shadowed by the spec's own ``model`` field, so it is not used.)
+        """
+        return schema_model(cls, frozenset({"name"}))
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> "BedrockBatchPipeline":
+        raw = attributes.model_dump(exclude_unset=True) if attributes is not None else {}
+        return cls.from_attributes(raw, Path(context.path), context.resolution_context)
+
+    @classmethod
+    def from_attributes(
+        cls, raw: dict[str, Any], folder: Path, resolution: dg.ResolutionContext | None = None
+    ) -> "BedrockBatchPipeline":
+        """The pipeline a defs.yaml in ``folder`` describes: templates rendered, then fully validated."""
+        raw = _render_templates(raw, (resolution or dg.ResolutionContext.default()).at_path("attributes"))
+        raw.setdefault("name", folder.name)
+        return parse_pipeline(raw, origin=str(defs_yaml(folder)), base_dir=folder, spec_class=cls)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return build_pipeline_defs(self, self.automation_sensor)
+
+
+def defs_yaml(folder: Path) -> Path:
+    for name in ("defs.yaml", "defs.yml", "component.yaml"):
+        if (folder / name).exists():
+            return folder / name
+    return folder
+
+
+def _render_templates(value: Any, context: Any) -> Any:
+    """Render ``{{ ... }}`` templates in text fields; other text is kept exactly (prompts stay as written)."""
+    if isinstance(value, dict):
+        return {k: _render_templates(v, context.at_path(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_templates(v, context.at_path(i)) for i, v in enumerate(value)]
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        rendered = context.resolve_value(value)
+        return rendered if isinstance(rendered, str) or rendered is None else str(rendered)
+    return value
+
+
+__all__ = ["BedrockBatchPipeline", "PipelineKeys", "SpecError", "build_pipeline_defs", "completion_tick"]

@@ -1,0 +1,81 @@
+"""``dg scaffold defs bedrock_assets.components.BedrockBatchPipeline <folder>``: a defs.yaml to fill in.
+
+The first pipeline scaffolded in a project also gets ``bedrock_resources.py`` next to its folder,
+binding the resources every pipeline needs, unless the project already defines them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+
+DEFS_YAML = """\
+type: {type_name}
+
+attributes:
+  # name: {name}                           # default: this folder's name; [a-z][a-z0-9_]*
+  source:
+    uri: s3://my-bucket/path/to/data.parquet   # local path or s3://, a file or a prefix; parquet | csv | jsonl
+    # id_column: id                          # a unique column; default: ids from row positions
+  model:
+    id: anthropic.claude-3-5-haiku-20241022-v1:0   # or amazon.titan-embed-text-v2:0, us./eu. profiles, ARNs
+    # invocation_type: Converse              # Converse-shaped bodies (Claude, Nova, Llama, Mistral)
+  prompt:
+    template: "Answer briefly: {{question}}"  # {{column}} placeholders (embeddings: input_column: text)
+    # system: You are a careful assistant.
+  inference:
+    max_tokens: 512
+  output_uri: s3://my-bucket/bedrock/{slug}   # everything the pipeline writes goes under here
+  role_arn: "{{{{ env.BEDROCK_ROLE_ARN }}}}"    # the service role Bedrock assumes
+  # shards: {{max_records: 50000}}            # narrows the model's batch quotas, never loosens them
+  # timeout_hours: 24                        # 24-168
+  # tags: {{team: data}}
+"""
+
+RESOURCES_PY = '''\
+"""Resources of the Bedrock batch pipelines in this project (see bedrock_assets.BedrockBatchResource)."""
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from bedrock_assets import BedrockBatchResource, JobLedgerResource
+
+
+@dg.definitions
+def bedrock_resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "s3": S3Resource(),
+            # account-wide settings: role_arn, quota_overrides, tags, output_kms_key_id, expected_bucket_owner, ...
+            "bedrock": BedrockBatchResource(),
+            "bedrock_ledger": JobLedgerResource(table_name="bedrock-assets-jobs"),
+        }
+    )
+'''
+
+
+def _defines_bedrock_resources(project_root: Path) -> bool:
+    for path in project_root.rglob("*.py"):
+        if any(part.startswith(".") or part in ("site-packages", "node_modules") for part in path.parts):
+            continue
+        try:
+            if "BedrockBatchResource(" in path.read_text(errors="ignore"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class BedrockBatchPipelineScaffolder(dg.Scaffolder):
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        folder = Path(request.target_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^a-z0-9_]", "_", folder.name.lower())
+        (folder / "defs.yaml").write_text(
+            DEFS_YAML.format(type_name=request.type_name, name=name, slug=name.replace("_", "-"))
+        )
+        root = Path(request.project_root) if request.project_root else folder.parent
+        if not _defines_bedrock_resources(root):
+            (folder.parent / "bedrock_resources.py").write_text(RESOURCES_PY)

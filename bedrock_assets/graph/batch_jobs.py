@@ -1,0 +1,48 @@
+"""batch_jobs: one Bedrock batch job per shard, submitted within quotas and at most once per input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue
+
+from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
+from bedrock_assets.bedrock.submission import JobSettings, ShardToSubmit, SubmitOutcome, submit_shards
+from bedrock_assets.graph.raw_dataset import ShardInfo
+from bedrock_assets.layout import PipelineLayout
+from bedrock_assets.ledger import JobLedger
+from bedrock_assets.spec import PipelineSpec
+
+
+def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource) -> JobSettings:
+    return JobSettings(
+        pipeline=spec.name, prefix=spec.job_prefix, model_id=spec.model.id,
+        invocation_type=spec.model.invocation_type, role_arn=spec.role_arn, timeout_hours=spec.timeout_hours,
+        tags=spec.tags, quotas=spec.quotas(bedrock.quota_overrides),
+    )
+
+
+def submit(
+    spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger, shards: list[ShardInfo],
+    counter: CallCounter,
+) -> list[SubmitOutcome]:
+    """Submit (or re-attach, or queue) the job of each shard."""
+    layout = PipelineLayout.for_uri(spec.output_uri)
+    to_submit = [
+        ShardToSubmit(s.key, s.digest, s.records, layout.shard_input(s.key).uri, layout.job_output(s.key).uri)
+        for s in shards
+    ]
+    return submit_shards(bedrock, ledger, job_settings(spec, bedrock), to_submit, counter)
+
+
+def outcome_metadata(outcome: SubmitOutcome) -> dict[str, Any]:
+    a = outcome.attempt
+    meta: dict[str, Any] = {"status": a.status.value, "attempt": a.attempt, "job_name": a.job_name,
+                            "records": a.records}
+    if a.job_arn:
+        meta["job_arn"] = a.job_arn
+    if outcome.detail:
+        meta["detail"] = outcome.detail
+    if a.message:
+        meta["message"] = MetadataValue.text(a.message)
+    return meta

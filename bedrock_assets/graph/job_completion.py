@@ -1,0 +1,178 @@
+"""The completion sensor's work: poll Bedrock, record job states, and say which runs come next.
+
+One tick makes one paginated ListModelInvocationJobs call for all of a pipeline's jobs (plus a
+bounded number of Get calls for jobs the list did not show), so the cost per job stays flat as the
+number of shards grows. Polling is the source of truth; no event is needed for progress.
+
+What a tick requests is decided by ``decide_tick`` from plain values: a shard whose job reached a
+terminal state is merged unless the Dagster instance already holds a merge of that same job (its
+latest ``merged_results`` materialization says so) or a merge run for it is in progress; a queued
+shard is submitted when a slot frees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
+from bedrock_assets.graph.merged_results import MERGED_JOB
+from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger
+from bedrock_assets.spec import PipelineSpec
+
+MAX_GETS_PER_TICK = 50
+MAX_SHARDS_PER_RUN = 16  # finished shards read and merged in one run (a partition range)
+T = TypeVar("T")
+IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+               DagsterRunStatus.STARTED]
+
+
+@dataclass(frozen=True)
+class TickDecision:
+    """What a tick asks for: merges of finished jobs (in contiguous groups) and submissions of queued shards."""
+
+    merge_groups: list[list[JobAttempt]]
+    submit: list[JobAttempt]
+
+
+def contiguous_groups(
+    items: Iterable[T], order: Sequence[str], key: Callable[[T], str], limit: int = MAX_SHARDS_PER_RUN
+) -> list[list[T]]:
+    """Items in runs of consecutive partition keys of ``order`` (by ``key``), at most ``limit`` each."""
+    position = {k: i for i, k in enumerate(order)}
+    groups: list[list[T]] = []
+    for item in sorted(items, key=lambda i: position[key(i)]):
+        last = groups[-1][-1] if groups else None
+        if last is not None and position[key(item)] == position[key(last)] + 1 and len(groups[-1]) < limit:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def decide_tick(
+    latest: Mapping[str, JobAttempt], shards: Sequence[str], merged: Mapping[str, str], busy: set[str],
+    free_slots: int,
+) -> TickDecision:
+    """Which shards to merge and which queued shards to submit.
+
+    ``latest``: each shard's latest attempt (after refreshing from Bedrock); ``shards``: the current
+    shard partitions in order; ``merged``: shard -> the attempt identity its latest merge holds;
+    ``busy``: shards a run is already working on; ``free_slots``: the model's unused job slots.
+    """
+    current = [latest[s] for s in shards if s in latest and s not in busy]
+    to_merge = [a for a in current if a.status.is_terminal and merged.get(a.shard) != a.identity]
+    queued = [a for a in current if a.status is JobStatus.QUEUED]
+    return TickDecision(contiguous_groups(to_merge, shards, _shard), queued[: max(free_slots, 0)])
+
+
+def _shard(attempt: JobAttempt) -> str:
+    return attempt.shard
+
+
+@dataclass
+class Poll:
+    """Job states after a tick's Bedrock calls, and the attempts whose state changed."""
+
+    latest: dict[str, JobAttempt]
+    changed: list[JobAttempt] = field(default_factory=list)
+    free_slots: int = 0
+    calls: CallCounter = field(default_factory=CallCounter)
+
+
+def refreshed(attempt: JobAttempt, job: JobSummary) -> dict:
+    """The ledger fields that differ between an attempt and what Bedrock now says of its job."""
+    fields = {"status": job.status, "counts": JobCounts.from_job(job.counts)}
+    if job.message:
+        fields["message"] = job.message
+    if job.end_time:
+        fields["end_time"] = job.end_time
+    return {k: v for k, v in fields.items() if getattr(attempt, k) != v}
+
+
+def poll(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -> Poll:
+    """Refresh every open job of the pipeline from Bedrock and record changes in the ledger."""
+    result = Poll(latest=ledger.latest_by_shard(spec.name))
+    open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
+    queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())
+    if not open_attempts and not queued:
+        return result
+    client = bedrock.get_client()
+    jobs = bedrock.recent_jobs(client, result.calls)
+    by_arn = {j.job_arn: j for j in jobs}
+    gets = 0
+    for attempt in open_attempts:
+        job = by_arn.get(attempt.job_arn or "")
+        if job is None and gets < MAX_GETS_PER_TICK:  # older than the list window, or not listed yet
+            gets += 1
+            job = bedrock.get_job(client, attempt.job_arn or "", result.calls)
+        changes = refreshed(attempt, job) if job is not None else {}
+        if changes:
+            updated = ledger.update(attempt, **changes)
+            result.latest[attempt.shard] = updated
+            result.changed.append(updated)
+    result.free_slots = spec.quotas(bedrock.quota_overrides).max_concurrent_jobs - slots_in_use(jobs, spec.model.id)
+    return result
+
+
+# ---- what the Dagster instance knows ---------------------------------------------------------
+
+def merged_jobs(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, str]:
+    """Shard -> the job attempt its latest merged_results materialization merged (two queries)."""
+    ids = instance.get_latest_storage_id_by_partition(merged_results, DagsterEventType.ASSET_MATERIALIZATION)
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    merged = {}
+    for record in records:
+        meta = record.asset_materialization.metadata if record.asset_materialization else {}
+        if record.partition_key and MERGED_JOB in meta:
+            merged[record.partition_key] = str(meta[MERGED_JOB].value)
+    return merged
+
+
+def run_partitions(tags: Mapping[str, str], order: Sequence[str]) -> list[str]:
+    """The shard partitions a run (or run request) covers: its partition, or its partition range."""
+    if PARTITION_NAME_TAG in tags:
+        return [tags[PARTITION_NAME_TAG]]
+    first, last = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if first in order and last in order:
+        return list(order[order.index(first) : order.index(last) + 1])
+    return []
+
+
+def busy_shards(instance: DagsterInstance, job_names: Sequence[str], order: Sequence[str]) -> set[str]:
+    """Shards that a queued or running run of these jobs already covers."""
+    busy: set[str] = set()
+    for job_name in job_names:
+        for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_PROGRESS)):
+            busy.update(run_partitions(run.tags, order))
+    return busy
+
+
+def span(shards: Sequence[str]) -> str:
+    return shards[0] if len(shards) == 1 else f"{shards[0]}..{shards[-1]}"
+
+
+def merge_run_key(group: Sequence[JobAttempt]) -> str:
+    """Stable while the group's jobs are the same: the daemon launches each group's merge once."""
+    digest = hashlib.sha1("|".join(a.identity for a in group).encode()).hexdigest()[:12]
+    return f"merge:{span([a.shard for a in group])}:{digest}"
+
+
+def submit_run_key(attempt: JobAttempt) -> str:
+    return f"submit:{attempt.job_name}:{attempt.queued_at or ''}"
+
+

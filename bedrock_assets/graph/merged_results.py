@@ -1,0 +1,109 @@
+"""merged_results: a left join of a shard's outputs onto its input rows, every input row exactly once."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import MetadataValue
+
+from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.layout import PipelineLayout
+from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
+from bedrock_assets.storage import download_file, upload_file
+
+# error codes we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
+INVALID_INPUT = "InvalidModelInput"
+NOT_RETURNED = "RecordNotReturned"
+
+# Which job attempt a merged shard holds: the merged_results materialization of a shard records it,
+# and the completion sensor compares it with the shard's latest attempt to know what is merged.
+MERGED_JOB = "merged_job"
+
+
+def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
+    """Left join outputs onto input rows by record_id: each input row exactly once, in input order.
+
+    Rows without an output line get an error: rejected before submission, not returned by a
+    finished job, or the job's own terminal status (Failed / Expired / Stopped) and message.
+    """
+    index = pc.index_in(rows.column(RECORD_ID), value_set=outputs.column(RECORD_ID))
+    joined = outputs.drop_columns([RECORD_ID]).take(index)
+    missing = pc.is_null(index)
+    input_error = rows.column(INPUT_ERROR)
+    rejected = pc.is_valid(input_error)
+    if job.status.has_output:
+        absent_code = NOT_RETURNED
+        absent_msg = f"job finished {job.status.value} without an output line for this record"
+    else:
+        absent_code = f"Job{job.status.value}"
+        absent_msg = f"batch job {job.status.value}" + (f": {job.message}" if job.message else "")
+    code = pc.if_else(rejected, INVALID_INPUT, pc.if_else(missing, absent_code, joined.column("error_code")))
+    message = pc.if_else(
+        rejected, input_error, pc.if_else(missing, absent_msg, joined.column("error_message"))
+    )
+    base = rows.drop_columns([c for c in INTERNAL_COLUMNS if c in rows.column_names])
+    n = rows.num_rows
+    merged = base.append_column("shard", pa.array([job.shard] * n, pa.string()).dictionary_encode())
+    merged = merged.append_column("job_arn", pa.array([job.job_arn] * n, pa.string()).dictionary_encode())
+    for name in joined.column_names:
+        if name == "error_code":
+            merged = merged.append_column(name, code)
+        elif name == "error_message":
+            merged = merged.append_column(name, message)
+        else:
+            merged = merged.append_column(name, joined.column(name))
+    return merged
+
+
+def outcome_counts(table: pa.Table) -> Iterator[tuple[str, int]]:
+    """(error_code or 'ok', count) pairs of a merged table."""
+    counts = pc.value_counts(pc.fill_null(table.column("error_code"), "ok").combine_chunks())
+    for item in counts.to_pylist():
+        yield item["values"], item["counts"]
+
+
+@dataclass(frozen=True)
+class MergedShard:
+    shard: str
+    job: JobAttempt
+    input_rows: int
+    rows: int
+    unique_ids: int
+    succeeded: int
+    errors: dict[str, int]
+    uri: str
+
+    @property
+    def every_row_once(self) -> bool:
+        return self.rows == self.input_rows == self.unique_ids
+
+    def metadata(self) -> dict[str, Any]:
+        """Per-shard metadata; only a shard that holds every input row once is recorded as merged."""
+        return {
+            **({MERGED_JOB: self.job.identity} if self.every_row_once else {}), "job_status": self.job.status.value, "rows": self.rows,
+            "succeeded": self.succeeded, "failed": self.rows - self.succeeded,
+            "errors": MetadataValue.json(self.errors), "uri": MetadataValue.path(self.uri),
+        }
+
+
+def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
+    """Write ``merged/<shard>.parquet``: every input row of the shard with its output or error."""
+    layout = PipelineLayout.for_uri(spec.output_uri)
+    shard = job.shard
+    with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
+        rows = pq.read_table(download_file(s3, layout.shard_rows(shard), Path(tmp) / "rows.parquet"))
+        outputs = pq.read_table(download_file(s3, layout.outputs(shard), Path(tmp) / "outputs.parquet"))
+        merged = merge_shard(rows, outputs, job)
+        path = Path(tmp) / "merged.parquet"
+        pq.write_table(merged, path)
+        upload_file(s3, path, layout.merged(shard))
+    outcome = dict(outcome_counts(merged))
+    return MergedShard(shard=shard, job=job, input_rows=rows.num_rows, rows=merged.num_rows,
+                       unique_ids=pc.count_distinct(merged.column(RECORD_ID)).as_py(),
+                       succeeded=outcome.pop("ok", 0), errors=outcome, uri=layout.merged(shard).uri)

@@ -1,0 +1,145 @@
+"""The completion sensor: what a tick requests, decided from plain values, and the same on the local stack."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.graph.job_completion import contiguous_groups, decide_tick, run_partitions
+from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.runner import execute_stage
+from bedrock_assets_tests.conftest import CLAUDE, ledger_of, pipeline_dict, tick
+from bedrock_assets_tests.test_submission import foreign_job
+
+SHARDS = [f"s{i:05d}" for i in range(6)]
+
+
+def attempt(shard: str, status: JobStatus, n: int = 1) -> JobAttempt:
+    return JobAttempt(pipeline="p", shard=shard, attempt=n, job_name=f"p-{shard}-d{n}", input_digest="d",
+                      model_id=CLAUDE, records=100, input_uri="", output_uri="", status=status,
+                      job_arn=None if status in (JobStatus.QUEUED, JobStatus.SUBMIT_FAILED) else f"arn:{shard}:{n}")
+
+
+def merges(decision) -> list[list[str]]:
+    return [[a.shard for a in group] for group in decision.merge_groups]
+
+
+# ---- decisions, without any service ---------------------------------------------------------
+
+
+def test_finished_jobs_are_merged_in_consecutive_groups_and_running_ones_wait():
+    latest = {s: attempt(s, JobStatus.COMPLETED) for s in SHARDS}
+    latest["s00002"] = attempt("s00002", JobStatus.IN_PROGRESS)
+    latest["s00004"] = attempt("s00004", JobStatus.SUBMIT_FAILED)
+    decision = decide_tick(latest, SHARDS, merged={}, busy=set(), free_slots=0)
+    assert merges(decision) == [["s00000", "s00001"], ["s00003", "s00004", "s00005"]]
+    assert decision.submit == []
+
+
+def test_a_shard_merged_for_its_current_attempt_is_not_merged_again_but_a_new_attempt_is():
+    latest = {"s00000": attempt("s00000", JobStatus.COMPLETED), "s00001": attempt("s00001", JobStatus.EXPIRED, 2)}
+    merged = {"s00000": "arn:s00000:1", "s00001": "arn:s00001:1"}  # s00001 was merged for attempt 1
+    assert merges(decide_tick(latest, SHARDS[:2], merged, set(), 0)) == [["s00001"]]
+
+
+def test_shards_a_run_is_working_on_are_left_to_it():
+    latest = {s: attempt(s, JobStatus.COMPLETED) for s in SHARDS[:3]}
+    assert merges(decide_tick(latest, SHARDS[:3], {}, busy={"s00001"}, free_slots=0)) == [["s00000"], ["s00002"]]
+
+
+def test_queued_shards_are_submitted_in_order_as_far_as_slots_allow():
+    latest = {s: attempt(s, JobStatus.QUEUED) for s in SHARDS[:4]}
+    assert [a.shard for a in decide_tick(latest, SHARDS[:4], {}, set(), free_slots=2).submit] == ["s00000", "s00001"]
+    assert decide_tick(latest, SHARDS[:4], {}, set(), free_slots=-3).submit == []
+
+
+def test_shards_no_longer_in_the_plan_are_ignored():
+    latest = {"s00009": attempt("s00009", JobStatus.COMPLETED)}
+    assert merges(decide_tick(latest, SHARDS, {}, set(), 0)) == []
+
+
+def test_contiguous_groups_respect_the_order_and_the_limit():
+    items = ["s00005", "s00001", "s00002", "s00003", "s00000"]
+    assert contiguous_groups(items, SHARDS, str, limit=2) == [["s00000", "s00001"], ["s00002", "s00003"], ["s00005"]]
+
+
+def test_a_run_covers_its_partition_or_its_range():
+    assert run_partitions({"dagster/partition": "s00003"}, SHARDS) == ["s00003"]
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "s00001", ASSET_PARTITION_RANGE_END_TAG: "s00003"}
+    assert run_partitions(tags, SHARDS) == ["s00001", "s00002", "s00003"]
+    assert run_partitions({}, SHARDS) == []
+
+
+# ---- the sensor on the local stack -----------------------------------------------------------
+
+
+def submit_all(defs, spec, instance) -> list[str]:
+    execute_stage(defs, instance, spec.name, "prepare")
+    shards = instance.get_dynamic_partitions(f"{spec.name}__shards")
+    execute_stage(defs, instance, spec.name, "submit", shards)
+    return shards
+
+
+def test_finished_jobs_are_requested_until_merged_with_a_stable_run_key(make_pipelines, instance, stack, bucket):
+    stack.emulator.time_scale = 3600  # jobs stay in flight until expedited
+    defs, (spec,) = make_pipelines([pipeline_dict("ticks", bucket)], rows=300)
+    shards = submit_all(defs, spec, instance)
+    first = tick(defs, spec, instance)
+    assert first.run_requests == [] and first.asset_events == []  # nothing changed since submission
+
+    stack.emulator.expedite()
+    done = tick(defs, spec, instance)
+    assert [e.asset_key for e in done.asset_events] == [dg.AssetKey(["ticks", "batch_jobs"])] * 2
+    assert {e.metadata["status"].value for e in done.asset_events} == {"Completed"}
+    (finished,) = done.run_requests  # both shards in one partition-range run
+    assert finished.job_name == "ticks__merge" and finished.partition_key is None
+    assert finished.run_key.startswith("merge:s00000..s00001:")
+    assert (finished.tags[ASSET_PARTITION_RANGE_START_TAG], finished.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+        "s00000", "s00001")
+    assert finished.tags["bedrock_assets/pipeline"] == "ticks" and finished.tags["bedrock_assets/stage"] == "merge"
+    (again,) = tick(defs, spec, instance).run_requests
+    assert again.run_key == finished.run_key  # the daemon launches a run key once
+
+    execute_stage(defs, instance, spec.name, "merge", shards)
+    quiet = tick(defs, spec, instance)
+    assert quiet.run_requests == []
+    assert json.loads(quiet.cursor)["jobs"] == {"Completed": 2}
+
+
+def test_a_merge_run_in_progress_elsewhere_is_not_requested_again(make_pipelines, instance, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("elsewhere", bucket)], rows=300)
+    submit_all(defs, spec, instance)
+    instance.add_run(dg.DagsterRun(job_name="elsewhere__merge", run_id=str(uuid.uuid4()),
+                                   status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "s00000"}))
+    (request,) = tick(defs, spec, instance).run_requests
+    assert request.partition_key == "s00001"
+
+
+def test_queued_shards_are_submitted_when_other_teams_free_their_slots(make_pipelines, instance, stack, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("slots", bucket)], rows=450)
+    defs.resources["bedrock"] = BedrockBatchResource(quota_overrides={CLAUDE: {"max_concurrent_jobs": 3}})
+    execute_stage(defs, instance, spec.name, "prepare")
+    shards = instance.get_dynamic_partitions("slots__shards")
+    stack.emulator.time_scale = 3600
+    others = [foreign_job(bucket, f"other-{bucket}-{i}") for i in range(2)]
+    execute_stage(defs, instance, spec.name, "submit", shards)
+    assert tick(defs, spec, instance).run_requests == []  # no free slot
+
+    bedrock = boto3.client("bedrock")
+    for arn in others:  # the other team stops its jobs: their slots free once they reach Stopped
+        bedrock.stop_model_invocation_job(jobIdentifier=arn)
+    assert tick(defs, spec, instance).run_requests == []  # Stopping still holds a slot
+    for arn in others:
+        stack.emulator.expedite(arn)
+    submits = tick(defs, spec, instance).run_requests
+    assert [(r.job_name, r.partition_key) for r in submits] == [("slots__submit", "s00001"), ("slots__submit", "s00002")]
+    for r in submits:
+        execute_stage(defs, instance, spec.name, "submit", [r.partition_key])
+    statuses = {k: v.status for k, v in ledger_of(defs).latest_by_shard("slots").items()}
+    assert set(statuses.values()) == {JobStatus.SUBMITTED}

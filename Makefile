@@ -18,6 +18,8 @@ demo: install
 	$(BIN)/bedrock-assets demo
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 dev: install

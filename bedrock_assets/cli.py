@@ -8,8 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 DEFAULT_HOME = ".bedrock_assets_demo"
 DEFAULT_STACK_PORT = 4566
@@ -64,8 +64,7 @@ def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, t
         raise SystemExit(f"{path}: no pipeline named {unknown}; found {names}")
     specs = [s for s in specs if not pipelines or s.name in pipelines]
     logging.getLogger("dagster").setLevel(logging.WARNING)  # run and tick logs stay in the instance
-    defs = dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs),
-                                dg.Definitions(resources=bedrock_resources()))
+    defs = dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs), dg.Definitions(resources=bedrock_resources()))
     return run_pipelines(defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout)
 
 
@@ -122,7 +121,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\nModel outputs come from the local Bedrock emulator (marked [emulated]); no AWS account was used.\n"
         f"The emulator answered {args.error_rate:.0%} of records with a model error, to show how failures are kept.\n"
         "Open the Dagster UI on the same data:  make dev"
-        + ("" if args.home == DEFAULT_HOME else f"  (or: bedrock-assets dev --home {args.home})") + "\n"
+        + ("" if args.home == DEFAULT_HOME else f"  (or: bedrock-assets dev --home {args.home})")
+        + "\n"
         "Then browse http://127.0.0.1:3000 (Assets -> lineage, runs, sensor ticks)."
     )
     return 0
@@ -182,17 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
     p.set_defaults(func=cmd_run)
 
-    for name, func, text in (("demo", cmd_demo, "run both sample pipelines end to end on an embedded local stack"),
-                             ("dev", cmd_dev, "start the local stack and the Dagster UI (dg dev) on the same data")):
+    for name, func, text in (
+        ("demo", cmd_demo, "run both sample pipelines end to end on an embedded local stack"),
+        ("dev", cmd_dev, "start the local stack and the Dagster UI (dg dev) on the same data"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--home", default=DEFAULT_HOME, help="local stack state, DAGSTER_HOME and results")
         p.add_argument("--rows", type=int, default=3000, help="rows of the sample dataset")
-        p.add_argument("--time-scale", type=float, default=0.2 if name == "demo" else 1.0,
-                       help="real seconds per emulated job status step")
+        p.add_argument(
+            "--time-scale",
+            type=float,
+            default=0.2 if name == "demo" else 1.0,
+            help="real seconds per emulated job status step",
+        )
         p.set_defaults(func=func)
     sub.choices["demo"].add_argument("--timeout", type=float, default=600.0)
-    sub.choices["demo"].add_argument("--error-rate", type=float, default=0.01,
-                                     help="fraction of records the emulator answers with a model error")
+    sub.choices["demo"].add_argument(
+        "--error-rate", type=float, default=0.01, help="fraction of records the emulator answers with a model error"
+    )
     sub.choices["dev"].add_argument("--port", type=int, default=3000, help="Dagster UI port")
     sub.choices["dev"].add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
     return parser

@@ -17,7 +17,7 @@ class PipelineLayout:
     root: S3Location
 
     @classmethod
-    def for_uri(cls, output_uri: str) -> "PipelineLayout":
+    def for_uri(cls, output_uri: str) -> PipelineLayout:
         return cls(parse_s3_uri(output_uri, what="output_uri"))
 
     @property

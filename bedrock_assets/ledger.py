@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
@@ -27,7 +27,7 @@ class LedgerConflict(RuntimeError):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,13 @@ class JobCounts:
     errored: int = 0
 
     @classmethod
-    def from_job(cls, job: dict[str, Any]) -> "JobCounts":
-        return cls(int(job.get("totalRecordCount", 0)), int(job.get("processedRecordCount", 0)),
-                   int(job.get("successRecordCount", 0)), int(job.get("errorRecordCount", 0)))
+    def from_job(cls, job: dict[str, Any]) -> JobCounts:
+        return cls(
+            int(job.get("totalRecordCount", 0)),
+            int(job.get("processedRecordCount", 0)),
+            int(job.get("successRecordCount", 0)),
+            int(job.get("errorRecordCount", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -59,19 +63,19 @@ class JobAttempt:
     input_uri: str
     output_uri: str
     status: JobStatus = JobStatus.QUEUED
-    job_arn: Optional[str] = None
-    message: Optional[str] = None
+    job_arn: str | None = None
+    message: str | None = None
     counts: JobCounts = field(default_factory=JobCounts)
-    input_tokens: Optional[int] = None
-    output_tokens: Optional[int] = None
-    created_at: Optional[str] = None
-    queued_at: Optional[str] = None
-    submitted_at: Optional[str] = None
-    end_time: Optional[str] = None
-    updated_at: Optional[str] = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    created_at: str | None = None
+    queued_at: str | None = None
+    submitted_at: str | None = None
+    end_time: str | None = None
+    updated_at: str | None = None
 
     @property
-    def job_id(self) -> Optional[str]:
+    def job_id(self) -> str | None:
         return self.job_arn.rsplit("/", 1)[-1] if self.job_arn else None
 
     @property
@@ -87,7 +91,7 @@ class JobAttempt:
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> "JobAttempt":
+    def from_item(cls, item: dict[str, Any]) -> JobAttempt:
         known = {f.name for f in fields(cls)}
         values = {k: _plain(v) for k, v in item.items() if k in known}
         values["status"] = JobStatus(values["status"])
@@ -96,8 +100,17 @@ class JobAttempt:
 
 
 # Fields an update may set (everything but the key and what identifies the submitted input).
-_UPDATABLE = {"status", "job_arn", "message", "counts", "input_tokens", "output_tokens", "queued_at",
-              "submitted_at", "end_time"}
+_UPDATABLE = {
+    "status",
+    "job_arn",
+    "message",
+    "counts",
+    "input_tokens",
+    "output_tokens",
+    "queued_at",
+    "submitted_at",
+    "end_time",
+}
 
 
 def _plain(value: Any) -> Any:
@@ -153,7 +166,7 @@ class JobLedger:
         return attempt
 
     def update(
-        self, attempt: JobAttempt, *, expect_status: Optional[tuple[JobStatus, ...]] = None, **changes: Any
+        self, attempt: JobAttempt, *, expect_status: tuple[JobStatus, ...] | None = None, **changes: Any
     ) -> JobAttempt:
         """Set fields on an attempt and return it updated; with ``expect_status``, only from one of those."""
         unknown = set(changes) - _UPDATABLE
@@ -169,7 +182,9 @@ class JobLedger:
             self.table.update_item(
                 Key={"pipeline": attempt.pipeline, "shard_attempt": sort_key(attempt.shard, attempt.attempt)},
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ConditionExpression=condition,
             )
         except ClientError as e:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -208,8 +223,12 @@ class JobLedgerResource(ResourceWithBoto3Configuration):
         session = boto3_session(self)
         table = session.resource("dynamodb", **client_args(self)).Table(self.table_name)
         if self.create_if_missing:
-            where = (self.table_name, self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
-                     or os.environ.get("AWS_ENDPOINT_URL"), session.region_name, self.profile_name)
+            where = (
+                self.table_name,
+                self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
+                session.region_name,
+                self.profile_name,
+            )
             with _ensure_lock:
                 if where not in _ensured_tables:
                     ensure_table(self.get_client(), self.table_name)

@@ -27,8 +27,15 @@ INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR)
 MAX_RECORD_ID = 64
 
 # json.dumps escapes: backslash and quote, the short forms, then \u00XX for other control chars
-_SHORT_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"),
-                  ("\f", "\\f")]
+_SHORT_ESCAPES = [
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+    ("\b", "\\b"),
+    ("\f", "\\f"),
+]
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
 _OTHER_CONTROL_RE = "[" + "".join(f"\\x{ord(c):02x}" for c in _OTHER_CONTROL) + "]"
 
@@ -64,7 +71,8 @@ def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: Mode
     errors = adapter.text_errors(texts)
     before, after = adapter.request_frame()
     lines = pc.binary_join_element_wise(
-        '{"recordId":"', json_escape(ids), f'","modelInput":{before}', json_escape(texts), f"{after}}}", "")
+        '{"recordId":"', json_escape(ids), f'","modelInput":{before}', json_escape(texts), f"{after}}}", ""
+    )
     return pc.if_else(pc.is_null(errors), lines, pa.scalar(None, pa.string())), errors
 
 
@@ -89,8 +97,9 @@ def prepare_batch(sb: SourceBatch, position: int, adapter: ModelAdapter, id_colu
         table = table.drop_columns([RECORD_ID])
     table = (
         table.append_column(RECORD_ID, ids)
-        .append_column(SOURCE_FILE, pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
-                                                                    pa.array([sb.file.uri])))
+        .append_column(
+            SOURCE_FILE, pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([sb.file.uri]))
+        )
         .append_column(SOURCE_ROW, pa.array(np.arange(sb.first_row, sb.first_row + n), pa.int64()))
         .append_column(REQUEST, requests)
         .append_column(INPUT_ERROR, errors)
@@ -132,7 +141,10 @@ class RecordIdIndex:
     def add(self, ids: pa.Array) -> None:
         self._hashes.append(
             np.fromiter(
-                (int.from_bytes(hashlib.blake2b(x.encode(), digest_size=8).digest(), "little") for x in ids.to_pylist()),
+                (
+                    int.from_bytes(hashlib.blake2b(x.encode(), digest_size=8).digest(), "little")
+                    for x in ids.to_pylist()
+                ),
                 dtype=np.uint64,
                 count=len(ids),
             )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pyarrow.parquet as pq
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 def read_merged_dataset(
     pipeline: PipelineSpec | str | Path, columns: Sequence[str] | None = None, s3: Any = None
-) -> "pandas.DataFrame":
+) -> pandas.DataFrame:
     """A pipeline's merged dataset (every input row with its output or error) as a DataFrame.
 
     ``pipeline`` is the pipeline's ``defs.yaml`` (or its folder) or a loaded spec; S3 is reached

@@ -16,8 +16,9 @@ import functools
 import json
 import operator
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -83,8 +84,12 @@ def _root_message(event: Any) -> str:
 
 
 def execute_stage(
-    defs: dg.Definitions, instance: dg.DagsterInstance, pipeline: str, stage: str,
-    shards: Sequence[str] | None = None, assets: Sequence[dg.AssetKey] | None = None,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    pipeline: str,
+    stage: str,
+    shards: Sequence[str] | None = None,
+    assets: Sequence[dg.AssetKey] | None = None,
     tags: dict[str, str] | None = None,
 ) -> Any:
     """One run of a pipeline's stage job (over consecutive shards, when partitioned), with the tags the
@@ -92,13 +97,18 @@ def execute_stage(
     shards = list(shards or [])
     run_tags = {**stage_tags(pipeline, stage, shards), **partition_tags(shards), **(tags or {})}
     result = defs.resolve_job_def(PipelineKeys(pipeline).job(stage)).execute_in_process(
-        run_config=QUIET, instance=instance, raise_on_error=False, tags=run_tags,
-        partition_key=shards[0] if len(shards) == 1 else None, asset_selection=list(assets) if assets else None,
+        run_config=QUIET,
+        instance=instance,
+        raise_on_error=False,
+        tags=run_tags,
+        partition_key=shards[0] if len(shards) == 1 else None,
+        asset_selection=list(assets) if assets else None,
     )
     if not result.success:
         failures = [f"{e.step_key}: {_root_message(e)}" for e in result.all_events if e.is_step_failure]
-        raise PipelineRunError(f"{pipeline}: {stage} run {result.run_id} failed: "
-                               + ("; ".join(failures) or "see the run's logs"))
+        raise PipelineRunError(
+            f"{pipeline}: {stage} run {result.run_id} failed: " + ("; ".join(failures) or "see the run's logs")
+        )
     return result
 
 
@@ -111,8 +121,14 @@ class Runner:
         self.log = log
         self.resources = dict(defs.resources or {})
 
-    def execute(self, p: _Pipeline, stage: str, shards: Sequence[str] | None = None,
-                assets: Sequence[dg.AssetKey] | None = None, tags: dict[str, str] | None = None) -> Any:
+    def execute(
+        self,
+        p: _Pipeline,
+        stage: str,
+        shards: Sequence[str] | None = None,
+        assets: Sequence[dg.AssetKey] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Any:
         result = execute_stage(self.defs, self.instance, p.spec.name, stage, shards, assets, tags)
         p.summary.runs_launched += 1
         for evaluation in result.get_asset_check_evaluations():
@@ -153,13 +169,20 @@ class Runner:
         order = self.instance.get_dynamic_partitions(p.keys.partitions)
         for request in tick.run_requests or []:
             stage = request.job_name.rsplit("__", 1)[-1]
-            shards = run_partitions({**request.tags, **({"dagster/partition": request.partition_key}
-                                                         if request.partition_key else {})}, order)
-            extra = {k: v for k, v in request.tags.items()
-                     if k not in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)}
+            shards = run_partitions(
+                {**request.tags, **({"dagster/partition": request.partition_key} if request.partition_key else {})},
+                order,
+            )
+            extra = {
+                k: v
+                for k, v in request.tags.items()
+                if k not in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
+            }
             self.execute(p, stage, shards, tags={**extra, "dagster/run_key": request.run_key or ""})
-            self.log(f"[{p.spec.name}] {stage} {span(shards)}"
-                     + (f" ({request.tags.get('bedrock_assets/job_status')})" if stage == "merge" else ""))
+            self.log(
+                f"[{p.spec.name}] {stage} {span(shards)}"
+                + (f" ({request.tags.get('bedrock_assets/job_status')})" if stage == "merge" else "")
+            )
         return bool(tick.run_requests)
 
     def progress(self, p: _Pipeline) -> str:
@@ -188,8 +211,10 @@ class Runner:
                 self.execute(p, "publish")
             p.done = self._dataset_current(p, shards, latest)
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none yet"
-        return (f"[{p.spec.name}] jobs: {jobs}; records processed {processed}/{records}; "
-                f"merged {n_merged}/{len(shards)} shards")
+        return (
+            f"[{p.spec.name}] jobs: {jobs}; records processed {processed}/{records}; "
+            f"merged {n_merged}/{len(shards)} shards"
+        )
 
     def _dataset_current(self, p: _Pipeline, shards: list[str], latest: dict) -> bool:
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
@@ -207,8 +232,13 @@ class Runner:
 
 
 def run_pipelines(
-    defs: dg.Definitions, specs: Sequence[PipelineSpec], instance: dg.DagsterInstance, *, poll_seconds: float = 2.0,
-    timeout_seconds: float = 3600.0, log: Callable[[str], None] = print,
+    defs: dg.Definitions,
+    specs: Sequence[PipelineSpec],
+    instance: dg.DagsterInstance,
+    *,
+    poll_seconds: float = 2.0,
+    timeout_seconds: float = 3600.0,
+    log: Callable[[str], None] = print,
 ) -> list[RunSummary]:
     """Run the pipelines to a current merged dataset each; PipelineRunError on a failed run or timeout."""
     started = time.monotonic()

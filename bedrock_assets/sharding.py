@@ -9,8 +9,8 @@ below the minimum, and memory stays near one shard.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -102,8 +102,15 @@ class ShardPlanner:
         minimum = self.quotas.min_records_per_job
         if cur.records == 0 and prev is not None:
             # only rejected rows (or nothing) after the last full shard: they travel with it
-            yield self._shard(_Pending(prev.tables + cur.tables, prev.weights + cur.weights,
-                                       prev.sizes + cur.sizes, prev.records, prev.bytes))
+            yield self._shard(
+                _Pending(
+                    prev.tables + cur.tables,
+                    prev.weights + cur.weights,
+                    prev.sizes + cur.sizes,
+                    prev.records,
+                    prev.bytes,
+                )
+            )
         elif cur.records >= minimum:
             if prev is not None:
                 yield self._shard(prev)
@@ -130,8 +137,9 @@ class ShardPlanner:
 
     def _rebalance(self, prev: _Pending, cur: _Pending) -> Iterator[Shard]:
         """Merge a short tail into its neighbour, or split the two evenly within every limit."""
-        table, weights, sizes = _Pending(prev.tables + cur.tables, prev.weights + cur.weights,
-                                         prev.sizes + cur.sizes).rows()
+        table, weights, sizes = _Pending(
+            prev.tables + cur.tables, prev.weights + cur.weights, prev.sizes + cur.sizes
+        ).rows()
         total_records, total_bytes = int(weights.sum()), int(sizes.sum())
         q = self.quotas
         if total_records <= q.max_records_per_shard and total_bytes <= self.max_bytes:

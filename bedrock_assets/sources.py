@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -172,8 +173,9 @@ def _read_jsonl(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.Re
                 columns = list(row.keys())
             extra = set(row) - set(columns)
             if extra:
-                raise SourceError(f"{file.uri}: line {number}: unexpected field(s) {sorted(extra)}; "
-                                  f"the first line has {columns}")
+                raise SourceError(
+                    f"{file.uri}: line {number}: unexpected field(s) {sorted(extra)}; the first line has {columns}"
+                )
             rows.append(row)
             if len(rows) >= batch_rows:
                 yield flush()

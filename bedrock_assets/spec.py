@@ -115,11 +115,12 @@ class PipelineSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _derived(self) -> "PipelineSpec":
+    def _derived(self) -> PipelineSpec:
         prefix = self.job_prefix
         if len(prefix) > JOB_NAME_MAX - JOB_NAME_SUFFIX_MAX:
-            raise ValueError(f"job_name_prefix {prefix!r} is longer than {JOB_NAME_MAX - JOB_NAME_SUFFIX_MAX} "
-                             "characters")
+            raise ValueError(
+                f"job_name_prefix {prefix!r} is longer than {JOB_NAME_MAX - JOB_NAME_SUFFIX_MAX} characters"
+            )
         try:
             validate_job_name(prefix)
         except ValueError as e:
@@ -192,7 +193,11 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 
 def parse_pipeline(
-    data: Any, *, origin: str = "<defs.yaml>", base_dir: Path | None = None, spec_class: type[PipelineSpec] = PipelineSpec
+    data: Any,
+    *,
+    origin: str = "<defs.yaml>",
+    base_dir: Path | None = None,
+    spec_class: type[PipelineSpec] = PipelineSpec,
 ) -> PipelineSpec:
     """Validate a component's attributes; local source paths resolve against ``base_dir``.
 

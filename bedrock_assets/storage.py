@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bedrock_assets.uris import S3Location
 
@@ -23,8 +24,9 @@ def download_file(s3: Any, loc: S3Location, path: Path) -> Path:
 
 
 def put_json(s3: Any, loc: S3Location, value: Any) -> None:
-    s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=json.dumps(value, indent=1).encode(),
-                  ContentType="application/json")
+    s3.put_object(
+        Bucket=loc.bucket, Key=loc.key, Body=json.dumps(value, indent=1).encode(), ContentType="application/json"
+    )
 
 
 def get_json(s3: Any, loc: S3Location) -> Any:

@@ -6,9 +6,7 @@ import re
 from dataclasses import dataclass
 
 # Bedrock's own S3Uri shape (botocore service model): lower-case bucket, key chars [-!_*'().a-zA-Z0-9/].
-_S3_URI = re.compile(
-    r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?"
-)
+_S3_URI = re.compile(r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?")
 
 
 @dataclass(frozen=True)
@@ -22,7 +20,7 @@ class S3Location:
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
 
-    def join(self, *parts: str) -> "S3Location":
+    def join(self, *parts: str) -> S3Location:
         """Child location; parts are joined with single slashes."""
         pieces = [p.strip("/") for p in (self.key, *parts) if p and p.strip("/")]
         return S3Location(self.bucket, "/".join(pieces))

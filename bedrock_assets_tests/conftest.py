@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 import dagster as dg
@@ -29,8 +30,13 @@ def stack() -> Iterator[LocalStack]:
         with LocalStack(port=0, time_scale=0) as local:
             for key, value in local.env().items():
                 mp.setenv(key, value)
-            for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_BEDROCK",
-                        "AWS_ENDPOINT_URL_DYNAMODB", "BEDROCK_ASSETS_LEDGER_TABLE"):
+            for key in (
+                "AWS_PROFILE",
+                "AWS_ENDPOINT_URL_S3",
+                "AWS_ENDPOINT_URL_BEDROCK",
+                "AWS_ENDPOINT_URL_DYNAMODB",
+                "BEDROCK_ASSETS_LEDGER_TABLE",
+            ):
                 mp.delenv(key, raising=False)
             yield local
 
@@ -41,8 +47,15 @@ def _reset_stack(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" in request.fixturenames:
         stack = request.getfixturevalue("stack")
-        stack.configure(record_error_rate=0.0, drop_rate=0.0, fail_jobs_matching=None,
-                        expire_jobs_matching=None, throttle_every=0, min_records=100, time_scale=0)
+        stack.configure(
+            record_error_rate=0.0,
+            drop_rate=0.0,
+            fail_jobs_matching=None,
+            expire_jobs_matching=None,
+            throttle_every=0,
+            min_records=100,
+            time_scale=0,
+        )
         stack.emulator.concurrency_limits.clear()
         bedrock = stack.client("bedrock")
         for status in ("Submitted", "Validating", "Scheduled", "InProgress"):

@@ -26,11 +26,17 @@ def test_garbage_line_names_the_file_and_line():
 
 
 def test_embeddings_are_float32_fixed_size_with_nulls_for_errors():
-    adapter = adapter_for("amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="q"),
-                          InferenceSettings(dimensions=256))
+    adapter = adapter_for(
+        "amazon.titan-embed-text-v2:0",
+        "InvokeModel",
+        PromptSettings(input_column="q"),
+        InferenceSettings(dimensions=256),
+    )
     parser = OutputParser(adapter)
-    lines = [json.dumps({"recordId": "a", "modelOutput": {"embedding": [0.25] * 256, "inputTextTokenCount": 4}}).encode(),
-             err_line("b")]
+    lines = [
+        json.dumps({"recordId": "a", "modelOutput": {"embedding": [0.25] * 256, "inputTextTokenCount": 4}}).encode(),
+        err_line("b"),
+    ]
     batch = parser.parse_chunk(b"\n".join(lines))
     column = batch.column("embedding")
     assert column.type == pa.list_(pa.float32(), 256)
@@ -42,32 +48,61 @@ def converse():
 
 
 def titan(dims=256):
-    return adapter_for("amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="q"),
-                       InferenceSettings(dimensions=dims))
+    return adapter_for(
+        "amazon.titan-embed-text-v2:0",
+        "InvokeModel",
+        PromptSettings(input_column="q"),
+        InferenceSettings(dimensions=dims),
+    )
 
 
 MIXED = {
-    "claude": (claude, [
-        ok_line("a", "alpha"), err_line("b"),
-        json.dumps({"recordId": "c", "modelOutput": {"content": [{"type": "text", "text": "x"},
-                    {"type": "tool_use"}, {"type": "text", "text": "y"}], "stop_reason": "max_tokens",
-                    "usage": {"input_tokens": 9, "output_tokens": 4}}}).encode(),
-        ok_line("a", "dup"), ok_line("zz", "stranger"),
-        json.dumps({"recordId": "d", "modelOutput": {"content": [], "usage": {}}}).encode(),
-        json.dumps({"recordId": "e"}).encode(),
-    ]),
-    "converse": (converse, [
-        json.dumps({"recordId": "a", "modelOutput": {"output": {"message": {"role": "assistant", "content": [
-            {"text": "one"}, {"text": " two"}]}}, "stopReason": "end_turn",
-            "usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5}}}).encode(),
-        err_line("b"),
-        json.dumps({"recordId": "c", "modelOutput": {"stopReason": "end_turn"}}).encode(),
-    ]),
-    "titan": (titan, [
-        json.dumps({"recordId": "a", "modelOutput": {"embedding": [0.5] * 256, "inputTextTokenCount": 3}}).encode(),
-        err_line("b"),
-        json.dumps({"recordId": "c", "modelOutput": {"embedding": [0.5] * 3, "inputTextTokenCount": 3}}).encode(),
-    ]),
+    "claude": (
+        claude,
+        [
+            ok_line("a", "alpha"),
+            err_line("b"),
+            json.dumps(
+                {
+                    "recordId": "c",
+                    "modelOutput": {
+                        "content": [{"type": "text", "text": "x"}, {"type": "tool_use"}, {"type": "text", "text": "y"}],
+                        "stop_reason": "max_tokens",
+                        "usage": {"input_tokens": 9, "output_tokens": 4},
+                    },
+                }
+            ).encode(),
+            ok_line("a", "dup"),
+            ok_line("zz", "stranger"),
+            json.dumps({"recordId": "d", "modelOutput": {"content": [], "usage": {}}}).encode(),
+            json.dumps({"recordId": "e"}).encode(),
+        ],
+    ),
+    "converse": (
+        converse,
+        [
+            json.dumps(
+                {
+                    "recordId": "a",
+                    "modelOutput": {
+                        "output": {"message": {"role": "assistant", "content": [{"text": "one"}, {"text": " two"}]}},
+                        "stopReason": "end_turn",
+                        "usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5},
+                    },
+                }
+            ).encode(),
+            err_line("b"),
+            json.dumps({"recordId": "c", "modelOutput": {"stopReason": "end_turn"}}).encode(),
+        ],
+    ),
+    "titan": (
+        titan,
+        [
+            json.dumps({"recordId": "a", "modelOutput": {"embedding": [0.5] * 256, "inputTextTokenCount": 3}}).encode(),
+            err_line("b"),
+            json.dumps({"recordId": "c", "modelOutput": {"embedding": [0.5] * 3, "inputTextTokenCount": 3}}).encode(),
+        ],
+    ),
 }
 
 
@@ -80,6 +115,7 @@ def test_arrow_fast_path_equals_line_by_line_reference(family):
     fast_parser = OutputParser(make(), expected_ids=expected)
     fast = fast_parser.parse_chunk(b"\n".join(lines) + b"\n")
     assert fast_parser.stats.fallback_chunks == 0  # the Arrow path took the whole chunk
+
     def comparable(rows):  # the reference adds the exception's detail to the unparseable message
         return [{**r, "error_message": (r["error_message"] or "").split(": ")[0]} for r in rows]
 

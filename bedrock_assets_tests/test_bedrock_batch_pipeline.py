@@ -33,11 +33,20 @@ def describe(defs: dg.Definitions) -> dict:
             "checks": sorted(f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys),
             "kinds": sorted(node.kinds),
         }
-    jobs = {j.name: sorted(k.to_user_string() for k in j.asset_layer.executable_asset_keys)
-            for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
-    sensors = {s.name: {"status": s.default_status.value, "jobs": sorted(t.job_name for t in s.targets)
-                        if not isinstance(s, dg.AutomationConditionSensorDefinition) else "automation"}
-               for s in defs.sensors}
+    jobs = {
+        j.name: sorted(k.to_user_string() for k in j.asset_layer.executable_asset_keys)
+        for j in defs.resolve_all_job_defs()
+        if not j.name.startswith("__")
+    }
+    sensors = {
+        s.name: {
+            "status": s.default_status.value,
+            "jobs": sorted(t.job_name for t in s.targets)
+            if not isinstance(s, dg.AutomationConditionSensorDefinition)
+            else "automation",
+        }
+        for s in defs.sensors
+    }
     return {"assets": assets, "jobs": jobs, "sensors": sensors, "resources": sorted(defs.resources)}
 
 
@@ -61,20 +70,27 @@ def test_the_code_location_is_the_two_sample_pipelines_from_defs():
 
 
 def test_component_in_python_equals_component_from_yaml(tmp_path):
-    attributes = {"source": {"uri": "s3://bkt/in.parquet"}, "model": {"id": "amazon.titan-embed-text-v2:0"},
-                  "prompt": {"input_column": "text"}, "output_uri": "s3://bkt/out"}
+    attributes = {
+        "source": {"uri": "s3://bkt/in.parquet"},
+        "model": {"id": "amazon.titan-embed-text-v2:0"},
+        "prompt": {"input_column": "text"},
+        "output_uri": "s3://bkt/out",
+    }
     from_yaml = BedrockBatchPipeline.from_attributes(attributes, tmp_path / "embed_docs")
-    in_python = BedrockBatchPipeline(name="embed_docs", source={"uri": "s3://bkt/in.parquet"},
-                                     model={"id": "amazon.titan-embed-text-v2:0"}, prompt={"input_column": "text"},
-                                     output_uri="s3://bkt/out")
+    in_python = BedrockBatchPipeline(
+        name="embed_docs",
+        source={"uri": "s3://bkt/in.parquet"},
+        model={"id": "amazon.titan-embed-text-v2:0"},
+        prompt={"input_column": "text"},
+        output_uri="s3://bkt/out",
+    )
     assert from_yaml == in_python and from_yaml.adapter().kind == "embedding"
 
 
 def dg_command(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     dg_exe = Path(sys.executable).parent / "dg"
     environment = {**os.environ, "VIRTUAL_ENV": sys.prefix, **(env or {})}
-    return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180)
 
 
 def test_dg_check_and_list_defs_see_both_sample_pipelines():
@@ -93,15 +109,20 @@ def test_dg_list_components_shows_the_component_from_the_entry_point(tmp_path):
     assert "bedrock_assets.components.BedrockBatchPipeline" in {c["key"] for c in json.loads(listed.stdout)["items"]}
 
 
-@pytest.mark.parametrize("typo, message", [
-    ("    max_tokens: 512", "'max_tokns' was unexpected"),
-])
+@pytest.mark.parametrize(
+    "typo, message",
+    [
+        ("    max_tokens: 512", "'max_tokns' was unexpected"),
+    ],
+)
 def test_dg_check_defs_points_at_the_line_of_a_bad_field(tmp_path, typo, message):
     from bedrock_assets_tests.test_scaffold import new_project
 
     project = new_project(tmp_path)
-    assert dg_command("scaffold", "defs", "bedrock_assets.components.BedrockBatchPipeline", "pipe",
-                      cwd=project).returncode == 0
+    assert (
+        dg_command("scaffold", "defs", "bedrock_assets.components.BedrockBatchPipeline", "pipe", cwd=project).returncode
+        == 0
+    )
     defs_yaml = project / "userproj" / "defs" / "pipe" / "defs.yaml"
     defs_yaml.write_text(defs_yaml.read_text().replace(typo, typo.replace("max_tokens", "max_tokns")))
     check = dg_command("check", "defs", cwd=project)

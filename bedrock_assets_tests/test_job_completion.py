@@ -21,9 +21,19 @@ SHARDS = [f"s{i:05d}" for i in range(6)]
 
 
 def attempt(shard: str, status: JobStatus, n: int = 1) -> JobAttempt:
-    return JobAttempt(pipeline="p", shard=shard, attempt=n, job_name=f"p-{shard}-d{n}", input_digest="d",
-                      model_id=CLAUDE, records=100, input_uri="", output_uri="", status=status,
-                      job_arn=None if status in (JobStatus.QUEUED, JobStatus.SUBMIT_FAILED) else f"arn:{shard}:{n}")
+    return JobAttempt(
+        pipeline="p",
+        shard=shard,
+        attempt=n,
+        job_name=f"p-{shard}-d{n}",
+        input_digest="d",
+        model_id=CLAUDE,
+        records=100,
+        input_uri="",
+        output_uri="",
+        status=status,
+        job_arn=None if status in (JobStatus.QUEUED, JobStatus.SUBMIT_FAILED) else f"arn:{shard}:{n}",
+    )
 
 
 def merges(decision) -> list[list[str]]:
@@ -101,7 +111,9 @@ def test_finished_jobs_are_requested_until_merged_with_a_stable_run_key(make_pip
     assert finished.job_name == "ticks__merge" and finished.partition_key is None
     assert finished.run_key.startswith("merge:s00000..s00001:")
     assert (finished.tags[ASSET_PARTITION_RANGE_START_TAG], finished.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
-        "s00000", "s00001")
+        "s00000",
+        "s00001",
+    )
     assert finished.tags["bedrock_assets/pipeline"] == "ticks" and finished.tags["bedrock_assets/stage"] == "merge"
     (again,) = tick(defs, spec, instance).run_requests
     assert again.run_key == finished.run_key  # the daemon launches a run key once
@@ -115,8 +127,14 @@ def test_finished_jobs_are_requested_until_merged_with_a_stable_run_key(make_pip
 def test_a_merge_run_in_progress_elsewhere_is_not_requested_again(make_pipelines, instance, bucket):
     defs, (spec,) = make_pipelines([pipeline_dict("elsewhere", bucket)], rows=300)
     submit_all(defs, spec, instance)
-    instance.add_run(dg.DagsterRun(job_name="elsewhere__merge", run_id=str(uuid.uuid4()),
-                                   status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "s00000"}))
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="elsewhere__merge",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "s00000"},
+        )
+    )
     (request,) = tick(defs, spec, instance).run_requests
     assert request.partition_key == "s00001"
 
@@ -138,7 +156,10 @@ def test_queued_shards_are_submitted_when_other_teams_free_their_slots(make_pipe
     for arn in others:
         stack.emulator.expedite(arn)
     submits = tick(defs, spec, instance).run_requests
-    assert [(r.job_name, r.partition_key) for r in submits] == [("slots__submit", "s00001"), ("slots__submit", "s00002")]
+    assert [(r.job_name, r.partition_key) for r in submits] == [
+        ("slots__submit", "s00001"),
+        ("slots__submit", "s00002"),
+    ]
     for r in submits:
         execute_stage(defs, instance, spec.name, "submit", [r.partition_key])
     statuses = {k: v.status for k, v in ledger_of(defs).latest_by_shard("slots").items()}

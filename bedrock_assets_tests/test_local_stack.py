@@ -6,8 +6,9 @@ import json
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import numpy as np
@@ -23,15 +24,24 @@ TITAN = "amazon.titan-embed-text-v2:0"
 NOVA = "us.amazon.nova-lite-v1:0"
 TERMINAL = {"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"}
 DEFAULTS = dict(
-    record_error_rate=0.0, drop_rate=0.0, fail_jobs_matching=None, expire_jobs_matching=None,
-    throttle_every=0, min_records=100, time_scale=0.0,
+    record_error_rate=0.0,
+    drop_rate=0.0,
+    fail_jobs_matching=None,
+    expire_jobs_matching=None,
+    throttle_every=0,
+    min_records=100,
+    time_scale=0.0,
 )
 
 
 def make_client(stack: LocalStack, service: str, **kwargs: Any) -> Any:
     return boto3.client(
-        service, endpoint_url=stack.endpoint_url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs,
+        service,
+        endpoint_url=stack.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        **kwargs,
     )
 
 
@@ -89,7 +99,9 @@ def claude_records(n: int, prefix: str = "r") -> list[dict]:
 
 def create_job(bedrock: Any, bucket: str, input_key: str = "in/", model: str = CLAUDE, **kwargs: Any) -> str:
     params = dict(
-        jobName=uid(), roleArn=ROLE, modelId=model,
+        jobName=uid(),
+        roleArn=ROLE,
+        modelId=model,
         inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/{input_key}", "s3InputFormat": "JSONL"}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/out/"}},
     )
@@ -122,8 +134,12 @@ def test_s3_and_dynamodb_share_the_endpoint(stack: LocalStack, s3: Any, bucket: 
     assert s3.get_object(Bucket=bucket, Key="a/b.txt")["Body"].read() == b"hello"
     ddb = make_client(stack, "dynamodb")
     table = uid("tbl")
-    ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    ddb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     ddb.put_item(TableName=table, Item={"pk": {"S": "k1"}, "n": {"N": "3"}})
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "k1"}})["Item"]["n"] == {"N": "3"}
 
@@ -141,7 +157,8 @@ def test_control_endpoint(stack: LocalStack) -> None:
     with urllib.request.urlopen(f"{stack.endpoint_url}/_emulator/health") as resp:
         assert json.load(resp)["status"] == "ok"
     req = urllib.request.Request(
-        f"{stack.endpoint_url}/_emulator/config", method="POST",
+        f"{stack.endpoint_url}/_emulator/config",
+        method="POST",
         data=json.dumps({"drop_rate": 0.5, "time_scale": 1.5, "concurrency_limits": {CLAUDE: 3}}).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -189,7 +206,9 @@ def test_list_filters_sorting_and_pagination(s3: Any, bedrock: Any, bucket: str)
         wait_terminal(bedrock, arn)
     page = bedrock.list_model_invocation_jobs(nameContains=tag, maxResults=2, sortOrder="Ascending")
     assert [j["jobArn"] for j in page["invocationJobSummaries"]] == arns[:2]
-    rest = bedrock.list_model_invocation_jobs(nameContains=tag, maxResults=2, sortOrder="Ascending", nextToken=page["nextToken"])
+    rest = bedrock.list_model_invocation_jobs(
+        nameContains=tag, maxResults=2, sortOrder="Ascending", nextToken=page["nextToken"]
+    )
     assert [j["jobArn"] for j in rest["invocationJobSummaries"]] == arns[2:] and "nextToken" not in rest
     desc = bedrock.list_model_invocation_jobs(nameContains=tag)["invocationJobSummaries"]
     assert [j["jobArn"] for j in desc] == arns[::-1]
@@ -253,7 +272,12 @@ def test_output_layout_and_content(s3: Any, bedrock: Any, bucket: str) -> None:
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"out/{jid}/manifest.json.out")["Body"].read())
     assert manifest["totalRecordCount"] == manifest["processedRecordCount"] == manifest["successRecordCount"] == 250
     assert manifest["errorRecordCount"] == 0 and manifest["inputTokenCount"] > 0 and manifest["outputTokenCount"] > 0
-    assert (job["totalRecordCount"], job["processedRecordCount"], job["successRecordCount"], job["errorRecordCount"]) == (250, 250, 250, 0)
+    assert (
+        job["totalRecordCount"],
+        job["processedRecordCount"],
+        job["successRecordCount"],
+        job["errorRecordCount"],
+    ) == (250, 250, 250, 0)
 
 
 def test_outputs_are_deterministic_and_record_ids_made_up(s3: Any, bedrock: Any, bucket: str) -> None:
@@ -262,7 +286,12 @@ def test_outputs_are_deterministic_and_record_ids_made_up(s3: Any, bedrock: Any,
     for _ in range(2):
         arn = create_job(bedrock, bucket, input_key="in/x.jsonl")
         assert wait_terminal(bedrock, arn)["status"] == "Completed"
-        outs.append({json.dumps(o["modelInput"], sort_keys=True): o for o in read_out(s3, bucket, f"out/{job_id(arn)}/x.jsonl.out")})
+        outs.append(
+            {
+                json.dumps(o["modelInput"], sort_keys=True): o
+                for o in read_out(s3, bucket, f"out/{job_id(arn)}/x.jsonl.out")
+            }
+        )
     assert outs[0].keys() == outs[1].keys() and len(outs[0]) == 100
     for key, rec in outs[0].items():
         assert rec["modelOutput"] == outs[1][key]["modelOutput"]
@@ -270,7 +299,10 @@ def test_outputs_are_deterministic_and_record_ids_made_up(s3: Any, bedrock: Any,
 
 
 def test_titan_embeddings(s3: Any, bedrock: Any, bucket: str) -> None:
-    recs = [{"recordId": f"t{i:04d}", "modelInput": {"inputText": f"text {i}", **({"dimensions": 256} if i % 2 else {})}} for i in range(100)]
+    recs = [
+        {"recordId": f"t{i:04d}", "modelInput": {"inputText": f"text {i}", **({"dimensions": 256} if i % 2 else {})}}
+        for i in range(100)
+    ]
     recs.append({"recordId": "unnorm", "modelInput": {"inputText": "raw", "dimensions": 512, "normalize": False}})
     put_jsonl(s3, bucket, "in/emb.jsonl", recs)
     arn = create_job(bedrock, bucket, model=TITAN)
@@ -286,16 +318,26 @@ def test_titan_embeddings(s3: Any, bedrock: Any, bucket: str) -> None:
 
 
 def test_converse_output_shape(s3: Any, bedrock: Any, bucket: str) -> None:
-    body = {"messages": [{"role": "user", "content": [{"text": "Hi there"}]}], "system": [{"text": "Be brief"}],
-            "inferenceConfig": {"maxTokens": 200, "temperature": 0.2}}
-    put_jsonl(s3, bucket, "in/c.jsonl", [{"recordId": f"c{i}", "modelInput": body} for i in range(100)]
-              + [{"recordId": "bad", "modelInput": {"messages": []}}])
+    body = {
+        "messages": [{"role": "user", "content": [{"text": "Hi there"}]}],
+        "system": [{"text": "Be brief"}],
+        "inferenceConfig": {"maxTokens": 200, "temperature": 0.2},
+    }
+    put_jsonl(
+        s3,
+        bucket,
+        "in/c.jsonl",
+        [{"recordId": f"c{i}", "modelInput": body} for i in range(100)]
+        + [{"recordId": "bad", "modelInput": {"messages": []}}],
+    )
     arn = create_job(bedrock, bucket, model=NOVA, modelInvocationType="Converse")
     job = wait_terminal(bedrock, arn)
     assert job["status"] == "PartiallyCompleted" and job["errorRecordCount"] == 1
     out = {o["recordId"]: o for o in read_out(s3, bucket, f"out/{job_id(arn)}/c.jsonl.out")}
     mo = out["c0"]["modelOutput"]
-    assert mo["output"]["message"]["role"] == "assistant" and mo["output"]["message"]["content"][0]["text"].startswith("[emulated]")
+    assert mo["output"]["message"]["role"] == "assistant" and mo["output"]["message"]["content"][0]["text"].startswith(
+        "[emulated]"
+    )
     assert mo["stopReason"] == "end_turn" and mo["metrics"] == {"latencyMs": 0}
     assert mo["usage"]["totalTokens"] == mo["usage"]["inputTokens"] + mo["usage"]["outputTokens"]
     assert out["bad"]["error"]["errorCode"] == 400 and "messages" in out["bad"]["error"]["errorMessage"]
@@ -348,8 +390,11 @@ def test_create_validation_errors(stack: LocalStack, s3: Any, bucket: str, overr
 
 def test_accepts_inference_profile_ids_and_arns(s3: Any, bedrock: Any, bucket: str) -> None:
     put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
-    for model in ("us.anthropic.claude-3-5-haiku-20241022-v1:0", "global.anthropic.claude-sonnet-4-20250514-v1:0",
-                  "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"):
+    for model in (
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "global.anthropic.claude-sonnet-4-20250514-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+    ):
         assert wait_terminal(bedrock, create_job(bedrock, bucket, model=model))["status"] == "Completed"
 
 
@@ -459,11 +504,22 @@ def test_restart_with_state_dir_keeps_everything(stack: LocalStack, tmp_path: Pa
         s3, ddb, bedrock = make_client(first, "s3"), make_client(first, "dynamodb"), make_client(first, "bedrock")
         s3.create_bucket(Bucket=bucket)
         put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
-        s3.put_object(Bucket=bucket, Key="bin/blob", Body=bytes(range(256)), ContentType="application/x-test", Metadata={"k": "v"})
-        ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}],
-                         BillingMode="PAY_PER_REQUEST")
-        ddb.put_item(TableName=table, Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\x01"}, "tags": {"SS": ["x", "y"]}})
+        s3.put_object(
+            Bucket=bucket, Key="bin/blob", Body=bytes(range(256)), ContentType="application/x-test", Metadata={"k": "v"}
+        )
+        ddb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(
+            TableName=table,
+            Item={"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\x01"}, "tags": {"SS": ["x", "y"]}},
+        )
         arn = create_job(bedrock, bucket)
         assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Submitted"
     assert (state / "bedrock_jobs.json").exists()

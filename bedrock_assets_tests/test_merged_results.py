@@ -12,10 +12,20 @@ from bedrock_assets_tests.outputs import claude, err_line, input_rows, job, ok_l
 
 def test_merge_of_out_of_order_duplicated_and_missing_lines():
     rows = input_rows(6, rejected={5})
-    lines = [ok_line("id3", "three"), err_line("id1"), ok_line("id0", "zero"), ok_line("id3", "dup"),
-             ok_line("stranger", "x")]  # id2, id4 never returned; id5 rejected before submission
+    lines = [
+        ok_line("id3", "three"),
+        err_line("id1"),
+        ok_line("id0", "zero"),
+        ok_line("id3", "dup"),
+        ok_line("stranger", "x"),
+    ]  # id2, id4 never returned; id5 rejected before submission
     parser, outputs = parse(lines, ["id0", "id1", "id2", "id3", "id4"])
-    assert (parser.stats.duplicates, parser.stats.unknown_ids, parser.stats.succeeded, parser.stats.errored) == (1, 1, 2, 1)
+    assert (parser.stats.duplicates, parser.stats.unknown_ids, parser.stats.succeeded, parser.stats.errored) == (
+        1,
+        1,
+        2,
+        1,
+    )
 
     merged = merge_shard(rows, outputs, job("s00000", JobStatus.PARTIALLY_COMPLETED))
     assert merged.column("record_id").to_pylist() == [f"id{i}" for i in range(6)]  # input order, once each
@@ -36,7 +46,10 @@ def test_failed_job_turns_every_row_into_an_error_with_the_job_message():
 
 
 def test_submit_failed_shard_rows_say_so_with_bedrocks_message():
-    merged = merge_shard(input_rows(2), pa.Table.from_batches([OutputParser(claude()).parse_chunk(b"")]),
-                         job("s00002", JobStatus.SUBMIT_FAILED, "ValidationException: bad input", arn=None))
+    merged = merge_shard(
+        input_rows(2),
+        pa.Table.from_batches([OutputParser(claude()).parse_chunk(b"")]),
+        job("s00002", JobStatus.SUBMIT_FAILED, "ValidationException: bad input", arn=None),
+    )
     assert merged.column("error_code").to_pylist() == ["JobSubmitFailed"] * 2
     assert merged.column("error_message")[0].as_py() == "batch job SubmitFailed: ValidationException: bad input"

@@ -11,30 +11,45 @@ ROW = {"source": "What is 2+2?", "task": "arith"}
 
 
 def claude(**inference):
-    return adapter_for("anthropic.claude-3-5-haiku-20241022-v1:0", "InvokeModel",
-                       PromptSettings(template="[{task}] {source}", system="Be brief."), InferenceSettings(**inference))
+    return adapter_for(
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "InvokeModel",
+        PromptSettings(template="[{task}] {source}", system="Be brief."),
+        InferenceSettings(**inference),
+    )
 
 
 def test_claude_body_and_parse():
     a = claude(max_tokens=64, temperature=0.1, stop=("\n\n",))
     body = a.build(ROW)
     assert body == {
-        "anthropic_version": ANTHROPIC_VERSION, "max_tokens": 64, "system": "Be brief.", "temperature": 0.1,
+        "anthropic_version": ANTHROPIC_VERSION,
+        "max_tokens": 64,
+        "system": "Be brief.",
+        "temperature": 0.1,
         "stop_sequences": ["\n\n"],
         "messages": [{"role": "user", "content": [{"type": "text", "text": "[arith] What is 2+2?"}]}],
     }
     a.validate(body)
-    out = a.parse({"content": [{"type": "text", "text": "4"}], "stop_reason": "end_turn",
-                   "usage": {"input_tokens": 12, "output_tokens": 1}})
+    out = a.parse(
+        {
+            "content": [{"type": "text", "text": "4"}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 12, "output_tokens": 1},
+        }
+    )
     assert (out.text, out.stop_reason, out.input_tokens, out.output_tokens) == ("4", "end_turn", 12, 1)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b.pop("anthropic_version"), "anthropic_version"),
-    (lambda b: b.update(max_tokens="10"), "max_tokens"),
-    (lambda b: b.update(modelId="x"), "modelId"),
-    (lambda b: b.update(messages=[]), "messages"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b.pop("anthropic_version"), "anthropic_version"),
+        (lambda b: b.update(max_tokens="10"), "max_tokens"),
+        (lambda b: b.update(modelId="x"), "modelId"),
+        (lambda b: b.update(messages=[]), "messages"),
+    ],
+)
 def test_claude_validation_rejects_what_bedrock_rejects_per_record(mutate, message):
     a = claude()
     body = a.build(ROW)
@@ -44,8 +59,12 @@ def test_claude_validation_rejects_what_bedrock_rejects_per_record(mutate, messa
 
 
 def test_titan_body_validation_and_parse():
-    a = adapter_for("amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="source"),
-                    InferenceSettings(dimensions=256))
+    a = adapter_for(
+        "amazon.titan-embed-text-v2:0",
+        "InvokeModel",
+        PromptSettings(input_column="source"),
+        InferenceSettings(dimensions=256),
+    )
     assert a.build(ROW) == {"inputText": "What is 2+2?", "dimensions": 256, "normalize": True}
     with pytest.raises(ValueError, match="inputText must be a non-empty string"):
         a.validate(a.build({"source": "  "}))
@@ -56,16 +75,28 @@ def test_titan_body_validation_and_parse():
 
 
 def test_converse_body_validation_and_parse():
-    a = adapter_for("us.amazon.nova-lite-v1:0", "Converse", PromptSettings(template="{source}", system="S"),
-                    InferenceSettings(max_tokens=32, top_p=0.9))
+    a = adapter_for(
+        "us.amazon.nova-lite-v1:0",
+        "Converse",
+        PromptSettings(template="{source}", system="S"),
+        InferenceSettings(max_tokens=32, top_p=0.9),
+    )
     body = a.build(ROW)
-    assert body == {"messages": [{"role": "user", "content": [{"text": "What is 2+2?"}]}],
-                    "inferenceConfig": {"maxTokens": 32, "topP": 0.9}, "system": [{"text": "S"}]}
+    assert body == {
+        "messages": [{"role": "user", "content": [{"text": "What is 2+2?"}]}],
+        "inferenceConfig": {"maxTokens": 32, "topP": 0.9},
+        "system": [{"text": "S"}],
+    }
     a.validate(body)
     with pytest.raises(ValueError, match="Converse-shaped"):
         a.validate({**body, "anthropic_version": ANTHROPIC_VERSION})
-    out = a.parse({"output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
-                   "stopReason": "end_turn", "usage": {"inputTokens": 5, "outputTokens": 1}})
+    out = a.parse(
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 5, "outputTokens": 1},
+        }
+    )
     assert (out.text, out.stop_reason, out.input_tokens, out.output_tokens) == ("4", "end_turn", 5, 1)
 
 
@@ -74,23 +105,26 @@ def test_adapter_lookup_errors_name_the_model():
         adapter_for("meta.llama3-8b-instruct-v1:0", "InvokeModel", PromptSettings(template="{a}"), InferenceSettings())
     with pytest.raises(ValueError, match="has no Converse adapter"):
         adapter_for("amazon.titan-embed-text-v2:0", "Converse", PromptSettings(template="{a}"), InferenceSettings())
-    profile = adapter_for("eu.anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel",
-                          PromptSettings(template="{a}"), InferenceSettings())
+    profile = adapter_for(
+        "eu.anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel", PromptSettings(template="{a}"), InferenceSettings()
+    )
     assert profile.family == "anthropic-claude"
 
 
 def test_template_missing_value_in_row_is_a_row_error():
+    import pyarrow as pa
+
     from bedrock_assets.records import prepare_batch
     from bedrock_assets.sources import SourceBatch, SourceFile
-    import pyarrow as pa
 
     a = claude()
     batch = pa.RecordBatch.from_pydict({"source": ["ok", None], "task": ["t", "t"]})
     prepared = prepare_batch(SourceBatch(SourceFile("mem.parquet", "parquet", 0), 0, batch), 0, a, None)
     assert prepared.weights.tolist() == [1, 1]  # None renders as empty text but the task still fills the prompt
 
-    t = adapter_for("amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="source"),
-                    InferenceSettings())
+    t = adapter_for(
+        "amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="source"), InferenceSettings()
+    )
     prepared = prepare_batch(SourceBatch(SourceFile("mem.parquet", "parquet", 0), 0, batch), 0, t, None)
     assert prepared.weights.tolist() == [1, 0]
     assert "inputText must be a non-empty string" in prepared.table.column("_input_error")[1].as_py()

@@ -12,8 +12,19 @@ from bedrock_assets.records import derived_record_ids, line_buffers, prepare_bat
 from bedrock_assets.sample.simplecot import generate_simplecot_table
 from bedrock_assets.sources import SourceBatch, SourceError, SourceFile
 
-TRICKY = ['plain', 'quote " and \\ backslash', "new\nline\ttab\rcr", "ctl \x00\x01\x1f\x7f \b\f", "ünï 日本 🎉",
-          "{braces} {{x}}", "", "\u2028 sep", None]
+TRICKY = [
+    "plain",
+    'quote " and \\ backslash',
+    "new\nline\ttab\rcr",
+    "ctl \x00\x01\x1f\x7f \b\f",
+    "ünï 日本 🎉",
+    "{braces} {{x}}",
+    "",
+    "\u2028 sep",
+    None,
+]
+
+
 def request_line(record_id: str, body_json: str) -> str:
     """The reference: a Bedrock input line built with json.dumps."""
     return f'{{"recordId":{json.dumps(record_id)},"modelInput":{body_json}}}'
@@ -24,11 +35,18 @@ def joined_lines(requests) -> bytes:
 
 
 ADAPTERS = {
-    "claude": adapter_for("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel",
-                          PromptSettings(template="Q: {q}\n{task}", system='say "hi"'),
-                          InferenceSettings(temperature=0.5, stop=("\n\nHuman:",))),
-    "titan": adapter_for("amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="q"),
-                         InferenceSettings(dimensions=512)),
+    "claude": adapter_for(
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "InvokeModel",
+        PromptSettings(template="Q: {q}\n{task}", system='say "hi"'),
+        InferenceSettings(temperature=0.5, stop=("\n\nHuman:",)),
+    ),
+    "titan": adapter_for(
+        "amazon.titan-embed-text-v2:0",
+        "InvokeModel",
+        PromptSettings(input_column="q"),
+        InferenceSettings(dimensions=512),
+    ),
     "converse": adapter_for("us.amazon.nova-pro-v1:0", "Converse", PromptSettings(template="{q}"), InferenceSettings()),
 }
 
@@ -62,11 +80,14 @@ def test_derived_ids_are_positional_and_stable():
 
 def test_batching_does_not_change_ids_or_lines():
     table = generate_simplecot_table(500, seed=3)
-    adapter = adapter_for("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel",
-                          PromptSettings(template="{task}: {source}"), InferenceSettings())
+    adapter = adapter_for(
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "InvokeModel",
+        PromptSettings(template="{task}: {source}"),
+        InferenceSettings(),
+    )
     whole = prepare_batch(source_batch(table), 0, adapter, None).table
-    parts = [prepare_batch(source_batch(table.slice(i, 64), i), i, adapter, None).table
-             for i in range(0, 500, 64)]
+    parts = [prepare_batch(source_batch(table.slice(i, 64), i), i, adapter, None).table for i in range(0, 500, 64)]
     streamed = pa.concat_tables(parts)
     for column in ("record_id", "source_row", "_request"):
         assert streamed.column(column).to_pylist() == whole.column(column).to_pylist()

@@ -63,14 +63,17 @@ def test_runs_carry_readable_names_tags_and_each_shards_own_numbers(make_pipelin
     runs = instance.get_runs()
     assert {r.job_name for r in runs} == {"named__prepare", "named__submit", "named__merge", "named__publish"}
     merge = next(r for r in runs if r.job_name == "named__merge")
-    assert (merge.tags["bedrock_assets/pipeline"], merge.tags["bedrock_assets/stage"],
-            merge.tags["bedrock_assets/shards"]) == ("named", "merge", "s00000..s00002")
+    assert (
+        merge.tags["bedrock_assets/pipeline"],
+        merge.tags["bedrock_assets/stage"],
+        merge.tags["bedrock_assets/shards"],
+    ) == ("named", "merge", "s00000..s00002")
     keys = PipelineKeys("named")
     rows = {}
     for shard in ("s00000", "s00001", "s00002"):
         (record,) = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=keys.merged_results, asset_partitions=[shard]),
-            limit=1).records
+            dg.AssetRecordsFilter(asset_key=keys.merged_results, asset_partitions=[shard]), limit=1
+        ).records
         rows[shard] = record.asset_materialization.metadata["rows"].value
     assert rows == {"s00000": 200, "s00001": 125, "s00002": 125}  # not the range's total on every shard
 
@@ -88,8 +91,9 @@ def test_titan_pipeline_gives_fixed_size_float32_vectors(make_pipelines, instanc
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
 
 
-def test_record_errors_and_dropped_records_are_kept_as_error_rows(make_pipelines, instance, stack, s3, bucket,
-                                                                  tmp_path):
+def test_record_errors_and_dropped_records_are_kept_as_error_rows(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
     stack.configure(record_error_rate=0.1, drop_rate=0.05)
     defs, (spec,) = make_pipelines([pipeline_dict("faulty", bucket)], rows=450)
     summary = run(defs, spec, instance)
@@ -108,8 +112,7 @@ def test_record_errors_and_dropped_records_are_kept_as_error_rows(make_pipelines
     assert pc.all(pc.is_valid(failed.column("error_message"))).as_py()
 
 
-def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, instance, stack, s3, bucket,
-                                                                tmp_path):
+def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, instance, stack, s3, bucket, tmp_path):
     stack.configure(fail_jobs_matching="-s00001-")
     defs, (spec,) = make_pipelines([pipeline_dict("partial", bucket)], rows=450)
     summary = run(defs, spec, instance)
@@ -125,8 +128,10 @@ def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, 
     assert summary.job_statuses == {"Completed": 2, "Failed": 1}
 
 
-@pytest.mark.parametrize("knob, status, code", [("expire_jobs_matching", "Expired", "JobExpired"),
-                                                ("fail_jobs_matching", "Failed", "JobFailed")])
+@pytest.mark.parametrize(
+    "knob, status, code",
+    [("expire_jobs_matching", "Expired", "JobExpired"), ("fail_jobs_matching", "Failed", "JobFailed")],
+)
 def test_jobs_that_never_ran_still_give_every_row(make_pipelines, instance, stack, bucket, knob, status, code):
     name = f"doomed_{status.lower()}"
     stack.configure(**{knob: "doomed"})
@@ -168,21 +173,26 @@ def test_a_merged_dataset_nobody_will_build_is_built(make_pipelines, instance, b
 
 
 def test_two_pipelines_get_their_own_groups_and_partitions(make_pipelines, instance, bucket):
-    defs, specs = make_pipelines([pipeline_dict("one", bucket), pipeline_dict("two", bucket, model=TITAN,
-                                                                              shards={"max_records": 300})])
+    defs, specs = make_pipelines(
+        [pipeline_dict("one", bucket), pipeline_dict("two", bucket, model=TITAN, shards={"max_records": 300})]
+    )
     for spec in specs:
         execute_stage(defs, instance, spec.name, "prepare")
     assert instance.get_dynamic_partitions("one__shards") == ["s00000", "s00001", "s00002"]
     assert instance.get_dynamic_partitions("two__shards") == ["s00000", "s00001"]
-    groups = {spec.name: {defs.resolve_asset_graph().get(k).group_name
-                          for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == spec.name}
-              for spec in specs}
+    groups = {
+        spec.name: {
+            defs.resolve_asset_graph().get(k).group_name
+            for k in defs.resolve_asset_graph().get_all_asset_keys()
+            if k.path[0] == spec.name
+        }
+        for spec in specs
+    }
     assert groups == {"one": {"one", "one__shards"}, "two": {"two", "two__shards"}}
 
 
 @pytest.mark.parametrize("shared_instance", [False, True], ids=["own-instances", "one-instance"])
-def test_two_concurrent_headless_runs_both_finish_without_duplicate_jobs(stack, s3, bucket, tmp_path,
-                                                                         shared_instance):
+def test_two_concurrent_headless_runs_both_finish_without_duplicate_jobs(stack, s3, bucket, tmp_path, shared_instance):
     from bedrock_assets.sample.seed import seed_sample
 
     seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=600)
@@ -190,18 +200,34 @@ def test_two_concurrent_headless_runs_both_finish_without_duplicate_jobs(stack, 
     name = "concurrent_one" if shared_instance else "concurrent_own"
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "defs.yaml").write_text(yaml.safe_dump({"type": "bedrock_assets.components.BedrockBatchPipeline",
-                                                      "attributes": pipeline_dict(name, bucket)}))
+    (folder / "defs.yaml").write_text(
+        yaml.safe_dump(
+            {"type": "bedrock_assets.components.BedrockBatchPipeline", "attributes": pipeline_dict(name, bucket)}
+        )
+    )
     env = {**os.environ, "BEDROCK_ASSETS_LEDGER_TABLE": f"ledger-{bucket}"}
     env.pop("DAGSTER_HOME", None)
     if shared_instance:
         home = tmp_path / "dagster_home"
         home.mkdir()
         env["DAGSTER_HOME"] = str(home)
-    command = [sys.executable, "-m", "bedrock_assets.cli", "run", str(folder), "--poll-seconds", "0.2",
-               "--timeout", "240"]
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+        # an instance that exists already, as dg dev's does (two processes creating one race on its tables)
+        subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"], env=env, check=True)
+    command = [
+        sys.executable,
+        "-m",
+        "bedrock_assets.cli",
+        "run",
+        str(folder),
+        "--poll-seconds",
+        "0.2",
+        "--timeout",
+        "240",
+    ]
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]

@@ -69,14 +69,20 @@ def test_a_scaffolded_pipeline_filled_in_runs_on_the_local_stack(tmp_path, stack
     from bedrock_assets_tests.test_bedrock_batch_pipeline import dg_command
 
     project = new_project(tmp_path)
-    assert dg_command("scaffold", "defs", "bedrock_assets.components.BedrockBatchPipeline", "my_pipeline",
-                      cwd=project).returncode == 0
+    assert (
+        dg_command(
+            "scaffold", "defs", "bedrock_assets.components.BedrockBatchPipeline", "my_pipeline", cwd=project
+        ).returncode
+        == 0
+    )
     seed_sample(s3, f"s3://{bucket}/data/questions.parquet", rows=250)
     defs_yaml = project / "userproj" / "defs" / "my_pipeline" / "defs.yaml"
-    filled = (defs_yaml.read_text()
-              .replace("s3://my-bucket/path/to/data.parquet", f"s3://{bucket}/data/questions.parquet")
-              .replace("s3://my-bucket/bedrock/my-pipeline", f"s3://{bucket}/bedrock/my-pipeline")
-              .replace("Answer briefly: {question}", "Answer briefly: {source}"))
+    filled = (
+        defs_yaml.read_text()
+        .replace("s3://my-bucket/path/to/data.parquet", f"s3://{bucket}/data/questions.parquet")
+        .replace("s3://my-bucket/bedrock/my-pipeline", f"s3://{bucket}/bedrock/my-pipeline")
+        .replace("Answer briefly: {question}", "Answer briefly: {source}")
+    )
     defs_yaml.write_text(filled)
     monkeypatch.setenv("BEDROCK_ROLE_ARN", ROLE)
     monkeypatch.syspath_prepend(str(project))

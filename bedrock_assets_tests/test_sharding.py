@@ -22,13 +22,14 @@ def plan(sizes, quotas: BatchQuotas, weights=None, batch: int | None = None, tar
     shards = []
     step = batch or len(sizes) or 1
     for i in range(0, len(sizes), step):
-        shards += list(planner.add(table.slice(i, step), weights[i:i + step], sizes[i:i + step]))
+        shards += list(planner.add(table.slice(i, step), weights[i : i + step], sizes[i : i + step]))
     shards += list(planner.finish())
     return shards
 
 
-Q = BatchQuotas(min_records_per_job=10, max_records_per_file=50, max_records_per_job=50,
-                max_file_bytes=10_000, max_job_bytes=10_000)
+Q = BatchQuotas(
+    min_records_per_job=10, max_records_per_file=50, max_records_per_job=50, max_file_bytes=10_000, max_job_bytes=10_000
+)
 
 
 def ids(shard) -> list[str]:
@@ -48,8 +49,13 @@ def test_tail_below_minimum_is_rebalanced_not_left_short():
 
 
 def test_small_tail_merges_into_neighbour_when_it_fits():
-    q = BatchQuotas(min_records_per_job=10, max_records_per_file=100, max_records_per_job=100,
-                    max_file_bytes=10_000, max_job_bytes=10_000)
+    q = BatchQuotas(
+        min_records_per_job=10,
+        max_records_per_file=100,
+        max_records_per_job=100,
+        max_file_bytes=10_000,
+        max_job_bytes=10_000,
+    )
     shards = plan([10] * 55, q, target=50)
     assert [s.records for s in shards] == [55]
 
@@ -105,8 +111,13 @@ def test_balanced_target_spreads_records_evenly():
 
 def test_impossible_split_is_reported():
     # 2 shards worth of records whose tail can only be fixed by a split that breaks the byte limit
-    q = BatchQuotas(min_records_per_job=10, max_records_per_file=12, max_records_per_job=12,
-                    max_file_bytes=100_000, max_job_bytes=100_000)
+    q = BatchQuotas(
+        min_records_per_job=10,
+        max_records_per_file=12,
+        max_records_per_job=12,
+        max_file_bytes=100_000,
+        max_job_bytes=100_000,
+    )
     with pytest.raises(ShardingError, match="cannot split"):
         plan([10] * 13, q)
 

@@ -13,8 +13,8 @@ import pytest
 
 from bedrock_assets.sample.simplecot import (
     BLOCK_ROWS,
-    SIMPLECOT_COLUMNS,
     RATIONALE_MAX_CHARS,
+    SIMPLECOT_COLUMNS,
     SOURCE_MAX_CHARS,
     TARGET_MAX_CHARS,
     iter_simplecot_batches,

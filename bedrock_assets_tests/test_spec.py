@@ -39,7 +39,8 @@ def test_unknown_nested_key_is_named(tmp_path):
 
 def test_model_without_adapter(tmp_path):
     assert "model.id 'cohere.command-r-v1:0' has no InvokeModel adapter" in spec_error(
-        tmp_path, model="cohere.command-r-v1:0")
+        tmp_path, model="cohere.command-r-v1:0"
+    )
 
 
 def test_missing_model_is_required_not_defaulted(tmp_path):
@@ -72,8 +73,7 @@ def test_template_fields_must_be_columns(tmp_path):
 
 def test_embedding_settings(tmp_path):
     assert "prompt.input_column is required" in spec_error(tmp_path, model=TITAN, prompt={})
-    assert "inference.dimensions must be one of" in spec_error(
-        tmp_path, model=TITAN, inference={"dimensions": 300})
+    assert "inference.dimensions must be one of" in spec_error(tmp_path, model=TITAN, inference={"dimensions": 300})
 
 
 def test_min_above_max_records(tmp_path):
@@ -117,10 +117,14 @@ def test_yaml_and_missing_file_errors(tmp_path):
 def test_env_templates_render_in_text_fields_and_prompts_stay_as_written(tmp_path, monkeypatch):
     monkeypatch.setenv("BEDROCK_BUCKET", "team-bucket")
     monkeypatch.setenv("BEDROCK_ROLE", "arn:aws:iam::123456789012:role/Team")
-    attributes = pipeline_dict("env", "bkt", output_uri="s3://{{ env.BEDROCK_BUCKET }}/out/env",
-                               role_arn="{{ env.BEDROCK_ROLE }}",
-                               prompt={"template": "Q: {question}", "system": "Reply in 123 words"},
-                               tags={"cost_center": "0042"})
+    attributes = pipeline_dict(
+        "env",
+        "bkt",
+        output_uri="s3://{{ env.BEDROCK_BUCKET }}/out/env",
+        role_arn="{{ env.BEDROCK_ROLE }}",
+        prompt={"template": "Q: {question}", "system": "Reply in 123 words"},
+        tags={"cost_center": "0042"},
+    )
     (pipeline,) = load_pipelines(write_defs(tmp_path / "env", attributes))
     assert pipeline.output_uri == "s3://team-bucket/out/env"
     assert pipeline.role_arn == "arn:aws:iam::123456789012:role/Team"
@@ -134,8 +138,12 @@ def test_local_source_resolves_relative_to_the_defs_folder(tmp_path):
 
 def test_yaml_schema_has_the_spec_fields_and_bounds_but_not_its_checks():
     schema = schema_model(PipelineSpec).model_json_schema()
-    assert schema["additionalProperties"] is False and set(schema["required"]) == {"name", "source", "model",
-                                                                                  "output_uri"}
+    assert schema["additionalProperties"] is False and set(schema["required"]) == {
+        "name",
+        "source",
+        "model",
+        "output_uri",
+    }
     shards = schema["$defs"]["ShardSpecAttributes"]
     assert shards["additionalProperties"] is False
     assert shards["properties"]["max_records"]["anyOf"][0]["exclusiveMinimum"] == 0

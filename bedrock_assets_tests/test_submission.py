@@ -26,9 +26,19 @@ def shard(key: str, digest: str = "d" * 64) -> ShardToSubmit:
 
 
 def attempt(s: ShardToSubmit, status: JobStatus, n: int = 1, arn: str | None = "arn:job") -> JobAttempt:
-    return JobAttempt(pipeline="p", shard=s.shard, attempt=n, job_name=job_name("p", s.shard, s.digest, n),
-                      input_digest=s.digest, model_id=CLAUDE, records=s.records, input_uri=s.input_uri,
-                      output_uri=s.output_uri, status=status, job_arn=arn)
+    return JobAttempt(
+        pipeline="p",
+        shard=s.shard,
+        attempt=n,
+        job_name=job_name("p", s.shard, s.digest, n),
+        input_digest=s.digest,
+        model_id=CLAUDE,
+        records=s.records,
+        input_uri=s.input_uri,
+        output_uri=s.output_uri,
+        status=status,
+        job_arn=arn,
+    )
 
 
 def actions(decisions) -> list[tuple[str, str, int]]:
@@ -38,7 +48,11 @@ def actions(decisions) -> list[tuple[str, str, int]]:
 def test_free_slots_go_to_shards_in_order_and_the_rest_queue():
     shards = [shard(f"s0000{i}") for i in range(4)]
     assert actions(plan_submissions(shards, {}, {}, 2, "p")) == [
-        ("s00000", "create", 1), ("s00001", "create", 1), ("s00002", "queue", 1), ("s00003", "queue", 1)]
+        ("s00000", "create", 1),
+        ("s00001", "create", 1),
+        ("s00002", "queue", 1),
+        ("s00003", "queue", 1),
+    ]
     assert {d.action for d in plan_submissions(shards, {}, {}, 0, "p")} == {Action.QUEUE}
 
 
@@ -46,7 +60,10 @@ def test_live_or_finished_jobs_reattach_and_take_no_slot():
     a, b, c = shard("s00000"), shard("s00001"), shard("s00002")
     latest = {"s00000": attempt(a, JobStatus.IN_PROGRESS), "s00001": attempt(b, JobStatus.COMPLETED)}
     assert actions(plan_submissions([a, b, c], latest, {}, 1, "p")) == [
-        ("s00000", "re-attach", 1), ("s00001", "re-attach", 1), ("s00002", "create", 1)]
+        ("s00000", "re-attach", 1),
+        ("s00001", "re-attach", 1),
+        ("s00002", "create", 1),
+    ]
 
 
 def test_a_queued_attempt_is_reused_and_a_failed_one_is_followed_by_the_next():
@@ -65,11 +82,14 @@ def test_changed_input_means_a_new_job_even_after_success():
 def test_a_job_bedrock_has_by_our_name_is_attached_or_refused_if_it_reads_other_input():
     a = shard("s00000")
     name = job_name("p", "s00000", a.digest, 1)
-    ours = JobSummary(job_arn="arn:x", job_name=name, model_id=CLAUDE, status=JobStatus.SCHEDULED, input_uri=a.input_uri)
+    ours = JobSummary(
+        job_arn="arn:x", job_name=name, model_id=CLAUDE, status=JobStatus.SCHEDULED, input_uri=a.input_uri
+    )
     (found,) = plan_submissions([a], {}, {name: ours}, 0, "p")
     assert found.action is Action.ATTACH_FOUND and found.found == ours
-    other = JobSummary(job_arn="arn:y", job_name=name, model_id=CLAUDE, status=JobStatus.COMPLETED,
-                       input_uri="s3://b/elsewhere.jsonl")
+    other = JobSummary(
+        job_arn="arn:y", job_name=name, model_id=CLAUDE, status=JobStatus.COMPLETED, input_uri="s3://b/elsewhere.jsonl"
+    )
     (taken,) = plan_submissions([a], {}, {name: other}, 5, "p")
     assert taken.action is Action.NAME_TAKEN and "set a distinct job_name_prefix" in taken.reason
 
@@ -85,12 +105,27 @@ def with_quota(defs, limit: int):
 def foreign_job(bucket: str, name: str) -> str:
     """A job of the same model that some other team submitted (not in our ledger)."""
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=bucket, Key=f"other/{name}.jsonl", Body=b"\n".join(
-        json.dumps({"recordId": f"R{i:011d}", "modelInput": {"anthropic_version": "bedrock-2023-05-31",
-                    "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}}).encode()
-        for i in range(100)))
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"other/{name}.jsonl",
+        Body=b"\n".join(
+            json.dumps(
+                {
+                    "recordId": f"R{i:011d}",
+                    "modelInput": {
+                        "anthropic_version": "bedrock-2023-05-31",
+                        "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                }
+            ).encode()
+            for i in range(100)
+        ),
+    )
     return boto3.client("bedrock").create_model_invocation_job(
-        jobName=name, roleArn=ROLE, modelId=CLAUDE,
+        jobName=name,
+        roleArn=ROLE,
+        modelId=CLAUDE,
         inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/other/{name}.jsonl"}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/other-out/"}},
     )["jobArn"]
@@ -127,13 +162,15 @@ def test_job_created_before_a_crash_is_reattached_by_name(make_pipelines, instan
     name = job_name(spec.job_prefix, info.key, info.digest, 1)
     input_uri, output_uri = layout.shard_input(info.key).uri, layout.job_output(info.key).uri
     arn = boto3.client("bedrock").create_model_invocation_job(
-        jobName=name, clientRequestToken=request_token(name, input_uri, output_uri), roleArn=ROLE, modelId=CLAUDE,
+        jobName=name,
+        clientRequestToken=request_token(name, input_uri, output_uri),
+        roleArn=ROLE,
+        modelId=CLAUDE,
         inputDataConfig={"s3InputDataConfig": {"s3Uri": input_uri}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": output_uri}},
     )["jobArn"]
 
-    result = execute_stage(defs, instance, spec.name, "submit", shards,
-                           assets=[PipelineKeys("crash").batch_jobs])
+    result = execute_stage(defs, instance, spec.name, "submit", shards, assets=[PipelineKeys("crash").batch_jobs])
     assert ledger_of(defs).latest("crash", info.key).job_arn == arn
     (check,) = result.get_asset_check_evaluations()
     assert check.metadata["bedrock_calls"].value["CreateModelInvocationJob"] == len(shards) - 1

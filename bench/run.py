@@ -56,6 +56,7 @@ def say(msg: str) -> None:
 
 # ---- machine -----------------------------------------------------------------------------------
 
+
 def machine_info() -> dict[str, Any]:
     import pyarrow
 
@@ -93,6 +94,7 @@ def machine_info() -> dict[str, Any]:
 
 # ---- the local stack, in its own process -------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,21 +110,38 @@ class Stack:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bedrock_assets.cli", "local-stack", "--port", str(self.port), "--time-scale", "0"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=self._base_env(),
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self._base_env(),
         )
 
     @staticmethod
     def _base_env() -> dict[str, str]:
         env = dict(os.environ)
-        for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_BEDROCK", "AWS_ENDPOINT_URL_DYNAMODB",
-                    "BEDROCK_ASSETS_SPEC", "DAGSTER_HOME"):
+        for key in (
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL_BEDROCK",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "BEDROCK_ASSETS_SPEC",
+            "DAGSTER_HOME",
+        ):
             env.pop(key, None)
         return env
 
     def env(self) -> dict[str, str]:
         env = self._base_env()
-        env.update({"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"})
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
@@ -139,15 +158,24 @@ class Stack:
         raise RuntimeError(f"local stack not healthy after {timeout:.0f} s; see {self.log.name}")
 
     def configure(self, **knobs: Any) -> None:
-        req = urllib.request.Request(self.url + "/_emulator/config", data=json.dumps(knobs).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            self.url + "/_emulator/config",
+            data=json.dumps(knobs).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         urllib.request.urlopen(req, timeout=10).read()
 
     def s3(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def delete_prefix(self, prefix: str) -> None:
         """Free the stack's memory/disk between stages (moto keeps every object)."""
@@ -187,6 +215,7 @@ class Stack:
 
 # ---- running stages ----------------------------------------------------------------------------
 
+
 class Runner:
     def __init__(self, args: argparse.Namespace, stack: Stack) -> None:
         self.args = args
@@ -197,11 +226,23 @@ class Runner:
         self.results: list[dict[str, Any]] = []
         self.failures: list[str] = []
 
-    def stage(self, stage: str, rows: int, *extra: str, kind: str = "text", record: bool = True,
-              label: str | None = None) -> dict[str, Any] | None:
+    def stage(
+        self, stage: str, rows: int, *extra: str, kind: str = "text", record: bool = True, label: str | None = None
+    ) -> dict[str, Any] | None:
         name = label or stage
-        cmd = [sys.executable, "-m", "bench.stages", stage, "--rows", str(rows), "--work-dir", str(self.work),
-               "--kind", kind, *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.stages",
+            stage,
+            "--rows",
+            str(rows),
+            "--work-dir",
+            str(self.work),
+            "--kind",
+            kind,
+            *extra,
+        ]
         if self.args.keep_data:
             cmd.append("--keep-data")
         log_path = self.logs / f"{name}-{kind}-{rows}.log"
@@ -221,8 +262,10 @@ class Runner:
             return None
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         result.update(stage=name, kind=kind, size=rows, wall_s=wall, stack_cpu_s=self.stack.cpu_seconds() - cpu0)
-        say(f"  {'':<14} {'':<4} {'':>9}      {result['seconds']:.2f} s, peak RSS {result['maxrss_kb'] / 1024:.0f} MB"
-            + (" (cached)" if result.get("cached") else ""))
+        say(
+            f"  {'':<14} {'':<4} {'':>9}      {result['seconds']:.2f} s, peak RSS {result['maxrss_kb'] / 1024:.0f} MB"
+            + (" (cached)" if result.get("cached") else "")
+        )
         if record:
             self.results.append(result)
         return result
@@ -283,9 +326,11 @@ def run_e2e(runner: Runner, rows: int) -> dict[str, Any] | None:
 
 # ---- report ------------------------------------------------------------------------------------
 
-STAGE_LABELS = {("prep", "text"): "prep (Parquet → shards + JSONL)",
-                ("merge", "text"): "merge text (.out → merged Parquet)",
-                ("merge", "emb"): "merge embeddings 1024-d"}
+STAGE_LABELS = {
+    ("prep", "text"): "prep (Parquet → shards + JSONL)",
+    ("merge", "text"): "merge text (.out → merged Parquet)",
+    ("merge", "emb"): "merge embeddings 1024-d",
+}
 
 
 def _find(results: list[dict], stage: str, kind: str, size: int) -> dict | None:
@@ -308,16 +353,19 @@ def _fmt(x: float | None, spec: str = ".2f", none: str = "—") -> str:
 
 
 def throughput_table(results: list[dict], sizes: list[int]) -> tuple[list[str], list[dict]]:
-    lines = ["| stage | size (rows) | ours s | baseline s | ratio | rows/s | MB/s | peak RSS MB (ours / baseline) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| stage | size (rows) | ours s | baseline s | ratio | rows/s | MB/s | peak RSS MB (ours / baseline) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     rows_json = []
     for (stage, kind), label in STAGE_LABELS.items():
         for size in sizes:
             ours = _find(results, stage, kind, size)
             base = _find(results, stage + "_base", kind, size)
             if ours is None and base is None:
-                failed = any(r["stage"] in (stage, stage + "_base") and r["kind"] == kind and r["size"] == size
-                             for r in results)
+                failed = any(
+                    r["stage"] in (stage, stage + "_base") and r["kind"] == kind and r["size"] == size for r in results
+                )
                 if failed:
                     lines.append(f"| {label} | {size:,} | FAILED | | | | | |")
                 continue
@@ -328,23 +376,43 @@ def throughput_table(results: list[dict], sizes: list[int]) -> tuple[list[str], 
                 f"| {label} | {size_txt} | {_fmt(ours and ours['seconds'])} | {_fmt(base and base['seconds'])} | "
                 f"{_fmt(ratio, '.2f')}{'×' if ratio else ''} | {_fmt(ours and ours['rows'] / ours['seconds'], ',.0f')} | "
                 f"{_fmt(ours and _mb(ours['bytes']) / ours['seconds'], ',.1f')} | "
-                f"{_fmt(_rss(ours), ',.0f')} / {_fmt(_rss(base), ',.0f')} |")
-            rows_json.append({"stage": stage, "kind": kind, "size": size, "rows": ran,
-                              "ours_s": ours and ours["seconds"], "baseline_s": base and base["seconds"],
-                              "ratio": ratio, "rows_per_s": ours and ours["rows"] / ours["seconds"],
-                              "mb_per_s": ours and _mb(ours["bytes"]) / ours["seconds"],
-                              "peak_rss_mb": _rss(ours), "baseline_peak_rss_mb": _rss(base),
-                              "meets_2x": ratio is not None and ratio <= RATIO_TARGET})
+                f"{_fmt(_rss(ours), ',.0f')} / {_fmt(_rss(base), ',.0f')} |"
+            )
+            rows_json.append(
+                {
+                    "stage": stage,
+                    "kind": kind,
+                    "size": size,
+                    "rows": ran,
+                    "ours_s": ours and ours["seconds"],
+                    "baseline_s": base and base["seconds"],
+                    "ratio": ratio,
+                    "rows_per_s": ours and ours["rows"] / ours["seconds"],
+                    "mb_per_s": ours and _mb(ours["bytes"]) / ours["seconds"],
+                    "peak_rss_mb": _rss(ours),
+                    "baseline_peak_rss_mb": _rss(base),
+                    "meets_2x": ratio is not None and ratio <= RATIO_TARGET,
+                }
+            )
     return lines, rows_json
 
 
 def rss_table(results: list[dict], sizes: list[int]) -> list[str]:
     small, large = sizes[0], sizes[-1]
-    lines = [f"| stage | peak RSS MB @ {small:,} | peak RSS MB @ {large:,} | large/small | "
-             f"< {RSS_LIMIT_MB / 1024:.1f} GB and ≤ {RSS_GROWTH_LIMIT}× |",
-             "|---|---:|---:|---:|:---:|"]
-    for stage, kind in (("prep", "text"), ("prep_base", "text"), ("merge", "text"), ("merge_base", "text"),
-                        ("merge", "emb"), ("merge_base", "emb"), ("e2e", "text")):
+    lines = [
+        f"| stage | peak RSS MB @ {small:,} | peak RSS MB @ {large:,} | large/small | "
+        f"< {RSS_LIMIT_MB / 1024:.1f} GB and ≤ {RSS_GROWTH_LIMIT}× |",
+        "|---|---:|---:|---:|:---:|",
+    ]
+    for stage, kind in (
+        ("prep", "text"),
+        ("prep_base", "text"),
+        ("merge", "text"),
+        ("merge_base", "text"),
+        ("merge", "emb"),
+        ("merge_base", "emb"),
+        ("e2e", "text"),
+    ):
         a, b = _find(results, stage, kind, small), _find(results, stage, kind, large)
         if a is None and b is None:
             continue
@@ -355,7 +423,9 @@ def rss_table(results: list[dict], sizes: list[int]) -> list[str]:
         ok = ""
         if not stage.endswith("_base") and b is not None:
             ok = "✓" if _rss(b) < RSS_LIMIT_MB and (ratio is None or ratio <= RSS_GROWTH_LIMIT) else "✗"
-        lines.append(f"| {name} | {_fmt(_rss(a), ',.0f')} | {_fmt(_rss(b), ',.0f')} | {_fmt(ratio, '.2f')}{'×' if ratio else ''} | {ok} |")
+        lines.append(
+            f"| {name} | {_fmt(_rss(a), ',.0f')} | {_fmt(_rss(b), ',.0f')} | {_fmt(ratio, '.2f')}{'×' if ratio else ''} | {ok} |"
+        )
     return lines
 
 
@@ -381,37 +451,56 @@ def details(results: list[dict]) -> list[str]:
         if "error" in r:
             continue
         if r["stage"] == "prep":
-            out.append(f"- prep {r['size']:,}: {_mb(r['input_bytes']):.1f} MB Parquet → {_mb(r['bytes']):.1f} MB JSONL "
-                       f"in {r['shards']} shard(s); prepare_dataset {r['prepare_dataset_s']:.2f} s + write_shard_input "
-                       f"{r['write_shard_inputs_s']:.2f} s; local-stack CPU during the stage {r['stack_cpu_s']:.1f} s")
+            out.append(
+                f"- prep {r['size']:,}: {_mb(r['input_bytes']):.1f} MB Parquet → {_mb(r['bytes']):.1f} MB JSONL "
+                f"in {r['shards']} shard(s); prepare_dataset {r['prepare_dataset_s']:.2f} s + write_shard_input "
+                f"{r['write_shard_inputs_s']:.2f} s; local-stack CPU during the stage {r['stack_cpu_s']:.1f} s"
+            )
         elif r["stage"] == "merge":
-            out.append(f"- merge {r['kind']} {r['rows']:,} rows ({_mb(r['bytes']):.1f} MB .out, {r['shards']} shard(s)): "
-                       f"read rows {r['read_rows_s']:.2f} s, parse {r['parse_s']:.2f} s, merge_shard {r['merge_s']:.2f} s, "
-                       f"write {r['write_s']:.2f} s")
+            out.append(
+                f"- merge {r['kind']} {r['rows']:,} rows ({_mb(r['bytes']):.1f} MB .out, {r['shards']} shard(s)): "
+                f"read rows {r['read_rows_s']:.2f} s, parse {r['parse_s']:.2f} s, merge_shard {r['merge_s']:.2f} s, "
+                f"write {r['write_s']:.2f} s"
+            )
         elif r["stage"] == "merge_base":
-            out.append(f"- merge baseline {r['kind']} {r['rows']:,} rows: read_json {r['read_json_s']:.2f} s, "
-                       f"write {r['write_s']:.2f} s")
+            out.append(
+                f"- merge baseline {r['kind']} {r['rows']:,} rows: read_json {r['read_json_s']:.2f} s, "
+                f"write {r['write_s']:.2f} s"
+            )
     return out
 
 
 # ---- main --------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="220000,2200000", help="comma-separated row counts (default 220000,2200000)")
     ap.add_argument("--e2e-rows", type=int, default=2_200_000, help="rows for the end-to-end Dagster run")
     ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end Dagster run")
     ap.add_argument("--skip-emb", action="store_true", help="skip the embedding merge")
-    ap.add_argument("--emb-rows", type=int, default=None,
-                    help=f"rows for the embedding merge (default {SMALL_EMB_ROWS:,} at the smallest size, "
-                         f"{LARGE_EMB_ROWS:,} at the others, capped at the size)")
+    ap.add_argument(
+        "--emb-rows",
+        type=int,
+        default=None,
+        help=f"rows for the embedding merge (default {SMALL_EMB_ROWS:,} at the smallest size, "
+        f"{LARGE_EMB_ROWS:,} at the others, capped at the size)",
+    )
     ap.add_argument("--poll-seconds", type=float, default=1.0, help="e2e: seconds between completion-sensor ticks")
-    ap.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "results",
-                    help="results, logs and the data cache (default bench/results)")
-    ap.add_argument("--keep-data", action="store_true",
-                    help="also keep what the stages write (baseline JSONL, merged Parquet) under WORK_DIR/out; "
-                         "generated inputs under WORK_DIR/data are always kept as a cache")
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="results, logs and the data cache (default bench/results)",
+    )
+    ap.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="also keep what the stages write (baseline JSONL, merged Parquet) under WORK_DIR/out; "
+        "generated inputs under WORK_DIR/data are always kept as a cache",
+    )
     args = ap.parse_args(argv)
     args.sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     args.work_dir = args.work_dir.resolve()
@@ -421,8 +510,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join([sys.executable, "-m", "bench.run",
-                          *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join([sys.executable, "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)])
     machine = machine_info()
     header = [
         f"command: {command}",
@@ -455,25 +543,47 @@ def main(argv: list[str] | None = None) -> int:
     table, rows_json = throughput_table(runner.results, args.sizes)
     out = ["", "### Throughput (ours = bedrock_assets code path; baseline = bare pyarrow/json)", "", *table]
     if len(args.sizes) > 1:
-        out += ["", "### Peak RSS per stage (each stage in its own process)", "", *rss_table(runner.results, args.sizes)]
+        out += [
+            "",
+            "### Peak RSS per stage (each stage in its own process)",
+            "",
+            *rss_table(runner.results, args.sizes),
+        ]
     if e2e is not None:
-        out += ["", "### End to end through Dagster on the local stack (time-scale 0, 1% emulated record errors)", "",
-                *e2e_table(e2e)]
+        out += [
+            "",
+            "### End to end through Dagster on the local stack (time-scale 0, 1% emulated record errors)",
+            "",
+            *e2e_table(e2e),
+        ]
     notes = details(runner.results)
     if notes:
         out += ["", "Details:", *notes]
-    out += ["", f"Notes: MB/s is MB of JSONL written (prep) or of .jsonl.out read (merge); ratio = ours / baseline "
-                f"(target ≤ {RATIO_TARGET:.0f}×). Embedding merges run on fewer rows (the row count is shown). "
-                "The local stack runs in its own process; its peak RSS was "
-                f"{stack_mem.get('VmHWM', float('nan')):,.0f} MB. Total benchmark wall time "
-                f"{time.perf_counter() - started:.0f} s."]
+    out += [
+        "",
+        f"Notes: MB/s is MB of JSONL written (prep) or of .jsonl.out read (merge); ratio = ours / baseline "
+        f"(target ≤ {RATIO_TARGET:.0f}×). Embedding merges run on fewer rows (the row count is shown). "
+        "The local stack runs in its own process; its peak RSS was "
+        f"{stack_mem.get('VmHWM', float('nan')):,.0f} MB. Total benchmark wall time "
+        f"{time.perf_counter() - started:.0f} s.",
+    ]
     if runner.failures:
         out += ["", f"FAILED stages: {len(runner.failures)} (see logs under {runner.logs})"]
     print("\n".join(out), flush=True)
 
-    report = {"command": command, "machine": machine, "sizes": args.sizes, "e2e_rows": None if args.skip_e2e else args.e2e_rows,
-              "table": rows_json, "stages": runner.results, "e2e": e2e, "local_stack_memory_mb": stack_mem,
-              "failures": runner.failures, "markdown": "\n".join(out), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    report = {
+        "command": command,
+        "machine": machine,
+        "sizes": args.sizes,
+        "e2e_rows": None if args.skip_e2e else args.e2e_rows,
+        "table": rows_json,
+        "stages": runner.results,
+        "e2e": e2e,
+        "local_stack_memory_mb": stack_mem,
+        "failures": runner.failures,
+        "markdown": "\n".join(out),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     (args.work_dir / "latest.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"\nJSON: {args.work_dir / 'latest.json'}")
     return 1 if runner.failures else 0

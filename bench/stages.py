@@ -30,8 +30,9 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +60,7 @@ def log(msg: str) -> None:
 
 # ---- shared layout and specs -------------------------------------------------------------------
 
+
 def data_dir(work: Path) -> Path:
     return work / "data"
 
@@ -80,31 +82,35 @@ def out_dir(work: Path, name: str) -> Path:
 def text_spec(source: Path, output_uri: str, name: str = "bench_text"):
     from bedrock_assets.spec import parse_pipeline
 
-    return parse_pipeline({
-        "name": name,
-        "source": {"uri": str(source), "format": "parquet"},
-        "model": {"id": CLAUDE},
-        "prompt": {"template": TEMPLATE, "system": SYSTEM},
-        "inference": {"max_tokens": MAX_TOKENS},
-        "output_uri": output_uri,
-        "shards": {"max_records": SHARD_RECORDS},
-        "role_arn": ROLE,
-    })
+    return parse_pipeline(
+        {
+            "name": name,
+            "source": {"uri": str(source), "format": "parquet"},
+            "model": {"id": CLAUDE},
+            "prompt": {"template": TEMPLATE, "system": SYSTEM},
+            "inference": {"max_tokens": MAX_TOKENS},
+            "output_uri": output_uri,
+            "shards": {"max_records": SHARD_RECORDS},
+            "role_arn": ROLE,
+        }
+    )
 
 
 def emb_spec(source: Path, output_uri: str, name: str = "bench_emb"):
     from bedrock_assets.spec import parse_pipeline
 
-    return parse_pipeline({
-        "name": name,
-        "source": {"uri": str(source), "format": "parquet"},
-        "model": {"id": TITAN},
-        "prompt": {"input_column": "source"},
-        "inference": {"dimensions": 1024},
-        "output_uri": output_uri,
-        "shards": {"max_records": SHARD_RECORDS},
-        "role_arn": ROLE,
-    })
+    return parse_pipeline(
+        {
+            "name": name,
+            "source": {"uri": str(source), "format": "parquet"},
+            "model": {"id": TITAN},
+            "prompt": {"input_column": "source"},
+            "inference": {"dimensions": 1024},
+            "output_uri": output_uri,
+            "shards": {"max_records": SHARD_RECORDS},
+            "role_arn": ROLE,
+        }
+    )
 
 
 def prep_uri(rows: int) -> str:
@@ -135,6 +141,7 @@ def iter_file_chunks(path: Path, chunk_bytes: int = BLOCK_BYTES) -> Iterator[byt
 
 # ---- stages ------------------------------------------------------------------------------------
 
+
 def stage_gen(args) -> dict[str, Any]:
     from bedrock_assets.sample.simplecot import write_simplecot
 
@@ -145,8 +152,13 @@ def stage_gen(args) -> dict[str, Any]:
         tmp = path.with_name(path.name + ".tmp")
         write_simplecot(tmp, args.rows, seed=0)
         tmp.rename(path)
-    return {"seconds": time.perf_counter() - t0, "rows": args.rows, "bytes": path.stat().st_size,
-            "cached": cached, "path": str(path)}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "rows": args.rows,
+        "bytes": path.stat().st_size,
+        "cached": cached,
+        "path": str(path),
+    }
 
 
 def stage_prep(args) -> dict[str, Any]:
@@ -165,9 +177,18 @@ def stage_prep(args) -> dict[str, Any]:
     if jsonl != sum(w["bytes"] for w in written):
         raise RuntimeError("JSONL bytes written differ from the shard plan")
     id_chars = _first_record_id_chars(s3, written[0]["uri"]) if written else 16
-    return {"record_id_chars": id_chars, "seconds": t2 - t0, "prepare_dataset_s": t1 - t0, "write_shard_inputs_s": t2 - t1,
-            "rows": ds.rows, "records": sum(info.records for info in ds.shards), "rejected": ds.rejected,
-            "bytes": jsonl, "input_bytes": source.stat().st_size, "shards": len(ds.shards)}
+    return {
+        "record_id_chars": id_chars,
+        "seconds": t2 - t0,
+        "prepare_dataset_s": t1 - t0,
+        "write_shard_inputs_s": t2 - t1,
+        "rows": ds.rows,
+        "records": sum(info.records for info in ds.shards),
+        "rejected": ds.rejected,
+        "bytes": jsonl,
+        "input_bytes": source.stat().st_size,
+        "shards": len(ds.shards),
+    }
 
 
 def _first_record_id_chars(s3, uri: str) -> int:
@@ -197,12 +218,18 @@ def stage_prep_base(args) -> dict[str, Any]:
                 body = {
                     "anthropic_version": ANTHROPIC_VERSION,
                     "max_tokens": MAX_TOKENS,
-                    "messages": [{"role": "user", "content": [{"type": "text",
-                                                               "text": template(task=task, source=text)}]}],
+                    "messages": [
+                        {"role": "user", "content": [{"type": "text", "text": template(task=task, source=text)}]}
+                    ],
                     "system": SYSTEM,
                 }
-                lines.append(dumps({"recordId": f"r{rows:0{width}d}", "modelInput": body},
-                                   ensure_ascii=False, separators=(",", ":")))
+                lines.append(
+                    dumps(
+                        {"recordId": f"r{rows:0{width}d}", "modelInput": body},
+                        ensure_ascii=False,
+                        separators=(",", ":"),
+                    )
+                )
                 rows += 1
             lines.append("")
             out.write("\n".join(lines).encode())
@@ -215,8 +242,8 @@ def stage_prep_base(args) -> dict[str, Any]:
 
 def _fetch_canonical(spec, s3, cache: Path) -> tuple[list, list[str]]:
     """Download the canonical shard parts (always: their layout is the current code's)."""
-    from bedrock_assets.layout import PipelineLayout
     from bedrock_assets.graph.raw_dataset import load_shard_plan
+    from bedrock_assets.layout import PipelineLayout
     from bedrock_assets.storage import download_file
 
     index = load_shard_plan(spec, s3)
@@ -240,8 +267,15 @@ def _cache_valid(cache: Path, digests: list[str], keys: list[str]) -> bool:
     return meta.get("digests") == digests and all((cache / f"{k}.jsonl.out").exists() for k in keys)
 
 
-def _write_outputs(spec, s3, cache: Path, shards: list, digests: list[str], kind: str,
-                   answer: Callable[[list[bytes], list[Any], np.random.Generator], list[bytes]]) -> dict[str, Any]:
+def _write_outputs(
+    spec,
+    s3,
+    cache: Path,
+    shards: list,
+    digests: list[str],
+    kind: str,
+    answer: Callable[[list[bytes], list[Any], np.random.Generator], list[bytes]],
+) -> dict[str, Any]:
     """Bedrock-style .jsonl.out per shard from its JSONL input (shuffled, ~1% error lines)."""
     from bedrock_assets.layout import PipelineLayout
     from bedrock_assets.storage import download_file
@@ -259,7 +293,7 @@ def _write_outputs(spec, s3, cache: Path, shards: list, digests: list[str], kind
         tmp = target.with_name(target.name + ".tmp")
         with open(tmp, "wb") as out:
             for start in range(0, len(order), 2048):
-                raw = [requests[i] for i in order[start:start + 2048]]
+                raw = [requests[i] for i in order[start : start + 2048]]
                 bodies = [json.loads(r)["modelInput"] for r in raw]
                 failed = rng.random(len(raw)) < ERROR_RATE
                 ok = [i for i in range(len(raw)) if not failed[i]]
@@ -268,8 +302,10 @@ def _write_outputs(spec, s3, cache: Path, shards: list, digests: list[str], kind
                 for i, line in enumerate(raw):
                     head = line[:-1]  # '{"recordId":..,"modelInput":{..}' without the closing brace
                     if failed[i]:
-                        chunk.append(head + b',"error":{"errorCode":400,"errorMessage":"Malformed input request: '
-                                     b'[bench] synthetic model error, please reformat your input and try again."}}')
+                        chunk.append(
+                            head + b',"error":{"errorCode":400,"errorMessage":"Malformed input request: '
+                            b'[bench] synthetic model error, please reformat your input and try again."}}'
+                        )
                     else:
                         chunk.append(head + b',"modelOutput":' + outputs[i] + b"}")
                     errors_total += bool(failed[i])
@@ -296,8 +332,10 @@ def _titan_answers(raw: list[bytes], bodies: list[Any], rng) -> list[bytes]:
     matrix = rng.standard_normal((len(bodies), 1024))
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     vectors = format_vectors(round_significant(matrix))
-    return [f'{{"embedding":{v},"inputTextTokenCount":{max(1, (len(b["inputText"]) + 3) // 4)}}}'.encode()
-            for v, b in zip(vectors, bodies)]
+    return [
+        f'{{"embedding":{v},"inputTextTokenCount":{max(1, (len(b["inputText"]) + 3) // 4)}}}'.encode()
+        for v, b in zip(vectors, bodies)
+    ]
 
 
 def _setup_outputs(args, kind: str, spec, answer) -> dict[str, Any]:
@@ -310,11 +348,22 @@ def _setup_outputs(args, kind: str, spec, answer) -> dict[str, Any]:
     for stale in cache.glob("*.jsonl.out"):
         if stale.name.removesuffix(".jsonl.out") not in keys:
             stale.unlink()
-    info = json.loads((cache / "outputs.json").read_text()) if cached else _write_outputs(spec, s3, cache, shards, digests, kind, answer)
+    info = (
+        json.loads((cache / "outputs.json").read_text())
+        if cached
+        else _write_outputs(spec, s3, cache, shards, digests, kind, answer)
+    )
     out_bytes = sum((cache / f"{k}.jsonl.out").stat().st_size for k in keys)
     (cache / "shards.json").write_text(json.dumps(keys))
-    return {"seconds": time.perf_counter() - t0, "rows": sum(s.rows for s in shards), "bytes": out_bytes,
-            "cached": cached, "shards": len(keys), "lines": info["lines"], "errors": info["errors"]}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "rows": sum(s.rows for s in shards),
+        "bytes": out_bytes,
+        "cached": cached,
+        "shards": len(keys),
+        "lines": info["lines"],
+        "errors": info["errors"],
+    }
 
 
 def stage_mkout(args) -> dict[str, Any]:
@@ -346,11 +395,11 @@ def _merge_inputs(args) -> tuple[Path, list[str]]:
 
 
 def stage_merge(args) -> dict[str, Any]:
-    from bedrock_assets.records import INPUT_ERROR, RECORD_ID
     from bedrock_assets.bedrock.job_status import JobStatus
     from bedrock_assets.graph.batch_job_outputs import OutputParser
     from bedrock_assets.graph.merged_results import merge_shard
     from bedrock_assets.ledger import JobAttempt
+    from bedrock_assets.records import INPUT_ERROR, RECORD_ID
 
     adapter = _adapter(args.kind, args.work_dir)
     cache, keys = _merge_inputs(args)
@@ -371,9 +420,23 @@ def stage_merge(args) -> dict[str, Any]:
         outputs = pa.Table.from_batches(batches, schema=parser.schema)
         del batches, sent
         tc = time.perf_counter()
-        merged = merge_shard(table, outputs, JobAttempt(
-            pipeline="bench", shard=key, attempt=1, job_name=key, input_digest="", model_id="", records=len(sent),
-            input_uri="", output_uri="", status=JobStatus.COMPLETED, job_arn=FAKE_JOB_ARN.format(shard=key)))
+        merged = merge_shard(
+            table,
+            outputs,
+            JobAttempt(
+                pipeline="bench",
+                shard=key,
+                attempt=1,
+                job_name=key,
+                input_digest="",
+                model_id="",
+                records=table.num_rows,
+                input_uri="",
+                output_uri="",
+                status=JobStatus.COMPLETED,
+                job_arn=FAKE_JOB_ARN.format(shard=key),
+            ),
+        )
         td = time.perf_counter()
         pq.write_table(merged, target_dir / f"{key}.parquet")
         te = time.perf_counter()
@@ -389,8 +452,16 @@ def stage_merge(args) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     if not args.keep_data:
         shutil.rmtree(target_dir)
-    return {"seconds": seconds, **parts, "rows": rows, "bytes": size, "lines": lines, "succeeded": ok,
-            "errored": errored, "shards": len(keys)}
+    return {
+        "seconds": seconds,
+        **parts,
+        "rows": rows,
+        "bytes": size,
+        "lines": lines,
+        "succeeded": ok,
+        "errored": errored,
+        "shards": len(keys),
+    }
 
 
 def stage_merge_base(args) -> dict[str, Any]:
@@ -415,8 +486,14 @@ def stage_merge_base(args) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     if not args.keep_data:
         shutil.rmtree(target_dir)
-    return {"seconds": seconds, "read_json_s": read_s, "write_s": write_s, "rows": rows, "bytes": size,
-            "shards": len(keys)}
+    return {
+        "seconds": seconds,
+        "read_json_s": read_s,
+        "write_s": write_s,
+        "rows": rows,
+        "bytes": size,
+        "shards": len(keys),
+    }
 
 
 def stage_e2e(args) -> dict[str, Any]:
@@ -431,29 +508,47 @@ def stage_e2e(args) -> dict[str, Any]:
     defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=bedrock_resources()))
     instance = dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
-    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=args.poll_seconds,
-                               timeout_seconds=args.timeout, log=log)
+    (summary,) = run_pipelines(
+        defs, [spec], instance, poll_seconds=args.poll_seconds, timeout_seconds=args.timeout, log=log
+    )
     seconds = time.perf_counter() - t0
     calls = sum(summary.bedrock_calls.calls.values())
-    return {"seconds": seconds, "rows": summary.rows, "bytes": source.stat().st_size,
-            "succeeded": summary.succeeded, "failed": summary.failed, "errors": summary.errors,
-            "shards": summary.shards, "job_statuses": summary.job_statuses,
-            "runs_launched": summary.runs_launched, "sensor_ticks": summary.sensor_ticks,
-            "bedrock_calls": summary.bedrock_calls.calls, "bedrock_calls_total": calls,
-            "bedrock_calls_per_job": calls / summary.shards if summary.shards else None,
-            "input_tokens": summary.input_tokens, "output_tokens": summary.output_tokens,
-            "merged_uri": summary.merged_uri}
+    return {
+        "seconds": seconds,
+        "rows": summary.rows,
+        "bytes": source.stat().st_size,
+        "succeeded": summary.succeeded,
+        "failed": summary.failed,
+        "errors": summary.errors,
+        "shards": summary.shards,
+        "job_statuses": summary.job_statuses,
+        "runs_launched": summary.runs_launched,
+        "sensor_ticks": summary.sensor_ticks,
+        "bedrock_calls": summary.bedrock_calls.calls,
+        "bedrock_calls_total": calls,
+        "bedrock_calls_per_job": calls / summary.shards if summary.shards else None,
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "merged_uri": summary.merged_uri,
+    }
 
 
 STAGES = {
-    "gen": stage_gen, "prep": stage_prep, "prep_base": stage_prep_base, "mkout": stage_mkout,
-    "mkemb": stage_mkemb, "merge": stage_merge, "merge_base": stage_merge_base, "e2e": stage_e2e,
+    "gen": stage_gen,
+    "prep": stage_prep,
+    "prep_base": stage_prep_base,
+    "mkout": stage_mkout,
+    "mkemb": stage_mkemb,
+    "merge": stage_merge,
+    "merge_base": stage_merge_base,
+    "e2e": stage_e2e,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.stages", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("stage", choices=sorted(STAGES))
     ap.add_argument("--rows", type=int, required=True)
     ap.add_argument("--work-dir", type=Path, default=Path("bench/results"))
@@ -466,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir = args.work_dir.resolve()
     import pyarrow.dataset  # noqa: F401  (lazy imports of pq.read_table / read_json stay out of the timings)
     import pyarrow.json  # noqa: F401
+
     data_dir(args.work_dir).mkdir(parents=True, exist_ok=True)
     result = STAGES[args.stage](args)
     result.update(stage=args.stage, kind=args.kind, maxrss_kb=maxrss_kb(), pid=os.getpid())

@@ -6,10 +6,10 @@ waiting for a free slot, submission in flight, and rejected by CreateModelInvoca
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     # ours, before Bedrock has a job
     QUEUED = "Queued"
     SUBMITTING = "Submitting"
@@ -25,9 +25,6 @@ class JobStatus(str, Enum):
     FAILED = "Failed"
     STOPPED = "Stopped"
     EXPIRED = "Expired"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_bedrock(self) -> bool:
@@ -60,8 +57,9 @@ class JobStatus(str, Enum):
 
 
 _OURS = frozenset({JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMIT_FAILED})
-_HOLDS_SLOT = frozenset({JobStatus.SUBMITTED, JobStatus.VALIDATING, JobStatus.SCHEDULED, JobStatus.IN_PROGRESS,
-                         JobStatus.STOPPING})
+_HOLDS_SLOT = frozenset(
+    {JobStatus.SUBMITTED, JobStatus.VALIDATING, JobStatus.SCHEDULED, JobStatus.IN_PROGRESS, JobStatus.STOPPING}
+)
 _HAS_OUTPUT = frozenset({JobStatus.COMPLETED, JobStatus.PARTIALLY_COMPLETED})
 _TERMINAL = _HAS_OUTPUT | {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.EXPIRED, JobStatus.SUBMIT_FAILED}
 _RESUBMITTABLE = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.EXPIRED, JobStatus.SUBMIT_FAILED})

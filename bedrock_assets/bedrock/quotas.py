@@ -6,8 +6,9 @@ pipeline spec (``shards:``) or on the Bedrock resource (``quota_overrides``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 GB = 1024**3
 
@@ -23,7 +24,7 @@ class BatchQuotas:
     max_job_bytes: int = 5 * GB
     max_concurrent_jobs: int = 20
 
-    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "BatchQuotas":
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> BatchQuotas:
         if not overrides:
             return self
         known = {f.name for f in fields(self)}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
@@ -41,21 +41,25 @@ class JobSummary:
     model_id: str
     status: JobStatus
     input_uri: str = ""
-    message: Optional[str] = None
-    end_time: Optional[str] = None
+    message: str | None = None
+    end_time: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_api(cls, job: dict[str, Any]) -> "JobSummary":
+    def from_api(cls, job: dict[str, Any]) -> JobSummary:
         end = job.get("endTime")
         return cls(
-            job_arn=job["jobArn"], job_name=job.get("jobName", ""), model_id=job.get("modelId", ""),
+            job_arn=job["jobArn"],
+            job_name=job.get("jobName", ""),
+            model_id=job.get("modelId", ""),
             status=JobStatus(job["status"]),
             input_uri=job.get("inputDataConfig", {}).get("s3InputDataConfig", {}).get("s3Uri", ""),
             message=job.get("message") or None,
             end_time=end.isoformat() if hasattr(end, "isoformat") else end,
-            counts={k: int(job.get(k, 0)) for k in ("totalRecordCount", "processedRecordCount",
-                                                     "successRecordCount", "errorRecordCount")},
+            counts={
+                k: int(job.get(k, 0))
+                for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")
+            },
         )
 
 
@@ -69,15 +73,15 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
     """Amazon Bedrock batch inference: the control-plane client and settings shared by every pipeline."""
 
     max_attempts: int = Field(default=8, description="botocore retries (throttling, 5xx)")
-    role_arn: Optional[str] = Field(default=None, description="service role for pipelines that set none")
+    role_arn: str | None = Field(default=None, description="service role for pipelines that set none")
     quota_overrides: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per model id: e.g. {max_concurrent_jobs: 10, min_records_per_job: 50}"
     )
     tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
-    output_kms_key_id: Optional[str] = Field(default=None, description="KMS key for the job's output")
+    output_kms_key_id: str | None = Field(default=None, description="KMS key for the job's output")
     vpc_subnet_ids: list[str] = Field(default_factory=list)
     vpc_security_group_ids: list[str] = Field(default_factory=list)
-    expected_bucket_owner: Optional[str] = Field(default=None, description="s3BucketOwner for input and output")
+    expected_bucket_owner: str | None = Field(default=None, description="s3BucketOwner for input and output")
 
     def get_client(self) -> Any:
         """The ``bedrock`` control-plane client (CreateModelInvocationJob and friends)."""
@@ -85,7 +89,7 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
 
     def recent_jobs(self, client: Any, counter: CallCounter | None = None) -> list[JobSummary]:
         """All jobs submitted in the lookback window, ours or not: one paginated list."""
-        after = datetime.now(timezone.utc) - LOOKBACK
+        after = datetime.now(UTC) - LOOKBACK
         jobs: list[JobSummary] = []
         for page in client.get_paginator("list_model_invocation_jobs").paginate(
             submitTimeAfter=after, PaginationConfig={"PageSize": 1000}
@@ -101,8 +105,16 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         return JobSummary.from_api(client.get_model_invocation_job(jobIdentifier=job_arn))
 
     def job_request(
-        self, *, name: str, model_id: str, invocation_type: str, role_arn: str | None, input_uri: str,
-        output_uri: str, timeout_hours: int, tags: dict[str, str],
+        self,
+        *,
+        name: str,
+        model_id: str,
+        invocation_type: str,
+        role_arn: str | None,
+        input_uri: str,
+        output_uri: str,
+        timeout_hours: int,
+        tags: dict[str, str],
     ) -> dict[str, Any]:
         """The CreateModelInvocationJob request, with the account-wide settings of this resource."""
         role = role_arn or self.role_arn

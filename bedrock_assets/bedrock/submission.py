@@ -8,9 +8,10 @@ plan with conditional ledger writes, so racing runs create each job at most once
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Mapping, Optional, Sequence
+from enum import StrEnum
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -47,7 +48,7 @@ class JobSettings:
     quotas: BatchQuotas
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     REATTACH = "re-attach"  # the ledger already has a live or finished job for this input
     ATTACH_FOUND = "attach"  # Bedrock has a job of this name for this input, the ledger does not
     NAME_TAKEN = "name taken"  # Bedrock has a job of this name reading another input
@@ -61,12 +62,15 @@ class Decision:
     action: Action
     attempt: int
     job_name: str
-    found: Optional[JobSummary] = None
+    found: JobSummary | None = None
     reason: str = ""
 
 
 def decide(
-    shard: ShardToSubmit, latest: JobAttempt | None, jobs_by_name: Mapping[str, JobSummary], free_slots: int,
+    shard: ShardToSubmit,
+    latest: JobAttempt | None,
+    jobs_by_name: Mapping[str, JobSummary],
+    free_slots: int,
     prefix: str,
 ) -> Decision:
     """What to do for one shard, given its latest attempt, the jobs Bedrock knows and the free slots."""
@@ -74,16 +78,23 @@ def decide(
     if latest is not None:
         same_input = latest.input_digest == shard.digest
         if same_input and latest.job_arn and not latest.status.resubmittable:
-            return Decision(shard, Action.REATTACH, latest.attempt, latest.job_name,
-                            reason="already submitted; re-attached")
+            return Decision(
+                shard, Action.REATTACH, latest.attempt, latest.job_name, reason="already submitted; re-attached"
+            )
         waiting = same_input and latest.status in (JobStatus.QUEUED, JobStatus.SUBMITTING)
         attempt = latest.attempt if waiting else latest.attempt + 1
     name = job_name(prefix, shard.shard, shard.digest, attempt)
     found = jobs_by_name.get(name)
     if found is not None and found.input_uri != shard.input_uri:
-        return Decision(shard, Action.NAME_TAKEN, attempt, name, found,
-                        f"job name {name} is taken by a job reading {found.input_uri}, not {shard.input_uri}; "
-                        "set a distinct job_name_prefix for this pipeline")
+        return Decision(
+            shard,
+            Action.NAME_TAKEN,
+            attempt,
+            name,
+            found,
+            f"job name {name} is taken by a job reading {found.input_uri}, not {shard.input_uri}; "
+            "set a distinct job_name_prefix for this pipeline",
+        )
     if found is not None:
         return Decision(shard, Action.ATTACH_FOUND, attempt, name, found, "found existing job by name; re-attached")
     if free_slots <= 0:
@@ -92,8 +103,11 @@ def decide(
 
 
 def plan_submissions(
-    shards: Sequence[ShardToSubmit], latest: Mapping[str, JobAttempt], jobs_by_name: Mapping[str, JobSummary],
-    free_slots: int, prefix: str,
+    shards: Sequence[ShardToSubmit],
+    latest: Mapping[str, JobAttempt],
+    jobs_by_name: Mapping[str, JobSummary],
+    free_slots: int,
+    prefix: str,
 ) -> list[Decision]:
     """Decisions for shards in order: each created job takes one of the free slots."""
     decisions = []
@@ -124,7 +138,10 @@ class SubmitOutcome:
 
 
 def submit_shards(
-    bedrock: BedrockBatchResource, ledger: JobLedger, settings: JobSettings, shards: Sequence[ShardToSubmit],
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    settings: JobSettings,
+    shards: Sequence[ShardToSubmit],
     counter: CallCounter | None = None,
 ) -> list[SubmitOutcome]:
     """Submit each shard's job unless it already has one; queue shards that find no free slot.
@@ -164,16 +181,20 @@ def submit_shards(
     return outcomes
 
 
-def _attempt_record(
-    ledger: JobLedger, settings: JobSettings, d: Decision, latest: JobAttempt | None
-) -> JobAttempt:
+def _attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, latest: JobAttempt | None) -> JobAttempt:
     """The ledger item for the decided attempt: the latest one, or a new one (a racing run may have made it)."""
     if latest is not None and latest.attempt == d.attempt:
         return latest
     new = JobAttempt(
-        pipeline=settings.pipeline, shard=d.shard.shard, attempt=d.attempt, job_name=d.job_name,
-        input_digest=d.shard.digest, model_id=settings.model_id, records=d.shard.records,
-        input_uri=d.shard.input_uri, output_uri=d.shard.output_uri,
+        pipeline=settings.pipeline,
+        shard=d.shard.shard,
+        attempt=d.attempt,
+        job_name=d.job_name,
+        input_digest=d.shard.digest,
+        model_id=settings.model_id,
+        records=d.shard.records,
+        input_uri=d.shard.input_uri,
+        output_uri=d.shard.output_uri,
     )
     try:
         return ledger.create(new)
@@ -182,18 +203,28 @@ def _attempt_record(
 
 
 def _claim_and_create(
-    client: Any, bedrock: BedrockBatchResource, ledger: JobLedger, settings: JobSettings, d: Decision,
-    attempt: JobAttempt, counter: CallCounter | None,
+    client: Any,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    settings: JobSettings,
+    d: Decision,
+    attempt: JobAttempt,
+    counter: CallCounter | None,
 ) -> SubmitOutcome:
     try:  # only one run may move this attempt from Queued to Submitting
-        attempt = ledger.update(attempt, expect_status=(JobStatus.QUEUED, JobStatus.SUBMITTING),
-                                status=JobStatus.SUBMITTING)
+        attempt = ledger.update(
+            attempt, expect_status=(JobStatus.QUEUED, JobStatus.SUBMITTING), status=JobStatus.SUBMITTING
+        )
     except LedgerConflict:
         current = ledger.latest(settings.pipeline, d.shard.shard) or attempt
         return SubmitOutcome(current, "submitted by a concurrent run")
     request = bedrock.job_request(
-        name=d.job_name, model_id=settings.model_id, invocation_type=settings.invocation_type,
-        role_arn=settings.role_arn, input_uri=d.shard.input_uri, output_uri=d.shard.output_uri,
+        name=d.job_name,
+        model_id=settings.model_id,
+        invocation_type=settings.invocation_type,
+        role_arn=settings.role_arn,
+        input_uri=d.shard.input_uri,
+        output_uri=d.shard.output_uri,
         timeout_hours=settings.timeout_hours,
         tags={**settings.tags, "bedrock-assets:pipeline": settings.pipeline, "bedrock-assets:shard": d.shard.shard},
     )
@@ -205,8 +236,9 @@ def _claim_and_create(
         code = e.response["Error"]["Code"]
         detail = f"{code}: {e.response['Error'].get('Message', '')}"
         if code in _WAIT_CODES:
-            return SubmitOutcome(ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=detail),
-                                 detail)
+            return SubmitOutcome(
+                ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=detail), detail
+            )
         return SubmitOutcome(ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=detail), detail)
     attempt = ledger.update(attempt, status=JobStatus.SUBMITTED, job_arn=arn, submitted_at=now_iso())
     return SubmitOutcome(attempt)

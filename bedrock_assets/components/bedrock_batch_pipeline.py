@@ -7,12 +7,12 @@ module named after it.
     -> merged_results[shard] -> merged_dataset
 """
 
-
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -22,8 +22,15 @@ from pydantic import BaseModel, Field
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.components.scaffold import BedrockBatchPipelineScaffolder
-from bedrock_assets.graph import batch_job_outputs, batch_jobs, job_completion, jsonl_shards, merged_dataset
-from bedrock_assets.graph import merged_results, raw_dataset
+from bedrock_assets.graph import (
+    batch_job_outputs,
+    batch_jobs,
+    job_completion,
+    jsonl_shards,
+    merged_dataset,
+    merged_results,
+    raw_dataset,
+)
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
@@ -129,9 +136,11 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     one_run = dg.BackfillPolicy.single_run()
 
     @dg.asset(
-        key=keys.raw_dataset, group_name=group, kinds={"parquet", "s3"},
+        key=keys.raw_dataset,
+        group_name=group,
+        kinds={"parquet", "s3"},
         description=f"Source {spec.source.uri} with stable record ids and validated requests, "
-                    "cut into quota-compliant shards (registers the shard partitions).",
+        "cut into quota-compliant shards (registers the shard partitions).",
     )
     def _raw_dataset(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
@@ -145,10 +154,21 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         return dg.MaterializeResult(metadata={**plan.metadata(layout), "removed_stale_shards": len(stale)})
 
     @dg.asset(
-        key=keys.jsonl_shards, group_name=shard_group, deps=[keys.raw_dataset], partitions_def=shards_def,
-        backfill_policy=one_run, kinds={"jsonl", "s3"}, automation_condition=dg.AutomationCondition.eager(),
-        check_specs=[dg.AssetCheckSpec("within_batch_quotas", asset=keys.jsonl_shards, blocking=True,
-                                       description="record count and bytes inside the model's batch quotas")],
+        key=keys.jsonl_shards,
+        group_name=shard_group,
+        deps=[keys.raw_dataset],
+        partitions_def=shards_def,
+        backfill_policy=one_run,
+        kinds={"jsonl", "s3"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "within_batch_quotas",
+                asset=keys.jsonl_shards,
+                blocking=True,
+                description="record count and bytes inside the model's batch quotas",
+            )
+        ],
         description="Each shard's Bedrock input file ({recordId, modelInput} lines).",
     )
     def _jsonl_shards(
@@ -162,42 +182,73 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             if (why := written.violation(quotas)) is not None:
                 violations.append({"shard": written.shard, "violation": why})
             context.add_asset_metadata(written.metadata(), partition_key=written.shard)
-        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
-            check_name="within_batch_quotas", passed=not violations,
-            metadata={"shards_checked": len(context.partition_keys), "violations": table(violations)},
-        )])
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="within_batch_quotas",
+                    passed=not violations,
+                    metadata={"shards_checked": len(context.partition_keys), "violations": table(violations)},
+                )
+            ]
+        )
 
     @dg.asset(
-        key=keys.batch_jobs, group_name=shard_group, deps=[keys.jsonl_shards], partitions_def=shards_def,
-        backfill_policy=one_run, kinds={"bedrock", "s3"}, automation_condition=dg.AutomationCondition.eager(),
-        check_specs=[dg.AssetCheckSpec("submitted", asset=keys.batch_jobs,
-                                       description="every shard has a Bedrock job or waits for a slot")],
+        key=keys.batch_jobs,
+        group_name=shard_group,
+        deps=[keys.jsonl_shards],
+        partitions_def=shards_def,
+        backfill_policy=one_run,
+        kinds={"bedrock", "s3"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "submitted", asset=keys.batch_jobs, description="every shard has a Bedrock job or waits for a slot"
+            )
+        ],
         description="Bedrock batch job per shard: quota-aware, idempotent submission (re-attaches on rerun). "
-                    "Shards without a free slot are queued and submitted by the completion sensor.",
+        "Shards without a free slot are queued and submitted by the completion sensor.",
     )
     def _batch_jobs(
-        context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource,
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
         bedrock_ledger: JobLedgerResource,
     ) -> dg.MaterializeResult:
         plan = raw_dataset.load_shard_plan(spec, s3.get_client())
         counter = CallCounter()
-        outcomes = batch_jobs.submit(spec, bedrock, bedrock_ledger.get_ledger(), plan.select(context.partition_keys), counter)
+        outcomes = batch_jobs.submit(
+            spec, bedrock, bedrock_ledger.get_ledger(), plan.select(context.partition_keys), counter
+        )
         for o in outcomes:
             context.log.info(f"{o.shard}: {o.status.value} {o.job_arn or ''} {o.detail}".strip())
             context.add_asset_metadata(batch_jobs.outcome_metadata(o), partition_key=o.shard)
         failed = [o for o in outcomes if o.status is JobStatus.SUBMIT_FAILED]
-        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
-            check_name="submitted", passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"failed": table([{"shard": o.shard, "message": o.attempt.message or o.detail} for o in failed],
-                                      ["shard", "message"]),
-                      "bedrock_calls": dg.MetadataValue.json(counter.calls)},
-        )])
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="submitted",
+                    passed=not failed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "failed": table(
+                            [{"shard": o.shard, "message": o.attempt.message or o.detail} for o in failed],
+                            ["shard", "message"],
+                        ),
+                        "bedrock_calls": dg.MetadataValue.json(counter.calls),
+                    },
+                )
+            ]
+        )
 
     @dg.asset(
-        key=keys.batch_job_outputs, group_name=shard_group, deps=[keys.batch_jobs], partitions_def=shards_def,
-        backfill_policy=one_run, kinds={"bedrock", "s3"},
+        key=keys.batch_job_outputs,
+        group_name=shard_group,
+        deps=[keys.batch_jobs],
+        partitions_def=shards_def,
+        backfill_policy=one_run,
+        kinds={"bedrock", "s3"},
         description="The job's .jsonl.out lines and manifest.json.out, normalized into rows "
-                    "(output or error_code/error_message, token counts).",
+        "(output or error_code/error_message, token counts).",
     )
     def _batch_job_outputs(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
@@ -211,10 +262,20 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             context.add_asset_metadata(outputs.metadata(), partition_key=shard)
 
     @dg.asset(
-        key=keys.merged_results, group_name=shard_group, deps=[keys.batch_job_outputs], partitions_def=shards_def,
-        backfill_policy=one_run, kinds={"parquet", "s3"},
-        check_specs=[dg.AssetCheckSpec("every_input_row_once", asset=keys.merged_results, blocking=True,
-                                       description="each input row of the shard appears exactly once")],
+        key=keys.merged_results,
+        group_name=shard_group,
+        deps=[keys.batch_job_outputs],
+        partitions_def=shards_def,
+        backfill_policy=one_run,
+        kinds={"parquet", "s3"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "every_input_row_once",
+                asset=keys.merged_results,
+                blocking=True,
+                description="each input row of the shard appears exactly once",
+            )
+        ],
         description="Left join of outputs onto the shard's input rows: every row once, with output or error.",
     )
     def _merged_results(
@@ -229,18 +290,40 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             merged.append(result)
             context.add_asset_metadata(result.metadata(), partition_key=shard)
         bad = [m for m in merged if not m.every_row_once]
-        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
-            check_name="every_input_row_once", passed=not bad,
-            metadata={"shards_checked": len(merged), "mismatches": table(
-                [{"shard": m.shard, "input_rows": m.input_rows, "rows": m.rows, "unique_ids": m.unique_ids}
-                 for m in bad], ["shard", "input_rows", "rows", "unique_ids"])},
-        )])
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="every_input_row_once",
+                    passed=not bad,
+                    metadata={
+                        "shards_checked": len(merged),
+                        "mismatches": table(
+                            [
+                                {
+                                    "shard": m.shard,
+                                    "input_rows": m.input_rows,
+                                    "rows": m.rows,
+                                    "unique_ids": m.unique_ids,
+                                }
+                                for m in bad
+                            ],
+                            ["shard", "input_rows", "rows", "unique_ids"],
+                        ),
+                    },
+                )
+            ]
+        )
 
     @dg.asset(
-        key=keys.merged_dataset, group_name=group, deps=[keys.merged_results], kinds={"parquet", "s3"},
-        automation_condition=dg.AutomationCondition.eager(), output_required=False,
-        check_specs=[dg.AssetCheckSpec("complete", asset=keys.merged_dataset,
-                                       description="row count equals the raw dataset's")],
+        key=keys.merged_dataset,
+        group_name=group,
+        deps=[keys.merged_results],
+        kinds={"parquet", "s3"},
+        automation_condition=dg.AutomationCondition.eager(),
+        output_required=False,
+        check_specs=[
+            dg.AssetCheckSpec("complete", asset=keys.merged_dataset, description="row count equals the raw dataset's")
+        ],
         description="All merged shards in one Parquet dataset (materialized once every shard is merged).",
     )
     def _merged_dataset(
@@ -264,31 +347,46 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         for key in plan.keys:
             statuses[latest[key].status.value] = statuses.get(latest[key].status.value, 0) + 1
         yield dg.MaterializeResult(
-            metadata={**dataset.metadata(), "input_tokens": tokens_in, "output_tokens": tokens_out,
-                      merged_dataset.JOBS_DIGEST: merged_dataset.jobs_digest(plan.keys, latest),
-                      "job_statuses": dg.MetadataValue.json(statuses),
-                      "jobs": table([{"shard": k, "status": latest[k].status.value, "job_arn": latest[k].job_arn or ""}
-                                     for k in plan.keys])},
-            check_results=[dg.AssetCheckResult(
-                check_name="complete", passed=dataset.rows == plan.rows,
-                metadata={"raw_rows": plan.rows, "merged_rows": dataset.rows},
-            )],
+            metadata={
+                **dataset.metadata(),
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                merged_dataset.JOBS_DIGEST: merged_dataset.jobs_digest(plan.keys, latest),
+                "job_statuses": dg.MetadataValue.json(statuses),
+                "jobs": table(
+                    [
+                        {"shard": k, "status": latest[k].status.value, "job_arn": latest[k].job_arn or ""}
+                        for k in plan.keys
+                    ]
+                ),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="complete",
+                    passed=dataset.rows == plan.rows,
+                    metadata={"raw_rows": plan.rows, "merged_rows": dataset.rows},
+                )
+            ],
         )
 
     assets = [_raw_dataset, _jsonl_shards, _batch_jobs, _batch_job_outputs, _merged_results, _merged_dataset]
     jobs = {
         stage: dg.define_asset_job(
-            keys.job(stage), selection=[keys.asset(n) for n in nodes], tags=stage_tags(spec.name, stage),
+            keys.job(stage),
+            selection=[keys.asset(n) for n in nodes],
+            tags=stage_tags(spec.name, stage),
             description=f"{spec.name}: {stage} ({', '.join(nodes)})",
         )
         for stage, nodes in STAGES.items()
     }
 
     @dg.sensor(
-        name=keys.completion_sensor, minimum_interval_seconds=COMPLETION_INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING, jobs=[jobs["submit"], jobs["merge"]],
+        name=keys.completion_sensor,
+        minimum_interval_seconds=COMPLETION_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[jobs["submit"], jobs["merge"]],
         description=f"Polls the Bedrock batch jobs of {spec.name!r}: merges finished ones, submits queued shards "
-                    "when a slot frees.",
+        "when a slot frees.",
     )
     def _job_completion(
         context: dg.SensorEvaluationContext, bedrock: BedrockBatchResource, bedrock_ledger: JobLedgerResource
@@ -297,19 +395,27 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
 
     sensors: list[Any] = [_job_completion]
     if automation_sensor:
-        sensors.append(dg.AutomationConditionSensorDefinition(
-            keys.automation_sensor, target=keys.selection,
-            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
-            run_tags={TAG_PIPELINE: spec.name},
-            description=f"Carries {spec.name!r} from a new raw_dataset to submitted jobs, and from merged shards "
-                        "to merged_dataset.",
-        ))
+        sensors.append(
+            dg.AutomationConditionSensorDefinition(
+                keys.automation_sensor,
+                target=keys.selection,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=15,
+                run_tags={TAG_PIPELINE: spec.name},
+                description=f"Carries {spec.name!r} from a new raw_dataset to submitted jobs, and from merged shards "
+                "to merged_dataset.",
+            )
+        )
     return dg.Definitions(assets=assets, jobs=list(jobs.values()), sensors=sensors)
 
 
 def completion_tick(
-    spec: PipelineSpec, keys: PipelineKeys, instance: dg.DagsterInstance, bedrock: BedrockBatchResource,
-    ledger: JobLedgerResource, log: Any = None,
+    spec: PipelineSpec,
+    keys: PipelineKeys,
+    instance: dg.DagsterInstance,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedgerResource,
+    log: Any = None,
 ) -> dg.SensorResult:
     """One tick of the completion sensor: poll, record, and request merge and submit runs."""
     shards = instance.get_dynamic_partitions(keys.partitions)
@@ -321,31 +427,54 @@ def completion_tick(
     requests = []
     for group in decision.merge_groups:
         names = [a.shard for a in group]
-        requests.append(dg.RunRequest(
-            run_key=job_completion.merge_run_key(group), job_name=keys.job("merge"),
-            partition_key=names[0] if len(names) == 1 else None,
-            tags={**stage_tags(spec.name, "merge", names), **partition_tags(names),
-                  TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group}))},
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=job_completion.merge_run_key(group),
+                job_name=keys.job("merge"),
+                partition_key=names[0] if len(names) == 1 else None,
+                tags={
+                    **stage_tags(spec.name, "merge", names),
+                    **partition_tags(names),
+                    TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group})),
+                },
+            )
+        )
     for attempt in decision.submit:
-        requests.append(dg.RunRequest(
-            run_key=job_completion.submit_run_key(attempt), job_name=keys.job("submit"),
-            partition_key=attempt.shard, tags=stage_tags(spec.name, "submit", [attempt.shard]),
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=job_completion.submit_run_key(attempt),
+                job_name=keys.job("submit"),
+                partition_key=attempt.shard,
+                tags=stage_tags(spec.name, "submit", [attempt.shard]),
+            )
+        )
     observations = [
-        dg.AssetObservation(keys.batch_jobs, partition=a.shard, metadata={
-            "status": a.status.value, "job_arn": a.job_arn or "", "attempt": a.attempt,
-            "records_total": a.counts.total, "records_processed": a.counts.processed,
-            "records_succeeded": a.counts.succeeded, "records_errored": a.counts.errored,
-        })
+        dg.AssetObservation(
+            keys.batch_jobs,
+            partition=a.shard,
+            metadata={
+                "status": a.status.value,
+                "job_arn": a.job_arn or "",
+                "attempt": a.attempt,
+                "records_total": a.counts.total,
+                "records_processed": a.counts.processed,
+                "records_succeeded": a.counts.succeeded,
+                "records_errored": a.counts.errored,
+            },
+        )
         for a in polled.changed
     ]
     by_status: dict[str, int] = {}
     for key in shards:
         if key in polled.latest:
             by_status[polled.latest[key].status.value] = by_status.get(polled.latest[key].status.value, 0) + 1
-    summary = {"jobs": by_status, "changed": len(polled.changed), "merge_runs": len(decision.merge_groups),
-               "submit_runs": len(decision.submit), "calls": polled.calls.calls}
+    summary = {
+        "jobs": by_status,
+        "changed": len(polled.changed),
+        "merge_runs": len(decision.merge_groups),
+        "submit_runs": len(decision.submit),
+        "calls": polled.calls.calls,
+    }
     if log is not None:
         log.info(f"{spec.name}: {json.dumps(summary)}")
     return dg.SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(summary))
@@ -372,7 +501,7 @@ class BedrockBatchPipeline(dg.Component, dg.Resolvable, PipelineSpec):
     automation_sensor: bool = Field(
         default=True,
         description="define a RUNNING automation sensor for this pipeline's assets; set false if your "
-                    "project's own automation sensor covers them",
+        "project's own automation sensor covers them",
     )
 
     @classmethod

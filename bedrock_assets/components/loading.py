@@ -10,8 +10,11 @@ from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipelin
 from bedrock_assets.spec import SpecError
 
 COMPONENT_TYPE = "bedrock_assets.components.BedrockBatchPipeline"
-_TYPE_NAMES = (COMPONENT_TYPE, "bedrock_assets.components.bedrock_batch_pipeline.BedrockBatchPipeline",
-               "bedrock_assets.BedrockBatchPipeline")
+_TYPE_NAMES = (
+    COMPONENT_TYPE,
+    "bedrock_assets.components.bedrock_batch_pipeline.BedrockBatchPipeline",
+    "bedrock_assets.BedrockBatchPipeline",
+)
 
 
 def _documents(path: Path) -> list[dict]:

@@ -9,22 +9,22 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
-
-from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.models import ModelAdapter
 from dagster import Failure, MetadataValue
 
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt, JobLedger
+from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, upload_file
 from bedrock_assets.uris import S3Location
@@ -39,15 +39,17 @@ def output_schema(adapter: ModelAdapter) -> pa.Schema:
         if adapter.kind == "embedding"
         else pa.field("output_text", pa.string())
     )
-    return pa.schema([
-        pa.field(RECORD_ID, pa.string()),
-        value,
-        pa.field("stop_reason", pa.string()),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        pa.field("error_code", pa.string()),
-        pa.field("error_message", pa.string()),
-    ])
+    return pa.schema(
+        [
+            pa.field(RECORD_ID, pa.string()),
+            value,
+            pa.field("stop_reason", pa.string()),
+            pa.field("input_tokens", pa.int64()),
+            pa.field("output_tokens", pa.int64()),
+            pa.field("error_code", pa.string()),
+            pa.field("error_message", pa.string()),
+        ]
+    )
 
 
 @dataclass
@@ -73,11 +75,13 @@ class OutputParser:
         self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
         self.stats = OutputStats()
         self._shape_message = f"modelOutput does not have the {adapter.family} shape"
-        self._json_schema = pa.schema([
-            ("recordId", pa.string()),
-            ("modelOutput", adapter.output_type),
-            ("error", pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])),
-        ])
+        self._json_schema = pa.schema(
+            [
+                ("recordId", pa.string()),
+                ("modelOutput", adapter.output_type),
+                ("error", pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])),
+            ]
+        )
 
     def parse_chunk(self, data: bytes, where: str = "") -> pa.RecordBatch:
         """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
@@ -105,8 +109,11 @@ class OutputParser:
         unparseable = pc.and_(has_output, pc.is_null(columns[value_name]))
         ok = pc.and_(has_output, pc.invert(unparseable))
         none = pa.scalar(None, pa.string())
-        code = pc.if_else(has_output, pc.if_else(unparseable, pa.scalar(UNPARSEABLE), none),
-                          pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"))
+        code = pc.if_else(
+            has_output,
+            pc.if_else(unparseable, pa.scalar(UNPARSEABLE), none),
+            pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"),
+        )
         message = pc.if_else(
             has_output,
             pc.if_else(unparseable, pa.scalar(self._shape_message), none),
@@ -118,8 +125,12 @@ class OutputParser:
         ok_kept = pc.and_(ok, mask)
         arrays = [
             ids,
-            *(pc.if_else(ok, columns[name], pa.scalar(None, columns[name].type)) if name != value_name
-              else columns[name] for name in (value_name, "stop_reason", "input_tokens", "output_tokens")),
+            *(
+                pc.if_else(ok, columns[name], pa.scalar(None, columns[name].type))
+                if name != value_name
+                else columns[name]
+                for name in (value_name, "stop_reason", "input_tokens", "output_tokens")
+            ),
             code,
             message,
         ]
@@ -173,7 +184,9 @@ class OutputParser:
                 record = json.loads(line)
                 records.append((record["recordId"], record))
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{where}: line {self.stats.lines}: not a Bedrock output record: {line[:120]!r}") from None
+                raise ValueError(
+                    f"{where}: line {self.stats.lines}: not a Bedrock output record: {line[:120]!r}"
+                ) from None
         keep = self._keep(pa.array([rid for rid, _ in records], pa.string()))
         for (rid, record), kept in zip(records, keep):
             if not kept:
@@ -216,8 +229,15 @@ class OutputParser:
         else:
             value = pa.array(texts, pa.string())
         return pa.RecordBatch.from_arrays(
-            [pa.array(ids, pa.string()), value, pa.array(stops, pa.string()), pa.array(in_tok, pa.int64()),
-             pa.array(out_tok, pa.int64()), pa.array(codes, pa.string()), pa.array(messages, pa.string())],
+            [
+                pa.array(ids, pa.string()),
+                value,
+                pa.array(stops, pa.string()),
+                pa.array(in_tok, pa.int64()),
+                pa.array(out_tok, pa.int64()),
+                pa.array(codes, pa.string()),
+                pa.array(messages, pa.string()),
+            ],
             schema=self.schema,
         )
 
@@ -237,8 +257,6 @@ def _embedding_array(vectors: list[list[float] | None], dims: int) -> pa.Array:
 def parse_manifest(data: bytes) -> dict[str, int]:
     manifest = json.loads(data)
     return {k: int(v) for k, v in manifest.items() if isinstance(v, (int, float))}
-
-
 
 
 def finished_attempt(ledger: JobLedger, pipeline: str, shard: str) -> JobAttempt:
@@ -278,11 +296,18 @@ class JobOutputs:
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "job_status": self.job_status.value, "job_arn": self.job_arn or "", "records_sent": self.records_sent,
-            "succeeded": self.succeeded, "errored": self.errored, "not_returned": self.not_returned,
-            "duplicate_lines": self.duplicate_lines, "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens, "error_codes": MetadataValue.json(self.error_codes),
-            "manifest": MetadataValue.json(self.manifest), "uri": MetadataValue.path(self.uri),
+            "job_status": self.job_status.value,
+            "job_arn": self.job_arn or "",
+            "records_sent": self.records_sent,
+            "succeeded": self.succeeded,
+            "errored": self.errored,
+            "not_returned": self.not_returned,
+            "duplicate_lines": self.duplicate_lines,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "error_codes": MetadataValue.json(self.error_codes),
+            "manifest": MetadataValue.json(self.manifest),
+            "uri": MetadataValue.path(self.uri),
         }
 
 
@@ -312,9 +337,19 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
         upload_file(s3, out_path, layout.outputs(shard))
     stats = parser.stats
     return JobOutputs(
-        shard=shard, job_arn=attempt.job_arn, job_status=attempt.status, uri=layout.outputs(shard).uri,
-        output_files=files, manifest=manifest, records_sent=len(sent), output_lines=stats.lines,
-        succeeded=stats.succeeded, errored=stats.errored, duplicate_lines=stats.duplicates,
-        unknown_record_ids=stats.unknown_ids, input_tokens=stats.input_tokens, output_tokens=stats.output_tokens,
+        shard=shard,
+        job_arn=attempt.job_arn,
+        job_status=attempt.status,
+        uri=layout.outputs(shard).uri,
+        output_files=files,
+        manifest=manifest,
+        records_sent=len(sent),
+        output_lines=stats.lines,
+        succeeded=stats.succeeded,
+        errored=stats.errored,
+        duplicate_lines=stats.duplicates,
+        unknown_record_ids=stats.unknown_ids,
+        input_tokens=stats.input_tokens,
+        output_tokens=stats.output_tokens,
         error_codes=dict(stats.error_codes),
     )

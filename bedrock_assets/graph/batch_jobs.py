@@ -16,14 +16,22 @@ from bedrock_assets.spec import PipelineSpec
 
 def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource) -> JobSettings:
     return JobSettings(
-        pipeline=spec.name, prefix=spec.job_prefix, model_id=spec.model.id,
-        invocation_type=spec.model.invocation_type, role_arn=spec.role_arn, timeout_hours=spec.timeout_hours,
-        tags=spec.tags, quotas=spec.quotas(bedrock.quota_overrides),
+        pipeline=spec.name,
+        prefix=spec.job_prefix,
+        model_id=spec.model.id,
+        invocation_type=spec.model.invocation_type,
+        role_arn=spec.role_arn,
+        timeout_hours=spec.timeout_hours,
+        tags=spec.tags,
+        quotas=spec.quotas(bedrock.quota_overrides),
     )
 
 
 def submit(
-    spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger, shards: list[ShardInfo],
+    spec: PipelineSpec,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    shards: list[ShardInfo],
     counter: CallCounter,
 ) -> list[SubmitOutcome]:
     """Submit (or re-attach, or queue) the job of each shard."""
@@ -37,8 +45,12 @@ def submit(
 
 def outcome_metadata(outcome: SubmitOutcome) -> dict[str, Any]:
     a = outcome.attempt
-    meta: dict[str, Any] = {"status": a.status.value, "attempt": a.attempt, "job_name": a.job_name,
-                            "records": a.records}
+    meta: dict[str, Any] = {
+        "status": a.status.value,
+        "attempt": a.attempt,
+        "job_name": a.job_name,
+        "records": a.records,
+    }
     if a.job_arn:
         meta["job_arn"] = a.job_arn
     if outcome.detail:

@@ -13,8 +13,9 @@ shard is submitted when a slot frees.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.events import DagsterEventType
@@ -33,8 +34,12 @@ from bedrock_assets.spec import PipelineSpec
 MAX_GETS_PER_TICK = 50
 MAX_SHARDS_PER_RUN = 16  # finished shards read and merged in one run (a partition range)
 T = TypeVar("T")
-IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-               DagsterRunStatus.STARTED]
+IN_PROGRESS = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,10 @@ def contiguous_groups(
 
 
 def decide_tick(
-    latest: Mapping[str, JobAttempt], shards: Sequence[str], merged: Mapping[str, str], busy: set[str],
+    latest: Mapping[str, JobAttempt],
+    shards: Sequence[str],
+    merged: Mapping[str, str],
+    busy: set[str],
     free_slots: int,
 ) -> TickDecision:
     """Which shards to merge and which queued shards to submit.
@@ -127,6 +135,7 @@ def poll(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -
 
 # ---- what the Dagster instance knows ---------------------------------------------------------
 
+
 def merged_jobs(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, str]:
     """Shard -> the job attempt its latest merged_results materialization merged (two queries)."""
     ids = instance.get_latest_storage_id_by_partition(merged_results, DagsterEventType.ASSET_MATERIALIZATION)
@@ -174,5 +183,3 @@ def merge_run_key(group: Sequence[JobAttempt]) -> str:
 
 def submit_run_key(attempt: JobAttempt) -> str:
     return f"submit:{attempt.job_name}:{attempt.queued_at or ''}"
-
-

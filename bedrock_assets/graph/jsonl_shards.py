@@ -29,8 +29,7 @@ class ShardInput:
     def violation(self, quotas: BatchQuotas) -> str | None:
         """Why this input breaks the model's batch quotas, or None."""
         if not quotas.min_records_per_job <= self.records <= quotas.max_records_per_shard:
-            return (f"{self.records} records, outside {quotas.min_records_per_job}-"
-                    f"{quotas.max_records_per_shard}")
+            return f"{self.records} records, outside {quotas.min_records_per_job}-{quotas.max_records_per_shard}"
         if self.bytes > quotas.max_shard_bytes:
             return f"{self.bytes} bytes, over {quotas.max_shard_bytes}"
         return None

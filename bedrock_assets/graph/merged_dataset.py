@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import MetadataValue
 
-from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.graph.merged_results import outcome_counts
+from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.storage import download_file, upload_file
 
@@ -40,9 +41,14 @@ class MergedDataset:
         return self.rows - self.succeeded
 
     def metadata(self) -> dict[str, Any]:
-        return {"rows": self.rows, "succeeded": self.succeeded, "failed": self.failed,
-                "errors": MetadataValue.json(self.errors), "shards": self.shards,
-                "uri": MetadataValue.path(self.uri)}
+        return {
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "errors": MetadataValue.json(self.errors),
+            "shards": self.shards,
+            "uri": MetadataValue.path(self.uri),
+        }
 
 
 def merge_dataset(spec: Any, s3: Any, shards: list[str]) -> MergedDataset:
@@ -58,9 +64,14 @@ def merge_dataset(spec: Any, s3: Any, shards: list[str]) -> MergedDataset:
                 part = download_file(s3, layout.merged(shard), Path(tmp) / f"{shard}.parquet")
                 table = pq.read_table(part)
                 # dictionary columns (shard, job_arn, source_file) differ per part: store as plain text
-                table = table.cast(pa.schema([
-                    pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema
-                ]))
+                table = table.cast(
+                    pa.schema(
+                        [
+                            pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                            for f in table.schema
+                        ]
+                    )
+                )
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, table.schema)
                 writer.write_table(table)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import MetadataValue
 
-from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.layout import PipelineLayout
+from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
 from bedrock_assets.storage import download_file, upload_file
 
@@ -44,9 +45,7 @@ def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
         absent_code = f"Job{job.status.value}"
         absent_msg = f"batch job {job.status.value}" + (f": {job.message}" if job.message else "")
     code = pc.if_else(rejected, INVALID_INPUT, pc.if_else(missing, absent_code, joined.column("error_code")))
-    message = pc.if_else(
-        rejected, input_error, pc.if_else(missing, absent_msg, joined.column("error_message"))
-    )
+    message = pc.if_else(rejected, input_error, pc.if_else(missing, absent_msg, joined.column("error_message")))
     base = rows.drop_columns([c for c in INTERNAL_COLUMNS if c in rows.column_names])
     n = rows.num_rows
     merged = base.append_column("shard", pa.array([job.shard] * n, pa.string()).dictionary_encode())
@@ -86,9 +85,13 @@ class MergedShard:
     def metadata(self) -> dict[str, Any]:
         """Per-shard metadata; only a shard that holds every input row once is recorded as merged."""
         return {
-            **({MERGED_JOB: self.job.identity} if self.every_row_once else {}), "job_status": self.job.status.value, "rows": self.rows,
-            "succeeded": self.succeeded, "failed": self.rows - self.succeeded,
-            "errors": MetadataValue.json(self.errors), "uri": MetadataValue.path(self.uri),
+            **({MERGED_JOB: self.job.identity} if self.every_row_once else {}),
+            "job_status": self.job.status.value,
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "failed": self.rows - self.succeeded,
+            "errors": MetadataValue.json(self.errors),
+            "uri": MetadataValue.path(self.uri),
         }
 
 
@@ -104,6 +107,13 @@ def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
         pq.write_table(merged, path)
         upload_file(s3, path, layout.merged(shard))
     outcome = dict(outcome_counts(merged))
-    return MergedShard(shard=shard, job=job, input_rows=rows.num_rows, rows=merged.num_rows,
-                       unique_ids=pc.count_distinct(merged.column(RECORD_ID)).as_py(),
-                       succeeded=outcome.pop("ok", 0), errors=outcome, uri=layout.merged(shard).uri)
+    return MergedShard(
+        shard=shard,
+        job=job,
+        input_rows=rows.num_rows,
+        rows=merged.num_rows,
+        unique_ids=pc.count_distinct(merged.column(RECORD_ID)).as_py(),
+        succeeded=outcome.pop("ok", 0),
+        errors=outcome,
+        uri=layout.merged(shard).uri,
+    )

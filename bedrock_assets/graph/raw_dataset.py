@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,8 +65,9 @@ class ShardPlan:
             "rejected_rows": self.rejected,
             "shards": len(self.shards),
             "source_files": len(self.files),
-            "shard_plan": table([{"shard": s.key, "rows": s.rows, "records": s.records, "bytes": s.bytes}
-                                 for s in self.shards]),
+            "shard_plan": table(
+                [{"shard": s.key, "rows": s.rows, "records": s.records, "bytes": s.bytes} for s in self.shards]
+            ),
             "canonical_uri": MetadataValue.path(layout.root.join("canonical").uri),
         }
 
@@ -109,8 +111,9 @@ def prepare_dataset(
             upload_file(s3, path, layout.shard_rows(key))
             path.unlink()
             first = int(shard.table.column("source_row")[0].as_py()) if shard.table.num_rows else 0
-            shards.append(ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes,
-                                    shard_digest(shard.table), first))
+            shards.append(
+                ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), first)
+            )
             if log:
                 log(f"shard {key}: {shard.records} records, {shard.bytes} bytes")
 

@@ -7,7 +7,8 @@ emulator; ``/_emulator/...`` is the control API; everything else is served by mo
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
@@ -60,7 +61,9 @@ class LocalStackApp:
         return self.moto_app(environ, start_response)
 
     def _bedrock(self, request: Request, region: str | None) -> Response:
-        raw_path = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path).split("?", 1)[0]
+        raw_path = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path).split("?", 1)[
+            0
+        ]
         parts = [unquote(p) for p in raw_path.split("/") if p]
         method = request.method
         try:

@@ -19,9 +19,10 @@ import string
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,7 @@ ALL_STATUSES = frozenset(JobStatus.bedrock_values())
 JOB_NAME_RE = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
 TOKEN_RE = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
 ROLE_ARN_RE = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
-S3_URI_RE = re.compile(
-    r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?"
-)
+S3_URI_RE = re.compile(r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?")
 JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 MAX_RECORDS_PER_FILE = 50_000
@@ -74,7 +73,7 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO8601 UTC with milliseconds (what the service returns)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse_time(value: str, field: str) -> float:
@@ -83,7 +82,7 @@ def _parse_time(value: str, field: str) -> float:
             return float(value)
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     except ValueError:
         raise _validation(f"{field}: '{value}' is not a valid ISO 8601 timestamp") from None
@@ -91,7 +90,7 @@ def _parse_time(value: str, field: str) -> float:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """'s3://bucket/a/b' -> ('bucket', 'a/b')."""
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
@@ -275,12 +274,15 @@ class BatchJobEmulator:
             if params.get("sortBy", "CreationTime") != "CreationTime":
                 raise _validation("sortBy: must be 'CreationTime'")
             after = _parse_time(params["submitTimeAfter"], "submitTimeAfter") if params.get("submitTimeAfter") else None
-            before = _parse_time(params["submitTimeBefore"], "submitTimeBefore") if params.get("submitTimeBefore") else None
+            before = (
+                _parse_time(params["submitTimeBefore"], "submitTimeBefore") if params.get("submitTimeBefore") else None
+            )
             name_contains = params.get("nameContains")
             if self._advance_all():
                 self._save()
             jobs = [
-                j for j in self._jobs.values()
+                j
+                for j in self._jobs.values()
                 if (status is None or j["status"] == status)
                 and (after is None or j["submitTime"] >= after)
                 and (before is None or j["submitTime"] <= before)
@@ -310,7 +312,12 @@ class BatchJobEmulator:
                 raise _validation(f"The job {job['jobArn']} is in status {job['status']} and cannot be stopped.")
             if job["status"] != JobStatus.STOPPING.value:
                 now = self.clock()
-                job.update(status=JobStatus.STOPPING.value, phaseStart=now, lastModifiedTime=now, message="Stop requested by user.")
+                job.update(
+                    status=JobStatus.STOPPING.value,
+                    phaseStart=now,
+                    lastModifiedTime=now,
+                    message="Stop requested by user.",
+                )
             self._save()
             return {}
 
@@ -339,31 +346,45 @@ class BatchJobEmulator:
             raise _validation("Request body must be a JSON object.")
         for field in ("jobName", "roleArn", "modelId", "inputDataConfig", "outputDataConfig"):
             if body.get(field) in (None, ""):
-                raise _validation(f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null")
+                raise _validation(
+                    f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+                )
         name = body["jobName"]
         if not isinstance(name, str) or not 1 <= len(name) <= 63 or not JOB_NAME_RE.fullmatch(name):
             raise _validation(f"jobName: '{name}' must be 1-63 characters matching {JOB_NAME_RE.pattern}")
         token = body.get("clientRequestToken")
-        if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= 256 or not TOKEN_RE.fullmatch(token)):
+        if token is not None and (
+            not isinstance(token, str) or not 1 <= len(token) <= 256 or not TOKEN_RE.fullmatch(token)
+        ):
             raise _validation(f"clientRequestToken: '{token}' must be 1-256 characters matching {TOKEN_RE.pattern}")
         role = body["roleArn"]
         if not isinstance(role, str) or len(role) > 2048 or not ROLE_ARN_RE.fullmatch(role):
             raise _validation(f"roleArn: '{role}' is not a valid IAM role ARN")
         model_id = body["modelId"]
         if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048 or model_family(model_id) is None:
-            raise _validation(f"modelId: the provided model identifier '{model_id}' is invalid or not supported for batch inference.")
+            raise _validation(
+                f"modelId: the provided model identifier '{model_id}' is invalid or not supported for batch inference."
+            )
         inv_type = body.get("modelInvocationType") or "InvokeModel"
         if inv_type not in ("InvokeModel", "Converse"):
             raise _validation(f"modelInvocationType: '{inv_type}' must be one of ['InvokeModel', 'Converse']")
         if inv_type == "Converse" and model_family(model_id) in ("titan-embed-v2", "cohere-embed"):
             raise _validation(f"modelInvocationType: model '{model_id}' does not support Converse.")
-        inp = (body["inputDataConfig"] or {}).get("s3InputDataConfig") if isinstance(body["inputDataConfig"], dict) else None
+        inp = (
+            (body["inputDataConfig"] or {}).get("s3InputDataConfig")
+            if isinstance(body["inputDataConfig"], dict)
+            else None
+        )
         if not isinstance(inp, dict) or not inp.get("s3Uri"):
             raise _validation("inputDataConfig.s3InputDataConfig.s3Uri: Member must not be null")
         self._check_s3_uri(inp["s3Uri"], "inputDataConfig.s3InputDataConfig.s3Uri")
         if inp.get("s3InputFormat", "JSONL") != "JSONL":
             raise _validation("inputDataConfig.s3InputDataConfig.s3InputFormat: must be 'JSONL'")
-        out = (body["outputDataConfig"] or {}).get("s3OutputDataConfig") if isinstance(body["outputDataConfig"], dict) else None
+        out = (
+            (body["outputDataConfig"] or {}).get("s3OutputDataConfig")
+            if isinstance(body["outputDataConfig"], dict)
+            else None
+        )
         if not isinstance(out, dict) or not out.get("s3Uri"):
             raise _validation("outputDataConfig.s3OutputDataConfig.s3Uri: Member must not be null")
         self._check_s3_uri(out["s3Uri"], "outputDataConfig.s3OutputDataConfig.s3Uri")
@@ -402,7 +423,9 @@ class BatchJobEmulator:
                 if obj["Key"].endswith(".jsonl")
             ]
         except s3.exceptions.ClientError as exc:
-            raise _validation(f"inputDataConfig: cannot access input location {uri}: {exc.response['Error'].get('Code')}") from None
+            raise _validation(
+                f"inputDataConfig: cannot access input location {uri}: {exc.response['Error'].get('Code')}"
+            ) from None
         if not keys:
             raise _validation(f"inputDataConfig: no input object or .jsonl files found at {uri}")
         return sorted(keys)
@@ -416,7 +439,9 @@ class BatchJobEmulator:
         job_id = identifier.rsplit("/", 1)[-1]
         job = self._jobs.get(job_id)
         if job is None or (identifier.startswith("arn:") and identifier != job["jobArn"]):
-            raise EmulatorError("ResourceNotFoundException", f"Could not find model invocation job '{identifier}'.", 404)
+            raise EmulatorError(
+                "ResourceNotFoundException", f"Could not find model invocation job '{identifier}'.", 404
+            )
         return job
 
     @staticmethod
@@ -424,10 +449,22 @@ class BatchJobEmulator:
         view = {
             k: job[k]
             for k in (
-                "jobArn", "jobName", "modelId", "clientRequestToken", "roleArn", "status", "message",
-                "inputDataConfig", "outputDataConfig", "vpcConfig", "timeoutDurationInHours",
-                "modelInvocationType", "totalRecordCount", "processedRecordCount",
-                "successRecordCount", "errorRecordCount",
+                "jobArn",
+                "jobName",
+                "modelId",
+                "clientRequestToken",
+                "roleArn",
+                "status",
+                "message",
+                "inputDataConfig",
+                "outputDataConfig",
+                "vpcConfig",
+                "timeoutDurationInHours",
+                "modelInvocationType",
+                "totalRecordCount",
+                "processedRecordCount",
+                "successRecordCount",
+                "errorRecordCount",
             )
         }
         for k in ("submitTime", "lastModifiedTime", "endTime", "jobExpirationTime"):
@@ -479,7 +516,10 @@ class BatchJobEmulator:
             if status == JobStatus.SCHEDULED.value:
                 pattern = self.faults.expire_jobs_matching
                 if pattern and pattern in job["jobName"]:
-                    return JobStatus.EXPIRED.value, "The job expired before it could start (emulated fault: expire_jobs_matching)."
+                    return (
+                        JobStatus.EXPIRED.value,
+                        "The job expired before it could start (emulated fault: expire_jobs_matching).",
+                    )
                 return JobStatus.IN_PROGRESS.value, None
             if status == JobStatus.IN_PROGRESS.value:
                 pattern = self.faults.fail_jobs_matching
@@ -531,7 +571,9 @@ class BatchJobEmulator:
                     raise JobFailure(f"Line {lineno} of {uri} is missing the required 'modelInput' field.")
                 count += 1
                 if count > MAX_RECORDS_PER_FILE:
-                    raise JobFailure(f"Input file {uri} has more than {MAX_RECORDS_PER_FILE} records, the per-file limit.")
+                    raise JobFailure(
+                        f"Input file {uri} has more than {MAX_RECORDS_PER_FILE} records, the per-file limit."
+                    )
             total_records += count
             if total_records > MAX_RECORDS_PER_JOB:
                 raise JobFailure(f"The job has more than {MAX_RECORDS_PER_JOB} records, the per-job limit.")
@@ -562,7 +604,7 @@ class BatchJobEmulator:
             order = np.random.default_rng(_seed(job["jobId"], key)).permutation(len(raw))
             with tempfile.TemporaryFile() as out:
                 for start in range(0, len(raw), CHUNK_RECORDS):
-                    self._process_chunk(job, key, raw, order[start:start + CHUNK_RECORDS], out, totals)
+                    self._process_chunk(job, key, raw, order[start : start + CHUNK_RECORDS], out, totals)
                 size = out.tell()
                 out.seek(0)
                 out_key = out_prefix + PurePosixPath(key).name + ".out"
@@ -581,10 +623,17 @@ class BatchJobEmulator:
             "outputTokenCount": totals["output_tokens"],
         }
         s3.put_object(Bucket=out_bucket, Key=out_prefix + "manifest.json.out", Body=json.dumps(manifest).encode())
-        job.update({k: manifest[k] for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")})
+        job.update(
+            {
+                k: manifest[k]
+                for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")
+            }
+        )
         return totals["error"] > 0 or totals["processed"] < totals["total"]
 
-    def _process_chunk(self, job: dict, key: str, raw: list[bytes], indices: np.ndarray, out: Any, totals: dict) -> None:
+    def _process_chunk(
+        self, job: dict, key: str, raw: list[bytes], indices: np.ndarray, out: Any, totals: dict
+    ) -> None:
         faults = self.faults
         kept: list[tuple[str, Any]] = []
         injected: dict[int, tuple[int, str]] = {}
@@ -592,16 +641,20 @@ class BatchJobEmulator:
             record = json.loads(raw[idx])
             record_id = record.get("recordId")
             if not isinstance(record_id, str) or not record_id:
-                record_id = "R%011d" % (_seed(key, str(int(idx))) % 10**11)
+                record_id = f"R{_seed(key, str(int(idx))) % 10**11:011d}"
             if faults.drop_rate and _unit_hash("drop", record_id) < faults.drop_rate:
                 continue
             if faults.record_error_rate and _unit_hash("error", record_id) < faults.record_error_rate:
-                injected[len(kept)] = (429, "[emulated] ThrottlingException: Too many tokens, please wait before trying again.") \
-                    if _unit_hash("code", record_id) < 0.5 else \
-                    (500, "[emulated] InternalServerException: The model encountered an unexpected error.")
+                injected[len(kept)] = (
+                    (429, "[emulated] ThrottlingException: Too many tokens, please wait before trying again.")
+                    if _unit_hash("code", record_id) < 0.5
+                    else (500, "[emulated] InternalServerException: The model encountered an unexpected error.")
+                )
             kept.append((record_id, record["modelInput"]))
         to_run = [i for i in range(len(kept)) if i not in injected]
-        results = dict(zip(to_run, synthesize_batch(job["modelId"], job["modelInvocationType"], [kept[i][1] for i in to_run])))
+        results = dict(
+            zip(to_run, synthesize_batch(job["modelId"], job["modelInvocationType"], [kept[i][1] for i in to_run]))
+        )
         lines = []
         for i, (record_id, model_input) in enumerate(kept):
             head = f'{{"recordId":{json.dumps(record_id)},"modelInput":{json.dumps(model_input, separators=(",", ":"), ensure_ascii=False)},'

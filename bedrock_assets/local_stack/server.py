@@ -70,7 +70,7 @@ class LocalStack:
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         """Start serving (restoring S3/DynamoDB from ``state_dir`` if a snapshot exists)."""
         if self._server is not None:
             return self
@@ -101,7 +101,7 @@ class LocalStack:
             self._server = None
             self._thread = None
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -174,7 +174,12 @@ def save_snapshot(stack: LocalStack, target: Path) -> None:
         resp = s3.get_object(Bucket=bucket, Key=key)
         with open(new / "objects" / fname, "wb") as fh:
             shutil.copyfileobj(resp["Body"], fh, 1 << 20)
-        return {"key": key, "file": fname, "content_type": resp.get("ContentType"), "metadata": resp.get("Metadata") or {}}
+        return {
+            "key": key,
+            "file": fname,
+            "content_type": resp.get("ContentType"),
+            "metadata": resp.get("Metadata") or {},
+        }
 
     buckets = []
     n = 0
@@ -216,14 +221,21 @@ def _create_table_args(desc: dict) -> dict:
 
     def throughput(d: dict) -> dict:
         pt = d.get("ProvisionedThroughput") or {}
-        return {"ReadCapacityUnits": max(1, pt.get("ReadCapacityUnits", 1)), "WriteCapacityUnits": max(1, pt.get("WriteCapacityUnits", 1))}
+        return {
+            "ReadCapacityUnits": max(1, pt.get("ReadCapacityUnits", 1)),
+            "WriteCapacityUnits": max(1, pt.get("WriteCapacityUnits", 1)),
+        }
 
     if billing == "PROVISIONED":
         args["ProvisionedThroughput"] = throughput(desc)
     if desc.get("GlobalSecondaryIndexes"):
         args["GlobalSecondaryIndexes"] = [
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"],
-             **({"ProvisionedThroughput": throughput(g)} if billing == "PROVISIONED" else {})}
+            {
+                "IndexName": g["IndexName"],
+                "KeySchema": g["KeySchema"],
+                "Projection": g["Projection"],
+                **({"ProvisionedThroughput": throughput(g)} if billing == "PROVISIONED" else {}),
+            }
             for g in desc["GlobalSecondaryIndexes"]
         ]
     if desc.get("LocalSecondaryIndexes"):
@@ -272,7 +284,7 @@ def restore_snapshot(stack: LocalStack, source: Path) -> None:
         ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         items = table["items"]
         for start in range(0, len(items), 25):
-            request = {name: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]}
+            request = {name: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
             while request:
                 request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
 

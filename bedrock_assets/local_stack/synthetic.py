@@ -92,9 +92,7 @@ def _text_of_content(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            str(block.get("text", "")) for block in content if isinstance(block, dict)
-        )
+        return " ".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
     return ""
 
 
@@ -169,11 +167,17 @@ def _validate_converse(body: dict) -> None:
         extra = set(cfg) - {"maxTokens", "temperature", "topP", "stopSequences"}
         _require(not extra, f"inferenceConfig: unknown key(s) {sorted(extra)}")
         if "maxTokens" in cfg:
-            _require(_is_int(cfg["maxTokens"]) and cfg["maxTokens"] > 0, "inferenceConfig.maxTokens: must be a positive integer")
+            _require(
+                _is_int(cfg["maxTokens"]) and cfg["maxTokens"] > 0,
+                "inferenceConfig.maxTokens: must be a positive integer",
+            )
         for key in ("temperature", "topP"):
             if key in cfg:
                 v = cfg[key]
-                _require(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1, f"inferenceConfig.{key}: must be a number in [0, 1]")
+                _require(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                    f"inferenceConfig.{key}: must be a number in [0, 1]",
+                )
         if "stopSequences" in cfg:
             _require(
                 isinstance(cfg["stopSequences"], list) and all(isinstance(s, str) for s in cfg["stopSequences"]),
@@ -191,7 +195,10 @@ def _validate_generic(family: str, body: dict) -> None:
         _require(isinstance(body.get("prompt"), str) and body["prompt"] != "", "prompt: required non-empty string")
     elif family == "cohere-embed":
         texts = body.get("texts")
-        _require(isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts), "texts: must be a non-empty list of strings")
+        _require(
+            isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts),
+            "texts: must be a non-empty list of strings",
+        )
 
 
 def validate_record(family: str, invocation_type: str, model_input: Any) -> None:
@@ -257,7 +264,9 @@ def _titan_outputs(bodies: list[dict], seeds: list[int]) -> list[SyntheticResult
 
 
 def _prompt_chars(body: dict) -> int:
-    chars = len(_text_of_content(body.get("system")) if isinstance(body.get("system"), list) else str(body.get("system") or ""))
+    chars = len(
+        _text_of_content(body.get("system")) if isinstance(body.get("system"), list) else str(body.get("system") or "")
+    )
     for msg in body.get("messages") or []:
         if isinstance(msg, dict):
             chars += len(_text_of_content(msg.get("content")))
@@ -292,8 +301,12 @@ def _text_output(family: str, invocation_type: str, model_id: str, body: dict, s
     elif family == "llama":
         text, cut = _emulated_text(seed, model_id, body.get("max_gen_len"))
         n_out = _tokens(len(text))
-        out = {"generation": text, "prompt_token_count": n_in, "generation_token_count": n_out,
-               "stop_reason": "length" if cut else "stop"}
+        out = {
+            "generation": text,
+            "prompt_token_count": n_in,
+            "generation_token_count": n_out,
+            "stop_reason": "length" if cut else "stop",
+        }
     elif family == "mistral":
         text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
         n_out = _tokens(len(text))
@@ -304,7 +317,11 @@ def _text_output(family: str, invocation_type: str, model_id: str, body: dict, s
         n_in = _tokens(sum(len(t) for t in texts))
         return SyntheticResult(
             f'{{"id":"emulated-{seed:016x}","response_type":"embeddings_floats",'
-            f'"embeddings":[{",".join(rows)}],"texts":{json.dumps(texts)}}}', None, n_in, 0)
+            f'"embeddings":[{",".join(rows)}],"texts":{json.dumps(texts)}}}',
+            None,
+            n_in,
+            0,
+        )
     return SyntheticResult(json.dumps(out, separators=(",", ":")), None, n_in, n_out)
 
 
@@ -326,6 +343,8 @@ def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any
         else:
             results[i] = _text_output(family, invocation_type, model_id, body, seeds[i])
     if titan_idx:
-        for i, res in zip(titan_idx, _titan_outputs([model_inputs[i] for i in titan_idx], [seeds[i] for i in titan_idx])):
+        for i, res in zip(
+            titan_idx, _titan_outputs([model_inputs[i] for i in titan_idx], [seeds[i] for i in titan_idx])
+        ):
             results[i] = res
     return results  # type: ignore[return-value]

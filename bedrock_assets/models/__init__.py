@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from bedrock_assets.bedrock.quotas import base_model_id
 from bedrock_assets.models.base import InferenceSettings, ModelAdapter, ParsedOutput, PromptSettings
 from bedrock_assets.models.claude import ClaudeMessagesAdapter
 from bedrock_assets.models.converse import ConverseAdapter
 from bedrock_assets.models.titan_embed import TitanEmbedV2Adapter
-from bedrock_assets.bedrock.quotas import base_model_id
 
 # InvokeModel adapters by base model id prefix (after any inference-profile prefix).
 _INVOKE_MODEL_ADAPTERS: dict[str, type[ModelAdapter]] = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import string
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -134,6 +135,7 @@ class ModelAdapter(ABC):
     # whole batches --------------------------------------------------------------------------
     def texts(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
         """``text_for`` over a batch, in Arrow (nulls render as empty text, like ``text_for``)."""
+
         def column(name: str) -> Any:
             values = batch.column(name)
             values = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,9 +50,7 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
                 raise ValueError(f"messages[{i}].content is empty (the rendered prompt has no text)")
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
-        text = "".join(
-            block.get("text") or "" for block in model_output["content"] if block.get("type") == "text"
-        )
+        text = "".join(block.get("text") or "" for block in model_output["content"] if block.get("type") == "text")
         usage = model_output.get("usage") or {}
         return ParsedOutput(
             text=text,
@@ -62,17 +61,20 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
 
     @property
     def output_type(self) -> pa.StructType:
-        return pa.struct([
-            ("content", pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))),
-            ("stop_reason", pa.string()),
-            ("usage", pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64())])),
-        ])
+        return pa.struct(
+            [
+                ("content", pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))),
+                ("stop_reason", pa.string()),
+                ("usage", pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64())])),
+            ]
+        )
 
     def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
         content = pc.struct_field(model_output, "content")
         blocks = content.flatten()
-        text = join_text_blocks(content, pc.struct_field(blocks, "text"),
-                                pc.equal(pc.struct_field(blocks, "type"), "text"))
+        text = join_text_blocks(
+            content, pc.struct_field(blocks, "text"), pc.equal(pc.struct_field(blocks, "type"), "text")
+        )
         usage = pc.struct_field(model_output, "usage")
         return {
             "output_text": text,

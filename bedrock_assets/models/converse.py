@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,11 +63,13 @@ class ConverseAdapter(TemplatedAdapter):
     @property
     def output_type(self) -> pa.StructType:
         content = pa.list_(pa.struct([("text", pa.string())]))
-        return pa.struct([
-            ("output", pa.struct([("message", pa.struct([("content", content)]))])),
-            ("stopReason", pa.string()),
-            ("usage", pa.struct([("inputTokens", pa.int64()), ("outputTokens", pa.int64())])),
-        ])
+        return pa.struct(
+            [
+                ("output", pa.struct([("message", pa.struct([("content", content)]))])),
+                ("stopReason", pa.string()),
+                ("usage", pa.struct([("inputTokens", pa.int64()), ("outputTokens", pa.int64())])),
+            ]
+        )
 
     def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
         message = pc.struct_field(pc.struct_field(model_output, "output"), "message")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,10 +48,18 @@ class TitanEmbedV2Adapter(ModelAdapter):
         too_long = pc.greater(pc.utf8_length(texts), TITAN_V2_MAX_CHARS)
         none = pa.scalar(None, pa.string())
         return pc.if_else(
-            blank, pa.scalar("ValueError: inputText must be a non-empty string"),
-            pc.if_else(too_long, pc.binary_join_element_wise(
-                "ValueError: inputText has ", pc.cast(pc.utf8_length(texts), pa.string()),
-                f" characters; Titan V2 accepts at most {TITAN_V2_MAX_CHARS}", ""), none),
+            blank,
+            pa.scalar("ValueError: inputText must be a non-empty string"),
+            pc.if_else(
+                too_long,
+                pc.binary_join_element_wise(
+                    "ValueError: inputText has ",
+                    pc.cast(pc.utf8_length(texts), pa.string()),
+                    f" characters; Titan V2 accepts at most {TITAN_V2_MAX_CHARS}",
+                    "",
+                ),
+                none,
+            ),
         )
 
     def validate(self, body: Mapping[str, Any]) -> None:

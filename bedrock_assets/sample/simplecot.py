@@ -96,37 +96,99 @@ each_day per twice three four five six seven eight nine ten twenty hundred thous
 _WORDS = [w.replace("_", " ") for w in _WORDS]
 
 _NON_ASCII_PIECES = [
-    "café", "naïve", "résumé", "Größe", "señor", "façade", "jalapeño", "Ærø",
-    "São Paulo", "Zürich", "crème brûlée", "déjà vu", "Ω≈π", "x² + y²", "°C",
-    "日本語", "東京", "中文问题", "数学题", "答案是", "こんにちは", "한국어",
-    "привет", "спасибо", "Ελληνικά", "שלום", "مرحبا", "हिन्दी",
-    "😀", "🚀", "🎉", "👍", "🤔", "✅", "🍎", "📚", "€12", "£5", "¥300", "…",
+    "café",
+    "naïve",
+    "résumé",
+    "Größe",
+    "señor",
+    "façade",
+    "jalapeño",
+    "Ærø",
+    "São Paulo",
+    "Zürich",
+    "crème brûlée",
+    "déjà vu",
+    "Ω≈π",
+    "x² + y²",
+    "°C",
+    "日本語",
+    "東京",
+    "中文问题",
+    "数学题",
+    "答案是",
+    "こんにちは",
+    "한국어",
+    "привет",
+    "спасибо",
+    "Ελληνικά",
+    "שלום",
+    "مرحبا",
+    "हिन्दी",
+    "😀",
+    "🚀",
+    "🎉",
+    "👍",
+    "🤔",
+    "✅",
+    "🍎",
+    "📚",
+    "€12",
+    "£5",
+    "¥300",
+    "…",
 ]
 
 _SOURCE_PREFIXES = [
-    "Question:", "Q:", "Answer the following question.", "Premise:",
-    "Solve this math problem:", "Given the sentence", "Claim:",
-    "Is the following sentence factually correct?", "Read the passage below.",
-    "Student asked:", "Problem:", "Consider the following statement.",
+    "Question:",
+    "Q:",
+    "Answer the following question.",
+    "Premise:",
+    "Solve this math problem:",
+    "Given the sentence",
+    "Claim:",
+    "Is the following sentence factually correct?",
+    "Read the passage below.",
+    "Student asked:",
+    "Problem:",
+    "Consider the following statement.",
     "Choose the sentence that goes against common sense.",
-    "Test for natural language inference.", "Context:", "Instruction:",
-    "Pick which sentence is not logical.", "Quick question:",
-    "Translate the following text into simple English:", "Lizzy:",
+    "Test for natural language inference.",
+    "Context:",
+    "Instruction:",
+    "Pick which sentence is not logical.",
+    "Quick question:",
+    "Translate the following text into simple English:",
+    "Lizzy:",
     "Give a stream of consciousness and then the final answer.",
-    "Explain your reasoning before answering:", "Denny asked:",
+    "Explain your reasoning before answering:",
+    "Denny asked:",
     "Can we conclude from the premise that the hypothesis is true?",
 ]
 
 _RATIONALE_PREFIXES = [
-    "Let's think step by step.", "Step-by-step reasoning process:",
-    "The relevant information is:", "To answer this question, we should know that",
-    "First, note that", "Stream of consciousness:", "Reasoning:",
-    "We start by observing that", "Let me think.", "Explanation:",
-    "Step 1:", "OK... Let's work this out.", "Chain of thought:",
+    "Let's think step by step.",
+    "Step-by-step reasoning process:",
+    "The relevant information is:",
+    "To answer this question, we should know that",
+    "First, note that",
+    "Stream of consciousness:",
+    "Reasoning:",
+    "We start by observing that",
+    "Let me think.",
+    "Explanation:",
+    "Step 1:",
+    "OK... Let's work this out.",
+    "Chain of thought:",
 ]
 
 _YESNO_ANSWERS = [
-    "yes", "no", "it is not possible to tell", "Yes", "No", "true", "false",
+    "yes",
+    "no",
+    "it is not possible to tell",
+    "Yes",
+    "No",
+    "true",
+    "false",
 ]
 _OPTION_ANSWERS = ["(A)", "(B)", "(C)", "(D)", "(E)", "Sentence A", "Sentence B"]
 
@@ -150,45 +212,143 @@ _SUFFIXES_BY_KIND = [
 def _build_task_names() -> list[str]:
     """A fixed list of ~330 realistic-ish SimpleCoT task names."""
     cot = [
-        "gsm8k", "esnli", "creak", "ecqa", "strategyqa", "qasc", "sensemaking",
-        "aqua", "math_qa", "stream", "sqa", "sense", "esnli_ii", "creak_ii",
-        "ecqa_ii", "qasc_ii", "gsm8k_ii", "strategyqa_ii", "aqua_ii", "sensemaking_ii",
+        "gsm8k",
+        "esnli",
+        "creak",
+        "ecqa",
+        "strategyqa",
+        "qasc",
+        "sensemaking",
+        "aqua",
+        "math_qa",
+        "stream",
+        "sqa",
+        "sense",
+        "esnli_ii",
+        "creak_ii",
+        "ecqa_ii",
+        "qasc_ii",
+        "gsm8k_ii",
+        "strategyqa_ii",
+        "aqua_ii",
+        "sensemaking_ii",
     ]
     names = [f"cot_{c}" for c in cot]
     names += [f"cot_{c}_{i:04d}" for c in cot[:8] for i in (7, 42, 123, 512, 1024)]
     flan = [
-        "anli_r1", "anli_r2", "anli_r3", "rte", "wnli", "qnli", "mnli", "snli",
-        "boolq", "copa", "hellaswag", "piqa", "winogrande", "arc_easy",
-        "arc_challenge", "openbookqa", "commonsenseqa", "trivia_qa", "nq_open",
-        "squad_v1", "squad_v2", "drop", "quac", "coqa", "cosmos_qa", "story_cloze",
-        "wsc", "math_dataset", "ag_news", "imdb_reviews", "yelp_polarity",
-        "sentiment140", "sst2", "cola", "mrpc", "qqp", "stsb", "paws_wiki",
-        "cnn_dailymail", "xsum", "gigaword", "multi_news", "samsum", "aeslc",
-        "wiki_lingua", "opinion_abstracts", "dart", "e2e_nlg", "web_nlg",
-        "common_gen", "wmt16_translate_de_en", "wmt16_translate_ro_en",
-        "wmt14_translate_fr_en", "para_crawl", "definite_pronoun_resolution",
-        "glue_wnli", "fix_punct", "true_case", "word_segment", "coqa_qa",
+        "anli_r1",
+        "anli_r2",
+        "anli_r3",
+        "rte",
+        "wnli",
+        "qnli",
+        "mnli",
+        "snli",
+        "boolq",
+        "copa",
+        "hellaswag",
+        "piqa",
+        "winogrande",
+        "arc_easy",
+        "arc_challenge",
+        "openbookqa",
+        "commonsenseqa",
+        "trivia_qa",
+        "nq_open",
+        "squad_v1",
+        "squad_v2",
+        "drop",
+        "quac",
+        "coqa",
+        "cosmos_qa",
+        "story_cloze",
+        "wsc",
+        "math_dataset",
+        "ag_news",
+        "imdb_reviews",
+        "yelp_polarity",
+        "sentiment140",
+        "sst2",
+        "cola",
+        "mrpc",
+        "qqp",
+        "stsb",
+        "paws_wiki",
+        "cnn_dailymail",
+        "xsum",
+        "gigaword",
+        "multi_news",
+        "samsum",
+        "aeslc",
+        "wiki_lingua",
+        "opinion_abstracts",
+        "dart",
+        "e2e_nlg",
+        "web_nlg",
+        "common_gen",
+        "wmt16_translate_de_en",
+        "wmt16_translate_ro_en",
+        "wmt14_translate_fr_en",
+        "para_crawl",
+        "definite_pronoun_resolution",
+        "glue_wnli",
+        "fix_punct",
+        "true_case",
+        "word_segment",
+        "coqa_qa",
     ]
     names += [f"flan_{f}" for f in flan]
     names += [f"flan_{f}_template_{t}" for f in flan[:25] for t in range(2)]
     niv2_topics = [
-        "question_answering", "text_classification", "sentiment_analysis",
-        "answer_verification", "commonsense_reasoning", "named_entity_recognition",
-        "coreference_resolution", "textual_entailment", "summarization",
-        "translation", "paraphrasing", "grammar_error_detection",
-        "question_generation", "title_generation", "math_word_problem",
-        "program_execution", "keyword_tagging", "fill_in_the_blank",
-        "sentence_ordering", "toxic_language_detection",
+        "question_answering",
+        "text_classification",
+        "sentiment_analysis",
+        "answer_verification",
+        "commonsense_reasoning",
+        "named_entity_recognition",
+        "coreference_resolution",
+        "textual_entailment",
+        "summarization",
+        "translation",
+        "paraphrasing",
+        "grammar_error_detection",
+        "question_generation",
+        "title_generation",
+        "math_word_problem",
+        "program_execution",
+        "keyword_tagging",
+        "fill_in_the_blank",
+        "sentence_ordering",
+        "toxic_language_detection",
     ]
     for k, topic in enumerate(niv2_topics):
         for j in range(6):
             names.append(f"niv2_task{(k * 53 + j * 97) % 1700:03d}_{topic}")
-    names += [f"t0_{t}" for t in (
-        "adversarial_qa", "quoref", "ropes", "duorc", "wiki_hop", "wiki_qa",
-        "sciq", "quail", "quarel", "quartz", "social_i_qa", "dream",
-        "app_reviews", "amazon_polarity", "dbpedia_14", "trec", "hotpot_qa",
-        "kilt_tasks", "cos_e", "race",
-    )]
+    names += [
+        f"t0_{t}"
+        for t in (
+            "adversarial_qa",
+            "quoref",
+            "ropes",
+            "duorc",
+            "wiki_hop",
+            "wiki_qa",
+            "sciq",
+            "quail",
+            "quarel",
+            "quartz",
+            "social_i_qa",
+            "dream",
+            "app_reviews",
+            "amazon_polarity",
+            "dbpedia_14",
+            "trec",
+            "hotpot_qa",
+            "kilt_tasks",
+            "cos_e",
+            "race",
+        )
+    ]
     seen: set[str] = set()
     out = [n for n in names if not (n in seen or seen.add(n))]
     return out
@@ -241,8 +401,8 @@ _SUFFIX_ARR = pa.array([s for group in _SUFFIXES_BY_KIND for s in group], pa.str
 _SUFFIX_START = np.cumsum([0] + [len(g) for g in _SUFFIXES_BY_KIND])[:-1]
 _SUFFIX_COUNT = np.array([len(g) for g in _SUFFIXES_BY_KIND])
 # body caps so that prefix + body + suffix never exceeds the column caps
-_SOURCE_BODY_MAX = SOURCE_MAX_CHARS - 1 - max(map(len, _SOURCE_PREFIXES)) - max(
-    len(s) for g in _SUFFIXES_BY_KIND for s in g
+_SOURCE_BODY_MAX = (
+    SOURCE_MAX_CHARS - 1 - max(map(len, _SOURCE_PREFIXES)) - max(len(s) for g in _SUFFIXES_BY_KIND for s in g)
 )
 _RATIONALE_BODY_MAX = (
     RATIONALE_MAX_CHARS - 1 - max(map(len, _RATIONALE_PREFIXES)) - len(" So the answer is .") - TARGET_MAX_CHARS
@@ -257,17 +417,13 @@ def simplecot_schema() -> pa.Schema:
     return pa.schema([pa.field(c, pa.string(), nullable=False) for c in SIMPLECOT_COLUMNS])
 
 
-def _lognormal_counts(
-    rng: np.random.Generator, n: int, median: float, sigma: float, lo: int, hi: int
-) -> np.ndarray:
+def _lognormal_counts(rng: np.random.Generator, n: int, median: float, sigma: float, lo: int, hi: int) -> np.ndarray:
     """Target char lengths -> number of phrase tokens per row."""
     chars = np.clip(rng.lognormal(np.log(median), sigma, n), lo, hi)
     return np.maximum(np.rint(chars / _MEAN_TOKEN_CHARS), 2).astype(np.int32)
 
 
-def _text_column(
-    rng: np.random.Generator, counts: np.ndarray, non_ascii_rows: np.ndarray, max_chars: int
-) -> pa.Array:
+def _text_column(rng: np.random.Generator, counts: np.ndarray, non_ascii_rows: np.ndarray, max_chars: int) -> pa.Array:
     """Join ``counts[i]`` random phrases per row; inject non-ASCII phrases."""
     offsets = np.zeros(len(counts) + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
@@ -325,9 +481,7 @@ def _generate_block(seed: int, block: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([source, target, rationale, task], schema=simplecot_schema())
 
 
-def iter_simplecot_batches(
-    n_rows: int, seed: int = 0, batch_rows: int = 65_536
-) -> Iterator[pa.RecordBatch]:
+def iter_simplecot_batches(n_rows: int, seed: int = 0, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
     """Yield record batches (``batch_rows`` rows each, last one shorter) of the dataset.
 
     Content depends only on ``(seed, row index)``; ``n_rows == 0`` yields nothing.
@@ -398,9 +552,7 @@ def write_simplecot(
         with open(path, "w", encoding="utf-8", newline="\n") as fh:
             for rb in batches:
                 cols = [rb.column(i).to_pylist() for i in range(len(SIMPLECOT_COLUMNS))]
-                fh.writelines(
-                    dumps(dict(zip(SIMPLECOT_COLUMNS, row))) + "\n" for row in zip(*cols)
-                )
+                fh.writelines(dumps(dict(zip(SIMPLECOT_COLUMNS, row))) + "\n" for row in zip(*cols))
     return path
 
 

@@ -39,6 +39,16 @@ def cmd_local_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """The environment ``make dev`` / ``bedrock-assets dev`` runs with, as export lines for a second terminal."""
+    from bedrock_assets.local_stack import LocalStack
+
+    home = Path(args.home).resolve()
+    env = {"DAGSTER_HOME": str(home / "dagster"), **LocalStack(port=args.stack_port).env()}
+    print("\n".join(f"export {k}={v}" for k, v in env.items()))
+    return 0
+
+
 def cmd_seed_sample(args: argparse.Namespace) -> int:
     import boto3
 
@@ -144,19 +154,35 @@ def cmd_dev(args: argparse.Namespace) -> int:
         seed_sample(boto3.client("s3"), rows=args.rows)  # no-op for the data if already there: same bytes
         dg = Path(sys.executable).parent / "dg"
         print(f"local stack on {stack.endpoint_url}; starting the Dagster UI on http://127.0.0.1:{args.port}")
-        ui = subprocess.Popen([str(dg), "dev", "-p", str(args.port)], env=env, cwd=PROJECT_ROOT)
+        # SIGINT stops dg dev cleanly; a shell's background job would hand it down ignored
+        ui = subprocess.Popen(
+            [str(dg), "dev", "-p", str(args.port)],
+            env=env,
+            cwd=PROJECT_ROOT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         # on SIGTERM too, stop the UI and snapshot the stack (SIGINT arrives as KeyboardInterrupt)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             return ui.wait()
         finally:
-            if ui.poll() is None:
-                ui.terminate()
-                ui.wait(timeout=60)
+            _stop(ui)
     except KeyboardInterrupt:
         return 0
     finally:
         stack.stop()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop ``dg dev`` the way Ctrl-C does (it shuts its daemon and webserver down on SIGINT)."""
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", help="persist jobs, S3 and DynamoDB here across restarts")
     p.add_argument("--time-scale", type=float, default=0.5, help="real seconds per job status step")
     p.set_defaults(func=cmd_local_stack)
+
+    p = sub.add_parser(
+        "env", help="print the exports that point dg / dagster commands at `make dev`'s stack and instance"
+    )
+    p.add_argument("--home", default=DEFAULT_HOME, help="the --home of bedrock-assets dev")
+    p.add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
+    p.set_defaults(func=cmd_env)
 
     p = sub.add_parser("seed-sample", help="upload the bundled sample dataset (to the configured S3 endpoint)")
     p.add_argument("--rows", type=int, default=3000)

@@ -24,7 +24,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from bedrock_assets.bedrock.resource import CallCounter
-from bedrock_assets.components.bedrock_batch_pipeline import STAGES, PipelineKeys, partition_tags, stage_tags
+from bedrock_assets.components.pipeline_keys import STAGES, PipelineKeys, partition_tags, stage_tags
 from bedrock_assets.graph.job_completion import contiguous_groups, merged_jobs, run_partitions, span
 from bedrock_assets.graph.merged_dataset import JOBS_DIGEST, jobs_digest
 from bedrock_assets.spec import PipelineSpec

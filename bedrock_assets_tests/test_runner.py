@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bedrock_assets.components.bedrock_batch_pipeline import PipelineKeys
+from bedrock_assets.components.pipeline_keys import PipelineKeys
 from bedrock_assets.runner import execute_stage
 from bedrock_assets.uris import parse_s3_uri
 from bedrock_assets_tests.conftest import TITAN, ledger_of, pipeline_dict, run, tick

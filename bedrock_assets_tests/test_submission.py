@@ -11,7 +11,7 @@ from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import job_name, request_token
 from bedrock_assets.bedrock.resource import BedrockBatchResource, JobSummary
 from bedrock_assets.bedrock.submission import Action, ShardToSubmit, plan_submissions
-from bedrock_assets.components.bedrock_batch_pipeline import PipelineKeys
+from bedrock_assets.components.pipeline_keys import PipelineKeys
 from bedrock_assets.graph.raw_dataset import load_shard_plan
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt

@@ -10,17 +10,23 @@ module named after it.
 import json
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
+from bedrock_assets.components.pipeline_keys import (
+    STAGES,
+    TAG_JOB_STATUS,
+    TAG_PIPELINE,
+    PipelineKeys,
+    partition_tags,
+    stage_tags,
+)
 from bedrock_assets.components.scaffold import BedrockBatchPipelineScaffolder
 from bedrock_assets.graph import (
     batch_job_outputs,
@@ -36,95 +42,10 @@ from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.spec import ModelSpec, PipelineSpec, SpecError, parse_pipeline, schema_model
 
-# BackfillPolicy on assets is marked beta in Dagster 1.13; we rely on it for one run per range of shards.
-warnings.filterwarnings("ignore", category=dg.BetaWarning, message=r".*backfill_policy.*")
-
-TAG_PIPELINE = "bedrock_assets/pipeline"
-TAG_STAGE = "bedrock_assets/stage"
-TAG_SHARDS = "bedrock_assets/shards"
-TAG_JOB_STATUS = "bedrock_assets/job_status"
 COMPLETION_INTERVAL_SECONDS = 30
 
-
-@dataclass(frozen=True)
-class PipelineKeys:
-    """Every name Dagster knows a pipeline's parts by."""
-
-    pipeline: str
-
-    def asset(self, node: str) -> dg.AssetKey:
-        return dg.AssetKey([self.pipeline, node])
-
-    @property
-    def raw_dataset(self) -> dg.AssetKey:
-        return self.asset("raw_dataset")
-
-    @property
-    def jsonl_shards(self) -> dg.AssetKey:
-        return self.asset("jsonl_shards")
-
-    @property
-    def batch_jobs(self) -> dg.AssetKey:
-        return self.asset("batch_jobs")
-
-    @property
-    def batch_job_outputs(self) -> dg.AssetKey:
-        return self.asset("batch_job_outputs")
-
-    @property
-    def merged_results(self) -> dg.AssetKey:
-        return self.asset("merged_results")
-
-    @property
-    def merged_dataset(self) -> dg.AssetKey:
-        return self.asset("merged_dataset")
-
-    @property
-    def partitions(self) -> str:
-        return f"{self.pipeline}__shards"
-
-    @property
-    def shard_group(self) -> str:
-        """The group of the per-shard assets (the pipeline's own group holds raw_dataset and merged_dataset)."""
-        return f"{self.pipeline}__shards"
-
-    @property
-    def selection(self) -> dg.AssetSelection:
-        return dg.AssetSelection.key_prefixes(self.pipeline)
-
-    def job(self, stage: str) -> str:
-        """Asset job of one stage: prepare, submit, merge or publish."""
-        return f"{self.pipeline}__{stage}"
-
-    @property
-    def completion_sensor(self) -> str:
-        return f"{self.pipeline}__job_completion"
-
-    @property
-    def automation_sensor(self) -> str:
-        return f"{self.pipeline}__automation"
-
-
-STAGES = {
-    "prepare": ("raw_dataset",),
-    "submit": ("jsonl_shards", "batch_jobs"),
-    "merge": ("batch_job_outputs", "merged_results"),
-    "publish": ("merged_dataset",),
-}
-
-
-def stage_tags(pipeline: str, stage: str, shards: list[str] | None = None) -> dict[str, str]:
-    tags = {TAG_PIPELINE: pipeline, TAG_STAGE: stage}
-    if shards:
-        tags[TAG_SHARDS] = job_completion.span(shards)
-    return tags
-
-
-def partition_tags(shards: list[str]) -> dict[str, str]:
-    """Run tags that make one run cover these consecutive shard partitions."""
-    if len(shards) < 2:
-        return {}
-    return {ASSET_PARTITION_RANGE_START_TAG: shards[0], ASSET_PARTITION_RANGE_END_TAG: shards[-1]}
+# BackfillPolicy on assets is marked beta in Dagster 1.13; we rely on it for one run per range of shards.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=r".*backfill_policy.*")
 
 
 def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> dg.Definitions:
@@ -476,7 +397,7 @@ def completion_tick(
         "calls": polled.calls.calls,
     }
     if log is not None:
-        log.info(f"{spec.name}: {json.dumps(summary)}")
+        log.debug(f"{spec.name}: {json.dumps(summary)}")
     return dg.SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(summary))
 
 

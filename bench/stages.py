@@ -174,9 +174,9 @@ def stage_prep(args) -> dict[str, Any]:
     written = [write_shard_input(spec, s3, info) for info in ds.shards]
     t2 = time.perf_counter()
     jsonl = sum(info.bytes for info in ds.shards)
-    if jsonl != sum(w["bytes"] for w in written):
+    if jsonl != sum(w.bytes for w in written):
         raise RuntimeError("JSONL bytes written differ from the shard plan")
-    id_chars = _first_record_id_chars(s3, written[0]["uri"]) if written else 16
+    id_chars = _first_record_id_chars(s3, written[0].uri) if written else 16
     return {
         "record_id_chars": id_chars,
         "seconds": t2 - t0,

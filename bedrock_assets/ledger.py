@@ -173,15 +173,16 @@ class JobLedger:
         if unknown:
             raise TypeError(f"JobAttempt fields {sorted(unknown)} cannot be updated")
         changes["updated_at"] = now_iso()
-        names = {f"#f{i}": k for i, k in enumerate(changes)}
-        values = {f":v{i}": _stored(v) for i, v in enumerate(changes.values())}
+        # boto3 names the condition's placeholders #n0/:v0...: ours must not collide with them
+        names = {f"#set{i}": k for i, k in enumerate(changes)}
+        values = {f":set{i}": _stored(v) for i, v in enumerate(changes.values())}
         condition = Attr("shard_attempt").exists()
         if expect_status:
             condition = condition & Attr("status").is_in([s.value for s in expect_status])
         try:
             self.table.update_item(
                 Key={"pipeline": attempt.pipeline, "shard_attempt": sort_key(attempt.shard, attempt.attempt)},
-                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
+                UpdateExpression="SET " + ", ".join(f"#set{i} = :set{i}" for i in range(len(changes))),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ConditionExpression=condition,

@@ -25,7 +25,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.components.pipeline_keys import STAGES, PipelineKeys, partition_tags, stage_tags
-from bedrock_assets.graph.job_completion import contiguous_groups, merged_jobs, run_partitions, span
+from bedrock_assets.graph.job_completion import contiguous_groups, merged_jobs, run_partitions, span, unmerged
 from bedrock_assets.graph.merged_dataset import JOBS_DIGEST, jobs_digest
 from bedrock_assets.spec import PipelineSpec
 
@@ -195,7 +195,7 @@ class Runner:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
         latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
         merged = merged_jobs(self.instance, p.keys.merged_results)
-        n_merged = sum(1 for k in shards if k in latest and merged.get(k) == latest[k].identity)
+        n_merged = len(shards) - len(unmerged(shards, latest, merged))
         statuses: dict[str, int] = {}
         records = processed = 0
         for k in shards:

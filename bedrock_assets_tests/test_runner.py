@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from bedrock_assets.components.pipeline_keys import PipelineKeys
+from bedrock_assets.results import read_merged_dataset
 from bedrock_assets.runner import execute_stage
 from bedrock_assets.uris import parse_s3_uri
 from bedrock_assets_tests.conftest import TITAN, ledger_of, pipeline_dict, run, tick
@@ -55,6 +56,22 @@ def test_claude_pipeline_every_row_once_with_output(make_pipelines, instance, s3
     assert merged.column("source_row").to_pylist() == list(range(450))
     assert pc.sum(merged.column("output_tokens")).as_py() == summary.output_tokens > 0
     assert summary.bedrock_calls.calls["CreateModelInvocationJob"] == 3
+    frame = read_merged_dataset(spec, columns=["record_id", "output_text", "error_code"])
+    assert list(frame.columns) == ["record_id", "output_text", "error_code"] and len(frame) == 450
+
+
+def test_merged_dataset_waits_for_every_shard_with_a_warning_not_a_failure(make_pipelines, instance, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("early", bucket)], rows=300)
+    keys = PipelineKeys("early")
+    before_plan = execute_stage(defs, instance, spec.name, "publish")  # "Materialize all" on a fresh pipeline
+    (check,) = before_plan.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "materialize early/raw_dataset first" in check.description
+    execute_stage(defs, instance, spec.name, "prepare")
+    execute_stage(defs, instance, spec.name, "submit", instance.get_dynamic_partitions("early__shards"))
+    (check,) = execute_stage(defs, instance, spec.name, "publish").get_asset_check_evaluations()
+    assert check.metadata["shards_not_merged"].value == 2
+    assert instance.get_latest_materialization_event(keys.merged_dataset) is None
 
 
 def test_runs_carry_readable_names_tags_and_each_shards_own_numbers(make_pipelines, instance, bucket):

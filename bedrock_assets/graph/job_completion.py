@@ -65,6 +65,11 @@ def contiguous_groups(
     return groups
 
 
+def unmerged(shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> list[str]:
+    """Shards whose latest job attempt is not what their last merge holds (or that have no attempt yet)."""
+    return [k for k in shards if k not in latest or merged.get(k) != latest[k].identity]
+
+
 def decide_tick(
     latest: Mapping[str, JobAttempt],
     shards: Sequence[str],
@@ -79,7 +84,8 @@ def decide_tick(
     ``busy``: shards a run is already working on; ``free_slots``: the model's unused job slots.
     """
     current = [latest[s] for s in shards if s in latest and s not in busy]
-    to_merge = [a for a in current if a.status.is_terminal and merged.get(a.shard) != a.identity]
+    not_merged = set(unmerged(shards, latest, merged))
+    to_merge = [a for a in current if a.status.is_terminal and a.shard in not_merged]
     queued = [a for a in current if a.status is JobStatus.QUEUED]
     return TickDecision(contiguous_groups(to_merge, shards, _shard), queued[: max(free_slots, 0)])
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
 from dagster import MetadataValue
 
 from bedrock_assets.layout import PipelineLayout, shard_key
@@ -139,7 +140,17 @@ def prepare_dataset(
     return plan
 
 
+class MissingShardPlan(SourceError):
+    """raw_dataset has not written a shard plan under this output_uri yet."""
+
+
 def load_shard_plan(spec: PipelineSpec, s3: Any) -> ShardPlan:
-    """The plan raw_dataset wrote last."""
-    data = get_json(s3, PipelineLayout.for_uri(spec.output_uri).shard_index)
+    """The plan raw_dataset wrote last; MissingShardPlan if it never ran for this output_uri."""
+    loc = PipelineLayout.for_uri(spec.output_uri).shard_index
+    try:
+        data = get_json(s3, loc)
+    except ClientError as e:
+        if e.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+        raise MissingShardPlan(f"no shard plan at {loc.uri}: materialize {spec.name}/raw_dataset first") from None
     return ShardPlan(data["files"], data["rows"], data["rejected"], [ShardInfo(**s) for s in data["shards"]])

@@ -21,12 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import RUN_KEY_TAG
 
 from bedrock_assets.bedrock.resource import CallCounter
-from bedrock_assets.components.pipeline_keys import STAGES, PipelineKeys, partition_tags, stage_tags
+from bedrock_assets.components.pipeline_keys import (
+    STAGES,
+    TAG_JOB_STATUS,
+    TAG_STAGE,
+    PipelineKeys,
+    partition_tags,
+    stage_tags,
+)
 from bedrock_assets.graph.job_completion import contiguous_groups, merged_jobs, run_partitions, span, unmerged
 from bedrock_assets.graph.merged_dataset import JOBS_DIGEST, jobs_digest
+from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.spec import PipelineSpec
 
 # run logs stay in the instance (and the UI); the console shows this module's progress lines
@@ -65,6 +73,37 @@ class RunSummary:
             f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
             f"control-plane calls {calls}, {self.seconds:.1f} s",
         ]
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """Where a pipeline stands: its shards' latest jobs, how many are merged, whether merged_dataset is current."""
+
+    pipeline: str
+    attempts: list[JobAttempt]
+    shards: int
+    not_merged: int
+    dataset_current: bool
+
+    @property
+    def all_merged(self) -> bool:
+        return self.shards > 0 and self.not_merged == 0
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in self.attempts:
+            counts[a.status.value] = counts.get(a.status.value, 0) + 1
+        return counts
+
+    def line(self) -> str:
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none yet"
+        processed = sum(a.counts.processed for a in self.attempts)
+        records = sum(a.records for a in self.attempts)
+        return (
+            f"[{self.pipeline}] jobs: {jobs}; records processed {processed}/{records}; "
+            f"merged {self.shards - self.not_merged}/{self.shards} shards"
+        )
 
 
 @dataclass
@@ -168,58 +207,23 @@ class Runner:
             self.instance.report_runless_asset_event(event)
         order = self.instance.get_dynamic_partitions(p.keys.partitions)
         for request in tick.run_requests or []:
-            stage = request.job_name.rsplit("__", 1)[-1]
-            shards = run_partitions(
-                {**request.tags, **({"dagster/partition": request.partition_key} if request.partition_key else {})},
-                order,
-            )
-            extra = {
-                k: v
-                for k, v in request.tags.items()
-                if k not in (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
-            }
-            self.execute(p, stage, shards, tags={**extra, "dagster/run_key": request.run_key or ""})
-            self.log(
-                f"[{p.spec.name}] {stage} {span(shards)}"
-                + (f" ({request.tags.get('bedrock_assets/job_status')})" if stage == "merge" else "")
-            )
+            stage = request.tags[TAG_STAGE]
+            shards = [request.partition_key] if request.partition_key else run_partitions(request.tags, order)
+            self.execute(p, stage, shards, tags={**request.tags, RUN_KEY_TAG: request.run_key or ""})
+            status = f" ({request.tags[TAG_JOB_STATUS]})" if TAG_JOB_STATUS in request.tags else ""
+            self.log(f"[{p.spec.name}] {stage} {span(shards)}{status}")
         return bool(tick.run_requests)
 
-    def progress(self, p: _Pipeline) -> str:
-        """One line on where the pipeline stands; marks it done when merged_dataset is current.
-
-        Once every shard is merged, merged_dataset is current when its last materialization was
-        built from these very jobs. If it is not, and this round's automation did not build it (a
-        crash or a failed run between the last merge and it), nothing else will: it is built here.
-        """
+    def state(self, p: _Pipeline) -> PipelineState:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
         latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
-        merged = merged_jobs(self.instance, p.keys.merged_results)
-        n_merged = len(shards) - len(unmerged(shards, latest, merged))
-        statuses: dict[str, int] = {}
-        records = processed = 0
-        for k in shards:
-            if k in latest:
-                statuses[latest[k].status.value] = statuses.get(latest[k].status.value, 0) + 1
-                records += latest[k].records
-                processed += latest[k].counts.processed
-        p.summary.shards = len(shards)
-        p.summary.job_statuses = statuses
-        if shards and n_merged == len(shards):
-            if not self._dataset_current(p, shards, latest):
-                self.log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
-                self.execute(p, "publish")
-            p.done = self._dataset_current(p, shards, latest)
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none yet"
-        return (
-            f"[{p.spec.name}] jobs: {jobs}; records processed {processed}/{records}; "
-            f"merged {n_merged}/{len(shards)} shards"
-        )
-
-    def _dataset_current(self, p: _Pipeline, shards: list[str], latest: dict) -> bool:
+        waiting = unmerged(shards, latest, merged_jobs(self.instance, p.keys.merged_results))
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
         meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
-        return JOBS_DIGEST in meta and meta[JOBS_DIGEST].value == jobs_digest(shards, latest)
+        current = bool(shards) and JOBS_DIGEST in meta and meta[JOBS_DIGEST].value == jobs_digest(shards, latest)
+        return PipelineState(
+            p.spec.name, [latest[k] for k in shards if k in latest], len(shards), len(waiting), current
+        )
 
     def finish(self, p: _Pipeline) -> None:
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
@@ -257,11 +261,19 @@ def run_pipelines(
         cursor, ran_automation = runner.automation_round(active, cursor)
         ran = ran or ran_automation
         for p in active:
-            line = runner.progress(p)
-            if line != last_progress.get(p.spec.name):
-                log(line)
-                last_progress[p.spec.name] = line
-            if p.done:
+            state = runner.state(p)
+            if state.all_merged and not state.dataset_current:
+                # merged_dataset is built by automation once the last shard merges; if this round's
+                # automation did not (a crash or failed run came between), nothing else will
+                log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
+                runner.execute(p, "publish")
+                state = runner.state(p)
+            p.summary.shards, p.summary.job_statuses = state.shards, state.statuses
+            if state.line() != last_progress.get(p.spec.name):
+                log(state.line())
+                last_progress[p.spec.name] = state.line()
+            if state.all_merged and state.dataset_current:
+                p.done = True
                 runner.finish(p)
                 p.summary.seconds = time.monotonic() - started
                 log(f"[{p.spec.name}] merged dataset is current")

@@ -253,8 +253,13 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         client = s3.get_client()
         try:
             plan = raw_dataset.load_shard_plan(spec, client)
-        except raw_dataset.MissingShardPlan as e:
-            yield _not_complete(context, str(e), waiting=None)
+        except raw_dataset.MissingShardPlan:
+            yield _not_complete(
+                context,
+                "the shards are not planned yet (raw_dataset had not run when this step started); "
+                "merged_dataset is materialized automatically once every shard is merged",
+                waiting=None,
+            )
             return
         latest = bedrock_ledger.get_ledger().latest_by_shard(spec.name)
         merged = job_completion.merged_jobs(context.instance, keys.merged_results)

@@ -13,7 +13,7 @@ import pytest
 
 from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline, build_pipeline_defs
 from bedrock_assets.ledger import JobLedgerResource
-from bedrock_assets.local_stack import LocalStack
+from bedrock_assets.local_stack import FaultConfig, LocalStack
 from bedrock_assets.resources import bedrock_resources
 from bedrock_assets.runner import RunSummary, run_pipelines
 from bedrock_assets.sample.seed import ensure_bucket, seed_sample
@@ -47,15 +47,7 @@ def _reset_stack(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" in request.fixturenames:
         stack = request.getfixturevalue("stack")
-        stack.configure(
-            record_error_rate=0.0,
-            drop_rate=0.0,
-            fail_jobs_matching=None,
-            expire_jobs_matching=None,
-            throttle_every=0,
-            min_records=100,
-            time_scale=0,
-        )
+        stack.configure(**FaultConfig().to_dict(), time_scale=0)
         stack.emulator.concurrency_limits.clear()
         bedrock = stack.client("bedrock")
         for status in ("Submitted", "Validating", "Scheduled", "InProgress"):

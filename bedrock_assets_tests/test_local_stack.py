@@ -23,15 +23,7 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
 NOVA = "us.amazon.nova-lite-v1:0"
 TERMINAL = {"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"}
-DEFAULTS = dict(
-    record_error_rate=0.0,
-    drop_rate=0.0,
-    fail_jobs_matching=None,
-    expire_jobs_matching=None,
-    throttle_every=0,
-    min_records=100,
-    time_scale=0.0,
-)
+DEFAULTS = {**FaultConfig().to_dict(), "time_scale": 0.0}
 
 
 def make_client(stack: LocalStack, service: str, **kwargs: Any) -> Any:

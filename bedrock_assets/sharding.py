@@ -8,7 +8,6 @@ below the minimum, and memory stays near one shard.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -52,20 +51,12 @@ class Shard:
     bytes: int  # bytes of the shard's JSONL file
 
 
-def balanced_target(total_records: int | None, quotas: BatchQuotas) -> int:
-    """Records per shard: evenly spread when the total is known, else the maximum."""
-    cap = quotas.max_records_per_shard
-    if not total_records:
-        return cap
-    return math.ceil(total_records / math.ceil(total_records / cap))
-
-
 class ShardPlanner:
     """Feed prepared rows with ``add``; collect finished shards from ``add`` and ``finish``."""
 
-    def __init__(self, quotas: BatchQuotas, target_records: int | None = None) -> None:
+    def __init__(self, quotas: BatchQuotas) -> None:
         self.quotas = quotas
-        self.target = min(target_records or quotas.max_records_per_shard, quotas.max_records_per_shard)
+        self.target = quotas.max_records_per_shard
         self.max_bytes = quotas.max_shard_bytes
         self._prev: _Pending | None = None
         self._cur = _Pending()
@@ -136,15 +127,12 @@ class ShardPlanner:
         return Shard(table.combine_chunks(), pending.records, pending.bytes)
 
     def _rebalance(self, prev: _Pending, cur: _Pending) -> Iterator[Shard]:
-        """Merge a short tail into its neighbour, or split the two evenly within every limit."""
+        """Split a short tail and its (full) neighbour evenly within every limit."""
         table, weights, sizes = _Pending(
             prev.tables + cur.tables, prev.weights + cur.weights, prev.sizes + cur.sizes
         ).rows()
         total_records, total_bytes = int(weights.sum()), int(sizes.sum())
         q = self.quotas
-        if total_records <= q.max_records_per_shard and total_bytes <= self.max_bytes:
-            yield Shard(table.combine_chunks(), total_records, total_bytes)
-            return
         rec_prefix = np.cumsum(weights)
         byte_prefix = np.cumsum(sizes)
         # candidate cut after row i: left = rows[:i+1]

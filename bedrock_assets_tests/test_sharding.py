@@ -7,18 +7,18 @@ import pyarrow as pa
 import pytest
 
 from bedrock_assets.bedrock.quotas import BatchQuotas
-from bedrock_assets.sharding import ShardingError, ShardPlanner, balanced_target
+from bedrock_assets.sharding import ShardingError, ShardPlanner
 
 
 def rows(n: int, start: int = 0) -> pa.Table:
     return pa.table({"record_id": [f"r{i}" for i in range(start, start + n)]})
 
 
-def plan(sizes, quotas: BatchQuotas, weights=None, batch: int | None = None, target: int | None = None):
+def plan(sizes, quotas: BatchQuotas, weights=None, batch: int | None = None):
     sizes = np.asarray(sizes, dtype=np.int64)
     weights = np.ones(len(sizes), np.int64) if weights is None else np.asarray(weights, np.int64)
     table = rows(len(sizes))
-    planner = ShardPlanner(quotas, target)
+    planner = ShardPlanner(quotas)
     shards = []
     step = batch or len(sizes) or 1
     for i in range(0, len(sizes), step):
@@ -46,18 +46,6 @@ def test_tail_below_minimum_is_rebalanced_not_left_short():
     counts = [s.records for s in shards]
     assert sum(counts) == 103 and min(counts) >= Q.min_records_per_job and max(counts) <= 50
     assert sum((ids(s) for s in shards), []) == [f"r{i}" for i in range(103)]  # order and coverage
-
-
-def test_small_tail_merges_into_neighbour_when_it_fits():
-    q = BatchQuotas(
-        min_records_per_job=10,
-        max_records_per_file=100,
-        max_records_per_job=100,
-        max_file_bytes=10_000,
-        max_job_bytes=10_000,
-    )
-    shards = plan([10] * 55, q, target=50)
-    assert [s.records for s in shards] == [55]
 
 
 def test_byte_limit_closes_shards_and_is_never_exceeded():
@@ -100,13 +88,12 @@ def test_streaming_in_small_batches_equals_one_batch():
         assert Q.min_records_per_job <= s.records <= 50 and s.bytes <= Q.max_shard_bytes
 
 
-def test_balanced_target_spreads_records_evenly():
-    q = BatchQuotas()
-    assert balanced_target(2_200_000, q) == 50_000
-    assert balanced_target(50_001, q) == 25_001
-    assert balanced_target(None, q) == 50_000
-    shards = plan([10] * 120, Q, target=balanced_target(120, Q))
-    assert [s.records for s in shards] == [40, 40, 40]
+def test_appending_rows_leaves_every_earlier_shard_as_it_was():
+    """Boundaries depend only on the rows before them: an append re-pays at most the last two shards."""
+    before = plan([10] * 300, Q)
+    after = plan([10] * 301, Q)
+    assert [ids(s) for s in after[:-2]] == [ids(s) for s in before[:-1]]
+    assert sum(s.records for s in after) == 301 and all(s.records >= Q.min_records_per_job for s in after)
 
 
 def test_impossible_split_is_reported():

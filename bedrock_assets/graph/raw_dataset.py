@@ -21,8 +21,8 @@ from dagster import MetadataValue
 from bedrock_assets.layout import PipelineLayout, shard_key
 from bedrock_assets.metadata import table
 from bedrock_assets.records import RECORD_ID, REQUEST, RecordIdIndex, line_buffers, prepare_batch
-from bedrock_assets.sharding import Shard, ShardPlanner, balanced_target
-from bedrock_assets.sources import SourceError, SourceFile, iter_batches, read_columns, resolve_files
+from bedrock_assets.sharding import Shard, ShardPlanner
+from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.spec import PipelineSpec
 from bedrock_assets.storage import get_json, put_json, upload_file
 
@@ -73,13 +73,6 @@ class ShardPlan:
         }
 
 
-def _total_rows(files: list[SourceFile]) -> int | None:
-    """Row count from Parquet footers (cheap); unknown for CSV/JSONL."""
-    if any(f.format != "parquet" for f in files) or any(f.uri.startswith("s3://") for f in files):
-        return None
-    return sum(pq.ParquetFile(f.uri).metadata.num_rows for f in files)
-
-
 def shard_digest(rows: pa.Table) -> str:
     """sha256 of the shard's JSONL input file (as jsonl_shards writes it)."""
     digest = hashlib.sha256()
@@ -96,7 +89,9 @@ def prepare_dataset(
     files = resolve_files(spec.source.uri, spec.source.format, s3)
     spec.check_columns(read_columns(files[0], s3), files[0].uri)
     quotas = spec.quotas(overrides)
-    planner = ShardPlanner(quotas, balanced_target(_total_rows(files), quotas))
+    # shards fill to the quota, so a boundary depends only on the rows before it: appending rows
+    # changes the last shard or two, never the ones before (their inputs, and so their jobs, stay)
+    planner = ShardPlanner(quotas)
     layout = PipelineLayout.for_uri(spec.output_uri)
     ids = RecordIdIndex()
     shards: list[ShardInfo] = []

@@ -130,13 +130,14 @@ def execute_stage(
     shards: Sequence[str] | None = None,
     assets: Sequence[dg.AssetKey] | None = None,
     tags: dict[str, str] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> Any:
     """One run of a pipeline's stage job (over consecutive shards, when partitioned), with the tags the
     daemon's runs carry; PipelineRunError with each failed step's own message if it fails."""
     shards = list(shards or [])
     run_tags = {**stage_tags(pipeline, stage, shards), **partition_tags(shards), **(tags or {})}
     result = defs.resolve_job_def(PipelineKeys(pipeline).job(stage)).execute_in_process(
-        run_config=QUIET,
+        run_config={**QUIET, **(run_config or {})},
         instance=instance,
         raise_on_error=False,
         tags=run_tags,

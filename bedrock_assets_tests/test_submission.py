@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import dagster as dg
 import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.job_status import JobStatus
@@ -16,7 +17,7 @@ from bedrock_assets.graph.raw_dataset import load_shard_plan
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.runner import execute_stage
-from bedrock_assets_tests.conftest import CLAUDE, ROLE, ledger_of, pipeline_dict, run, tick
+from bedrock_assets_tests.conftest import CLAUDE, ROLE, ledger_of, pipeline_defs, pipeline_dict, run, tick
 
 # ---- decisions, without any service ---------------------------------------------------------
 
@@ -66,10 +67,36 @@ def test_live_or_finished_jobs_reattach_and_take_no_slot():
     ]
 
 
-def test_a_queued_attempt_is_reused_and_a_failed_one_is_followed_by_the_next():
+def test_a_queued_attempt_is_reused_and_a_refused_submission_is_tried_again():
     a, b = shard("s00000"), shard("s00001")
-    latest = {"s00000": attempt(a, JobStatus.QUEUED, arn=None), "s00001": attempt(b, JobStatus.FAILED)}
+    latest = {"s00000": attempt(a, JobStatus.QUEUED, arn=None), "s00001": attempt(b, JobStatus.SUBMIT_FAILED, arn=None)}
     assert actions(plan_submissions([a, b], latest, {}, 5, "p")) == [("s00000", "create", 1), ("s00001", "create", 2)]
+
+
+def test_failed_expired_and_stopped_jobs_get_a_new_attempt_only_when_asked():
+    shards = [shard("s00000"), shard("s00001"), shard("s00002"), shard("s00003")]
+    ended = [JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.STOPPED, JobStatus.COMPLETED]
+    latest = {s.shard: attempt(s, status) for s, status in zip(shards, ended)}
+    assert {d.action for d in plan_submissions(shards, latest, {}, 5, "p")} == {Action.REATTACH}
+    asked = plan_submissions(shards, latest, {}, 5, "p", resubmit=True)
+    assert actions(asked) == [
+        ("s00000", "create", 2),
+        ("s00001", "create", 2),
+        ("s00002", "create", 2),
+        ("s00003", "re-attach", 1),
+    ]  # a completed job is never paid for again
+
+
+def test_without_a_ledger_the_latest_attempt_bedrock_has_is_attached():
+    a = shard("s00000")
+    jobs = {}
+    for n, status in ((1, JobStatus.FAILED), (2, JobStatus.COMPLETED)):
+        name = job_name("p", "s00000", a.digest, n)
+        jobs[name] = JobSummary(
+            job_arn=f"arn:{n}", job_name=name, model_id=CLAUDE, status=status, input_uri=a.input_uri
+        )
+    (d,) = plan_submissions([a], {}, jobs, 5, "p")
+    assert (d.action, d.attempt, d.found.job_arn) == (Action.ATTACH_FOUND, 2, "arn:2")
 
 
 def test_changed_input_means_a_new_job_even_after_success():
@@ -209,3 +236,48 @@ def test_throttled_calls_are_retried_by_botocore(make_pipelines, instance, stack
     defs, (spec,) = make_pipelines([pipeline_dict("throttled", bucket)], rows=300)
     summary = run(defs, spec, instance)
     assert (summary.rows, summary.succeeded) == (300, 300)
+
+
+def test_a_rerun_does_not_pay_again_for_a_failed_job_unless_asked(make_pipelines, instance, stack, bucket):
+    stack.configure(fail_jobs_matching="-s00001-")
+    defs, (spec,) = make_pipelines([pipeline_dict("refail", bucket)], rows=300)
+    run(defs, spec, instance)
+    again = run(defs, spec, instance)
+    assert "CreateModelInvocationJob" not in again.bedrock_calls.calls and again.job_statuses == {
+        "Completed": 1,
+        "Failed": 1,
+    }
+    stack.configure(fail_jobs_matching=None)
+    result = execute_stage(
+        defs,
+        instance,
+        spec.name,
+        "submit",
+        ["s00001"],
+        run_config={"ops": {"refail__batch_jobs": {"config": {"resubmit_failed": True}}}},
+    )
+    assert result.success and ledger_of(defs).latest("refail", "s00001").attempt == 2
+
+
+def test_a_lost_ledger_recovers_the_same_outcome_from_bedrock(make_pipelines, instance, stack, bucket):
+    stack.configure(fail_jobs_matching="-s00001-")
+    defs, (spec,) = make_pipelines([pipeline_dict("lostledger", bucket)], rows=300)
+    run(defs, spec, instance)
+    stack.configure(fail_jobs_matching=None)
+    execute_stage(
+        defs,
+        instance,
+        spec.name,
+        "submit",
+        ["s00001"],
+        run_config={"ops": {"lostledger__batch_jobs": {"config": {"resubmit_failed": True}}}},
+    )
+    kept = run(defs, spec, instance)  # attempt 2 of s00001 completed
+    assert kept.succeeded == 300
+
+    lost = pipeline_defs([spec], f"ledger-lost-{bucket}")  # the DynamoDB table is gone: a new, empty one
+    with dg.instance_for_test() as fresh:
+        recovered = run(lost, spec, fresh)
+    assert (recovered.rows, recovered.succeeded) == (300, 300)
+    assert "CreateModelInvocationJob" not in recovered.bedrock_calls.calls
+    assert ledger_of(lost).latest("lostledger", "s00001").attempt == 2

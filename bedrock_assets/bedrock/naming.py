@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
 # ModelInvocationJobName: 1..63 chars of [a-zA-Z0-9+.-], no underscores.
 _JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
@@ -34,6 +35,18 @@ def job_name(prefix: str, shard: str, digest: str, attempt: int) -> str:
     """One name per (shard input, attempt): changed input or a new attempt means a new job."""
     name = f"{prefix}-{shard}-{digest[:10]}" + (f"-a{attempt}" if attempt > 1 else "")
     return validate_job_name(name)
+
+
+def attempts_in(names: Iterable[str], prefix: str, shard: str, digest: str) -> list[int]:
+    """The attempt numbers of this shard input's jobs among ``names`` (job names Bedrock lists)."""
+    first = job_name(prefix, shard, digest, 1)
+    found = []
+    for name in names:
+        if name == first:
+            found.append(1)
+        elif name.startswith(first + "-a") and name[len(first) + 2 :].isdigit():
+            found.append(int(name[len(first) + 2 :]))
+    return sorted(found)
 
 
 def request_token(name: str, input_uri: str, output_uri: str) -> str:

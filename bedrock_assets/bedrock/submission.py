@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.bedrock.naming import job_name
+from bedrock_assets.bedrock.naming import attempts_in, job_name
 from bedrock_assets.bedrock.quotas import BatchQuotas
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
@@ -72,12 +72,22 @@ def decide(
     jobs_by_name: Mapping[str, JobSummary],
     free_slots: int,
     prefix: str,
+    resubmit: bool = False,
 ) -> Decision:
-    """What to do for one shard, given its latest attempt, the jobs Bedrock knows and the free slots."""
+    """What to do for one shard, given its latest attempt, the jobs Bedrock knows and the free slots.
+
+    A shard whose job exists for this input keeps it, whatever became of it: a new (paid) attempt
+    for a Failed, Expired or Stopped job is made only when ``resubmit`` asks for it. A submission
+    Bedrock refused created no job and is simply tried again. With no ledger record (a lost ledger),
+    the latest attempt Bedrock has for this input is attached, as the ledger would have said.
+    """
     attempt = 1
-    if latest is not None:
+    if latest is None:
+        existing = attempts_in(jobs_by_name, prefix, shard.shard, shard.digest)
+        attempt = existing[-1] if existing else 1
+    else:
         same_input = latest.input_digest == shard.digest
-        if same_input and latest.job_arn and not latest.status.resubmittable:
+        if same_input and latest.job_arn and not (resubmit and latest.status.resubmittable):
             return Decision(
                 shard, Action.REATTACH, latest.attempt, latest.job_name, reason="already submitted; re-attached"
             )
@@ -108,11 +118,12 @@ def plan_submissions(
     jobs_by_name: Mapping[str, JobSummary],
     free_slots: int,
     prefix: str,
+    resubmit: bool = False,
 ) -> list[Decision]:
     """Decisions for shards in order: each created job takes one of the free slots."""
     decisions = []
     for shard in shards:
-        decision = decide(shard, latest.get(shard.shard), jobs_by_name, free_slots, prefix)
+        decision = decide(shard, latest.get(shard.shard), jobs_by_name, free_slots, prefix, resubmit)
         if decision.action is Action.CREATE:
             free_slots -= 1
         decisions.append(decision)
@@ -143,18 +154,20 @@ def submit_shards(
     settings: JobSettings,
     shards: Sequence[ShardToSubmit],
     counter: CallCounter | None = None,
+    resubmit: bool = False,
 ) -> list[SubmitOutcome]:
     """Submit each shard's job unless it already has one; queue shards that find no free slot.
 
-    Idempotent: a live or finished job for the same input is re-attached, never resubmitted; a job
-    created before a crash is found by its name; the deterministic clientRequestToken makes a
-    retried create return the same job.
+    Idempotent: a job for the same input is re-attached, never resubmitted, unless ``resubmit``
+    asks for a new attempt where the job Failed, Expired or was Stopped; a job created before a
+    crash is found by its name; the deterministic clientRequestToken makes a retried create return
+    the same job.
     """
     client = bedrock.get_client()
     jobs = bedrock.recent_jobs(client, counter)
     free = settings.quotas.max_concurrent_jobs - slots_in_use(jobs, settings.model_id)
     latest = {s.shard: a for s in shards if (a := ledger.latest(settings.pipeline, s.shard)) is not None}
-    decisions = plan_submissions(shards, latest, {j.job_name: j for j in jobs}, free, settings.prefix)
+    decisions = plan_submissions(shards, latest, {j.job_name: j for j in jobs}, free, settings.prefix, resubmit)
     outcomes: list[SubmitOutcome] = []
     capacity_refused = ""
     for d in decisions:

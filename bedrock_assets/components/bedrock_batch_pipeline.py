@@ -48,6 +48,16 @@ COMPLETION_INTERVAL_SECONDS = 30
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=r".*backfill_policy.*")
 
 
+class SubmitConfig(dg.Config):
+    """Run configuration of batch_jobs."""
+
+    resubmit_failed: bool = Field(
+        default=False,
+        description="create a new (paid) attempt for the selected shards whose job Failed, Expired or was "
+        "Stopped; without it a rerun re-attaches to every existing job",
+    )
+
+
 def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> dg.Definitions:
     """All assets, checks, stage jobs and sensors of one pipeline."""
     keys = PipelineKeys(spec.name)
@@ -131,6 +141,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     )
     def _batch_jobs(
         context: dg.AssetExecutionContext,
+        config: SubmitConfig,
         s3: S3Resource,
         bedrock: BedrockBatchResource,
         bedrock_ledger: JobLedgerResource,
@@ -138,7 +149,12 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         plan = raw_dataset.load_shard_plan(spec, s3.get_client())
         counter = CallCounter()
         outcomes = batch_jobs.submit(
-            spec, bedrock, bedrock_ledger.get_ledger(), plan.select(context.partition_keys), counter
+            spec,
+            bedrock,
+            bedrock_ledger.get_ledger(),
+            plan.select(context.partition_keys),
+            counter,
+            resubmit=config.resubmit_failed,
         )
         for o in outcomes:
             context.log.info(f"{o.shard}: {o.status.value} {o.job_arn or ''} {o.detail}".strip())

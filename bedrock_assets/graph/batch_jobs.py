@@ -33,14 +33,15 @@ def submit(
     ledger: JobLedger,
     shards: list[ShardInfo],
     counter: CallCounter,
+    resubmit: bool = False,
 ) -> list[SubmitOutcome]:
-    """Submit (or re-attach, or queue) the job of each shard."""
+    """Submit (or re-attach, or queue) the job of each shard; ``resubmit``: new attempts for failed jobs."""
     layout = PipelineLayout.for_uri(spec.output_uri)
     to_submit = [
         ShardToSubmit(s.key, s.digest, s.records, layout.shard_input(s.key).uri, layout.job_output(s.key).uri)
         for s in shards
     ]
-    return submit_shards(bedrock, ledger, job_settings(spec, bedrock), to_submit, counter)
+    return submit_shards(bedrock, ledger, job_settings(spec, bedrock), to_submit, counter, resubmit)
 
 
 def outcome_metadata(outcome: SubmitOutcome) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,19 +79,48 @@ def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, t
     return run_pipelines(defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_USAGE, EXIT_NOT_FINISHED = 0, 1, 2, 3
+EXIT_CODES = """exit codes:
+  0  every pipeline finished, with failed rows within its max_error_rate
+  1  every pipeline finished, but one has more failed rows than its max_error_rate allows
+  2  wrong command-line usage
+  3  could not finish: an invalid defs.yaml, a failed run, AWS unreachable for too long, or --timeout"""
+
+
+def _describe(error: BaseException) -> str:
+    """One or two lines on what went wrong and what to do (the traceback only with --verbose)."""
+    from bedrock_assets.errors import hint
     from bedrock_assets.runner import PipelineRunError
     from bedrock_assets.spec import SpecError
 
+    if isinstance(error, (SpecError, PipelineRunError)):
+        return str(error)
+    what_to_do = hint(type(error).__name__, str(error))
+    return f"{type(error).__name__}: {error}" + (f"\n  {what_to_do}" if what_to_do else "")
+
+
+def _run_or_explain(args: argparse.Namespace, path: Path, pipelines, poll_seconds: float) -> list | None:
     try:
-        summaries = run_defs(Path(args.path), args.pipeline, args.poll_seconds, args.timeout)
-    except (SpecError, PipelineRunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return run_defs(path, pipelines, poll_seconds, args.timeout)
+    except Exception as error:  # noqa: BLE001 - every failure ends as one readable message and exit code 3
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_describe(error)}", file=sys.stderr)
+        return None
+
+
+def _exit_code(summaries: list) -> int:
+    return EXIT_OK if all(s.within_error_limit for s in summaries) else EXIT_FAILED_ROWS
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    summaries = _run_or_explain(args, Path(args.path), args.pipeline, args.poll_seconds)
+    if summaries is None:
+        return EXIT_NOT_FINISHED
     print()
     for summary in summaries:
         print("\n".join(summary.lines()))
-    return 0
+    return _exit_code(summaries)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -98,7 +128,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import boto3
 
     from bedrock_assets.local_stack import FaultConfig, LocalStack
-    from bedrock_assets.runner import PipelineRunError
     from bedrock_assets.sample.seed import seed_sample
     from bedrock_assets.uris import parse_s3_uri
 
@@ -111,11 +140,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         s3 = boto3.client("s3")
         print(f"local stack on {stack.endpoint_url} (state in {home / 'local_stack'})")
         seed_sample(s3, rows=args.rows)
-        try:
-            summaries = run_defs(SAMPLE_DEFS, None, poll_seconds=0.5, timeout=args.timeout)
-        except PipelineRunError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        summaries = _run_or_explain(args, SAMPLE_DEFS, None, poll_seconds=0.5)
+        if summaries is None:
+            return EXIT_NOT_FINISHED
         results = home / "results"
         results.mkdir(exist_ok=True)
         print()
@@ -135,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         + "\n"
         "Then browse http://127.0.0.1:3000 (Assets -> lineage, runs, sensor ticks)."
     )
-    return 0
+    return _exit_code(summaries)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -208,11 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uri", default="s3://bedrock-assets-demo/raw/simplecot_sample.parquet")
     p.set_defaults(func=cmd_seed_sample)
 
-    p = sub.add_parser("run", help="run pipelines to completion against the configured endpoints")
+    p = sub.add_parser(
+        "run",
+        help="run pipelines to completion against the configured endpoints",
+        description="Run pipelines to completion: the daemon's automation conditions and completion sensor, "
+        "driven in this process.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
     p.add_argument("--pipeline", action="append", help="run only this pipeline (repeatable)")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between completion-sensor ticks")
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
+    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
     p.set_defaults(func=cmd_run)
 
     for name, func, text in (
@@ -230,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(func=func)
     sub.choices["demo"].add_argument("--timeout", type=float, default=600.0)
+    sub.choices["demo"].add_argument("--verbose", action="store_true", help="print the full traceback of an error")
     sub.choices["demo"].add_argument(
         "--error-rate", type=float, default=0.01, help="fraction of records the emulator answers with a model error"
     )

@@ -32,13 +32,14 @@ from bedrock_assets.components.pipeline_keys import (
     partition_tags,
     stage_tags,
 )
-from bedrock_assets.graph.job_completion import contiguous_groups, merged_jobs, run_partitions, span, unmerged
+from bedrock_assets.errors import hint, is_transient
+from bedrock_assets.graph.job_completion import PipelineStatus, contiguous_groups, merged_jobs, run_partitions, span
 from bedrock_assets.graph.merged_dataset import JOBS_DIGEST, jobs_digest
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.spec import PipelineSpec
 
-# run logs stay in the instance (and the UI); the console shows this module's progress lines
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# run logs (and a failed step's traceback) stay in the instance and the UI; the console shows our own lines
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 class PipelineRunError(RuntimeError):
@@ -61,12 +62,27 @@ class RunSummary:
     seconds: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    max_error_rate: float = 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.rows if self.rows else 0.0
+
+    @property
+    def within_error_limit(self) -> bool:
+        return self.error_rate <= self.max_error_rate
 
     def lines(self) -> list[str]:
         calls = self.bedrock_calls.calls
+        verdict = (
+            f"within max_error_rate {self.max_error_rate:.1%}"
+            if self.within_error_limit
+            else f"FAILED: {self.error_rate:.1%} of rows failed, max_error_rate {self.max_error_rate:.1%}"
+        )
         return [
             f"pipeline {self.pipeline}: {self.rows} rows -> {self.succeeded} succeeded, {self.failed} failed"
-            + (f" {self.errors}" if self.errors else ""),
+            + (f" {self.errors}" if self.errors else "")
+            + f" ({verdict})",
             f"  merged results: {self.merged_uri}",
             f"  shards: {self.shards}; jobs: {self.job_statuses}",
             f"  tokens: {self.input_tokens} in / {self.output_tokens} out",
@@ -77,33 +93,15 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class PipelineState:
-    """Where a pipeline stands: its shards' latest jobs, how many are merged, whether merged_dataset is current."""
+    """Where a pipeline stands, and whether its merged_dataset was built from the current job of every shard."""
 
-    pipeline: str
-    attempts: list[JobAttempt]
-    shards: int
-    not_merged: int
+    status: PipelineStatus
+    attempts: dict[str, JobAttempt]
     dataset_current: bool
 
     @property
-    def all_merged(self) -> bool:
-        return self.shards > 0 and self.not_merged == 0
-
-    @property
-    def statuses(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for a in self.attempts:
-            counts[a.status.value] = counts.get(a.status.value, 0) + 1
-        return counts
-
-    def line(self) -> str:
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none yet"
-        processed = sum(a.counts.processed for a in self.attempts)
-        records = sum(a.records for a in self.attempts)
-        return (
-            f"[{self.pipeline}] jobs: {jobs}; records processed {processed}/{records}; "
-            f"merged {self.shards - self.not_merged}/{self.shards} shards"
-        )
+    def finished(self) -> bool:
+        return self.status.all_merged and self.dataset_current
 
 
 @dataclass
@@ -112,14 +110,17 @@ class _Pipeline:
     keys: PipelineKeys
     summary: RunSummary
     done: bool = False
+    sensor_cursor: str | None = None
 
 
-def _root_message(event: Any) -> str:
-    """The user-facing error of a failed step (its root cause, not Dagster's wrapper)."""
+def _step_failure(event: Any) -> str:
+    """A failed step's own error (its root cause, not Dagster's wrappers), with what to do when we know."""
     error = event.event_specific_data.error
     while error.cause is not None:
         error = error.cause
-    return error.message.strip()
+    message = error.message.strip()
+    what_to_do = hint(error.cls_name or "", message)
+    return f"{event.step_key}: {message}" + (f" ({what_to_do})" if what_to_do else "")
 
 
 def execute_stage(
@@ -145,7 +146,7 @@ def execute_stage(
         asset_selection=list(assets) if assets else None,
     )
     if not result.success:
-        failures = [f"{e.step_key}: {_root_message(e)}" for e in result.all_events if e.is_step_failure]
+        failures = [_step_failure(e) for e in result.all_events if e.is_step_failure]
         raise PipelineRunError(
             f"{pipeline}: {stage} run {result.run_id} failed: " + ("; ".join(failures) or "see the run's logs")
         )
@@ -199,9 +200,12 @@ class Runner:
     def sensor_round(self, p: _Pipeline) -> bool:
         """Tick the pipeline's completion sensor; run what it requests."""
         sensor = self.defs.resolve_sensor_def(p.keys.completion_sensor)
-        context = dg.build_sensor_context(instance=self.instance, resources=self.resources, definitions=self.defs)
+        context = dg.build_sensor_context(
+            instance=self.instance, resources=self.resources, definitions=self.defs, cursor=p.sensor_cursor
+        )
         tick = sensor(context)
         assert isinstance(tick, dg.SensorResult)
+        p.sensor_cursor = tick.cursor
         p.summary.sensor_ticks += 1
         p.summary.bedrock_calls.merge(json.loads(tick.cursor or "{}").get("calls", {}))
         for event in tick.asset_events or []:
@@ -218,13 +222,11 @@ class Runner:
     def state(self, p: _Pipeline) -> PipelineState:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
         latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
-        waiting = unmerged(shards, latest, merged_jobs(self.instance, p.keys.merged_results))
+        status = PipelineStatus.of(shards, latest, merged_jobs(self.instance, p.keys.merged_results))
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
         meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
         current = bool(shards) and JOBS_DIGEST in meta and meta[JOBS_DIGEST].value == jobs_digest(shards, latest)
-        return PipelineState(
-            p.spec.name, [latest[k] for k in shards if k in latest], len(shards), len(waiting), current
-        )
+        return PipelineState(status, {k: latest[k] for k in shards if k in latest}, current)
 
     def finish(self, p: _Pipeline) -> None:
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
@@ -234,6 +236,36 @@ class Runner:
         s.rows, s.succeeded, s.failed = int(meta["rows"]), int(meta["succeeded"]), int(meta["failed"])
         s.errors, s.merged_uri = dict(meta["errors"]), str(meta["uri"])
         s.input_tokens, s.output_tokens = int(meta["input_tokens"]), int(meta["output_tokens"])
+        s.max_error_rate = p.spec.max_error_rate
+
+
+@dataclass
+class _Outage:
+    since: float
+    waits: int = 0
+
+    def next_wait(self) -> float:
+        self.waits += 1
+        return min(2.0**self.waits, 60.0)
+
+
+def _timeout_message(seconds: float, states: list[PipelineState]) -> str:
+    running = [
+        f"{a.pipeline} {a.shard} ({a.status.value}{', ' + a.job_arn if a.job_arn else ''})"
+        for st in states
+        for a in st.attempts.values()
+        if not a.status.is_terminal
+    ]
+    return (
+        f"timed out after {seconds:.0f} s; "
+        + (
+            f"still running in Bedrock: {', '.join(running[:10])}"
+            + (f" and {len(running) - 10} more" if len(running) > 10 else "")
+            if running
+            else "no job is still running"
+        )
+        + ". The jobs keep running; run the same command again to re-attach to them (no job is created twice)."
+    )
 
 
 def run_pipelines(
@@ -243,9 +275,14 @@ def run_pipelines(
     *,
     poll_seconds: float = 2.0,
     timeout_seconds: float = 3600.0,
+    outage_seconds: float = 900.0,
     log: Callable[[str], None] = print,
 ) -> list[RunSummary]:
-    """Run the pipelines to a current merged dataset each; PipelineRunError on a failed run or timeout."""
+    """Run the pipelines to a current merged dataset each.
+
+    Control-plane outages and throttling while waiting are waited out with backoff for up to
+    ``outage_seconds``; PipelineRunError when a run fails, the outage lasts longer, or on timeout.
+    """
     started = time.monotonic()
     runner = Runner(defs, instance, log)
     pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name)) for s in specs]
@@ -256,32 +293,56 @@ def run_pipelines(
         log(f"[{p.spec.name}] materializing raw_dataset")
         runner.execute(p, "prepare")
     last_progress: dict[str, str] = {}
+    last_state: dict[str, PipelineState] = {}
+    outage: _Outage | None = None
     while True:
         active = [p for p in pipelines if not p.done]
-        ran = any([runner.sensor_round(p) for p in active])
-        cursor, ran_automation = runner.automation_round(active, cursor)
-        ran = ran or ran_automation
+        try:
+            ran = any([runner.sensor_round(p) for p in active])
+            cursor, ran_automation = runner.automation_round(active, cursor)
+            ran = ran or ran_automation
+            states = {p.spec.name: runner.state(p) for p in active}
+        except Exception as error:  # an outage or throttling past botocore's retries: wait, then carry on
+            if not is_transient(error):
+                raise
+            outage = outage or _Outage(time.monotonic())
+            if time.monotonic() - outage.since > outage_seconds:
+                raise PipelineRunError(
+                    f"AWS did not answer for {time.monotonic() - outage.since:.0f} s ({type(error).__name__}: "
+                    f"{error}). The jobs keep running in Bedrock; run the same command again to re-attach."
+                ) from error
+            wait = outage.next_wait()
+            log(f"AWS is not answering ({type(error).__name__}); retrying in {wait:.0f} s")
+            time.sleep(wait)
+            continue
+        outage = None
         for p in active:
-            state = runner.state(p)
-            if state.all_merged and not state.dataset_current:
+            state = states[p.spec.name]
+            if state.status.all_merged and not state.dataset_current:
                 # merged_dataset is built by automation once the last shard merges; if this round's
                 # automation did not (a crash or failed run came between), nothing else will
                 log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
                 runner.execute(p, "publish")
                 state = runner.state(p)
-            p.summary.shards, p.summary.job_statuses = state.shards, state.statuses
-            if state.line() != last_progress.get(p.spec.name):
-                log(state.line())
-                last_progress[p.spec.name] = state.line()
-            if state.all_merged and state.dataset_current:
+            p.summary.shards, p.summary.job_statuses = state.status.shards, state.status.jobs
+            line = state.status.line(p.spec.name)
+            if line != last_progress.get(p.spec.name):
+                log(f"{line} ({time.monotonic() - started:.0f} s)")
+                last_progress[p.spec.name] = line
+            if state.finished:
                 p.done = True
                 runner.finish(p)
                 p.summary.seconds = time.monotonic() - started
                 log(f"[{p.spec.name}] merged dataset is current")
+            last_state[p.spec.name] = state
         if all(p.done for p in pipelines):
             return [p.summary for p in pipelines]
         if time.monotonic() - started > timeout_seconds:
-            waiting = ", ".join(last_progress[p.spec.name] for p in pipelines if not p.done)
-            raise PipelineRunError(f"timed out after {timeout_seconds:.0f} s: {waiting}")
+            raise PipelineRunError(
+                _timeout_message(
+                    timeout_seconds,
+                    [last_state[p.spec.name] for p in pipelines if not p.done and p.spec.name in last_state],
+                )
+            )
         if not ran:
             time.sleep(poll_seconds)

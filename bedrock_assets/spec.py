@@ -93,6 +93,12 @@ class PipelineSpec(_Strict):
     job_name_prefix: str | None = Field(default=None, description="default: the name with _ replaced by -")
     timeout_hours: int = Field(default=24, ge=24, le=168)
     tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
+    max_error_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="fraction of rows that may end with an error before the pipeline counts as failed",
+    )
 
     @field_validator("name")
     @classmethod

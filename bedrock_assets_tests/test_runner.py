@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import dagster as dg
 import numpy as np
@@ -13,10 +14,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 
+from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.components.pipeline_keys import PipelineKeys
 from bedrock_assets.results import read_merged_dataset
-from bedrock_assets.runner import execute_stage
+from bedrock_assets.runner import execute_stage, run_pipelines
 from bedrock_assets.uris import parse_s3_uri
 from bedrock_assets_tests.conftest import TITAN, ledger_of, pipeline_dict, run, tick
 
@@ -252,3 +255,91 @@ def test_two_concurrent_headless_runs_both_finish_without_duplicate_jobs(stack, 
     prefix = name.replace("_", "-") + "-"
     jobs = stack.client("bedrock").list_model_invocation_jobs(nameContains=prefix)["invocationJobSummaries"]
     assert len(jobs) == 3 and len({j["jobName"] for j in jobs}) == 3  # each shard's job created once
+
+
+def latest_check(instance, key: dg.AssetKey, name: str):
+    (record,) = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, name), limit=1)
+    return record.event.dagster_event.event_specific_data
+
+
+def test_a_failed_job_shows_as_failed_checks_with_its_message(make_pipelines, instance, stack, bucket):
+    stack.configure(fail_jobs_matching="visible-s00001-")
+    defs, (spec,) = make_pipelines([pipeline_dict("visible", bucket)], rows=300)
+    run(defs, spec, instance)
+    keys = PipelineKeys("visible")
+    job = latest_check(instance, keys.batch_job_outputs, "job_succeeded")
+    assert not job.passed and job.severity == dg.AssetCheckSeverity.ERROR
+    assert job.description.startswith("s00001: job Failed (") and "emulated" in job.description
+    complete = latest_check(instance, keys.merged_dataset, "complete")
+    assert not complete.passed and complete.severity == dg.AssetCheckSeverity.ERROR
+    assert "100 of 300 rows failed (33.3%, max_error_rate 0.0%): JobFailed 100" in complete.description
+    rate = latest_check(instance, keys.merged_results, "error_rate")
+    assert not rate.passed and rate.severity == dg.AssetCheckSeverity.WARN and "s00001 100.0%" in rate.description
+
+
+def test_the_pipeline_status_is_observed_on_merged_dataset_as_it_changes(make_pipelines, instance, stack, bucket):
+    stack.configure(time_scale=0.3)
+    defs, (spec,) = make_pipelines([pipeline_dict("glance", bucket)], rows=300)
+    run(defs, spec, instance)
+    records = instance.fetch_observations(PipelineKeys("glance").merged_dataset, limit=50).records  # newest first
+    seen = [r.asset_observation.metadata["jobs_by_status"].value for r in records]
+    in_flight = {"Submitted", "Validating", "Scheduled", "InProgress"}
+    assert any(set(jobs) & in_flight for jobs in seen) and {"Completed": 2} in seen  # seen running, then done
+    newest = records[0].asset_observation.metadata
+    assert (newest["records_processed"].value, newest["records_total"].value, newest["shards"].value) == (300, 300, 2)
+
+
+TICK_CALLS = {"n": 0}
+
+
+class FlakyBedrock(BedrockBatchResource):
+    """Bedrock whose 2nd and 3rd List calls fail as an outage does (a 503 past botocore's retries)."""
+
+    def recent_jobs(self, client, counter=None):
+        TICK_CALLS["n"] += 1
+        if TICK_CALLS["n"] in (2, 3):
+            raise ClientError(
+                {
+                    "Error": {"Code": "ServiceUnavailableException", "Message": "outage"},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "ListModelInvocationJobs",
+            )
+        return super().recent_jobs(client, counter)
+
+
+def test_a_control_plane_outage_while_waiting_is_waited_out(make_pipelines, instance, stack, bucket):
+    stack.configure(time_scale=0.5)
+    defs, (spec,) = make_pipelines([pipeline_dict("outage", bucket)], rows=300)
+    TICK_CALLS["n"] = 0
+    defs.resources["bedrock"] = FlakyBedrock()  # call 1: the submit run; 2 and 3: the next two sensor ticks
+    lines: list[str] = []
+    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=120, log=lines.append)
+    assert (summary.rows, summary.succeeded) == (300, 300)
+    waits = [line for line in lines if line.startswith("AWS is not answering (ClientError); retrying in")]
+    assert waits == [
+        "AWS is not answering (ClientError); retrying in 2 s",
+        "AWS is not answering (ClientError); retrying in 4 s",
+    ]
+
+
+def test_an_outage_inside_a_step_is_retried_by_its_retry_policy(make_pipelines, instance, stack, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("stepretry", bucket)], rows=300)
+    defs.resources["bedrock"] = BedrockBatchResource(max_attempts=1)  # no botocore retries: the step sees it
+    execute_stage(defs, instance, spec.name, "prepare")
+    stack.configure(unavailable_until=time.time() + 3)
+    result = execute_stage(defs, instance, spec.name, "submit", instance.get_dynamic_partitions("stepretry__shards"))
+    retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert result.success and retried and retried[0].step_key == "stepretry__batch_jobs"
+
+
+def test_a_timeout_says_which_jobs_still_run_and_that_a_rerun_reattaches(make_pipelines, instance, stack, bucket):
+    from bedrock_assets.runner import PipelineRunError
+
+    stack.configure(time_scale=3600)
+    defs, (spec,) = make_pipelines([pipeline_dict("slowjobs", bucket)], rows=300)
+    with pytest.raises(PipelineRunError) as info:
+        run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=2, log=lambda _: None)
+    message = str(info.value)
+    assert "still running in Bedrock: slowjobs s00000 (Submitted, arn:aws:bedrock:" in message
+    assert "run the same command again to re-attach" in message

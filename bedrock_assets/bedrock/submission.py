@@ -184,7 +184,7 @@ def submit_shards(
             outcomes.append(SubmitOutcome(attempt, d.reason))
         elif d.action is Action.QUEUE or capacity_refused:
             reason = capacity_refused or f"{d.reason} ({settings.quotas.max_concurrent_jobs} jobs in flight)"
-            attempt = ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso())
+            attempt = ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=reason)
             outcomes.append(SubmitOutcome(attempt, reason))
         else:
             outcome = _claim_and_create(client, bedrock, ledger, settings, d, attempt, counter)

@@ -7,9 +7,11 @@ module named after it.
     -> merged_results[shard] -> merged_dataset
 """
 
+import functools
+import inspect
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from bedrock_assets.components.pipeline_keys import (
     stage_tags,
 )
 from bedrock_assets.components.scaffold import BedrockBatchPipelineScaffolder
+from bedrock_assets.errors import is_transient
 from bedrock_assets.graph import (
     batch_job_outputs,
     batch_jobs,
@@ -46,6 +49,43 @@ COMPLETION_INTERVAL_SECONDS = 30
 
 # BackfillPolicy on assets is marked beta in Dagster 1.13; we rely on it for one run per range of shards.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=r".*backfill_policy.*")
+
+
+# AWS calls in a step: a blip past botocore's own retries retries the step; anything else fails it at once
+AWS_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def final_unless_transient(body: Callable[..., Any]) -> Callable[..., Any]:
+    """A step's errors end it at once (no retry) unless they are an outage or throttling."""
+
+    def final(error: Exception) -> dg.Failure | None:
+        if is_transient(error) or isinstance(error, dg.Failure):
+            return None  # raised as it is: the retry policy applies
+        return dg.Failure(description=f"{type(error).__name__}: {error}", allow_retries=False)
+
+    if inspect.isgeneratorfunction(body):
+
+        @functools.wraps(body)
+        def steps(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from body(*args, **kwargs)
+            except Exception as error:
+                if (failure := final(error)) is None:
+                    raise
+                raise failure from error
+
+        return steps
+
+    @functools.wraps(body)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except Exception as error:
+            if (failure := final(error)) is None:
+                raise
+            raise failure from error
+
+    return step
 
 
 class SubmitConfig(dg.Config):
@@ -68,11 +108,13 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
 
     @dg.asset(
         key=keys.raw_dataset,
+        retry_policy=AWS_RETRY,
         group_name=group,
         kinds={"parquet", "s3"},
         description=f"Source {spec.source.uri} with stable record ids and validated requests, "
         "cut into quota-compliant shards (registers the shard partitions).",
     )
+    @final_unless_transient
     def _raw_dataset(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
     ) -> dg.MaterializeResult:
@@ -86,6 +128,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
 
     @dg.asset(
         key=keys.jsonl_shards,
+        retry_policy=AWS_RETRY,
         group_name=shard_group,
         deps=[keys.raw_dataset],
         partitions_def=shards_def,
@@ -102,6 +145,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         ],
         description="Each shard's Bedrock input file ({recordId, modelInput} lines).",
     )
+    @final_unless_transient
     def _jsonl_shards(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
     ) -> dg.MaterializeResult:
@@ -125,6 +169,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
 
     @dg.asset(
         key=keys.batch_jobs,
+        retry_policy=AWS_RETRY,
         group_name=shard_group,
         deps=[keys.jsonl_shards],
         partitions_def=shards_def,
@@ -139,6 +184,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         description="Bedrock batch job per shard: quota-aware, idempotent submission (re-attaches on rerun). "
         "Shards without a free slot are queued and submitted by the completion sensor.",
     )
+    @final_unless_transient
     def _batch_jobs(
         context: dg.AssetExecutionContext,
         config: SubmitConfig,
@@ -179,27 +225,43 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
 
     @dg.asset(
         key=keys.batch_job_outputs,
+        retry_policy=AWS_RETRY,
         group_name=shard_group,
         deps=[keys.batch_jobs],
         partitions_def=shards_def,
         backfill_policy=one_run,
         kinds={"bedrock", "s3"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "job_succeeded",
+                asset=keys.batch_job_outputs,
+                description="every job finished with output (Completed or PartiallyCompleted), not Failed, "
+                "Expired, Stopped or refused; a failed job's message is here",
+            )
+        ],
         description="The job's .jsonl.out lines and manifest.json.out, normalized into rows "
         "(output or error_code/error_message, token counts).",
     )
+    @final_unless_transient
     def _batch_job_outputs(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
-    ) -> None:
+    ) -> dg.MaterializeResult:
         client = s3.get_client()
         job_ledger = bedrock_ledger.get_ledger()
+        results = []
         for shard in context.partition_keys:
             attempt = batch_job_outputs.finished_attempt(job_ledger, spec.name, shard)
             outputs = batch_job_outputs.collect_job_outputs(spec, client, attempt)
             job_ledger.update(attempt, input_tokens=outputs.input_tokens, output_tokens=outputs.output_tokens)
             context.add_asset_metadata(outputs.metadata(), partition_key=shard)
+            if not attempt.status.has_output:
+                context.log.warning(f"{shard}: batch job {attempt.status.value}: {attempt.message or 'no message'}")
+            results.append(outputs)
+        return dg.MaterializeResult(check_results=[batch_job_outputs.jobs_check(results)])
 
     @dg.asset(
         key=keys.merged_results,
+        retry_policy=AWS_RETRY,
         group_name=shard_group,
         deps=[keys.batch_job_outputs],
         partitions_def=shards_def,
@@ -211,10 +273,16 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
                 asset=keys.merged_results,
                 blocking=True,
                 description="each input row of the shard appears exactly once",
-            )
+            ),
+            dg.AssetCheckSpec(
+                "error_rate",
+                asset=keys.merged_results,
+                description="no shard has more failed rows than max_error_rate allows",
+            ),
         ],
         description="Left join of outputs onto the shard's input rows: every row once, with output or error.",
     )
+    @final_unless_transient
     def _merged_results(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
     ) -> dg.MaterializeResult:
@@ -226,43 +294,32 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             result = merged_results.merge_results(spec, client, attempt)
             merged.append(result)
             context.add_asset_metadata(result.metadata(), partition_key=shard)
-        bad = [m for m in merged if not m.every_row_once]
         return dg.MaterializeResult(
             check_results=[
-                dg.AssetCheckResult(
-                    check_name="every_input_row_once",
-                    passed=not bad,
-                    metadata={
-                        "shards_checked": len(merged),
-                        "mismatches": table(
-                            [
-                                {
-                                    "shard": m.shard,
-                                    "input_rows": m.input_rows,
-                                    "rows": m.rows,
-                                    "unique_ids": m.unique_ids,
-                                }
-                                for m in bad
-                            ],
-                            ["shard", "input_rows", "rows", "unique_ids"],
-                        ),
-                    },
-                )
+                merged_results.rows_check(merged),
+                merged_results.error_rate_check(merged, spec.max_error_rate),
             ]
         )
 
     @dg.asset(
         key=keys.merged_dataset,
+        retry_policy=AWS_RETRY,
         group_name=group,
         deps=[keys.merged_results],
         kinds={"parquet", "s3"},
         automation_condition=dg.AutomationCondition.eager(),
         output_required=False,
         check_specs=[
-            dg.AssetCheckSpec("complete", asset=keys.merged_dataset, description="row count equals the raw dataset's")
+            dg.AssetCheckSpec(
+                "complete",
+                asset=keys.merged_dataset,
+                description="every input row is in the merged dataset and at most max_error_rate of them failed "
+                "(warns while shards are still being merged)",
+            )
         ],
         description="All merged shards in one Parquet dataset (materialized once every shard is merged).",
     )
+    @final_unless_transient
     def _merged_dataset(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
     ) -> Iterator[Any]:
@@ -289,6 +346,9 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             )
             return
         dataset = merged_dataset.merge_dataset(spec, client, plan.keys)
+        check = merged_dataset.complete_check(dataset, plan.rows, spec.max_error_rate, latest, plan.keys)
+        if not check.passed:
+            context.log.warning(f"{spec.name}: {check.description}")
         tokens_in = sum(a.input_tokens or 0 for a in latest.values() if a.shard in plan.keys)
         tokens_out = sum(a.output_tokens or 0 for a in latest.values() if a.shard in plan.keys)
         statuses: dict[str, int] = {}
@@ -308,13 +368,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
                     ]
                 ),
             },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="complete",
-                    passed=dataset.rows == plan.rows,
-                    metadata={"raw_rows": plan.rows, "merged_rows": dataset.rows},
-                )
-            ],
+            check_results=[check],
         )
 
     assets = [_raw_dataset, _jsonl_shards, _batch_jobs, _batch_job_outputs, _merged_results, _merged_dataset]
@@ -339,7 +393,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     def _job_completion(
         context: dg.SensorEvaluationContext, bedrock: BedrockBatchResource, bedrock_ledger: JobLedgerResource
     ) -> dg.SensorResult:
-        return completion_tick(spec, keys, context.instance, bedrock, bedrock_ledger, context.log)
+        return completion_tick(spec, keys, context.instance, bedrock, bedrock_ledger, context.cursor, context.log)
 
     sensors: list[Any] = [_job_completion]
     if automation_sensor:
@@ -375,15 +429,15 @@ def completion_tick(
     instance: dg.DagsterInstance,
     bedrock: BedrockBatchResource,
     ledger: JobLedgerResource,
+    previous_cursor: str | None = None,
     log: Any = None,
 ) -> dg.SensorResult:
     """One tick of the completion sensor: poll, record, and request merge and submit runs."""
     shards = instance.get_dynamic_partitions(keys.partitions)
     polled = job_completion.poll(spec, bedrock, ledger.get_ledger())
     busy = job_completion.busy_shards(instance, [keys.job("merge"), keys.job("submit")], shards)
-    decision = job_completion.decide_tick(
-        polled.latest, shards, job_completion.merged_jobs(instance, keys.merged_results), busy, polled.free_slots
-    )
+    merged = job_completion.merged_jobs(instance, keys.merged_results)
+    decision = job_completion.decide_tick(polled.latest, shards, merged, busy, polled.free_slots)
     requests = []
     for group in decision.merge_groups:
         names = [a.shard for a in group]
@@ -424,19 +478,13 @@ def completion_tick(
         )
         for a in polled.changed
     ]
-    by_status: dict[str, int] = {}
-    for key in shards:
-        if key in polled.latest:
-            by_status[polled.latest[key].status.value] = by_status.get(polled.latest[key].status.value, 0) + 1
-    summary = {
-        "jobs": by_status,
-        "changed": len(polled.changed),
-        "merge_runs": len(decision.merge_groups),
-        "submit_runs": len(decision.submit),
-        "calls": polled.calls.calls,
-    }
+    status = job_completion.PipelineStatus.of(shards, polled.latest, merged)
+    summary = {"status": status.line(spec.name), "calls": polled.calls.calls}
+    if previous_cursor is None or json.loads(previous_cursor).get("status") != summary["status"]:
+        # the pipeline at a glance, on its merged_dataset: shards per job state, records done/total
+        observations.append(dg.AssetObservation(keys.merged_dataset, metadata=status.metadata()))
     if log is not None:
-        log.debug(f"{spec.name}: {json.dumps(summary)}")
+        log.debug(status.line(spec.name))
     return dg.SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(summary))
 
 

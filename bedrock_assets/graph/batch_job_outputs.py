@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
-from dagster import Failure, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, Failure, MetadataValue
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt, JobLedger
+from bedrock_assets.metadata import table
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, upload_file
@@ -277,6 +278,7 @@ class JobOutputs:
     shard: str
     job_arn: str | None
     job_status: JobStatus
+    job_message: str | None
     uri: str
     output_files: list[str]
     manifest: dict[str, int]
@@ -298,6 +300,7 @@ class JobOutputs:
         return {
             "job_status": self.job_status.value,
             "job_arn": self.job_arn or "",
+            **({"job_message": MetadataValue.text(self.job_message)} if self.job_message else {}),
             "records_sent": self.records_sent,
             "succeeded": self.succeeded,
             "errored": self.errored,
@@ -340,6 +343,7 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
         shard=shard,
         job_arn=attempt.job_arn,
         job_status=attempt.status,
+        job_message=attempt.message,
         uri=layout.outputs(shard).uri,
         output_files=files,
         manifest=manifest,
@@ -352,4 +356,23 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
         input_tokens=stats.input_tokens,
         output_tokens=stats.output_tokens,
         error_codes=dict(stats.error_codes),
+    )
+
+
+def jobs_check(results: list[JobOutputs]) -> AssetCheckResult:
+    """``job_succeeded``: every job of the run finished with output (Completed or PartiallyCompleted)."""
+    failed = [r for r in results if not r.job_status.has_output]
+    rows = [{"shard": r.shard, "status": r.job_status.value, "message": r.job_message or ""} for r in failed]
+    return AssetCheckResult(
+        check_name="job_succeeded",
+        passed=not failed,
+        severity=AssetCheckSeverity.ERROR,
+        description=None
+        if not failed
+        else "; ".join(
+            f"{r.shard}: job {r.job_status.value}" + (f" ({r.job_message})" if r.job_message else "")
+            for r in failed[:5]
+        )
+        + (f"; and {len(failed) - 5} more" if len(failed) > 5 else ""),
+        metadata={"jobs_checked": len(results), "failed_jobs": table(rows, ["shard", "status", "message"])},
     )

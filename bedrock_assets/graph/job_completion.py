@@ -15,9 +15,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    MetadataValue,
+    RunsFilter,
+)
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -136,6 +144,56 @@ def poll(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -
             result.changed.append(updated)
     result.free_slots = spec.quotas(bedrock.quota_overrides).max_concurrent_jobs - slots_in_use(jobs, spec.model.id)
     return result
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    """A pipeline at a glance: its shards' jobs by state, records processed, shards merged, what waits and why."""
+
+    jobs: dict[str, int]
+    records: int
+    processed: int
+    shards: int
+    merged: int
+    queued_because: str | None = None
+
+    @classmethod
+    def of(cls, shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> PipelineStatus:
+        attempts = [latest[k] for k in shards if k in latest]
+        jobs: dict[str, int] = {}
+        for a in attempts:
+            jobs[a.status.value] = jobs.get(a.status.value, 0) + 1
+        queued = [a.message for a in attempts if a.status is JobStatus.QUEUED and a.message]
+        return cls(
+            jobs=jobs,
+            records=sum(a.records for a in attempts),
+            processed=sum(a.counts.processed for a in attempts),
+            shards=len(shards),
+            merged=len(shards) - len(unmerged(shards, latest, merged)),
+            queued_because=queued[0] if queued else None,
+        )
+
+    @property
+    def all_merged(self) -> bool:
+        return self.shards > 0 and self.merged == self.shards
+
+    def line(self, pipeline: str) -> str:
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items())) or "none yet"
+        why = f"; queued: {self.queued_because}" if self.queued_because else ""
+        return (
+            f"[{pipeline}] jobs: {jobs}; records processed {self.processed}/{self.records}; "
+            f"merged {self.merged}/{self.shards} shards{why}"
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "jobs_by_status": MetadataValue.json(self.jobs),
+            "records_processed": self.processed,
+            "records_total": self.records,
+            "shards_merged": self.merged,
+            "shards": self.shards,
+            **({"queued_because": MetadataValue.text(self.queued_because)} if self.queued_because else {}),
+        }
 
 
 # ---- what the Dagster instance knows ---------------------------------------------------------

@@ -11,11 +11,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from bedrock_assets.graph.merged_results import outcome_counts
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.metadata import table
 from bedrock_assets.storage import download_file, upload_file
 
 # merged_dataset's record of which job of every shard it was built from
@@ -39,6 +40,10 @@ class MergedDataset:
     @property
     def failed(self) -> int:
         return self.rows - self.succeeded
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.rows if self.rows else 0.0
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -86,3 +91,41 @@ def merge_dataset(spec: Any, s3: Any, shards: list[str]) -> MergedDataset:
             upload_file(s3, out_path, layout.merged_dataset)
     ok = totals.pop("ok", 0)
     return MergedDataset(rows=rows, succeeded=ok, errors=totals, shards=len(shards), uri=layout.merged_dataset.uri)
+
+
+def complete_check(
+    dataset: MergedDataset,
+    raw_rows: int,
+    max_error_rate: float,
+    latest: Mapping[str, JobAttempt],
+    shards: Sequence[str],
+) -> AssetCheckResult:
+    """``complete``: every input row is in the merged dataset, and at most max_error_rate of them failed."""
+    problems = []
+    if dataset.rows != raw_rows:
+        problems.append(f"{dataset.rows} merged rows for {raw_rows} input rows")
+    if dataset.error_rate > max_error_rate:
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(dataset.errors.items(), key=lambda kv: -kv[1])[:6])
+        problems.append(
+            f"{dataset.failed} of {dataset.rows} rows failed ({dataset.error_rate:.1%}, "
+            f"max_error_rate {max_error_rate:.1%}): {codes}"
+        )
+    failed_jobs = [latest[k] for k in shards if k in latest and not latest[k].status.has_output]
+    return AssetCheckResult(
+        check_name="complete",
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or None,
+        metadata={
+            "raw_rows": raw_rows,
+            "merged_rows": dataset.rows,
+            "failed_rows": dataset.failed,
+            "error_rate": round(dataset.error_rate, 6),
+            "max_error_rate": max_error_rate,
+            "errors": MetadataValue.json(dataset.errors),
+            "failed_jobs": table(
+                [{"shard": a.shard, "status": a.status.value, "message": a.message or ""} for a in failed_jobs],
+                ["shard", "status", "message"],
+            ),
+        },
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,10 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dagster import MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.metadata import table
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
 from bedrock_assets.storage import download_file, upload_file
 
@@ -79,6 +81,10 @@ class MergedShard:
     uri: str
 
     @property
+    def error_rate(self) -> float:
+        return (self.rows - self.succeeded) / self.rows if self.rows else 0.0
+
+    @property
     def every_row_once(self) -> bool:
         return self.rows == self.input_rows == self.unique_ids
 
@@ -116,4 +122,53 @@ def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
         succeeded=outcome.pop("ok", 0),
         errors=outcome,
         uri=layout.merged(shard).uri,
+    )
+
+
+def rows_check(results: list[MergedShard]) -> AssetCheckResult:
+    """``every_input_row_once`` (blocking): each merged shard holds every input row exactly once."""
+    bad = [m for m in results if not m.every_row_once]
+    return AssetCheckResult(
+        check_name="every_input_row_once",
+        passed=not bad,
+        metadata={
+            "shards_checked": len(results),
+            "mismatches": table(
+                [
+                    {"shard": m.shard, "input_rows": m.input_rows, "rows": m.rows, "unique_ids": m.unique_ids}
+                    for m in bad
+                ],
+                ["shard", "input_rows", "rows", "unique_ids"],
+            ),
+        },
+    )
+
+
+def error_rate_check(results: list[MergedShard], max_error_rate: float) -> AssetCheckResult:
+    """``error_rate`` (warning): no shard has more failed rows than the pipeline allows."""
+    over = [m for m in results if m.error_rate > max_error_rate]
+    return AssetCheckResult(
+        check_name="error_rate",
+        passed=not over,
+        severity=AssetCheckSeverity.WARN,
+        description=None
+        if not over
+        else f"{len(over)} shard(s) above max_error_rate {max_error_rate:.1%}: "
+        + ", ".join(f"{m.shard} {m.error_rate:.1%}" for m in over[:5]),
+        metadata={
+            "max_error_rate": max_error_rate,
+            "shards_over": table(
+                [
+                    {
+                        "shard": m.shard,
+                        "failed": m.rows - m.succeeded,
+                        "rows": m.rows,
+                        "job_status": m.job.status.value,
+                        "errors": json.dumps(m.errors),
+                    }
+                    for m in over
+                ],
+                ["shard", "failed", "rows", "job_status", "errors"],
+            ),
+        },
     )

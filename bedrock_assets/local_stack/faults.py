@@ -17,6 +17,8 @@ class FaultConfig:
     - ``expire_jobs_matching``: jobs whose name contains this substring expire while Scheduled.
     - ``throttle_every``: every Nth emulator API call gets ThrottlingException (0 = off).
     - ``min_records``: minimum records per job (the real service requires 100).
+    - ``unavailable_until``: until this epoch time, every batch API call answers 503
+      ServiceUnavailableException (an outage).
     """
 
     record_error_rate: float = 0.0
@@ -25,6 +27,7 @@ class FaultConfig:
     expire_jobs_matching: str | None = None
     throttle_every: int = 0
     min_records: int = 100
+    unavailable_until: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the knobs as a JSON-friendly dict."""
@@ -36,7 +39,9 @@ class FaultConfig:
         for name, value in knobs.items():
             if name not in known:
                 raise ValueError(f"unknown fault knob: {name}")
-            if name in ("record_error_rate", "drop_rate"):
+            if name == "unavailable_until":
+                value = float(value)
+            elif name in ("record_error_rate", "drop_rate"):
                 value = float(value)
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"{name} must be within [0, 1]")

@@ -324,6 +324,8 @@ class BatchJobEmulator:
     # ---- helpers: requests --------------------------------------------------------------------
 
     def _tick(self) -> None:
+        if self.clock() < self.faults.unavailable_until:
+            raise EmulatorError("ServiceUnavailableException", "Service is unavailable (emulated outage).", 503)
         self._calls += 1
         every = self.faults.throttle_every
         if every and self._calls % every == 0:

@@ -1,0 +1,62 @@
+"""Errors the pipeline meets at run time: which ones pass (retry), and what to do about the others."""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+# AWS error codes that mean "try again later" (botocore's own transient set, plus throttling names)
+TRANSIENT_CODES = frozenset({
+    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+    "RequestLimitExceeded", "ProvisionedThroughputExceededException", "SlowDown", "RequestTimeout",
+    "ServiceUnavailable", "ServiceUnavailableException", "InternalServerException", "InternalError",
+    "InternalFailure", "RequestTimeoutException",
+})  # fmt: skip
+
+
+def is_transient(error: BaseException) -> bool:
+    """An outage, a timeout or throttling: the same call can succeed later."""
+    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)):
+        return True
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in TRANSIENT_CODES or status >= 500
+    return False
+
+
+# What to do, by the error's class name (live exceptions and Dagster's serialized step errors alike)
+_HINTS = {
+    "EndpointConnectionError": "nothing answers at that endpoint: start the local stack "
+    '(`bedrock-assets local-stack`, then `eval "$(bedrock-assets env)"`), or for AWS unset AWS_ENDPOINT_URL*',
+    "NoCredentialsError": "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+    'AWS_SECRET_ACCESS_KEY), or point at the local stack with `eval "$(bedrock-assets env)"`',
+    "PartialCredentialsError": "the AWS credentials are incomplete: set both AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or use AWS_PROFILE",
+    "NoRegionError": "no AWS region: set AWS_REGION (or region_name on the resources)",
+    "ProfileNotFound": "that AWS_PROFILE is not in ~/.aws/config: check its name",
+}
+_CODE_HINTS = {
+    "AccessDenied": "the credentials were refused for this call: check the IAM policy (README, least-privilege IAM)",
+    "AccessDeniedException": "the credentials were refused for this call: check the IAM policy (README)",
+    "InvalidAccessKeyId": "the access key is not known to AWS: check AWS_PROFILE / AWS_ACCESS_KEY_ID",
+    "UnrecognizedClientException": "the credentials are not valid for this endpoint: check AWS_PROFILE",
+    "NoSuchBucket": "the bucket does not exist: check source.uri and output_uri, or create the bucket",
+    "ResourceNotFoundException": "the DynamoDB ledger table does not exist and may not be created: "
+    "create it or set create_if_missing",
+}
+
+
+def hint(class_name: str, message: str = "") -> str | None:
+    """What to do about an error, or None when we have nothing better than its own message."""
+    if class_name in _HINTS:
+        return _HINTS[class_name]
+    for code, text in _CODE_HINTS.items():
+        if f"({code})" in message or message.startswith(f"{code}:"):
+            return text
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import boto3
 import dagster as dg
@@ -158,12 +159,21 @@ def test_queued_shards_are_submitted_when_other_teams_free_their_slots(make_pipe
     assert tick(defs, spec, instance).run_requests == []  # Stopping still holds a slot
     for arn in others:
         stack.emulator.expedite(arn)
-    submits = tick(defs, spec, instance).run_requests
-    assert [(r.job_name, r.partition_key) for r in submits] == [
-        ("slots__submit", "s00001"),
-        ("slots__submit", "s00002"),
-    ]
-    for r in submits:
-        execute_stage(defs, instance, spec.name, "submit", [r.partition_key])
+    (submit,) = tick(defs, spec, instance).run_requests  # both queued shards in one range run
+    assert submit.job_name == "slots__submit" and submit.tags["bedrock_assets/shards"] == "s00001..s00002"
+    execute_stage(defs, instance, spec.name, "submit", ["s00001", "s00002"])
     statuses = {k: v.status for k, v in ledger_of(defs).latest_by_shard("slots").items()}
     assert set(statuses.values()) == {JobStatus.SUBMITTED}
+
+
+def test_after_bedrock_refuses_for_capacity_only_one_queued_shard_probes_per_tick():
+    refused = "ServiceQuotaExceededException: too many jobs"
+    latest = {
+        s: replace(attempt(s, JobStatus.QUEUED), message=refused, queued_at="2026-11-27T00:00:05+00:00")
+        for s in SHARDS[:4]
+    }
+    latest["s00004"] = replace(attempt("s00004", JobStatus.IN_PROGRESS), submitted_at="2026-11-27T00:00:01+00:00")
+    assert [a.shard for a in decide_tick(latest, SHARDS, {}, set(), free_slots=10).submit] == ["s00000"]
+    # a create that succeeded after the refusal proves a slot free: full speed again
+    latest["s00005"] = replace(attempt("s00005", JobStatus.SUBMITTED), submitted_at="2026-11-27T00:00:09+00:00")
+    assert len(decide_tick(latest, SHARDS, {}, set(), free_slots=10).submit) == 4

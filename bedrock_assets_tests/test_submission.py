@@ -281,3 +281,13 @@ def test_a_lost_ledger_recovers_the_same_outcome_from_bedrock(make_pipelines, in
     assert (recovered.rows, recovered.succeeded) == (300, 300)
     assert "CreateModelInvocationJob" not in recovered.bedrock_calls.calls
     assert ledger_of(lost).latest("lostledger", "s00001").attempt == 2
+
+
+def test_a_live_quota_below_ours_wastes_at_most_one_create_per_tick(make_pipelines, instance, stack, bucket):
+    stack.emulator.concurrency_limits[CLAUDE] = 1  # the service allows 1 job; we believe 20
+    stack.configure(time_scale=1.0)  # each job holds the only slot for ~4 s
+    defs, (spec,) = make_pipelines([pipeline_dict("probe", bucket, shards={"max_records": 100})], rows=600)
+    summary = run(defs, spec, instance)
+    creates = summary.bedrock_calls.calls["CreateModelInvocationJob"]
+    assert (summary.rows, summary.succeeded, summary.shards) == (600, 600, 6)
+    assert creates - 6 <= summary.sensor_ticks + 1  # refused creates: one probe per tick at most

@@ -453,13 +453,14 @@ def completion_tick(
                 },
             )
         )
-    for attempt in decision.submit:
+    for group in job_completion.contiguous_groups(decision.submit, shards, lambda a: a.shard):
+        names = [a.shard for a in group]
         requests.append(
             dg.RunRequest(
-                run_key=job_completion.submit_run_key(attempt),
+                run_key=job_completion.submit_run_key(group),
                 job_name=keys.job("submit"),
-                partition_key=attempt.shard,
-                tags=stage_tags(spec.name, "submit", [attempt.shard]),
+                partition_key=names[0] if len(names) == 1 else None,
+                tags={**stage_tags(spec.name, "submit", names), **partition_tags(names)},
             )
         )
     observations = [

@@ -39,6 +39,7 @@ from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger
 from bedrock_assets.spec import PipelineSpec
 
 MAX_GETS_PER_TICK = 50
+CAPACITY_REFUSED = "ServiceQuotaExceededException"
 MAX_SHARDS_PER_RUN = 16  # finished shards read and merged in one run (a partition range)
 T = TypeVar("T")
 IN_PROGRESS = [
@@ -94,7 +95,21 @@ def decide_tick(
     not_merged = set(unmerged(shards, latest, merged))
     to_merge = [a for a in current if a.status.is_terminal and a.shard in not_merged]
     queued = [a for a in current if a.status is JobStatus.QUEUED]
-    return TickDecision(contiguous_groups(to_merge, shards, _shard), queued[: max(free_slots, 0)])
+    slots = max(free_slots, 0)
+    if service_refused_since_last_success(latest.values()):
+        slots = min(slots, 1)  # the live quota is below ours: probe with one shard until a slot is proven free
+    return TickDecision(contiguous_groups(to_merge, shards, _shard), queued[:slots])
+
+
+def service_refused_since_last_success(attempts: Iterable[JobAttempt]) -> bool:
+    """Bedrock refused a create for capacity (ServiceQuotaExceeded) after our last successful one."""
+    refused = [
+        a.queued_at or ""
+        for a in attempts
+        if a.status is JobStatus.QUEUED and (a.message or "").startswith(CAPACITY_REFUSED)
+    ]
+    created = [a.submitted_at or "" for a in attempts if a.submitted_at]
+    return bool(refused) and max(refused) >= max(created, default="")
 
 
 def _shard(attempt: JobAttempt) -> str:
@@ -244,5 +259,7 @@ def merge_run_key(group: Sequence[JobAttempt]) -> str:
     return f"merge:{span([a.shard for a in group])}:{digest}"
 
 
-def submit_run_key(attempt: JobAttempt) -> str:
-    return f"submit:{attempt.job_name}:{attempt.queued_at or ''}"
+def submit_run_key(group: Sequence[JobAttempt]) -> str:
+    """New whenever the group's shards were queued again: each wait for a slot gets its one submission."""
+    digest = hashlib.sha1("|".join(f"{a.job_name}@{a.queued_at or ''}" for a in group).encode()).hexdigest()[:12]
+    return f"submit:{span([a.shard for a in group])}:{digest}"

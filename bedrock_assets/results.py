@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.storage import S3Access, download_file
 
 if TYPE_CHECKING:
     import pandas
@@ -33,8 +34,7 @@ def read_merged_dataset(
 
         (pipeline,) = load_pipelines(Path(pipeline))
     loc = PipelineLayout.for_uri(pipeline.output_uri).merged_dataset
-    client = s3 or boto3.client("s3")
+    access = S3Access(s3 or boto3.client("s3"), pipeline.expected_bucket_owner)
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-read-") as tmp:
-        path = Path(tmp) / "data.parquet"
-        client.download_file(loc.bucket, loc.key, str(path))
+        path = download_file(access, loc, Path(tmp) / "data.parquet")
         return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()

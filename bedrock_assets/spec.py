@@ -93,6 +93,10 @@ class PipelineSpec(_Strict):
     job_name_prefix: str | None = Field(default=None, description="default: the name with _ replaced by -")
     timeout_hours: int = Field(default=24, ge=24, le=168)
     tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
+    expected_bucket_owner: str | None = Field(
+        default=None, description="12-digit account that must own every bucket this pipeline touches"
+    )
+    kms_key_id: str | None = Field(default=None, description="KMS key (id, ARN or alias) for everything written")
     max_error_rate: float = Field(
         default=0.0,
         ge=0,
@@ -118,6 +122,24 @@ class PipelineSpec(_Strict):
     def _role(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+", v):
             raise ValueError(f"{v!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+    @field_validator("expected_bucket_owner")
+    @classmethod
+    def _owner(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9]{12}", v):
+            raise ValueError(f"{v!r} is not a 12-digit AWS account id")
+        return v
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(
+            r"(arn:aws(-[^:]+)?:kms:[a-z0-9-]+:[0-9]{12}:)?(key/)?[a-zA-Z0-9/_-]+|"
+            r"(arn:aws(-[^:]+)?:kms:[a-z0-9-]+:[0-9]{12}:)?alias/[a-zA-Z0-9/_-]+",
+            v,
+        ):
+            raise ValueError(f"{v!r} is not a KMS key id, key ARN or alias")
         return v
 
     @model_validator(mode="after")

@@ -78,10 +78,14 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         default_factory=dict, description="per model id: e.g. {max_concurrent_jobs: 10, min_records_per_job: 50}"
     )
     tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
-    output_kms_key_id: str | None = Field(default=None, description="KMS key for the job's output")
+    output_kms_key_id: str | None = Field(
+        default=None, description="KMS key for everything written to S3 (the job's output and our own objects)"
+    )
     vpc_subnet_ids: list[str] = Field(default_factory=list)
     vpc_security_group_ids: list[str] = Field(default_factory=list)
-    expected_bucket_owner: str | None = Field(default=None, description="s3BucketOwner for input and output")
+    expected_bucket_owner: str | None = Field(
+        default=None, description="account that must own every bucket touched (ExpectedBucketOwner, s3BucketOwner)"
+    )
 
     def get_client(self) -> Any:
         """The ``bedrock`` control-plane client (CreateModelInvocationJob and friends)."""
@@ -115,15 +119,19 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         output_uri: str,
         timeout_hours: int,
         tags: dict[str, str],
+        expected_bucket_owner: str | None = None,
+        kms_key_id: str | None = None,
     ) -> dict[str, Any]:
-        """The CreateModelInvocationJob request, with the account-wide settings of this resource."""
+        """The CreateModelInvocationJob request; the pipeline's owner/KMS settings, else this resource's."""
         role = role_arn or self.role_arn
         if not role:
             raise ValueError("no role_arn: set it in the pipeline's defs.yaml or on the bedrock resource")
-        owner = {"s3BucketOwner": self.expected_bucket_owner} if self.expected_bucket_owner else {}
+        bucket_owner = expected_bucket_owner or self.expected_bucket_owner
+        kms = kms_key_id or self.output_kms_key_id
+        owner = {"s3BucketOwner": bucket_owner} if bucket_owner else {}
         output: dict[str, Any] = {"s3Uri": output_uri, **owner}
-        if self.output_kms_key_id:
-            output["s3EncryptionKeyId"] = self.output_kms_key_id
+        if kms:
+            output["s3EncryptionKeyId"] = kms
         request: dict[str, Any] = {
             "jobName": name,
             "clientRequestToken": request_token(name, input_uri, output_uri),

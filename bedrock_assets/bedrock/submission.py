@@ -46,6 +46,8 @@ class JobSettings:
     timeout_hours: int
     tags: Mapping[str, str]
     quotas: BatchQuotas
+    expected_bucket_owner: str | None = None
+    kms_key_id: str | None = None
 
 
 class Action(StrEnum):
@@ -240,6 +242,8 @@ def _claim_and_create(
         output_uri=d.shard.output_uri,
         timeout_hours=settings.timeout_hours,
         tags={**settings.tags, "bedrock-assets:pipeline": settings.pipeline, "bedrock-assets:shard": d.shard.shard},
+        expected_bucket_owner=settings.expected_bucket_owner,
+        kms_key_id=settings.kms_key_id,
     )
     if counter:
         counter.add("CreateModelInvocationJob")

@@ -44,6 +44,7 @@ from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.spec import ModelSpec, PipelineSpec, SpecError, parse_pipeline, schema_model
+from bedrock_assets.storage import S3Access
 
 COMPLETION_INTERVAL_SECONDS = 30
 
@@ -100,6 +101,15 @@ class SubmitConfig(dg.Config):
 
 def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> dg.Definitions:
     """All assets, checks, stage jobs and sensors of one pipeline."""
+
+    def storage(s3: S3Resource, bedrock: BedrockBatchResource) -> S3Access:
+        """S3 as this pipeline uses it: its bucket owner and KMS key, else the bedrock resource's, on every call."""
+        return S3Access(
+            s3.get_client(),
+            spec.expected_bucket_owner or bedrock.expected_bucket_owner,
+            spec.kms_key_id or bedrock.output_kms_key_id,
+        )
+
     keys = PipelineKeys(spec.name)
     shards_def = dg.DynamicPartitionsDefinition(name=keys.partitions)
     layout = PipelineLayout.for_uri(spec.output_uri)
@@ -118,7 +128,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     def _raw_dataset(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
     ) -> dg.MaterializeResult:
-        plan = raw_dataset.prepare_dataset(spec, s3.get_client(), bedrock.quota_overrides, log=context.log.debug)
+        plan = raw_dataset.prepare_dataset(spec, storage(s3, bedrock), bedrock.quota_overrides, log=context.log.debug)
         stale = [k for k in context.instance.get_dynamic_partitions(keys.partitions) if k not in plan.keys]
         for key in stale:
             context.instance.delete_dynamic_partition(keys.partitions, key)
@@ -149,7 +159,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     def _jsonl_shards(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
     ) -> dg.MaterializeResult:
-        client = s3.get_client()
+        client = storage(s3, bedrock)
         quotas = spec.quotas(bedrock.quota_overrides)
         violations = []
         for info in raw_dataset.load_shard_plan(spec, client).select(context.partition_keys):
@@ -192,7 +202,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         bedrock: BedrockBatchResource,
         bedrock_ledger: JobLedgerResource,
     ) -> dg.MaterializeResult:
-        plan = raw_dataset.load_shard_plan(spec, s3.get_client())
+        plan = raw_dataset.load_shard_plan(spec, storage(s3, bedrock))
         counter = CallCounter()
         outcomes = batch_jobs.submit(
             spec,
@@ -244,9 +254,12 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     )
     @final_unless_transient
     def _batch_job_outputs(
-        context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
     ) -> dg.MaterializeResult:
-        client = s3.get_client()
+        client = storage(s3, bedrock)
         job_ledger = bedrock_ledger.get_ledger()
         results = []
         for shard in context.partition_keys:
@@ -284,9 +297,12 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     )
     @final_unless_transient
     def _merged_results(
-        context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
     ) -> dg.MaterializeResult:
-        client = s3.get_client()
+        client = storage(s3, bedrock)
         job_ledger = bedrock_ledger.get_ledger()
         merged = []
         for shard in context.partition_keys:
@@ -321,9 +337,12 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     )
     @final_unless_transient
     def _merged_dataset(
-        context: dg.AssetExecutionContext, s3: S3Resource, bedrock_ledger: JobLedgerResource
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
     ) -> Iterator[Any]:
-        client = s3.get_client()
+        client = storage(s3, bedrock)
         try:
             plan = raw_dataset.load_shard_plan(spec, client)
         except raw_dataset.MissingShardPlan:

@@ -27,7 +27,7 @@ from bedrock_assets.ledger import JobAttempt, JobLedger
 from bedrock_assets.metadata import table
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
-from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, upload_file
+from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, read_bytes, upload_file
 from bedrock_assets.uris import S3Location
 
 # error code we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
@@ -332,7 +332,7 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
                 prefix = layout.job_output(shard).join(attempt.job_id)
                 for loc, _ in list_objects(s3, S3Location(prefix.bucket, prefix.key + "/")):
                     if loc.key.endswith("manifest.json.out"):
-                        manifest = parse_manifest(s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+                        manifest = parse_manifest(read_bytes(s3, loc))
                     elif loc.key.endswith(".out"):
                         files.append(loc.uri)
                         for chunk in iter_line_chunks(s3, loc):

@@ -24,6 +24,8 @@ def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource) -> JobSettin
         timeout_hours=spec.timeout_hours,
         tags=spec.tags,
         quotas=spec.quotas(bedrock.quota_overrides),
+        expected_bucket_owner=spec.expected_bucket_owner,
+        kms_key_id=spec.kms_key_id,
     )
 
 

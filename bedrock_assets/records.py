@@ -85,7 +85,10 @@ def prepare_batch(sb: SourceBatch, position: int, adapter: ModelAdapter, id_colu
         _check_user_ids(ids, sb, id_column)
     else:
         ids = derived_record_ids(position, n)
-    requests, errors = request_lines(batch, ids, adapter)
+    try:
+        requests, errors = request_lines(batch, ids, adapter)
+    except ValueError as e:  # a column the prompt cannot render
+        raise SourceError(f"{sb.file.uri}: {e}") from None
 
     table = pa.Table.from_batches([batch])
     if RECORD_ID in table.column_names:

@@ -94,15 +94,35 @@ def _local_copy(file: SourceFile, s3: Any | None) -> Iterator[Path]:
 def read_columns(file: SourceFile, s3: Any | None) -> list[str]:
     """Column names of one file (reads only the header / footer / first line)."""
     with _local_copy(file, s3) as path:
-        if file.format == "parquet":
-            return pq.read_schema(path).names
-        if file.format == "csv":
-            return pacsv.open_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)).schema.names
+        if path.stat().st_size == 0:
+            raise SourceError(f"{file.uri}: the file is empty (0 bytes); expected {file.format} data with a header")
+        try:
+            if file.format == "parquet":
+                return pq.read_schema(path).names
+            if file.format == "csv":
+                return pacsv.open_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)).schema.names
+        except (pa.ArrowInvalid, OSError) as e:
+            raise SourceError(_unreadable(path, file, e)) from None
         with open(path, "rb") as fh:
             for number, line in enumerate(fh, start=1):
                 if line.strip():
                     return list(_json_row(line, file, number).keys())
         raise SourceError(f"{file.uri}: empty JSONL file")
+
+
+def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:
+    """Why a file cannot be read, naming the first line that is not UTF-8 when that is the cause."""
+    if file.format in ("csv", "jsonl") and "UTF8" in str(error).replace("UTF-8", "UTF8"):
+        with open(path, "rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return (
+                        f"{file.uri}: line {number} is not UTF-8 (byte 0x{line[bad.start]:02x} at column "
+                        f"{bad.start + 1}); save the file as UTF-8"
+                    )
+    return f"{file.uri}: cannot read as {file.format}: {error}"
 
 
 def iter_batches(files: list[SourceFile], s3: Any | None, batch_rows: int = 16_384) -> Iterator[SourceBatch]:
@@ -142,7 +162,7 @@ def _read(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBa
         else:
             yield from _read_jsonl(path, file, batch_rows)
     except (pa.ArrowInvalid, OSError) as e:
-        raise SourceError(f"{file.uri}: cannot read as {file.format}: {e}") from None
+        raise SourceError(_unreadable(path, file, e)) from None
 
 
 def _json_row(line: bytes, file: SourceFile, number: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, validate_job_name
+from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, check_tag, validate_job_name
 from bedrock_assets.bedrock.quotas import BatchQuotas, quotas_for
 from bedrock_assets.models import InferenceSettings, ModelAdapter, PromptSettings, adapter_for
 from bedrock_assets.uris import is_s3_uri, parse_s3_uri
@@ -122,6 +122,13 @@ class PipelineSpec(_Strict):
     def _role(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+", v):
             raise ValueError(f"{v!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            check_tag(key, value)
         return v
 
     @field_validator("expected_bucket_owner")

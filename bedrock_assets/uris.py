@@ -43,4 +43,6 @@ def parse_s3_uri(uri: str, *, what: str = "S3 URI") -> S3Location:
             "[a-z0-9.-], key characters limited to [-!_*'().a-zA-Z0-9/] (no '=', '+', ':' or spaces)"
         )
     bucket, _, key = uri[5:].partition("/")
+    if any(part in (".", "..") for part in key.split("/")):
+        raise ValueError(f"{what} {uri!r} has a '.' or '..' segment: S3 keys are not paths, write the prefix out")
     return S3Location(bucket, key.rstrip("/"))

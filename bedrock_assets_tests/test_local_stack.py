@@ -540,3 +540,21 @@ def test_fault_config_defaults_off() -> None:
     assert cfg.fail_jobs_matching is None and cfg.expire_jobs_matching is None
     with pytest.raises(ValueError):
         cfg.update(drop_rate=2)
+
+
+@pytest.mark.parametrize(
+    "tag", [{"key": "aws:owner", "value": "x"}, {"key": "bad#key", "value": "x"}, {"key": "k", "value": "v" * 257}]
+)
+def test_tags_the_service_refuses_are_refused(stack: LocalStack, s3: Any, bedrock: Any, bucket: str, tag) -> None:
+    uri = f"s3://{bucket}/in/tags.jsonl"
+    s3.put_object(Bucket=bucket, Key="in/tags.jsonl", Body=b'{"recordId": "r1", "modelInput": {}}\n')
+    with pytest.raises(ClientError) as info:
+        bedrock.create_model_invocation_job(
+            jobName=f"tags-{uuid.uuid4().hex[:8]}",
+            roleArn=ROLE,
+            modelId=CLAUDE,
+            tags=[tag],
+            inputDataConfig={"s3InputDataConfig": {"s3Uri": uri}},
+            outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/out/"}},
+        )
+    assert info.value.response["Error"]["Code"] == "ValidationException" and "tags.1.member" in str(info.value)

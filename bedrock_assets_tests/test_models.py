@@ -128,3 +128,17 @@ def test_template_missing_value_in_row_is_a_row_error():
     prepared = prepare_batch(SourceBatch(SourceFile("mem.parquet", "parquet", 0), 0, batch), 0, t, None)
     assert prepared.weights.tolist() == [1, 0]
     assert "inputText must be a non-empty string" in prepared.table.column("_input_error")[1].as_py()
+
+
+def test_a_blank_prompt_is_rejected_before_submission_for_every_text_family():
+    import pyarrow as pa
+
+    for model, invocation in (
+        ("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel"),
+        ("us.amazon.nova-lite-v1:0", "Converse"),
+    ):
+        adapter = adapter_for(model, invocation, PromptSettings(template="{q}"), InferenceSettings())
+        errors = adapter.text_errors(pa.array(["fine", " \n\t ", ""])).to_pylist()
+        assert errors[0] is None and errors[1] == errors[2] and "only whitespace" in errors[1]
+        with pytest.raises(ValueError, match="blank|non-blank"):
+            adapter.validate(adapter.body_for_text("   "))

@@ -184,3 +184,26 @@ def test_parquet_and_csv_sources_read_alike(tmp_path):
         files = resolve_files(str(tmp_path / f"d.{ext}"), None, None)
         got[ext] = pa.Table.from_batches([b.batch for b in iter_batches(files, None)]).to_pylist()
     assert got["parquet"] == got["csv"] == table.to_pylist()
+
+
+@pytest.mark.parametrize(
+    "tags, message",
+    [
+        ({"aws:team": "x"}, "tag key 'aws:team' starts with 'aws:', which AWS reserves"),
+        ({"team#1": "x"}, "tag key 'team#1' must be 1-128 characters of letters, digits, spaces and ._:/=+@-"),
+        ({"team": "x" * 300}, "value 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' must be at most 256 characters"),
+    ],
+)
+def test_tags_bedrock_would_refuse_are_refused_here(tmp_path, tags, message):
+    assert message in spec_error(tmp_path, tags=tags)
+
+
+def test_an_output_uri_with_dot_segments_is_refused(tmp_path):
+    assert "has a '.' or '..' segment" in spec_error(tmp_path, output_uri="s3://bkt/team/../other")
+
+
+def test_a_binary_file_is_not_taken_for_a_spec(tmp_path):
+    path = tmp_path / "defs.yaml"
+    path.write_bytes(b"\x00\x01\xff\xfe")
+    with pytest.raises(SpecError, match="not a text file"):
+        load_pipelines(path)

@@ -1,4 +1,4 @@
-"""Batch job names and idempotency tokens: deterministic, and validated against Bedrock's own patterns."""
+"""Batch job names, idempotency tokens and tags: deterministic, and validated against Bedrock's own patterns."""
 
 from __future__ import annotations
 
@@ -13,6 +13,26 @@ _TOKEN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
 JOB_NAME_MAX = 63
 # "<prefix>-<shard key>-<10-char digest>[-a<attempt>]": what follows the prefix, at most
 JOB_NAME_SUFFIX_MAX = len("-s00000-") + 10 + len("-a999")
+
+
+_TAG_TEXT = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
+
+
+def check_tag(key: str, value: str) -> None:
+    """Raise ValueError unless Bedrock accepts the tag (its TagKey/TagValue patterns; ``aws:`` is reserved)."""
+    if not 1 <= len(key) <= 128 or not _TAG_TEXT.fullmatch(key):
+        raise ValueError(f"tag key {_short(key)} must be 1-128 characters of letters, digits, spaces and ._:/=+@-")
+    if key.lower().startswith("aws:"):
+        raise ValueError(f"tag key {_short(key)} starts with 'aws:', which AWS reserves")
+    if len(value) > 256 or not _TAG_TEXT.fullmatch(value):
+        raise ValueError(
+            f"tag {_short(key)}: value {_short(value)} must be at most 256 characters of letters, digits, spaces "
+            "and ._:/=+@-"
+        )
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def validate_job_name(name: str) -> str:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from bedrock_assets.aws import boto3_session, client_args
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.bedrock.naming import request_token
+from bedrock_assets.bedrock.naming import check_tag, request_token
 from bedrock_assets.bedrock.quotas import model_key
 
 # A job in flight was submitted at most its timeout (<= 168 h) ago; list a little further back.
@@ -143,6 +143,8 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
             "modelInvocationType": invocation_type,
         }
         all_tags = {**self.tags, **tags}
+        for key, value in all_tags.items():
+            check_tag(key, value)
         if all_tags:
             request["tags"] = [{"key": k, "value": v} for k, v in sorted(all_tags.items())]
         if self.vpc_subnet_ids:

@@ -19,7 +19,9 @@ _TYPE_NAMES = (
 
 def _documents(path: Path) -> list[dict]:
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (expected a defs.yaml in UTF-8)") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
     for doc in docs:

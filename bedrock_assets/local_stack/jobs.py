@@ -42,6 +42,7 @@ JOB_NAME_RE = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
 TOKEN_RE = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
 ROLE_ARN_RE = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
 S3_URI_RE = re.compile(r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?")
+TAG_RE = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
 JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 MAX_RECORDS_PER_FILE = 50_000
@@ -396,6 +397,20 @@ class BatchJobEmulator:
         tags = body.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, dict) and "key" in t and "value" in t for t in tags):
             raise _validation("tags: each tag must have 'key' and 'value'")
+        for i, tag in enumerate(tags):  # the service's TagKey / TagValue constraints
+            key, value = str(tag["key"]), str(tag["value"])
+            if not (1 <= len(key) <= 128 and TAG_RE.fullmatch(key)) or key.lower().startswith("aws:"):
+                raise _validation(
+                    f"1 validation error detected: Value at 'tags.{i + 1}.member.key' failed to "
+                    "satisfy constraint: Member must satisfy regular expression pattern: "
+                    "^[a-zA-Z0-9\\s._:/=+@-]*$ and not begin with aws:"
+                )
+            if len(value) > 256 or not TAG_RE.fullmatch(value):
+                raise _validation(
+                    f"1 validation error detected: Value at 'tags.{i + 1}.member.value' failed to "
+                    "satisfy constraint: Member must have length less than or equal to 256 and "
+                    "satisfy regular expression pattern: ^[a-zA-Z0-9\\s._:/=+@-]*$"
+                )
         return {**body, "clientRequestToken": token, "modelInvocationType": inv_type, "timeoutDurationInHours": timeout}
 
     @staticmethod

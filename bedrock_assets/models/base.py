@@ -119,7 +119,8 @@ class ModelAdapter(ABC):
 
     def text_errors(self, texts: pa.Array) -> pa.Array:
         """Vectorized per-row part of ``validate``: the reason a row's text would be rejected, or null."""
-        return pc.if_else(pc.equal(pc.utf8_length(texts), 0), pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
+        return pc.if_else(blank, pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
 
     # one row --------------------------------------------------------------------------------
     def text_for(self, row: Mapping[str, Any]) -> str:
@@ -138,6 +139,11 @@ class ModelAdapter(ABC):
 
         def column(name: str) -> Any:
             values = batch.column(name)
+            if pa.types.is_nested(values.type) or pa.types.is_binary(values.type):
+                raise ValueError(
+                    f"column {name!r} is {values.type}; the prompt needs text, numbers or dates "
+                    "(flatten or convert it first)"
+                )
             values = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
             return pc.fill_null(values, "")
 
@@ -198,7 +204,7 @@ def _as_array(values: Any) -> pa.Array:
 
 
 _SENTINEL = "BedrockAssetsRowText7f3a9c"
-_EMPTY_PROMPT = "ValueError: the rendered prompt is empty"
+_EMPTY_PROMPT = "ValueError: the rendered prompt is empty or only whitespace (Bedrock rejects blank text)"
 
 
 def reject_model_id(body: Mapping[str, Any]) -> None:

@@ -46,8 +46,9 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
             if message.get("role") not in ("user", "assistant"):
                 raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
             content = message.get("content")
-            if not content or (isinstance(content, list) and not any(c.get("text") for c in content)):
-                raise ValueError(f"messages[{i}].content is empty (the rendered prompt has no text)")
+            texts = [content] if isinstance(content, str) else [c.get("text") or "" for c in content or []]
+            if not any(t.strip() for t in texts):
+                raise ValueError(f"messages[{i}].content has no text but whitespace (the rendered prompt is blank)")
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         text = "".join(block.get("text") or "" for block in model_output["content"] if block.get("type") == "text")

@@ -43,8 +43,10 @@ class ConverseAdapter(TemplatedAdapter):
             content = message.get("content")
             if message.get("role") not in ("user", "assistant"):
                 raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
-            if not isinstance(content, list) or not any(isinstance(c, dict) and c.get("text") for c in content):
-                raise ValueError(f"messages[{i}].content must be a list of {{'text': ...}} blocks with text")
+            if not isinstance(content, list) or not any(
+                isinstance(c, dict) and str(c.get("text") or "").strip() for c in content
+            ):
+                raise ValueError(f"messages[{i}].content must be a list of {{'text': ...}} blocks with non-blank text")
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
             raise ValueError("inferenceConfig.maxTokens must be a positive integer")

@@ -1,0 +1,45 @@
+"""Reading sources: what cannot be read is refused in one line naming the file, line or column."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bedrock_assets.records import prepare_batch
+from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
+from bedrock_assets_tests.conftest import one_spec, pipeline_dict
+
+
+def first_error(path) -> str:
+    files = resolve_files(str(path), None, None)
+    spec = one_spec(pipeline_dict("src", "bkt", prompt={"template": "{q} {task}"}))
+    with pytest.raises(SourceError) as info:
+        read_columns(files[0], None)
+        for sb in iter_batches(files, None):
+            prepare_batch(sb, 0, spec.adapter(), None)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_an_empty_csv_is_named(tmp_path):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    assert (
+        first_error(tmp_path / "empty.csv") == f"{tmp_path / 'empty.csv'}: the file is empty (0 bytes); "
+        "expected csv data with a header"
+    )
+
+
+def test_a_csv_that_is_not_utf8_names_the_line_and_byte(tmp_path):
+    (tmp_path / "latin.csv").write_bytes("q,task\nok,t\ncaf\xe9,t\n".encode("latin-1"))
+    assert (
+        first_error(tmp_path / "latin.csv") == f"{tmp_path / 'latin.csv'}: line 3 is not UTF-8 (byte 0xe9 at "
+        "column 4); save the file as UTF-8"
+    )
+
+
+def test_a_nested_column_in_the_template_is_named_with_its_type(tmp_path):
+    pq.write_table(pa.table({"q": [["a", "b"], ["c"]], "task": ["t", "u"]}), tmp_path / "nested.parquet")
+    message = first_error(tmp_path / "nested.parquet")
+    assert message.startswith(f"{tmp_path / 'nested.parquet'}: column 'q' is list<element: string>")
+    assert "the prompt needs text, numbers or dates" in message

@@ -166,9 +166,15 @@ class JobLedger:
         return attempt
 
     def update(
-        self, attempt: JobAttempt, *, expect_status: tuple[JobStatus, ...] | None = None, **changes: Any
+        self,
+        attempt: JobAttempt,
+        *,
+        expect_status: tuple[JobStatus, ...] | None = None,
+        expect_updated_at: str | None = None,
+        **changes: Any,
     ) -> JobAttempt:
-        """Set fields on an attempt and return it updated; with ``expect_status``, only from one of those."""
+        """Set fields on an attempt and return it updated; with ``expect_status`` only from one of those
+        statuses, with ``expect_updated_at`` only if nobody wrote it since."""
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise TypeError(f"JobAttempt fields {sorted(unknown)} cannot be updated")
@@ -179,6 +185,8 @@ class JobLedger:
         condition = Attr("shard_attempt").exists()
         if expect_status:
             condition = condition & Attr("status").is_in([s.value for s in expect_status])
+        if expect_updated_at:
+            condition = condition & Attr("updated_at").eq(expect_updated_at)
         try:
             self.table.update_item(
                 Key={"pipeline": attempt.pipeline, "shard_attempt": sort_key(attempt.shard, attempt.attempt)},

@@ -291,3 +291,78 @@ def test_a_live_quota_below_ours_wastes_at_most_one_create_per_tick(make_pipelin
     creates = summary.bedrock_calls.calls["CreateModelInvocationJob"]
     assert (summary.rows, summary.succeeded, summary.shards) == (600, 600, 6)
     assert creates - 6 <= summary.sensor_ticks + 1  # refused creates: one probe per tick at most
+
+
+def test_two_racing_submitters_create_each_job_once(make_pipelines, instance, stack, bucket):
+    import threading
+
+    from bedrock_assets.bedrock.resource import CallCounter
+    from bedrock_assets.graph import batch_jobs
+    from bedrock_assets.graph.raw_dataset import load_shard_plan
+
+    stack.configure(time_scale=3600)  # jobs stay in flight: every shard is submitted exactly once or re-attached
+    defs, (spec,) = make_pipelines([pipeline_dict("race", bucket, shards={"max_records": 100})], rows=600)
+    execute_stage(defs, instance, spec.name, "prepare")
+    execute_stage(
+        defs,
+        instance,
+        spec.name,
+        "submit",
+        instance.get_dynamic_partitions("race__shards"),
+        assets=[PipelineKeys("race").jsonl_shards],
+    )
+    shards = load_shard_plan(spec, boto3.client("s3")).shards
+    counters = [CallCounter(), CallCounter()]
+    barrier = threading.Barrier(2)
+
+    def submitter(counter):
+        barrier.wait()
+        batch_jobs.submit(spec, defs.resources["bedrock"], ledger_of(defs), shards, counter)
+
+    threads = [threading.Thread(target=submitter, args=(c,)) for c in counters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    creates = sum(c.calls.get("CreateModelInvocationJob", 0) for c in counters)
+    assert creates == 6  # the ledger claim lets one submitter per attempt call Bedrock
+    assert {a.status for a in ledger_of(defs).latest_by_shard("race").values()} == {JobStatus.SUBMITTED}
+
+
+def test_a_claim_left_by_a_submitter_that_died_is_taken_over_after_it_expires(make_pipelines, instance, bucket):
+    from bedrock_assets.bedrock.resource import CallCounter
+    from bedrock_assets.graph import batch_jobs
+    from bedrock_assets.graph.raw_dataset import load_shard_plan
+
+    defs, (spec,) = make_pipelines([pipeline_dict("orphan", bucket)], rows=150)
+    execute_stage(defs, instance, spec.name, "prepare")
+    execute_stage(defs, instance, spec.name, "submit", ["s00000"], assets=[PipelineKeys("orphan").jsonl_shards])
+    (info,) = load_shard_plan(spec, boto3.client("s3")).shards
+    ledger = ledger_of(defs)
+    layout = PipelineLayout.for_uri(spec.output_uri)
+    orphan = ledger.create(
+        JobAttempt(
+            pipeline="orphan",
+            shard="s00000",
+            attempt=1,
+            job_name=job_name(spec.job_prefix, "s00000", info.digest, 1),
+            input_digest=info.digest,
+            model_id=CLAUDE,
+            records=info.records,
+            input_uri=layout.shard_input("s00000").uri,
+            output_uri=layout.job_output("s00000").uri,
+        )
+    )
+    ledger.update(orphan, status=JobStatus.SUBMITTING)  # the submitter died here, before calling Bedrock
+
+    fresh = CallCounter()
+    (outcome,) = batch_jobs.submit(spec, defs.resources["bedrock"], ledger, [info], fresh)
+    assert outcome.status is JobStatus.SUBMITTING and "CreateModelInvocationJob" not in fresh.calls  # still held
+
+    key = {"pipeline": "orphan", "shard_attempt": "s00000#0001"}
+    ledger.table.update_item(
+        Key=key, UpdateExpression="SET updated_at = :t", ExpressionAttributeValues={":t": "2026-01-01T00:00:00+00:00"}
+    )  # long ago
+    later = CallCounter()
+    (outcome,) = batch_jobs.submit(spec, defs.resources["bedrock"], ledger, [info], later)
+    assert outcome.status is JobStatus.SUBMITTED and later.calls["CreateModelInvocationJob"] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +22,8 @@ from bedrock_assets.bedrock.quotas import BatchQuotas
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
 
+# A submission claim older than this was left by a submitter that died before recording its job.
+CLAIM_EXPIRY = timedelta(minutes=10)
 # Bedrock refused for lack of capacity: the shard waits for a slot instead of failing.
 _WAIT_CODES = ("ServiceQuotaExceededException", "ThrottlingException")
 
@@ -217,6 +220,33 @@ def _attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, lates
         return ledger.latest(settings.pipeline, d.shard.shard) or new
 
 
+def _claim(ledger: JobLedger, attempt: JobAttempt) -> JobAttempt | None:
+    """Move the attempt to Submitting, so that one submitter calls Bedrock; None if another holds it.
+
+    A claim left by a submitter that died before recording the job (older than CLAIM_EXPIRY) is taken
+    over; the create that follows carries the same clientRequestToken, so Bedrock returns that job.
+    """
+    try:
+        return ledger.update(attempt, expect_status=(JobStatus.QUEUED,), status=JobStatus.SUBMITTING)
+    except LedgerConflict:
+        pass
+    current = ledger.latest(attempt.pipeline, attempt.shard)
+    if current is None or current.attempt != attempt.attempt or current.status is not JobStatus.SUBMITTING:
+        return None
+    claimed_at = datetime.fromisoformat(current.updated_at or now_iso())
+    if datetime.now(UTC) - claimed_at < CLAIM_EXPIRY:
+        return None
+    try:
+        return ledger.update(
+            current,
+            expect_status=(JobStatus.SUBMITTING,),
+            expect_updated_at=current.updated_at,
+            status=JobStatus.SUBMITTING,
+        )
+    except LedgerConflict:
+        return None
+
+
 def _claim_and_create(
     client: Any,
     bedrock: BedrockBatchResource,
@@ -226,13 +256,11 @@ def _claim_and_create(
     attempt: JobAttempt,
     counter: CallCounter | None,
 ) -> SubmitOutcome:
-    try:  # only one run may move this attempt from Queued to Submitting
-        attempt = ledger.update(
-            attempt, expect_status=(JobStatus.QUEUED, JobStatus.SUBMITTING), status=JobStatus.SUBMITTING
-        )
-    except LedgerConflict:
+    claimed = _claim(ledger, attempt)
+    if claimed is None:
         current = ledger.latest(settings.pipeline, d.shard.shard) or attempt
         return SubmitOutcome(current, "submitted by a concurrent run")
+    attempt = claimed
     request = bedrock.job_request(
         name=d.job_name,
         model_id=settings.model_id,

@@ -266,7 +266,8 @@ def finished_attempt(ledger: JobLedger, pipeline: str, shard: str) -> JobAttempt
     if attempt is None or not attempt.status.is_terminal:
         raise Failure(
             f"shard {shard}: job is {attempt.status.value if attempt else 'not submitted'}; outputs are read "
-            "once it reaches a terminal state (the completion sensor requests this run)"
+            "once it reaches a terminal state (the completion sensor requests this run)",
+            allow_retries=False,
         )
     return attempt
 

@@ -368,18 +368,15 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         check = merged_dataset.complete_check(dataset, plan.rows, spec.max_error_rate, latest, plan.keys)
         if not check.passed:
             context.log.warning(f"{spec.name}: {check.description}")
-        tokens_in = sum(a.input_tokens or 0 for a in latest.values() if a.shard in plan.keys)
-        tokens_out = sum(a.output_tokens or 0 for a in latest.values() if a.shard in plan.keys)
-        statuses: dict[str, int] = {}
-        for key in plan.keys:
-            statuses[latest[key].status.value] = statuses.get(latest[key].status.value, 0) + 1
+        attempts = [latest[k] for k in plan.keys]
+        status = job_completion.PipelineStatus.of(plan.keys, latest, merged)
         yield dg.MaterializeResult(
             metadata={
                 **dataset.metadata(),
-                "input_tokens": tokens_in,
-                "output_tokens": tokens_out,
+                "input_tokens": sum(a.input_tokens or 0 for a in attempts),
+                "output_tokens": sum(a.output_tokens or 0 for a in attempts),
                 merged_dataset.JOBS_DIGEST: merged_dataset.jobs_digest(plan.keys, latest),
-                "job_statuses": dg.MetadataValue.json(statuses),
+                "job_statuses": dg.MetadataValue.json(status.jobs),
                 "jobs": table(
                     [
                         {"shard": k, "status": latest[k].status.value, "job_arn": latest[k].job_arn or ""}
@@ -472,7 +469,7 @@ def completion_tick(
                 },
             )
         )
-    for group in job_completion.contiguous_groups(decision.submit, shards, lambda a: a.shard):
+    for group in job_completion.contiguous_groups(decision.submit, shards, job_completion.shard_of):
         names = [a.shard for a in group]
         requests.append(
             dg.RunRequest(

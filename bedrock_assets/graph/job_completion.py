@@ -98,7 +98,7 @@ def decide_tick(
     slots = max(free_slots, 0)
     if service_refused_since_last_success(latest.values()):
         slots = min(slots, 1)  # the live quota is below ours: probe with one shard until a slot is proven free
-    return TickDecision(contiguous_groups(to_merge, shards, _shard), queued[:slots])
+    return TickDecision(contiguous_groups(to_merge, shards, shard_of), queued[:slots])
 
 
 def service_refused_since_last_success(attempts: Iterable[JobAttempt]) -> bool:
@@ -112,7 +112,7 @@ def service_refused_since_last_success(attempts: Iterable[JobAttempt]) -> bool:
     return bool(refused) and max(refused) >= max(created, default="")
 
 
-def _shard(attempt: JobAttempt) -> str:
+def shard_of(attempt: JobAttempt) -> str:
     return attempt.shard
 
 

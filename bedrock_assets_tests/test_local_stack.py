@@ -16,7 +16,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from bedrock_assets.local_stack import FaultConfig, LocalStack
+from bedrock_assets.local_stack import BatchJobEmulator, FaultConfig, LocalStack
+from bedrock_assets.local_stack.catalog import CATALOG, batch_model_error, lookup
+from bedrock_assets.local_stack.synthetic import INPUT_TOO_LONG, synthesize_batch
 
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchRole"
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -181,6 +183,8 @@ def test_create_get_list_stop_round_trip(stack: LocalStack, s3: Any, bedrock: An
     assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopping"
     job = wait_terminal(bedrock, arn)
     assert job["status"] == "Stopped" and "endTime" in job
+    assert job["processedRecordCount"] == 0  # stopped before InProgress: no output at all
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=f"out/{job_id(arn)}/")
     with pytest.raises(ClientError) as err:
         bedrock.stop_model_invocation_job(jobIdentifier=arn)
     assert err.value.response["Error"]["Code"] == "ValidationException"
@@ -363,6 +367,14 @@ def test_per_record_validation_errors(s3: Any, bedrock: Any, bucket: str) -> Non
         ({"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://Bad_Bucket/in/"}}}, "s3Uri"),
         ({"outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "https://example.com/out"}}}, "s3Uri"),
         ({"modelId": "openai.gpt-9"}, "modelId"),
+        ({"modelId": "anthropic.claude-made-up"}, "is invalid"),
+        ({"modelId": "us.anthropic.claude-made-up-v1:0"}, "is invalid"),
+        ({"modelId": "anthropic.claude-opus-4-20250514-v1:0"}, "does not support batch inference"),
+        ({"modelId": "amazon.titan-embed-text-v1"}, "does not support batch inference"),
+        ({"modelId": "cohere.command-r-v1:0"}, "does not support batch inference"),
+        ({"modelId": "arn:aws:bedrock:us-east-1::foundation-model/us.amazon.nova-lite-v1:0"}, "is invalid"),
+        ({"modelId": "arn:aws:bedrock:us-east-1:123456789012:inference-profile/amazon.nova-lite-v1:0"}, "is invalid"),
+        ({"modelId": "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123"}, "provisioned"),
         ({"roleArn": "arn:aws:iam::123:user/bob"}, "roleArn"),
         ({"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://{bucket}/missing.jsonl"}}}, "input"),
         ({"modelId": TITAN, "modelInvocationType": "Converse"}, "Converse"),
@@ -385,9 +397,53 @@ def test_accepts_inference_profile_ids_and_arns(s3: Any, bedrock: Any, bucket: s
     for model in (
         "us.anthropic.claude-3-5-haiku-20241022-v1:0",
         "global.anthropic.claude-sonnet-4-20250514-v1:0",
+        "eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        "apac.anthropic.claude-3-5-sonnet-20240620-v1:0",
         "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+        "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
     ):
         assert wait_terminal(bedrock, create_job(bedrock, bucket, model=model))["status"] == "Completed"
+
+
+# every model id the repo's pipelines, docs, tests and benchmark send to Bedrock batch
+REPO_MODEL_IDS = [
+    "anthropic.claude-3-5-haiku-20241022-v1:0",
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "anthropic.claude-3-opus-20240229-v1:0",
+    "amazon.titan-embed-text-v2:0",
+    "us.amazon.nova-lite-v1:0",
+    "us.amazon.nova-pro-v1:0",
+    "us.anthropic.claude-3-haiku-20240307-v1:0",
+    "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+    "eu.anthropic.claude-3-haiku-20240307-v1:0",
+    "global.anthropic.claude-sonnet-4-20250514-v1:0",
+]
+BATCH_CATALOG_SAMPLE = [
+    "amazon.nova-micro-v1:0",
+    "amazon.nova-premier-v1:0",
+    "meta.llama3-1-405b-instruct-v1:0",
+    "meta.llama3-3-70b-instruct-v1:0",
+    "meta.llama4-scout-17b-instruct-v1:0",
+    "mistral.mistral-large-2407-v1:0",
+    "cohere.embed-english-v3",
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+]
+
+
+@pytest.mark.parametrize("model", REPO_MODEL_IDS + BATCH_CATALOG_SAMPLE)
+def test_catalogued_batch_models_are_accepted(model: str) -> None:
+    assert batch_model_error(model) is None
+    assert lookup(model) is not None and lookup(model).batch
+
+
+def test_catalog_entries_are_consistent() -> None:
+    for model_id, info in CATALOG.items():
+        assert info.model_id == model_id and lookup("us." + model_id) == info
+        if info.batch and info.family:
+            assert batch_model_error(model_id) is None
+        elif not info.batch:
+            assert "does not support batch inference" in batch_model_error(model_id)
 
 
 def test_too_few_records_fails_job(s3: Any, bedrock: Any, bucket: str) -> None:
@@ -462,6 +518,165 @@ def test_drop_rate(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> Non
     assert job["status"] == "PartiallyCompleted" and 10 < 200 - len(out) < 100
     assert job["totalRecordCount"] == 200 and job["processedRecordCount"] == len(out) == job["successRecordCount"]
     assert len({o["recordId"] for o in out}) == len(out)
+
+
+def error_ids(s3: Any, bucket: str, arn: str, name: str = "data.jsonl") -> set[str]:
+    return {o["recordId"] for o in read_out(s3, bucket, f"out/{job_id(arn)}/{name}.out") if "error" in o}
+
+
+def test_record_faults_are_drawn_per_job(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    stack.configure(record_error_rate=0.5, min_records=1)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(200))
+    first, second = uid("draw"), uid("draw")
+    arn1 = create_job(bedrock, bucket, jobName=first)
+    arn2 = create_job(bedrock, bucket, jobName=second)
+    assert wait_terminal(bedrock, arn1)["status"] == wait_terminal(bedrock, arn2)["status"] == "PartiallyCompleted"
+    failed1, failed2 = error_ids(s3, bucket, arn1), error_ids(s3, bucket, arn2)
+    assert 50 < len(failed1) < 150 and 50 < len(failed2) < 150 and failed1 != failed2
+    # a retry job of just the failed records: each gets a fresh draw, so about half succeed now
+    retry = [r for r in claude_records(200) if r["recordId"] in failed1]
+    put_jsonl(s3, bucket, "retry/data.jsonl", retry)
+    arn3 = create_job(bedrock, bucket, input_key="retry/data.jsonl")
+    job = wait_terminal(bedrock, arn3)
+    assert 0 < job["errorRecordCount"] < len(retry) and job["successRecordCount"] > 0
+    # reproducible: the same job name on a fresh emulator draws the same records
+    with LocalStack(port=0, time_scale=0, faults=FaultConfig(record_error_rate=0.5, min_records=1)) as other:
+        other_bedrock = make_client(other, "bedrock")
+        again = create_job(other_bedrock, bucket, jobName=first)
+        assert wait_terminal(other_bedrock, again)["status"] == "PartiallyCompleted"
+        assert error_ids(s3, bucket, again) == failed1
+
+
+def test_drop_rate_is_drawn_per_job(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:
+    stack.configure(drop_rate=0.5)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(200))
+    arns = [create_job(bedrock, bucket) for _ in range(2)]
+    assert all(wait_terminal(bedrock, a)["status"] == "PartiallyCompleted" for a in arns)
+    kept = [{o["recordId"] for o in read_out(s3, bucket, f"out/{job_id(a)}/data.jsonl.out")} for a in arns]
+    assert kept[0] != kept[1] and all(50 < len(k) < 150 for k in kept)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_job_stopped_in_progress_writes_partial_output(stack: LocalStack, s3: Any, bucket: str) -> None:
+    clock = FakeClock()
+    emulator = BatchJobEmulator(stack.client("s3"), time_scale=10, clock=clock)
+    recs_a, recs_b = claude_records(150, "a"), claude_records(101, "b")
+    put_jsonl(s3, bucket, "in/part-a.jsonl", recs_a)
+    put_jsonl(s3, bucket, "in/part-b.jsonl", recs_b)
+    body = {
+        "jobName": uid("salvage"),
+        "roleArn": ROLE,
+        "modelId": CLAUDE,
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/in/"}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/out/"}},
+    }
+    arn = emulator.create(body)["jobArn"]
+    clock.now += 30  # Submitted -> Validating -> Scheduled -> InProgress
+    assert emulator.get(arn)["status"] == "InProgress"
+    emulator.stop(arn)
+    assert emulator.get(arn)["status"] == "Stopping"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=f"out/{job_id(arn)}/")  # nothing before Stopped
+    clock.now += 10
+    job = emulator.get(arn)
+    assert job["status"] == "Stopped" and job["message"] == "Stop requested by user."
+    assert (job["totalRecordCount"], job["processedRecordCount"], job["successRecordCount"]) == (251, 125, 125)
+    jid = job_id(arn)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"out/{jid}/manifest.json.out")["Body"].read())
+    assert manifest["totalRecordCount"] == 251 and manifest["processedRecordCount"] == 125
+    for name, recs in (("part-a.jsonl", recs_a), ("part-b.jsonl", recs_b)):
+        out = read_out(s3, bucket, f"out/{jid}/{name}.out")
+        ids = [o["recordId"] for o in out]
+        assert len(ids) == len(set(ids)) == len(recs) // 2
+        assert set(ids) < {r["recordId"] for r in recs} and all("modelOutput" in o for o in out)
+
+
+def test_job_stopped_before_in_progress_writes_nothing(stack: LocalStack, s3: Any, bucket: str) -> None:
+    clock = FakeClock()
+    emulator = BatchJobEmulator(stack.client("s3"), time_scale=10, clock=clock)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(100))
+    body = {
+        "jobName": uid("early"),
+        "roleArn": ROLE,
+        "modelId": CLAUDE,
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/in/"}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/out/"}},
+    }
+    arn = emulator.create(body)["jobArn"]
+    clock.now += 25  # Scheduled
+    assert emulator.get(arn)["status"] == "Scheduled"
+    emulator.stop(arn)
+    clock.now += 100
+    job = emulator.get(arn)
+    assert job["status"] == "Stopped" and job["processedRecordCount"] == 0 and job["totalRecordCount"] == 100
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="out/")
+
+
+def test_oversized_records_get_error_lines(s3: Any, bedrock: Any, bucket: str) -> None:
+    titan = [{"recordId": f"t{i:03d}", "modelInput": {"inputText": f"text {i}"}} for i in range(100)]
+    titan += [
+        {"recordId": "limit", "modelInput": {"inputText": "x" * 50_000}},
+        {"recordId": "over", "modelInput": {"inputText": "x" * 50_001}},
+    ]
+    put_jsonl(s3, bucket, "in/emb.jsonl", titan)
+    arn = create_job(bedrock, bucket, model=TITAN)
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted" and job["errorRecordCount"] == 1
+    out = {o["recordId"]: o for o in read_out(s3, bucket, f"out/{job_id(arn)}/emb.jsonl.out")}
+    assert out["over"]["error"] == {"errorCode": 400, "errorMessage": "Input is too long for requested model."}
+    assert len(out["limit"]["modelOutput"]["embedding"]) == 1024
+    # Claude 3 Haiku: 200,000-token context, estimated at 4 characters per token
+    claude = claude_records(100)
+    claude.append(
+        {"recordId": "fits", "modelInput": claude_input(0, messages=[{"role": "user", "content": "y" * 800_000}])}
+    )
+    claude.append(
+        {"recordId": "long", "modelInput": claude_input(0, messages=[{"role": "user", "content": "y" * 800_004}])}
+    )
+    put_jsonl(s3, bucket, "claude/data.jsonl", claude)
+    arn = create_job(bedrock, bucket, input_key="claude/data.jsonl")
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted" and job["errorRecordCount"] == 1
+    out = {o["recordId"]: o for o in read_out(s3, bucket, f"out/{job_id(arn)}/data.jsonl.out")}
+    assert out["long"]["error"]["errorCode"] == 400 and out["long"]["error"]["errorMessage"] == INPUT_TOO_LONG
+    assert out["fits"]["modelOutput"]["usage"]["input_tokens"] == 200_000
+
+
+@pytest.mark.parametrize(
+    "model, invocation, body_of, limit_chars",
+    [
+        (
+            "amazon.nova-micro-v1:0",
+            "InvokeModel",
+            lambda t: {"messages": [{"role": "user", "content": [{"text": t}]}]},
+            512_000,
+        ),
+        ("meta.llama3-1-8b-instruct-v1:0", "InvokeModel", lambda t: {"prompt": t}, 512_000),
+        ("mistral.mistral-small-2402-v1:0", "InvokeModel", lambda t: {"prompt": t}, 128_000),
+        (
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            "Converse",
+            lambda t: {"messages": [{"role": "user", "content": [{"text": t}]}], "system": [{"text": "s"}]},
+            800_000 - 1,
+        ),
+        (
+            "cohere.embed-english-v3",
+            "InvokeModel",
+            lambda t: {"texts": ["short", t], "input_type": "search_document"},
+            2_048,
+        ),
+    ],
+)
+def test_context_window_per_model(model: str, invocation: str, body_of: Any, limit_chars: int) -> None:
+    fits, over = synthesize_batch(model, invocation, [body_of("z" * limit_chars), body_of("z" * (limit_chars + 4))])
+    assert fits.error is None and fits.output_json
+    assert over.error == INPUT_TOO_LONG and over.output_json is None
 
 
 def test_fail_and_expire_faults(stack: LocalStack, s3: Any, bedrock: Any, bucket: str) -> None:

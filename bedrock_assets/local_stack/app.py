@@ -1,7 +1,11 @@
-"""WSGI app of the local stack: moto (S3, DynamoDB, ...) plus the Bedrock batch-job emulator.
+"""WSGI app of the local stack: moto (S3, DynamoDB, ...) plus the Bedrock emulators.
 
-Requests signed for service ``bedrock`` whose path starts with ``/model-invocation-job`` go to the
-emulator; ``/_emulator/...`` is the control API; everything else is served by moto.
+Requests are told apart by the service name in their SigV4 credential scope. Both ``bedrock`` and
+``bedrock-runtime`` clients sign as ``bedrock``; among those, paths starting with
+``/model-invocation-job`` go to the batch-job emulator and ``/model/{modelId}/invoke`` |
+``/model/{modelId}/converse`` to the runtime emulator. ``/_emulator/...`` is the control API
+(``GET health`` with the runtime call counters, ``GET|POST config``, ``POST runtime/reset``);
+everything else is served by moto.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
 
-from .jobs import BatchJobEmulator, EmulatorError
+from .errors import EmulatorError
+from .jobs import BatchJobEmulator
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 JOB_PATH = "/model-invocation-job"
+RUNTIME_PATH = "/model/"
 CONTROL_PATH = "/_emulator/"
 
 
@@ -41,7 +47,7 @@ def error_response(code: str, message: str, status: int) -> Response:
 
 
 class LocalStackApp:
-    """Dispatching WSGI application combining moto and the batch-job emulator."""
+    """Dispatching WSGI application combining moto and the Bedrock batch-job and runtime emulators."""
 
     def __init__(self, emulator: BatchJobEmulator, moto_app: WSGIApp | None = None) -> None:
         if moto_app is None:
@@ -58,13 +64,43 @@ class LocalStackApp:
         region, service = credential_scope(environ)
         if service == "bedrock" and path.startswith(JOB_PATH):
             return self._bedrock(Request(environ), region)(environ, start_response)
+        if service == "bedrock" and path.startswith(RUNTIME_PATH):
+            return self._runtime(Request(environ))(environ, start_response)
         return self.moto_app(environ, start_response)
 
+    @staticmethod
+    def _path_parts(request: Request) -> tuple[str, list[str]]:
+        """The raw path (labels still percent-encoded, so an ARN's '/' stays one label) and its labels."""
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+        raw_path = raw.split("?", 1)[0]
+        return raw_path, [unquote(p) for p in raw_path.split("/") if p]
+
+    def _runtime(self, request: Request) -> Response:
+        raw_path, parts = self._path_parts(request)
+        try:
+            if len(parts) == 3 and parts[0] == "model" and request.method == "POST":
+                runtime = self.emulator.runtime
+                if parts[2] == "invoke":
+                    res = runtime.invoke_model(parts[1], request.get_data())
+                    headers = {
+                        "X-Amzn-Bedrock-Input-Token-Count": str(res.input_tokens),
+                        "X-Amzn-Bedrock-Output-Token-Count": str(res.output_tokens),
+                        "X-Amzn-Bedrock-Invocation-Latency": "0",
+                    }
+                    return Response(res.output_json, status=200, headers=headers, content_type="application/json")
+                if parts[2] == "converse":
+                    res = runtime.converse(parts[1], request.get_data())
+                    return Response(res.output_json, status=200, content_type="application/json")
+            raise EmulatorError(
+                "UnknownOperationException", f"No emulated operation for {request.method} {raw_path}", 404
+            )
+        except EmulatorError as exc:
+            return error_response(exc.code, exc.message, exc.http_status)
+        except Exception as exc:  # pragma: no cover - defensive
+            return error_response("InternalServerException", f"{type(exc).__name__}: {exc}", 500)
+
     def _bedrock(self, request: Request, region: str | None) -> Response:
-        raw_path = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path).split("?", 1)[
-            0
-        ]
-        parts = [unquote(p) for p in raw_path.split("/") if p]
+        raw_path, parts = self._path_parts(request)
         method = request.method
         try:
             if parts == ["model-invocation-job"] and method == "POST":
@@ -89,7 +125,17 @@ class LocalStackApp:
     def _control(self, request: Request) -> Response:
         path = request.path
         if path == "/_emulator/health" and request.method == "GET":
-            return _json_response({"status": "ok", "jobs": self.emulator.job_count()})
+            return _json_response(
+                {
+                    "status": "ok",
+                    "jobs": self.emulator.job_count(),
+                    "runtime_calls": self.emulator.runtime.calls(),
+                    "runtime_errors": self.emulator.runtime.errors(),
+                }
+            )
+        if path == "/_emulator/runtime/reset" and request.method == "POST":
+            self.emulator.runtime.reset_counts()
+            return _json_response({"runtime_calls": self.emulator.runtime.calls()})
         if path == "/_emulator/config" and request.method == "GET":
             return _json_response(self.emulator.config())
         if path == "/_emulator/config" and request.method == "POST":

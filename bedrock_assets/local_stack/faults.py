@@ -10,15 +10,24 @@ from typing import Any
 class FaultConfig:
     """Knobs that make the emulator misbehave on purpose (all off by default).
 
-    - ``record_error_rate``: fraction of records answered with an error line (429/500-style
-      model errors), chosen deterministically from a hash of the recordId.
-    - ``drop_rate``: fraction of records silently absent from the output (not processed).
+    Batch jobs:
+
+    - ``record_error_rate``: fraction of records answered with an error line (half 429, half 500
+      model errors). Drawn from a hash of (job name, recordId): reproducible across runs, and a retry
+      job (another name) gets an independent draw for the same record.
+    - ``drop_rate``: fraction of records silently absent from the output (not processed); drawn
+      like ``record_error_rate`` from (job name, recordId).
     - ``fail_jobs_matching``: jobs whose name contains this substring fail at the InProgress step.
     - ``expire_jobs_matching``: jobs whose name contains this substring expire while Scheduled.
     - ``throttle_every``: every Nth emulator API call gets ThrottlingException (0 = off).
     - ``min_records``: minimum records per job (the real service requires 100).
     - ``unavailable_until``: until this epoch time, every batch API call answers 503
       ServiceUnavailableException (an outage).
+
+    bedrock-runtime InvokeModel / Converse (see ``runtime.py``): ``unavailable_until`` (503),
+    ``throttle_every`` (its own count of runtime calls) and ``record_error_rate`` (per call: half
+    ThrottlingException 429, half InternalServerException 500, drawn from the body digest and how
+    often that same call came before, so a retry can succeed).
     """
 
     record_error_rate: float = 0.0

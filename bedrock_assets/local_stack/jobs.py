@@ -3,7 +3,8 @@
 Job state is advanced lazily: whenever a request observes a job, its status is recomputed from
 the clock (each phase lasts the job's ``time_scale`` seconds). Input validation happens at the
 Validating -> Scheduled step and the outputs are written to S3 when the job reaches its terminal
-state, so all side effects happen inside API calls and no background thread is needed.
+state (Completed / PartiallyCompleted, or Stopped after a stop requested while InProgress: partial
+output), so all side effects happen inside API calls and no background thread is needed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import numpy as np
 
 from bedrock_assets.bedrock.job_status import JobStatus
 
+from .catalog import batch_model_error
+from .errors import EmulatorError
 from .faults import FaultConfig
+from .runtime import RuntimeEmulator
 from .synthetic import model_family, synthesize_batch
 
 ACCOUNT_ID = "123456789012"
@@ -50,16 +54,6 @@ MAX_RECORDS_PER_JOB = 50_000
 MAX_FILE_BYTES = 1024**3
 MAX_JOB_BYTES = 5 * 1024**3
 CHUNK_RECORDS = 2048
-
-
-class EmulatorError(Exception):
-    """An API error, rendered by the HTTP layer as an AWS restJson error."""
-
-    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.http_status = http_status
 
 
 class JobFailure(Exception):
@@ -104,6 +98,8 @@ def _unit_hash(*parts: str) -> float:
 class BatchJobEmulator:
     """Emulates CreateModelInvocationJob / Get / List / Stop for one account.
 
+    ``runtime`` (a RuntimeEmulator sharing the fault knobs) answers bedrock-runtime InvokeModel/Converse.
+
     ``s3`` is a boto3 S3 client used to read inputs and write outputs (set it before jobs run).
     If ``state_file`` is given, the job table is loaded from it and saved after every mutation.
     """
@@ -133,6 +129,7 @@ class BatchJobEmulator:
         self._lock = threading.RLock()
         self._jobs: dict[str, dict[str, Any]] = {}
         self._calls = 0
+        self.runtime = RuntimeEmulator(self.faults, clock)
         if self.state_file and self.state_file.exists():
             self._jobs = json.loads(self.state_file.read_text())["jobs"]
 
@@ -152,6 +149,7 @@ class BatchJobEmulator:
             self.faults.update(**fault_knobs)
             if "throttle_every" in fault_knobs:
                 self._calls = 0
+                self.runtime.reset_throttle()
             if "time_scale" in knobs:
                 self.time_scale = float(knobs["time_scale"])
             for model_id, limit in (knobs.get("concurrency_limits") or {}).items():
@@ -185,6 +183,10 @@ class BatchJobEmulator:
     def job_count(self) -> int:
         """Number of jobs known to the emulator."""
         return len(self._jobs)
+
+    def runtime_calls(self) -> dict[str, int]:
+        """bedrock-runtime calls received so far per operation: ``{"InvokeModel": n, "Converse": m}``."""
+        return self.runtime.calls()
 
     # ---- API operations ---------------------------------------------------------------------
 
@@ -303,7 +305,11 @@ class BatchJobEmulator:
             return result
 
     def stop(self, identifier: str) -> dict:
-        """StopModelInvocationJob: active job -> Stopping -> Stopped; terminal job -> ValidationException."""
+        """StopModelInvocationJob: active job -> Stopping -> Stopped; terminal job -> ValidationException.
+
+        A job stopped while InProgress writes the records it processed before the stop when it
+        reaches Stopped (see ``_process``); one stopped earlier writes nothing.
+        """
         with self._lock:
             self._tick()
             job = self._find(identifier)
@@ -315,6 +321,7 @@ class BatchJobEmulator:
                 now = self.clock()
                 job.update(
                     status=JobStatus.STOPPING.value,
+                    stoppedFrom=job["status"],
                     phaseStart=now,
                     lastModifiedTime=now,
                     message="Stop requested by user.",
@@ -364,10 +371,11 @@ class BatchJobEmulator:
         if not isinstance(role, str) or len(role) > 2048 or not ROLE_ARN_RE.fullmatch(role):
             raise _validation(f"roleArn: '{role}' is not a valid IAM role ARN")
         model_id = body["modelId"]
-        if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048 or model_family(model_id) is None:
-            raise _validation(
-                f"modelId: the provided model identifier '{model_id}' is invalid or not supported for batch inference."
-            )
+        if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048:
+            raise _validation(f"modelId: the provided model identifier '{model_id}' is invalid.")
+        problem = batch_model_error(model_id)
+        if problem:
+            raise _validation(problem)
         inv_type = body.get("modelInvocationType") or "InvokeModel"
         if inv_type not in ("InvokeModel", "Converse"):
             raise _validation(f"modelInvocationType: '{inv_type}' must be one of ['InvokeModel', 'Converse']")
@@ -545,6 +553,11 @@ class BatchJobEmulator:
                 partial = self._process(job)
                 return (JobStatus.PARTIALLY_COMPLETED.value if partial else JobStatus.COMPLETED.value), None
             if status == JobStatus.STOPPING.value:
+                if job.get("stoppedFrom") == JobStatus.IN_PROGRESS.value:
+                    try:
+                        self._process(job, salvage=True)
+                    except Exception as exc:  # the job is stopped all the same
+                        return JobStatus.STOPPED.value, f"Stop requested by user. No partial output: {exc}"
                 return JobStatus.STOPPED.value, None
         except JobFailure as exc:
             return JobStatus.FAILED.value, str(exc)
@@ -607,10 +620,12 @@ class BatchJobEmulator:
         prefix = prefix.strip("/")
         return bucket, (prefix + "/" if prefix else "") + job["jobId"] + "/"
 
-    def _process(self, job: dict) -> bool:
+    def _process(self, job: dict, salvage: bool = False) -> bool:
         """Run the job: write one shuffled .out per input file plus manifest.json.out.
 
-        Returns True when any record errored or was dropped (PartiallyCompleted).
+        With ``salvage`` (a job stopped while InProgress) only the records processed before the stop
+        are written: the first half of each file's shuffled order, so processedRecordCount stays below
+        totalRecordCount. Returns True when any record errored or was dropped (PartiallyCompleted).
         """
         s3 = self._require_s3()
         in_bucket, keys = self._input_location(job)
@@ -619,8 +634,10 @@ class BatchJobEmulator:
         for key in keys:
             raw = list(self._iter_lines(in_bucket, key))
             order = np.random.default_rng(_seed(job["jobId"], key)).permutation(len(raw))
+            if salvage:
+                order = order[: len(raw) // 2]
             with tempfile.TemporaryFile() as out:
-                for start in range(0, len(raw), CHUNK_RECORDS):
+                for start in range(0, len(order), CHUNK_RECORDS):
                     self._process_chunk(job, key, raw, order[start : start + CHUNK_RECORDS], out, totals)
                 size = out.tell()
                 out.seek(0)
@@ -652,6 +669,7 @@ class BatchJobEmulator:
         self, job: dict, key: str, raw: list[bytes], indices: np.ndarray, out: Any, totals: dict
     ) -> None:
         faults = self.faults
+        name = job["jobName"]  # fault draws are per (job, record): a retry job draws afresh
         kept: list[tuple[str, Any]] = []
         injected: dict[int, tuple[int, str]] = {}
         for idx in indices:
@@ -659,12 +677,12 @@ class BatchJobEmulator:
             record_id = record.get("recordId")
             if not isinstance(record_id, str) or not record_id:
                 record_id = f"R{_seed(key, str(int(idx))) % 10**11:011d}"
-            if faults.drop_rate and _unit_hash("drop", record_id) < faults.drop_rate:
+            if faults.drop_rate and _unit_hash("drop", name, record_id) < faults.drop_rate:
                 continue
-            if faults.record_error_rate and _unit_hash("error", record_id) < faults.record_error_rate:
+            if faults.record_error_rate and _unit_hash("error", name, record_id) < faults.record_error_rate:
                 injected[len(kept)] = (
                     (429, "[emulated] ThrottlingException: Too many tokens, please wait before trying again.")
-                    if _unit_hash("code", record_id) < 0.5
+                    if _unit_hash("code", name, record_id) < 0.5
                     else (500, "[emulated] InternalServerException: The model encountered an unexpected error.")
                 )
             kept.append((record_id, record["modelInput"]))

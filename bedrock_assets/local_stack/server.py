@@ -1,4 +1,4 @@
-"""The local stack server: one loopback endpoint for S3, DynamoDB and Bedrock batch jobs."""
+"""The local stack server: one loopback endpoint for S3, DynamoDB, Bedrock batch jobs and bedrock-runtime."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class LocalStack:
-    """moto (S3, DynamoDB, ...) plus the Bedrock batch-job emulator behind one HTTP endpoint.
+    """moto (S3, DynamoDB, ...) plus the Bedrock batch-job and runtime emulators behind one HTTP endpoint.
 
     Runs a threaded werkzeug server in a daemon thread. With ``state_dir`` the job table is
     persisted continuously and S3/DynamoDB are snapshotted on ``stop()`` and restored on ``start()``.
@@ -144,6 +144,10 @@ class LocalStack:
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """Change fault knobs / time_scale / concurrency limits at runtime (see BatchJobEmulator.configure)."""
         return self.emulator.configure(**knobs)
+
+    def runtime_calls(self) -> dict[str, int]:
+        """bedrock-runtime calls received so far per operation: ``{"InvokeModel": n, "Converse": m}``."""
+        return self.emulator.runtime_calls()
 
 
 # ---- snapshot / restore of S3 and DynamoDB ---------------------------------------------------
@@ -304,7 +308,10 @@ def serve_forever(
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack.start()
     try:
-        print(f"Local stack (S3, DynamoDB, Bedrock batch emulator) listening on {stack.endpoint_url}", flush=True)
+        print(
+            f"Local stack (S3, DynamoDB, Bedrock batch + runtime emulator) listening on {stack.endpoint_url}",
+            flush=True,
+        )
         print("Export these to point boto3 / the AWS CLI at it:", flush=True)
         for key, value in stack.env().items():
             print(f"export {key}={value}", flush=True)

@@ -1,9 +1,15 @@
-"""Deterministic synthetic model outputs for the Bedrock batch emulator.
+"""Deterministic synthetic model outputs for the Bedrock batch emulator (and its runtime API).
 
 Every output is clearly marked as emulated (texts start with ``[emulated]``, Claude ids with
 ``msg_emulated_``) and is seeded by a hash of the record's ``modelInput``, so reruns give identical
 results. Per-record request validation mirrors what Bedrock checks at run time; a record that fails
 it gets an error line (errorCode 400) instead of a model output.
+
+Input size limits: a record too large for its model gets ``INPUT_TOO_LONG`` instead. Embedding
+models have documented character limits (Titan Text Embeddings V2: 50,000 characters of
+``inputText``; Cohere Embed: 2,048 per text). Text models are checked against their context window
+(``catalog.ModelInfo.context_tokens``) with the emulator's own token estimate: one token per 4
+characters, rounded up, of the prompt text (system text, every message's text blocks, ``prompt``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,21 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_REGION_PREFIX = r"(?:(?:us|eu|apac|ap|ca|sa|jp|au|us-gov|global)\.)?"
-_FAMILIES: list[tuple[str, str]] = [
-    ("anthropic.claude", "claude"),
-    ("amazon.titan-embed-text-v2", "titan-embed-v2"),
-    ("amazon.nova", "nova"),
-    ("meta.llama", "llama"),
-    ("mistral.", "mistral"),
-    ("cohere.embed", "cohere-embed"),
-]
-_ARN_RE = re.compile(
-    r"arn:aws(?:-[^:]+)?:bedrock:[a-z0-9-]+:(\d{12})?:"
-    r"(foundation-model|inference-profile|application-inference-profile|provisioned-model)/(.+)"
-)
+from .catalog import lookup
+
 CLAUDE_VERSION = "bedrock-2023-05-31"
 TITAN_DIMENSIONS = (256, 512, 1024)
+INPUT_TOO_LONG = "Input is too long for requested model."
 _WORDS = (
     "synthetic answer generated locally by the bedrock batch emulator without any real model "
     "call it is deterministic for a given input and safe to use in tests pipelines demos and "
@@ -42,20 +37,12 @@ _WORDS = (
 
 
 def model_family(model_id: str) -> str | None:
-    """Return the emulated model family for a model id / ARN, or None if it is not supported.
+    """Return the emulated model family for a model id / profile / ARN, or None if it is not emulated.
 
-    Application inference profiles hide their model, so they map to ``"generic"``.
+    Application inference profiles and provisioned models hide their model, so they map to ``"generic"``.
     """
-    base = model_id
-    match = _ARN_RE.fullmatch(model_id)
-    if match:
-        if match.group(2) == "application-inference-profile":
-            return "generic"
-        base = match.group(3)
-    for prefix, family in _FAMILIES:
-        if re.match(_REGION_PREFIX + re.escape(prefix), base):
-            return family
-    return None
+    info = lookup(model_id)
+    return info.family if info else None
 
 
 @dataclass(frozen=True)
@@ -273,8 +260,12 @@ def _prompt_chars(body: dict) -> int:
     return chars + len(str(body.get("prompt") or ""))
 
 
-def _text_output(family: str, invocation_type: str, model_id: str, body: dict, seed: int) -> SyntheticResult:
+def _text_output(
+    family: str, invocation_type: str, model_id: str, body: dict, seed: int, context: int | None
+) -> SyntheticResult:
     n_in = _tokens(_prompt_chars(body))
+    if context is not None and n_in > context:
+        return SyntheticResult(None, INPUT_TOO_LONG)
     if invocation_type == "Converse" or family in ("nova", "generic"):
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
         text, cut = _emulated_text(seed, model_id, max_tokens)
@@ -311,7 +302,7 @@ def _text_output(family: str, invocation_type: str, model_id: str, body: dict, s
         text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
         n_out = _tokens(len(text))
         out = {"outputs": [{"text": text, "stop_reason": "length" if cut else "stop"}]}
-    else:  # cohere-embed
+    else:  # cohere-embed (character limits are checked by the caller)
         texts = body["texts"]
         rows = format_vectors(_embedding_matrix([seed + i for i in range(len(texts))], 1024, True))
         n_in = _tokens(sum(len(t) for t in texts))
@@ -327,7 +318,10 @@ def _text_output(family: str, invocation_type: str, model_id: str, body: dict, s
 
 def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any]) -> list[SyntheticResult]:
     """Validate and answer a batch of records, returning one SyntheticResult per input."""
-    family = model_family(model_id) or "generic"
+    info = lookup(model_id)
+    family = (info.family if info else None) or "generic"
+    context = info.context_tokens if info else None
+    max_chars = info.max_input_chars if info else None
     results: list[SyntheticResult | None] = [None] * len(model_inputs)
     titan_idx: list[int] = []
     seeds = [0] * len(model_inputs)
@@ -337,11 +331,17 @@ def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any
         except RecordValidationError as exc:
             results[i] = SyntheticResult(None, f"Malformed input request: {exc}")
             continue
+        embedding = invocation_type != "Converse" and family in ("titan-embed-v2", "cohere-embed")
+        if embedding and max_chars is not None:
+            texts = [body["inputText"]] if family == "titan-embed-v2" else body["texts"]
+            if any(len(t) > max_chars for t in texts):
+                results[i] = SyntheticResult(None, INPUT_TOO_LONG)
+                continue
         seeds[i] = input_seed(body)
-        if invocation_type != "Converse" and family == "titan-embed-v2":
+        if embedding and family == "titan-embed-v2":
             titan_idx.append(i)
         else:
-            results[i] = _text_output(family, invocation_type, model_id, body, seeds[i])
+            results[i] = _text_output(family, invocation_type, model_id, body, seeds[i], context)
     if titan_idx:
         for i, res in zip(
             titan_idx, _titan_outputs([model_inputs[i] for i in titan_idx], [seeds[i] for i in titan_idx])

@@ -59,14 +59,13 @@ def cmd_seed_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, timeout: float) -> list:
-    """Run the pipelines (default: all) of a defs.yaml or folder to completion; returns their summaries."""
+def _pipelines(path: Path, pipelines: Sequence[str] | None) -> tuple[list, object]:
+    """The selected pipelines (default: all) of a defs.yaml or folder, and their Definitions."""
     import dagster as dg
 
     from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
     from bedrock_assets.components.loading import load_pipelines
     from bedrock_assets.resources import bedrock_resources
-    from bedrock_assets.runner import run_pipelines
 
     specs = load_pipelines(path)
     names = [s.name for s in specs]
@@ -76,7 +75,35 @@ def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, t
     specs = [s for s in specs if not pipelines or s.name in pipelines]
     logging.getLogger("dagster").setLevel(logging.WARNING)  # run and tick logs stay in the instance
     defs = dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs), dg.Definitions(resources=bedrock_resources()))
+    return specs, defs
+
+
+def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, timeout: float) -> list:
+    """Run the pipelines (default: all) of a defs.yaml or folder to completion; returns their summaries."""
+    from bedrock_assets.runner import run_pipelines
+
+    specs, defs = _pipelines(path, pipelines)
     return run_pipelines(defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout)
+
+
+def stop_defs(path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None) -> list[str]:
+    """Run each selected pipeline's __stop job; one report line per pipeline."""
+    from bedrock_assets.components.pipeline_keys import PipelineKeys
+    from bedrock_assets.runner import QUIET, PipelineRunError
+
+    specs, defs = _pipelines(path, pipelines)
+    lines = []
+    for spec in specs:
+        op = f"{spec.name}__stop_jobs"
+        result = defs.resolve_job_def(PipelineKeys(spec.name).job("stop")).execute_in_process(
+            run_config={**QUIET, "ops": {op: {"config": {"shards": list(shards or [])}}}},
+            instance=_instance(),
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise PipelineRunError(f"{spec.name}: stop run {result.run_id} failed; see the run's logs")
+        lines.append(result.output_for_node(op))
+    return lines
 
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_USAGE, EXIT_NOT_FINISHED = 0, 1, 2, 3
@@ -121,6 +148,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for summary in summaries:
         print("\n".join(summary.lines()))
     return _exit_code(summaries)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        lines = stop_defs(Path(args.path), args.pipeline, args.shards)
+    except Exception as error:  # noqa: BLE001 - one readable message and exit code 3
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_describe(error)}", file=sys.stderr)
+        return EXIT_NOT_FINISHED
+    print("\n".join(lines))
+    print("Stopped jobs become Stopped within minutes; what they produced is merged by the daemon or by the next run.")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -249,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
     p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "stop",
+        help="stop a pipeline's jobs in flight, dequeue its queued shards, start no further retry rounds",
+        description="Stop a pipeline: StopModelInvocationJob for every job in flight, queued shards dequeued, "
+        "recorded in the ledger; stopped jobs are never resubmitted. What they produced is still merged.",
+    )
+    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
+    p.add_argument("--pipeline", action="append", help="stop only this pipeline (repeatable)")
+    p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
+    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
+    p.set_defaults(func=cmd_stop)
 
     for name, func, text in (
         ("demo", cmd_demo, "run both sample pipelines end to end on an embedded local stack"),

@@ -43,6 +43,11 @@ class PipelineLayout:
         return self.root.join("merged", f"{shard}.parquet")
 
     @property
+    def retry_state(self) -> S3Location:
+        """The planned retry rounds and their shards."""
+        return self.root.join("retries", "_rounds.json")
+
+    @property
     def merged_dataset(self) -> S3Location:
         return self.root.join("merged_dataset", "data.parquet")
 

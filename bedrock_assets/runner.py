@@ -24,6 +24,7 @@ import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from bedrock_assets.bedrock.resource import CallCounter
+from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
 from bedrock_assets.components.pipeline_keys import (
     STAGES,
     TAG_JOB_STATUS,
@@ -33,8 +34,16 @@ from bedrock_assets.components.pipeline_keys import (
     stage_tags,
 )
 from bedrock_assets.errors import hint, is_transient
-from bedrock_assets.graph.job_completion import PipelineStatus, contiguous_groups, merged_jobs, run_partitions, span
-from bedrock_assets.graph.merged_dataset import JOBS_DIGEST, jobs_digest
+from bedrock_assets.graph.job_completion import (
+    PipelineStatus,
+    contiguous_groups,
+    jobs_digest,
+    latest_merges,
+    run_partitions,
+    span,
+)
+from bedrock_assets.graph.merged_dataset import JOBS_DIGEST
+from bedrock_assets.graph.retry_rounds import RoundProgress, retry_due
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.spec import PipelineSpec
 
@@ -63,6 +72,10 @@ class RunSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     max_error_rate: float = 0.0
+    retried: int = 0
+    retry_rounds: int = 0
+    resent_in_batch_jobs: int = 0
+    resent_on_demand: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -79,12 +92,21 @@ class RunSummary:
             if self.within_error_limit
             else f"FAILED: {self.error_rate:.1%} of rows failed, max_error_rate {self.max_error_rate:.1%}"
         )
+        retries = (
+            [
+                f"  retried {self.retried} records in {self.retry_rounds} round(s): {self.resent_in_batch_jobs} "
+                f"sent again in batch jobs, {self.resent_on_demand} answered on demand"
+            ]
+            if self.retry_rounds
+            else []
+        )
         return [
             f"pipeline {self.pipeline}: {self.rows} rows -> {self.succeeded} succeeded, {self.failed} failed"
             + (f" {self.errors}" if self.errors else "")
             + f" ({verdict})",
             f"  merged results: {self.merged_uri}",
             f"  shards: {self.shards}; jobs: {self.job_statuses}",
+            *retries,
             f"  tokens: {self.input_tokens} in / {self.output_tokens} out",
             f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
             f"control-plane calls {calls}, {self.seconds:.1f} s",
@@ -98,6 +120,7 @@ class PipelineState:
     status: PipelineStatus
     attempts: dict[str, JobAttempt]
     dataset_current: bool
+    retry_due: bool = False
 
     @property
     def finished(self) -> bool:
@@ -216,17 +239,27 @@ class Runner:
             shards = [request.partition_key] if request.partition_key else run_partitions(request.tags, order)
             self.execute(p, stage, shards, tags={**request.tags, RUN_KEY_TAG: request.run_key or ""})
             status = f" ({request.tags[TAG_JOB_STATUS]})" if TAG_JOB_STATUS in request.tags else ""
-            self.log(f"[{p.spec.name}] {stage} {span(shards)}{status}")
+            self.log(f"[{p.spec.name}] {stage} {span(shards)}{status}".rstrip())
         return bool(tick.run_requests)
 
     def state(self, p: _Pipeline) -> PipelineState:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
         latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
-        status = PipelineStatus.of(shards, latest, merged_jobs(self.instance, p.keys.merged_results))
+        marks = latest_merges(self.instance, p.keys.merged_results)
+        status = PipelineStatus.of(shards, latest, {k: m.job for k, m in marks.items()})
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
         meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
         current = bool(shards) and JOBS_DIGEST in meta and meta[JOBS_DIGEST].value == jobs_digest(shards, latest)
-        return PipelineState(status, {k: latest[k] for k in shards if k in latest}, current)
+        due = False
+        if status.all_merged and not current:
+            bedrock = self.resources["bedrock"]
+            due = retry_due(
+                p.spec,
+                pipeline_storage(p.spec, self.resources["s3"], bedrock),
+                RoundProgress.of(shards, latest, marks),
+                p.spec.quotas(bedrock.quota_overrides).min_records_per_job,
+            )
+        return PipelineState(status, {k: latest[k] for k in shards if k in latest}, current, due)
 
     def finish(self, p: _Pipeline) -> None:
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
@@ -237,6 +270,9 @@ class Runner:
         s.errors, s.merged_uri = dict(meta["errors"]), str(meta["uri"])
         s.input_tokens, s.output_tokens = int(meta["input_tokens"]), int(meta["output_tokens"])
         s.max_error_rate = p.spec.max_error_rate
+        s.retried, s.retry_rounds = int(meta.get("records_retried", 0)), int(meta.get("retry_rounds", 0))
+        s.resent_in_batch_jobs = int(meta.get("resent_in_batch_jobs", 0))
+        s.resent_on_demand = int(meta.get("resent_on_demand", 0))
 
 
 @dataclass
@@ -318,7 +354,7 @@ def run_pipelines(
         outage = None
         for p in active:
             state = states[p.spec.name]
-            if state.status.all_merged and not state.dataset_current:
+            if state.status.all_merged and not state.dataset_current and not state.retry_due:
                 # merged_dataset is built by automation once the last shard merges; if this round's
                 # automation did not (a crash or failed run came between), nothing else will
                 log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")

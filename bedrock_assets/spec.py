@@ -79,6 +79,27 @@ class ShardSpec(_Strict):
     max_job_bytes: int | None = Field(default=None, gt=0)
 
 
+class RetrySpec(_Strict):
+    """Recourse for failed records and jobs (see ``bedrock.error_classes`` for what is retriable)."""
+
+    max_rounds: int = Field(
+        default=2, ge=0, le=10, description="retry rounds: retriable records of all shards pooled into new jobs"
+    )
+    small_remainder: Literal["on_demand", "leave"] = Field(
+        default="on_demand",
+        description="fewer retriable records than a job's minimum: send them through the runtime API "
+        "(InvokeModel/Converse, on-demand price), or leave them as failed rows",
+    )
+    on_demand_concurrency: int = Field(default=4, ge=1, le=64, description="parallel on-demand calls")
+    max_job_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=5,
+        description="attempts per shard job: an Expired job, or one Failed for a transient reason, is "
+        "resubmitted automatically up to this many; Stopped jobs never are",
+    )
+
+
 class PipelineSpec(_Strict):
     """One Bedrock batch-inference pipeline: source, model, prompt, where results go, and limits."""
 
@@ -97,6 +118,7 @@ class PipelineSpec(_Strict):
         default=None, description="12-digit account that must own every bucket this pipeline touches"
     )
     kms_key_id: str | None = Field(default=None, description="KMS key (id, ARN or alias) for everything written")
+    retry: RetrySpec = RetrySpec()
     max_error_rate: float = Field(
         default=0.0,
         ge=0,

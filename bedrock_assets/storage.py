@@ -48,15 +48,14 @@ def download_file(s3: S3Access | Any, loc: S3Location, path: Path) -> Path:
     return path
 
 
-def put_json(s3: S3Access | Any, loc: S3Location, value: Any) -> None:
+def put_bytes(s3: S3Access | Any, loc: S3Location, body: bytes, content_type: str | None = None) -> None:
     s3 = _access(s3)
-    s3.client.put_object(
-        Bucket=loc.bucket,
-        Key=loc.key,
-        Body=json.dumps(value, indent=1).encode(),
-        ContentType="application/json",
-        **s3.write_args(),
-    )
+    extra = {"ContentType": content_type} if content_type else {}
+    s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **extra, **s3.write_args())
+
+
+def put_json(s3: S3Access | Any, loc: S3Location, value: Any) -> None:
+    put_bytes(s3, loc, json.dumps(value, indent=1).encode(), "application/json")
 
 
 def read_bytes(s3: S3Access | Any, loc: S3Location) -> bytes:

@@ -22,6 +22,8 @@ from bedrock_assets.spec import PipelineSpec, parse_pipeline
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchInference"
+# no retry rounds and no automatic resubmission: failures stay as they happened
+NO_RECOURSE = {"max_rounds": 0, "max_job_attempts": 1}
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.graph.batch_job_outputs import OutputParser
-from bedrock_assets.graph.merged_results import INVALID_INPUT, NOT_RETURNED, merge_shard
+from bedrock_assets.graph.merged_results import merge_shard
 from bedrock_assets_tests.outputs import claude, err_line, input_rows, job, ok_line, parse
 
 

@@ -21,7 +21,7 @@ from bedrock_assets.components.pipeline_keys import PipelineKeys
 from bedrock_assets.results import read_merged_dataset
 from bedrock_assets.runner import execute_stage, run_pipelines
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import TITAN, ledger_of, pipeline_dict, run, tick
+from bedrock_assets_tests.conftest import NO_RECOURSE, TITAN, ledger_of, pipeline_dict, run, tick
 
 
 def read_merged(s3, uri: str, tmp_path):
@@ -115,7 +115,7 @@ def test_record_errors_and_dropped_records_are_kept_as_error_rows(
     make_pipelines, instance, stack, s3, bucket, tmp_path
 ):
     stack.configure(record_error_rate=0.1, drop_rate=0.05)
-    defs, (spec,) = make_pipelines([pipeline_dict("faulty", bucket)], rows=450)
+    defs, (spec,) = make_pipelines([pipeline_dict("faulty", bucket, retry=NO_RECOURSE)], rows=450)
     summary = run(defs, spec, instance)
 
     merged = read_merged(s3, summary.merged_uri, tmp_path)
@@ -134,7 +134,7 @@ def test_record_errors_and_dropped_records_are_kept_as_error_rows(
 
 def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, instance, stack, s3, bucket, tmp_path):
     stack.configure(fail_jobs_matching="-s00001-")
-    defs, (spec,) = make_pipelines([pipeline_dict("partial", bucket)], rows=450)
+    defs, (spec,) = make_pipelines([pipeline_dict("partial", bucket, retry=NO_RECOURSE)], rows=450)
     summary = run(defs, spec, instance)
 
     merged = read_merged(s3, summary.merged_uri, tmp_path)
@@ -155,7 +155,7 @@ def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, 
 def test_jobs_that_never_ran_still_give_every_row(make_pipelines, instance, stack, bucket, knob, status, code):
     name = f"doomed_{status.lower()}"
     stack.configure(**{knob: "doomed"})
-    defs, (spec,) = make_pipelines([pipeline_dict(name, bucket)], rows=150)
+    defs, (spec,) = make_pipelines([pipeline_dict(name, bucket, retry=NO_RECOURSE)], rows=150)
     summary = run(defs, spec, instance)
     assert summary.rows == 150 and summary.errors == {code: 150}
     assert summary.job_statuses == {status: 1}
@@ -264,7 +264,7 @@ def latest_check(instance, key: dg.AssetKey, name: str):
 
 def test_a_failed_job_shows_as_failed_checks_with_its_message(make_pipelines, instance, stack, bucket):
     stack.configure(fail_jobs_matching="visible-s00001-")
-    defs, (spec,) = make_pipelines([pipeline_dict("visible", bucket)], rows=300)
+    defs, (spec,) = make_pipelines([pipeline_dict("visible", bucket, retry=NO_RECOURSE)], rows=300)
     run(defs, spec, instance)
     keys = PipelineKeys("visible")
     job = latest_check(instance, keys.batch_job_outputs, "job_succeeded")
@@ -278,7 +278,7 @@ def test_a_failed_job_shows_as_failed_checks_with_its_message(make_pipelines, in
 
 
 def test_the_pipeline_status_is_observed_on_merged_dataset_as_it_changes(make_pipelines, instance, stack, bucket):
-    stack.configure(time_scale=0.3)
+    stack.configure(time_scale=1)  # jobs in flight for 4 s: a tick sees them even on a busy machine
     defs, (spec,) = make_pipelines([pipeline_dict("glance", bucket)], rows=300)
     run(defs, spec, instance)
     records = instance.fetch_observations(PipelineKeys("glance").merged_dataset, limit=50).records  # newest first

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.storage import S3Access
-from bedrock_assets_tests.conftest import ledger_of, pipeline_dict, run
+from bedrock_assets_tests.conftest import NO_RECOURSE, ledger_of, pipeline_dict, run
 
 OWNER = "123456789012"
 KEY = "alias/bedrock-assets-test"
@@ -55,7 +55,7 @@ def test_no_credential_reaches_logs_metadata_or_errors(make_pipelines, instance,
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
     stack.configure(fail_jobs_matching="creds-s00001-", record_error_rate=0.05)
-    defs, (spec,) = make_pipelines([pipeline_dict("creds", bucket)], rows=300)
+    defs, (spec,) = make_pipelines([pipeline_dict("creds", bucket, retry=NO_RECOURSE)], rows=300)
     run(defs, spec, instance)
     text = capsys.readouterr()
     seen = [text.out, text.err]

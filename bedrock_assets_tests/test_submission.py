@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import boto3
 import dagster as dg
@@ -17,7 +18,7 @@ from bedrock_assets.graph.raw_dataset import load_shard_plan
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.runner import execute_stage
-from bedrock_assets_tests.conftest import CLAUDE, ROLE, ledger_of, pipeline_defs, pipeline_dict, run, tick
+from bedrock_assets_tests.conftest import CLAUDE, NO_RECOURSE, ROLE, ledger_of, pipeline_defs, pipeline_dict, run, tick
 
 # ---- decisions, without any service ---------------------------------------------------------
 
@@ -85,6 +86,27 @@ def test_failed_expired_and_stopped_jobs_get_a_new_attempt_only_when_asked():
         ("s00002", "create", 2),
         ("s00003", "re-attach", 1),
     ]  # a completed job is never paid for again
+
+
+def test_the_resubmission_policy_renews_expired_and_transient_failures_up_to_the_cap_never_stopped():
+    shards = [shard(f"s0000{i}") for i in range(5)]
+    ended = [
+        attempt(shards[0], JobStatus.EXPIRED),
+        replace(attempt(shards[1], JobStatus.FAILED), message="Internal error while processing the job"),
+        replace(attempt(shards[2], JobStatus.FAILED), message="The input file has an invalid JSON line 3"),
+        replace(attempt(shards[3], JobStatus.STOPPED), message="Stop requested by user."),
+        attempt(shards[4], JobStatus.EXPIRED, n=2),  # the cap of 2 attempts is reached
+    ]
+    latest = {a.shard: a for a in ended}
+    assert actions(plan_submissions(shards, latest, {}, 5, "p", max_job_attempts=2)) == [
+        ("s00000", "create", 2),
+        ("s00001", "create", 2),
+        ("s00002", "re-attach", 1),
+        ("s00003", "re-attach", 1),
+        ("s00004", "re-attach", 2),
+    ]
+    # with the policy off (one attempt), nothing is renewed: reruns never create attempts outside it
+    assert {d.action for d in plan_submissions(shards, latest, {}, 5, "p", max_job_attempts=1)} == {Action.REATTACH}
 
 
 def test_without_a_ledger_the_latest_attempt_bedrock_has_is_attached():
@@ -240,7 +262,7 @@ def test_throttled_calls_are_retried_by_botocore(make_pipelines, instance, stack
 
 def test_a_rerun_does_not_pay_again_for_a_failed_job_unless_asked(make_pipelines, instance, stack, bucket):
     stack.configure(fail_jobs_matching="-s00001-")
-    defs, (spec,) = make_pipelines([pipeline_dict("refail", bucket)], rows=300)
+    defs, (spec,) = make_pipelines([pipeline_dict("refail", bucket, retry=NO_RECOURSE)], rows=300)
     run(defs, spec, instance)
     again = run(defs, spec, instance)
     assert "CreateModelInvocationJob" not in again.bedrock_calls.calls and again.job_statuses == {
@@ -261,7 +283,7 @@ def test_a_rerun_does_not_pay_again_for_a_failed_job_unless_asked(make_pipelines
 
 def test_a_lost_ledger_recovers_the_same_outcome_from_bedrock(make_pipelines, instance, stack, bucket):
     stack.configure(fail_jobs_matching="-s00001-")
-    defs, (spec,) = make_pipelines([pipeline_dict("lostledger", bucket)], rows=300)
+    defs, (spec,) = make_pipelines([pipeline_dict("lostledger", bucket, retry=NO_RECOURSE)], rows=300)
     run(defs, spec, instance)
     stack.configure(fail_jobs_matching=None)
     execute_stage(

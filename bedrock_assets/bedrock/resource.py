@@ -91,6 +91,10 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         """The ``bedrock`` control-plane client (CreateModelInvocationJob and friends)."""
         return boto3_session(self).client("bedrock", **client_args(self))
 
+    def get_runtime_client(self) -> Any:
+        """The ``bedrock-runtime`` client (InvokeModel, Converse) for on-demand calls, configured alike."""
+        return boto3_session(self).client("bedrock-runtime", **client_args(self))
+
     def recent_jobs(self, client: Any, counter: CallCounter | None = None) -> list[JobSummary]:
         """All jobs submitted in the lookback window, ours or not: one paginated list."""
         after = datetime.now(UTC) - LOOKBACK

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from bedrock_assets.bedrock.error_classes import job_failure_is_transient
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import attempts_in, job_name
 from bedrock_assets.bedrock.quotas import BatchQuotas
@@ -51,6 +52,13 @@ class JobSettings:
     quotas: BatchQuotas
     expected_bucket_owner: str | None = None
     kms_key_id: str | None = None
+    max_job_attempts: int = 1
+
+
+def resubmitted_automatically(latest: JobAttempt, max_job_attempts: int) -> bool:
+    """The resubmission policy: a job that Expired, or Failed for a transient reason, gets a new attempt
+    while the shard has had fewer than ``max_job_attempts``; a Stopped job never does (a person stopped it)."""
+    return latest.attempt < max_job_attempts and job_failure_is_transient(latest.status, latest.message)
 
 
 class Action(StrEnum):
@@ -78,12 +86,13 @@ def decide(
     free_slots: int,
     prefix: str,
     resubmit: bool = False,
+    max_job_attempts: int = 1,
 ) -> Decision:
     """What to do for one shard, given its latest attempt, the jobs Bedrock knows and the free slots.
 
-    A shard whose job exists for this input keeps it, whatever became of it: a new (paid) attempt
-    for a Failed, Expired or Stopped job is made only when ``resubmit`` asks for it. A submission
-    Bedrock refused created no job and is simply tried again. With no ledger record (a lost ledger),
+    A shard whose job exists for this input keeps it, whatever became of it, with two exceptions that
+    make a new (paid) attempt: the resubmission policy (``resubmitted_automatically``), and an explicit
+    ``resubmit`` of a Failed, Expired or Stopped job. A submission Bedrock refused created no job and is simply tried again. With no ledger record (a lost ledger),
     the latest attempt Bedrock has for this input is attached, as the ledger would have said.
     """
     attempt = 1
@@ -92,7 +101,8 @@ def decide(
         attempt = existing[-1] if existing else 1
     else:
         same_input = latest.input_digest == shard.digest
-        if same_input and latest.job_arn and not (resubmit and latest.status.resubmittable):
+        renew = (resubmit and latest.status.resubmittable) or resubmitted_automatically(latest, max_job_attempts)
+        if same_input and latest.job_arn and not renew:
             return Decision(
                 shard, Action.REATTACH, latest.attempt, latest.job_name, reason="already submitted; re-attached"
             )
@@ -124,11 +134,12 @@ def plan_submissions(
     free_slots: int,
     prefix: str,
     resubmit: bool = False,
+    max_job_attempts: int = 1,
 ) -> list[Decision]:
     """Decisions for shards in order: each created job takes one of the free slots."""
     decisions = []
     for shard in shards:
-        decision = decide(shard, latest.get(shard.shard), jobs_by_name, free_slots, prefix, resubmit)
+        decision = decide(shard, latest.get(shard.shard), jobs_by_name, free_slots, prefix, resubmit, max_job_attempts)
         if decision.action is Action.CREATE:
             free_slots -= 1
         decisions.append(decision)
@@ -172,14 +183,16 @@ def submit_shards(
     jobs = bedrock.recent_jobs(client, counter)
     free = settings.quotas.max_concurrent_jobs - slots_in_use(jobs, settings.model_id)
     latest = {s.shard: a for s in shards if (a := ledger.latest(settings.pipeline, s.shard)) is not None}
-    decisions = plan_submissions(shards, latest, {j.job_name: j for j in jobs}, free, settings.prefix, resubmit)
+    decisions = plan_submissions(
+        shards, latest, {j.job_name: j for j in jobs}, free, settings.prefix, resubmit, settings.max_job_attempts
+    )
     outcomes: list[SubmitOutcome] = []
     capacity_refused = ""
     for d in decisions:
         if d.action is Action.REATTACH:
             outcomes.append(SubmitOutcome(latest[d.shard.shard], d.reason))
             continue
-        attempt = _attempt_record(ledger, settings, d, latest.get(d.shard.shard))
+        attempt = attempt_record(ledger, settings, d, latest.get(d.shard.shard))
         if d.action is Action.NAME_TAKEN:
             attempt = ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=d.reason)
             outcomes.append(SubmitOutcome(attempt, d.reason))
@@ -199,7 +212,7 @@ def submit_shards(
     return outcomes
 
 
-def _attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, latest: JobAttempt | None) -> JobAttempt:
+def attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, latest: JobAttempt | None) -> JobAttempt:
     """The ledger item for the decided attempt: the latest one, or a new one (a racing run may have made it)."""
     if latest is not None and latest.attempt == d.attempt:
         return latest
@@ -220,7 +233,7 @@ def _attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, lates
         return ledger.latest(settings.pipeline, d.shard.shard) or new
 
 
-def _claim(ledger: JobLedger, attempt: JobAttempt) -> JobAttempt | None:
+def claim(ledger: JobLedger, attempt: JobAttempt) -> JobAttempt | None:
     """Move the attempt to Submitting, so that one submitter calls Bedrock; None if another holds it.
 
     A claim left by a submitter that died before recording the job (older than CLAIM_EXPIRY) is taken
@@ -256,7 +269,7 @@ def _claim_and_create(
     attempt: JobAttempt,
     counter: CallCounter | None,
 ) -> SubmitOutcome:
-    claimed = _claim(ledger, attempt)
+    claimed = claim(ledger, attempt)
     if claimed is None:
         current = ledger.latest(settings.pipeline, d.shard.shard) or attempt
         return SubmitOutcome(current, "submitted by a concurrent run")

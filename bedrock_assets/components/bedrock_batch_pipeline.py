@@ -5,6 +5,7 @@ module named after it.
 
     raw_dataset -> jsonl_shards[shard] -> batch_jobs[shard] -(job_completion sensor)-> batch_job_outputs[shard]
     -> merged_results[shard] -> merged_dataset
+                               -> retry_rounds (registers retry shards r1-00000... of the same shard assets)
 """
 
 import functools
@@ -19,6 +20,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
+from bedrock_assets.bedrock import cancel
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.components.pipeline_keys import (
@@ -39,6 +41,7 @@ from bedrock_assets.graph import (
     merged_dataset,
     merged_results,
     raw_dataset,
+    retry_rounds,
 )
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobLedgerResource
@@ -99,16 +102,29 @@ class SubmitConfig(dg.Config):
     )
 
 
+class StopConfig(dg.Config):
+    """Run configuration of a pipeline's __stop job."""
+
+    shards: list[str] = Field(
+        default_factory=list,
+        description="shard partitions to stop; empty: every job of the pipeline, and no further retry rounds",
+    )
+
+
+def pipeline_storage(spec: PipelineSpec, s3: S3Resource, bedrock: BedrockBatchResource) -> S3Access:
+    """S3 as a pipeline uses it: its bucket owner and KMS key, else the bedrock resource's, on every call."""
+    return S3Access(
+        s3.get_client(),
+        spec.expected_bucket_owner or bedrock.expected_bucket_owner,
+        spec.kms_key_id or bedrock.output_kms_key_id,
+    )
+
+
 def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> dg.Definitions:
     """All assets, checks, stage jobs and sensors of one pipeline."""
 
     def storage(s3: S3Resource, bedrock: BedrockBatchResource) -> S3Access:
-        """S3 as this pipeline uses it: its bucket owner and KMS key, else the bedrock resource's, on every call."""
-        return S3Access(
-            s3.get_client(),
-            spec.expected_bucket_owner or bedrock.expected_bucket_owner,
-            spec.kms_key_id or bedrock.output_kms_key_id,
-        )
+        return pipeline_storage(spec, s3, bedrock)
 
     keys = PipelineKeys(spec.name)
     shards_def = dg.DynamicPartitionsDefinition(name=keys.partitions)
@@ -128,8 +144,17 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     def _raw_dataset(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
     ) -> dg.MaterializeResult:
-        plan = raw_dataset.prepare_dataset(spec, storage(s3, bedrock), bedrock.quota_overrides, log=context.log.debug)
-        stale = [k for k in context.instance.get_dynamic_partitions(keys.partitions) if k not in plan.keys]
+        client = storage(s3, bedrock)
+        previous = raw_dataset.load_shard_plan_if_any(spec, client)
+        plan = raw_dataset.prepare_dataset(spec, client, bedrock.quota_overrides, log=context.log.debug)
+        same_shards = previous is not None and previous.same_shards(plan)
+        if not same_shards:  # retry rounds were cut from shards that no longer exist as they were
+            retry_rounds.save_retry_state(spec, client, retry_rounds.RetryState())
+        stale = [
+            k
+            for k in context.instance.get_dynamic_partitions(keys.partitions)
+            if k not in plan.keys and not (same_shards and retry_rounds.round_of(k) > 0)
+        ]
         for key in stale:
             context.instance.delete_dynamic_partition(keys.partitions, key)
         context.instance.add_dynamic_partitions(keys.partitions, plan.keys)
@@ -153,7 +178,8 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
                 description="record count and bytes inside the model's batch quotas",
             )
         ],
-        description="Each shard's Bedrock input file ({recordId, modelInput} lines).",
+        description="Each shard's Bedrock input file ({recordId, modelInput} lines); retry shards hold only "
+        "the retriable records of the previous round.",
     )
     @final_unless_transient
     def _jsonl_shards(
@@ -162,9 +188,9 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         client = storage(s3, bedrock)
         quotas = spec.quotas(bedrock.quota_overrides)
         violations = []
-        for info in raw_dataset.load_shard_plan(spec, client).select(context.partition_keys):
+        for info in retry_rounds.select_shards(spec, client, context.partition_keys):
             written = jsonl_shards.write_shard_input(spec, client, info)
-            if (why := written.violation(quotas)) is not None:
+            if not info.on_demand and (why := written.violation(quotas)) is not None:
                 violations.append({"shard": written.shard, "violation": why})
             context.add_asset_metadata(written.metadata(), partition_key=written.shard)
         return dg.MaterializeResult(
@@ -192,7 +218,8 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             )
         ],
         description="Bedrock batch job per shard: quota-aware, idempotent submission (re-attaches on rerun). "
-        "Shards without a free slot are queued and submitted by the completion sensor.",
+        "Shards without a free slot are queued and submitted by the completion sensor. A retry remainder "
+        "below a job's minimum is answered on demand (runtime API).",
     )
     @final_unless_transient
     def _batch_jobs(
@@ -202,15 +229,15 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         bedrock: BedrockBatchResource,
         bedrock_ledger: JobLedgerResource,
     ) -> dg.MaterializeResult:
-        plan = raw_dataset.load_shard_plan(spec, storage(s3, bedrock))
+        client = storage(s3, bedrock)
+        shards = retry_rounds.select_shards(spec, client, context.partition_keys)
         counter = CallCounter()
+        job_ledger = bedrock_ledger.get_ledger()
         outcomes = batch_jobs.submit(
-            spec,
-            bedrock,
-            bedrock_ledger.get_ledger(),
-            plan.select(context.partition_keys),
-            counter,
-            resubmit=config.resubmit_failed,
+            spec, bedrock, job_ledger, [s for s in shards if not s.on_demand], counter, config.resubmit_failed
+        )
+        outcomes += batch_jobs.answer_on_demand(
+            spec, bedrock, job_ledger, client, [s for s in shards if s.on_demand], counter
         )
         for o in outcomes:
             context.log.info(f"{o.shard}: {o.status.value} {o.job_arn or ''} {o.detail}".strip())
@@ -318,6 +345,36 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         )
 
     @dg.asset(
+        key=keys.retry_rounds,
+        retry_policy=AWS_RETRY,
+        group_name=group,
+        deps=[keys.merged_results],
+        kinds={"parquet", "s3"},
+        description="Cuts the next retry round: the retriable records of every shard of the finished round, "
+        "pooled into new shards (r<N>-00000...) of the same shard assets, or answered on demand when fewer "
+        "than a job's minimum. Requested by the completion sensor.",
+    )
+    @final_unless_transient
+    def _retry_rounds(
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> dg.MaterializeResult:
+        partitions = context.instance.get_dynamic_partitions(keys.partitions)
+        latest = bedrock_ledger.get_ledger().latest_by_shard(spec.name)
+        marks = job_completion.latest_merges(context.instance, keys.merged_results)
+        progress = retry_rounds.RoundProgress.of(partitions, latest, marks)
+        quotas = spec.quotas(bedrock.quota_overrides)
+        plan = retry_rounds.plan_next_round(spec, storage(s3, bedrock), progress, quotas.min_records_per_job, quotas)
+        for key in plan.removed:
+            context.instance.delete_dynamic_partition(keys.partitions, key)
+        if plan.round is not None:
+            context.instance.add_dynamic_partitions(keys.partitions, plan.round.keys)
+        context.log.info(f"{spec.name}: {plan.reason}")
+        return dg.MaterializeResult(metadata=plan.metadata())
+
+    @dg.asset(
         key=keys.merged_dataset,
         retry_policy=AWS_RETRY,
         group_name=group,
@@ -333,7 +390,8 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
                 "(warns while shards are still being merged)",
             )
         ],
-        description="All merged shards in one Parquet dataset (materialized once every shard is merged).",
+        description="All merged shards in one Parquet dataset, each record with its outcome from the last retry "
+        "round that holds it (materialized once every shard and retry round is merged).",
     )
     @final_unless_transient
     def _merged_dataset(
@@ -354,40 +412,61 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             )
             return
         latest = bedrock_ledger.get_ledger().latest_by_shard(spec.name)
-        merged = job_completion.merged_jobs(context.instance, keys.merged_results)
-        waiting = job_completion.unmerged(plan.keys, latest, merged)
+        partitions = context.instance.get_dynamic_partitions(keys.partitions)
+        marks = job_completion.latest_merges(context.instance, keys.merged_results)
+        merged = {k: m.job for k, m in marks.items()}
+        waiting = job_completion.unmerged(partitions, latest, merged)
         if waiting:
             yield _not_complete(
                 context,
-                f"{len(waiting)} of {len(plan.keys)} shards are not merged yet ({job_completion.span(waiting)}); "
+                f"{len(waiting)} of {len(partitions)} shards are not merged yet ({job_completion.span(waiting)}); "
                 "merged_dataset is materialized automatically once they are",
                 waiting=len(waiting),
             )
             return
-        dataset = merged_dataset.merge_dataset(spec, client, plan.keys)
-        check = merged_dataset.complete_check(dataset, plan.rows, spec.max_error_rate, latest, plan.keys)
+        progress = retry_rounds.RoundProgress.of(partitions, latest, marks)
+        if retry_rounds.retry_due(spec, client, progress, spec.quotas(bedrock.quota_overrides).min_records_per_job):
+            yield _not_complete(
+                context,
+                f"retry round {progress.round + 1} is due ({progress.retriable} retriable rows); merged_dataset is "
+                "materialized automatically after the last round",
+                waiting=0,
+            )
+            return
+        state = retry_rounds.load_retry_state(spec, client)
+        retry_keys = [k for r in state.rounds for k in r.keys if k in partitions]
+        dataset = merged_dataset.merge_dataset(spec, client, plan.keys, retry_keys, state.rounds)
+        check = merged_dataset.complete_check(dataset, plan.rows, spec.max_error_rate, latest, partitions)
         if not check.passed:
             context.log.warning(f"{spec.name}: {check.description}")
-        attempts = [latest[k] for k in plan.keys]
-        status = job_completion.PipelineStatus.of(plan.keys, latest, merged)
+        attempts = [latest[k] for k in partitions]
+        status = job_completion.PipelineStatus.of(partitions, latest, merged)
         yield dg.MaterializeResult(
             metadata={
                 **dataset.metadata(),
                 "input_tokens": sum(a.input_tokens or 0 for a in attempts),
                 "output_tokens": sum(a.output_tokens or 0 for a in attempts),
-                merged_dataset.JOBS_DIGEST: merged_dataset.jobs_digest(plan.keys, latest),
+                merged_dataset.JOBS_DIGEST: job_completion.jobs_digest(partitions, latest),
                 "job_statuses": dg.MetadataValue.json(status.jobs),
                 "jobs": table(
                     [
                         {"shard": k, "status": latest[k].status.value, "job_arn": latest[k].job_arn or ""}
-                        for k in plan.keys
+                        for k in partitions
                     ]
                 ),
             },
             check_results=[check],
         )
 
-    assets = [_raw_dataset, _jsonl_shards, _batch_jobs, _batch_job_outputs, _merged_results, _merged_dataset]
+    assets = [
+        _raw_dataset,
+        _jsonl_shards,
+        _batch_jobs,
+        _batch_job_outputs,
+        _merged_results,
+        _retry_rounds,
+        _merged_dataset,
+    ]
     jobs = {
         stage: dg.define_asset_job(
             keys.job(stage),
@@ -398,18 +477,56 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         for stage, nodes in STAGES.items()
     }
 
+    @dg.op(name=f"{spec.name}__stop_jobs", description=f"Stops the Bedrock jobs of {spec.name!r}")
+    def _stop_jobs(
+        context: dg.OpExecutionContext,
+        config: StopConfig,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> str:
+        counter = CallCounter()
+        report = cancel.stop_jobs(bedrock, bedrock_ledger.get_ledger(), spec.name, config.shards or None, counter)
+        if not config.shards:
+            retry_rounds.stop_retries(spec, storage(s3, bedrock))
+        context.log.info(report.line(spec.name))
+        context.instance.report_runless_asset_event(
+            dg.AssetObservation(
+                keys.merged_dataset,
+                metadata={
+                    "stopped": report.line(spec.name),
+                    "stopped_shards": dg.MetadataValue.json(report.stopped + report.dequeued),
+                },
+            )
+        )
+        return report.line(spec.name)
+
+    @dg.job(
+        name=keys.job("stop"),
+        tags=stage_tags(spec.name, "stop"),
+        description=f"{spec.name}: stop every job in flight (StopModelInvocationJob), dequeue queued shards and "
+        "start no further retry rounds; set shards in the config to stop only those",
+    )
+    def _stop() -> None:
+        _stop_jobs()
+
     @dg.sensor(
         name=keys.completion_sensor,
         minimum_interval_seconds=COMPLETION_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        jobs=[jobs["submit"], jobs["merge"]],
+        jobs=[jobs["submit"], jobs["merge"], jobs["retry"]],
         description=f"Polls the Bedrock batch jobs of {spec.name!r}: merges finished ones, submits queued shards "
         "when a slot frees.",
     )
     def _job_completion(
-        context: dg.SensorEvaluationContext, bedrock: BedrockBatchResource, bedrock_ledger: JobLedgerResource
+        context: dg.SensorEvaluationContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
     ) -> dg.SensorResult:
-        return completion_tick(spec, keys, context.instance, bedrock, bedrock_ledger, context.cursor, context.log)
+        return completion_tick(
+            spec, keys, context.instance, storage(s3, bedrock), bedrock, bedrock_ledger, context.cursor, context.log
+        )
 
     sensors: list[Any] = [_job_completion]
     if automation_sensor:
@@ -424,7 +541,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
                 "to merged_dataset.",
             )
         )
-    return dg.Definitions(assets=assets, jobs=list(jobs.values()), sensors=sensors)
+    return dg.Definitions(assets=assets, jobs=[*jobs.values(), _stop], sensors=sensors)
 
 
 def _not_complete(context: dg.AssetExecutionContext, reason: str, waiting: int | None) -> dg.AssetCheckResult:
@@ -443,17 +560,21 @@ def completion_tick(
     spec: PipelineSpec,
     keys: PipelineKeys,
     instance: dg.DagsterInstance,
+    s3: S3Access,
     bedrock: BedrockBatchResource,
     ledger: JobLedgerResource,
     previous_cursor: str | None = None,
     log: Any = None,
 ) -> dg.SensorResult:
-    """One tick of the completion sensor: poll, record, and request merge and submit runs."""
+    """One tick of the completion sensor: poll, record, and request merge, submit and retry-round runs."""
     shards = instance.get_dynamic_partitions(keys.partitions)
     polled = job_completion.poll(spec, bedrock, ledger.get_ledger())
     busy = job_completion.busy_shards(instance, [keys.job("merge"), keys.job("submit")], shards)
-    merged = job_completion.merged_jobs(instance, keys.merged_results)
-    decision = job_completion.decide_tick(polled.latest, shards, merged, busy, polled.free_slots)
+    marks = job_completion.latest_merges(instance, keys.merged_results)
+    merged = {k: m.job for k, m in marks.items()}
+    decision = job_completion.decide_tick(
+        polled.latest, shards, merged, busy, polled.free_slots, spec.retry.max_job_attempts
+    )
     requests = []
     for group in decision.merge_groups:
         names = [a.shard for a in group]
@@ -477,6 +598,15 @@ def completion_tick(
                 job_name=keys.job("submit"),
                 partition_key=names[0] if len(names) == 1 else None,
                 tags={**stage_tags(spec.name, "submit", names), **partition_tags(names)},
+            )
+        )
+    progress = retry_rounds.RoundProgress.of(shards, polled.latest, marks)
+    if retry_rounds.retry_due(spec, s3, progress, spec.quotas(bedrock.quota_overrides).min_records_per_job):
+        requests.append(
+            dg.RunRequest(
+                run_key=f"retry:r{progress.round + 1}:{progress.basis}",
+                job_name=keys.job("retry"),
+                tags=stage_tags(spec.name, "retry"),
             )
         )
     observations = [

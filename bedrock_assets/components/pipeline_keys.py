@@ -43,6 +43,10 @@ class PipelineKeys:
         return self.asset("merged_results")
 
     @property
+    def retry_rounds(self) -> dg.AssetKey:
+        return self.asset("retry_rounds")
+
+    @property
     def merged_dataset(self) -> dg.AssetKey:
         return self.asset("merged_dataset")
 
@@ -60,7 +64,7 @@ class PipelineKeys:
         return dg.AssetSelection.key_prefixes(self.pipeline)
 
     def job(self, stage: str) -> str:
-        """Asset job of one stage: prepare, submit, merge or publish."""
+        """Asset job of one stage: prepare, submit, merge, retry or publish (and the op job ``stop``)."""
         return f"{self.pipeline}__{stage}"
 
     @property
@@ -76,6 +80,7 @@ STAGES = {
     "prepare": ("raw_dataset",),
     "submit": ("jsonl_shards", "batch_jobs"),
     "merge": ("batch_job_outputs", "merged_results"),
+    "retry": ("retry_rounds",),
     "publish": ("merged_dataset",),
 }
 

@@ -21,6 +21,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, Failure, MetadataValue
 
+from bedrock_assets.bedrock.error_classes import UNPARSEABLE
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt, JobLedger
@@ -29,9 +30,6 @@ from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, read_bytes, upload_file
 from bedrock_assets.uris import S3Location
-
-# error code we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
-UNPARSEABLE = "UnparseableOutput"
 
 
 def output_schema(adapter: ModelAdapter) -> pa.Schema:

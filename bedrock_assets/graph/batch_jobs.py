@@ -6,6 +6,7 @@ from typing import Any
 
 from dagster import MetadataValue
 
+from bedrock_assets.bedrock.on_demand import run_on_demand
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.bedrock.submission import JobSettings, ShardToSubmit, SubmitOutcome, submit_shards
 from bedrock_assets.graph.raw_dataset import ShardInfo
@@ -26,6 +27,14 @@ def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource) -> JobSettin
         quotas=spec.quotas(bedrock.quota_overrides),
         expected_bucket_owner=spec.expected_bucket_owner,
         kms_key_id=spec.kms_key_id,
+        max_job_attempts=spec.retry.max_job_attempts,
+    )
+
+
+def to_submit_of(spec: PipelineSpec, shard: ShardInfo) -> ShardToSubmit:
+    layout = PipelineLayout.for_uri(spec.output_uri)
+    return ShardToSubmit(
+        shard.key, shard.digest, shard.records, layout.shard_input(shard.key).uri, layout.job_output(shard.key).uri
     )
 
 
@@ -38,12 +47,32 @@ def submit(
     resubmit: bool = False,
 ) -> list[SubmitOutcome]:
     """Submit (or re-attach, or queue) the job of each shard; ``resubmit``: new attempts for failed jobs."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    to_submit = [
-        ShardToSubmit(s.key, s.digest, s.records, layout.shard_input(s.key).uri, layout.job_output(s.key).uri)
+    to_submit = [to_submit_of(spec, s) for s in shards]
+    return submit_shards(bedrock, ledger, job_settings(spec, bedrock), to_submit, counter, resubmit)
+
+
+def answer_on_demand(
+    spec: PipelineSpec,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    s3: Any,
+    shards: list[ShardInfo],
+    counter: CallCounter | None = None,
+) -> list[SubmitOutcome]:
+    """Answer each (small) retry shard through the runtime API instead of a batch job."""
+    settings = job_settings(spec, bedrock)
+    return [
+        run_on_demand(
+            bedrock,
+            ledger,
+            s3,
+            settings,
+            to_submit_of(spec, s),
+            spec.retry.on_demand_concurrency,
+            counter,
+        )
         for s in shards
     ]
-    return submit_shards(bedrock, ledger, job_settings(spec, bedrock), to_submit, counter, resubmit)
 
 
 def outcome_metadata(outcome: SubmitOutcome) -> dict[str, Any]:

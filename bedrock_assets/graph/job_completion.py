@@ -34,7 +34,8 @@ from dagster._core.storage.tags import (
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
-from bedrock_assets.graph.merged_results import MERGED_JOB
+from bedrock_assets.bedrock.submission import resubmitted_automatically
+from bedrock_assets.graph.merged_results import MERGED_JOB, RETRIABLE
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger
 from bedrock_assets.spec import PipelineSpec
 
@@ -73,6 +74,12 @@ def contiguous_groups(
     return groups
 
 
+def jobs_digest(shards: Sequence[str], latest: Mapping[str, JobAttempt]) -> str:
+    """Which job attempt of every shard a merged dataset (or a retry round) was built from, as one short digest."""
+    text = "|".join(f"{k}={latest[k].identity if k in latest else ''}" for k in shards)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
 def unmerged(shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> list[str]:
     """Shards whose latest job attempt is not what their last merge holds (or that have no attempt yet)."""
     return [k for k in shards if k not in latest or merged.get(k) != latest[k].identity]
@@ -84,8 +91,9 @@ def decide_tick(
     merged: Mapping[str, str],
     busy: set[str],
     free_slots: int,
+    max_job_attempts: int = 1,
 ) -> TickDecision:
-    """Which shards to merge and which queued shards to submit.
+    """Which shards to merge and which to submit (queued ones, and jobs the resubmission policy renews).
 
     ``latest``: each shard's latest attempt (after refreshing from Bedrock); ``shards``: the current
     shard partitions in order; ``merged``: shard -> the attempt identity its latest merge holds;
@@ -93,8 +101,9 @@ def decide_tick(
     """
     current = [latest[s] for s in shards if s in latest and s not in busy]
     not_merged = set(unmerged(shards, latest, merged))
-    to_merge = [a for a in current if a.status.is_terminal and a.shard in not_merged]
-    queued = [a for a in current if a.status is JobStatus.QUEUED]
+    renewed = [a for a in current if a.status.is_terminal and resubmitted_automatically(a, max_job_attempts)]
+    to_merge = [a for a in current if a.status.is_terminal and a.shard in not_merged and a not in renewed]
+    queued = [a for a in current if a.status is JobStatus.QUEUED] + renewed
     slots = max(free_slots, 0)
     if service_refused_since_last_success(latest.values()):
         slots = min(slots, 1)  # the live quota is below ours: probe with one shard until a slot is proven free
@@ -214,20 +223,35 @@ class PipelineStatus:
 # ---- what the Dagster instance knows ---------------------------------------------------------
 
 
-def merged_jobs(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, str]:
-    """Shard -> the job attempt its latest merged_results materialization merged (two queries)."""
+@dataclass(frozen=True)
+class MergedMark:
+    """What a shard's latest merged_results materialization says: the job attempt it merged, and how
+    many of its rows carry a retriable error."""
+
+    job: str
+    retriable: int = 0
+
+
+def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, MergedMark]:
+    """Shard -> its latest merged_results materialization's mark (two queries)."""
     ids = instance.get_latest_storage_id_by_partition(merged_results, DagsterEventType.ASSET_MATERIALIZATION)
     if not ids:
         return {}
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids)
     ).records
-    merged = {}
+    marks = {}
     for record in records:
         meta = record.asset_materialization.metadata if record.asset_materialization else {}
         if record.partition_key and MERGED_JOB in meta:
-            merged[record.partition_key] = str(meta[MERGED_JOB].value)
-    return merged
+            retriable = meta[RETRIABLE].value if RETRIABLE in meta else 0
+            marks[record.partition_key] = MergedMark(str(meta[MERGED_JOB].value), int(retriable or 0))
+    return marks
+
+
+def merged_jobs(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, str]:
+    """Shard -> the job attempt its latest merged_results materialization merged."""
+    return {k: m.job for k, m in latest_merges(instance, merged_results).items()}
 
 
 def run_partitions(tags: Mapping[str, str], order: Sequence[str]) -> list[str]:
@@ -250,6 +274,8 @@ def busy_shards(instance: DagsterInstance, job_names: Sequence[str], order: Sequ
 
 
 def span(shards: Sequence[str]) -> str:
+    if not shards:
+        return ""
     return shards[0] if len(shards) == 1 else f"{shards[0]}..{shards[-1]}"
 
 

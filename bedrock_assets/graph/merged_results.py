@@ -14,19 +14,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
+from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, retriable_mask
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.metadata import table
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
 from bedrock_assets.storage import download_file, upload_file
 
-# error codes we assign (Bedrock's own per-record codes are kept as they come, e.g. "400")
-INVALID_INPUT = "InvalidModelInput"
-NOT_RETURNED = "RecordNotReturned"
-
 # Which job attempt a merged shard holds: the merged_results materialization of a shard records it,
 # and the completion sensor compares it with the shard's latest attempt to know what is merged.
 MERGED_JOB = "merged_job"
+# How many of a merged shard's rows carry a retriable error (what the next retry round would send).
+RETRIABLE = "retriable"
 
 
 def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
@@ -69,6 +68,11 @@ def outcome_counts(table: pa.Table) -> Iterator[tuple[str, int]]:
         yield item["values"], item["counts"]
 
 
+def retriable_count(table: pa.Table) -> int:
+    """Rows of a merged table whose error is retriable (see ``bedrock.error_classes``)."""
+    return int(pc.sum(retriable_mask(table.column("error_code"), table.column("error_message"))).as_py() or 0)
+
+
 @dataclass(frozen=True)
 class MergedShard:
     shard: str
@@ -78,6 +82,7 @@ class MergedShard:
     unique_ids: int
     succeeded: int
     errors: dict[str, int]
+    retriable: int
     uri: str
 
     @property
@@ -96,6 +101,7 @@ class MergedShard:
             "rows": self.rows,
             "succeeded": self.succeeded,
             "failed": self.rows - self.succeeded,
+            RETRIABLE: self.retriable,
             "errors": MetadataValue.json(self.errors),
             "uri": MetadataValue.path(self.uri),
         }
@@ -121,6 +127,7 @@ def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
         unique_ids=pc.count_distinct(merged.column(RECORD_ID)).as_py(),
         succeeded=outcome.pop("ok", 0),
         errors=outcome,
+        retriable=retriable_count(merged),
         uri=layout.merged(shard).uri,
     )
 

@@ -37,6 +37,7 @@ class ShardInfo:
     bytes: int  # size of the JSONL input file
     digest: str  # sha256 of the JSONL input: names the job, so changed input means a new job
     first_position: int
+    on_demand: bool = False  # a retry shard too small for a batch job: sent through the runtime API
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class ShardPlan:
         if missing:
             raise SourceError(f"shard(s) {missing} are not in the current shard plan; re-materialize raw_dataset")
         return [index[k] for k in keys]
+
+    def same_shards(self, other: ShardPlan) -> bool:
+        """Both plans cut the same shards with the same inputs."""
+        return [(s.key, s.digest) for s in self.shards] == [(s.key, s.digest) for s in other.shards]
 
     def metadata(self, layout: PipelineLayout) -> dict[str, Any]:
         return {
@@ -149,3 +154,10 @@ def load_shard_plan(spec: PipelineSpec, s3: Any) -> ShardPlan:
             raise
         raise MissingShardPlan(f"no shard plan at {loc.uri}: materialize {spec.name}/raw_dataset first") from None
     return ShardPlan(data["files"], data["rows"], data["rejected"], [ShardInfo(**s) for s in data["shards"]])
+
+
+def load_shard_plan_if_any(spec: PipelineSpec, s3: Any) -> ShardPlan | None:
+    try:
+        return load_shard_plan(spec, s3)
+    except MissingShardPlan:
+        return None

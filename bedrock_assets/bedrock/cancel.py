@@ -1,0 +1,85 @@
+"""Stopping a pipeline's jobs: StopModelInvocationJob for every job in flight, queued shards dequeued.
+
+Each is recorded in the ledger (a stopped job goes Stopping, then Stopped when the sensor polls it; a
+dequeued shard goes straight to Stopped with no job), so nothing is resubmitted: a Stopped job never
+is. Whatever a stopped job already produced is read and merged like any output; its other records
+end as ``JobStopped`` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
+from bedrock_assets.ledger import JobLedger, LedgerConflict, now_iso
+
+STOPPED_BY_USER = "stopped by a person (bedrock-assets stop or the __stop job)"
+
+
+@dataclass
+class StopReport:
+    stopped: list[str] = field(default_factory=list)  # shards whose job we asked Bedrock to stop
+    dequeued: list[str] = field(default_factory=list)  # queued shards that will not be submitted
+    in_submission: list[str] = field(default_factory=list)  # a submitter holds them right now: stop again
+    finished: list[str] = field(default_factory=list)  # already in a terminal state: nothing to stop
+
+    def line(self, pipeline: str) -> str:
+        again = (
+            f"; {len(self.in_submission)} being submitted right now ({', '.join(self.in_submission[:5])}): "
+            "run stop again in a minute"
+            if self.in_submission
+            else ""
+        )
+        return (
+            f"[{pipeline}] stopped {len(self.stopped)} job(s), dequeued {len(self.dequeued)} shard(s), "
+            f"{len(self.finished)} already finished{again}"
+        )
+
+
+def stop_jobs(
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    pipeline: str,
+    shards: Sequence[str] | None = None,
+    counter: CallCounter | None = None,
+) -> StopReport:
+    """Stop the in-flight jobs and dequeue the queued shards of a pipeline (or of the given shards)."""
+    report = StopReport()
+    latest = ledger.latest_by_shard(pipeline)
+    chosen = [a for key, a in sorted(latest.items()) if shards is None or key in shards]
+    client = None
+    for attempt in chosen:
+        if attempt.job_arn and attempt.status.holds_slot:
+            client = client or bedrock.get_client()
+            if counter:
+                counter.add("StopModelInvocationJob")
+            try:
+                client.stop_model_invocation_job(jobIdentifier=attempt.job_arn)
+            except ClientError as e:
+                if e.response["Error"]["Code"] != "ValidationException":  # it finished meanwhile
+                    raise
+                report.finished.append(attempt.shard)
+                continue
+            ledger.update(attempt, status=JobStatus.STOPPING, message=STOPPED_BY_USER)
+            report.stopped.append(attempt.shard)
+        elif attempt.status is JobStatus.QUEUED:
+            try:
+                ledger.update(
+                    attempt,
+                    expect_status=(JobStatus.QUEUED,),
+                    status=JobStatus.STOPPED,
+                    message=f"dequeued: {STOPPED_BY_USER}",
+                    end_time=now_iso(),
+                )
+                report.dequeued.append(attempt.shard)
+            except LedgerConflict:
+                report.in_submission.append(attempt.shard)
+        elif attempt.status is JobStatus.SUBMITTING:
+            report.in_submission.append(attempt.shard)
+        else:
+            report.finished.append(attempt.shard)
+    return report

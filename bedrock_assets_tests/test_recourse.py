@@ -1,0 +1,156 @@
+"""Recourse on the local stack: retry rounds for failed records, the job resubmission policy, and stop."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bedrock_assets.bedrock.error_classes import retriable_mask
+from bedrock_assets.components.pipeline_keys import PipelineKeys
+from bedrock_assets.layout import PipelineLayout
+from bedrock_assets.runner import execute_stage
+from bedrock_assets.uris import parse_s3_uri
+from bedrock_assets_tests.conftest import ledger_of, pipeline_dict, run
+
+
+def read(s3, uri: str, tmp_path, name: str = "t.parquet"):
+    loc = parse_s3_uri(uri)
+    path = tmp_path / name
+    s3.download_file(loc.bucket, loc.key, str(path))
+    return pq.read_table(path)
+
+
+def ours(bedrock) -> list[dict]:
+    """The stop test's jobs (the local stack serves every test of the session)."""
+    return bedrock.list_model_invocation_jobs(nameContains="stopping-")["invocationJobSummaries"]
+
+
+def creates(stack) -> int:
+    return stack.emulator.job_count()
+
+
+def test_record_errors_are_retried_in_rounds_until_none_is_retriable(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
+    stack.configure(record_error_rate=0.05, drop_rate=0.02)
+    defs, (spec,) = make_pipelines([pipeline_dict("rounds", bucket, shards={"max_records": 1000})], rows=3000)
+    summary = run(defs, spec, instance)
+
+    merged = read(s3, summary.merged_uri, tmp_path)
+    assert merged.num_rows == 3000 and pc.count_distinct(merged.column("record_id")).as_py() == 3000
+    assert merged.column("source_row").to_pylist() == list(range(3000))
+    left = retriable_mask(merged.column("error_code"), merged.column("error_message"))
+    assert pc.sum(left).as_py() in (0, None)  # nothing retriable is left
+    assert summary.failed == 0
+
+    latest = ledger_of(defs).latest_by_shard("rounds")
+    layout = PipelineLayout.for_uri(spec.output_uri)
+    by_round: dict[int, list[str]] = {}
+    for key in latest:
+        by_round.setdefault(0 if key.startswith("s") else int(key[1 : key.index("-")]), []).append(key)
+    assert len(by_round[0]) == 3 and 1 in by_round
+
+    def sent(keys) -> set[str]:
+        return {i for k in keys for i in read(s3, layout.shard_rows(k).uri, tmp_path).column("record_id").to_pylist()}
+
+    def retriable(keys) -> set[str]:
+        found = set()
+        for k in keys:
+            part = read(s3, layout.merged(k).uri, tmp_path)
+            mask = retriable_mask(part.column("error_code"), part.column("error_message"))
+            found |= set(part.column("record_id").filter(mask).to_pylist())
+        return found
+
+    # each round sent exactly the retriable rows of the round before: nothing that had succeeded is paid again
+    for n in sorted(by_round)[1:]:
+        assert sent(by_round[n]) == retriable(by_round[n - 1])
+    first_retriable = retriable(by_round[0])
+    assert len(first_retriable) >= 100  # enough for a batch job: round 1 is a batch job, not on demand
+    assert not latest["r1-00000"].job_arn.startswith("on-demand/")
+    assert summary.retried == summary.resent_in_batch_jobs == len(first_retriable)
+    later = sum(len(sent(by_round[n])) for n in sorted(by_round)[2:])
+    assert summary.resent_on_demand == later and summary.retry_rounds == len(by_round) - 1
+    # the rows show how many rounds each took and which job gave the final outcome
+    attempts = merged.column("attempts").to_pylist()
+    assert attempts.count(1) == 3000 - len(first_retriable) and max(attempts) >= 2
+    retried = merged.filter(pc.greater(merged.column("attempts"), 1))
+    first_jobs = {latest[k].job_arn for k in by_round[0]}
+    assert not first_jobs & set(retried.column("job_arn").to_pylist())
+    assert set(retried.column("shard").to_pylist()) <= set(by_round[0])  # lineage keeps the first-pass shard
+
+
+def test_a_remainder_below_the_minimum_goes_on_demand_and_nothing_else(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
+    stack.configure(record_error_rate=0.05)
+    defs, (spec,) = make_pipelines([pipeline_dict("remainder", bucket)], rows=300)
+    jobs_before = creates(stack)
+    summary = run(defs, spec, instance)
+
+    latest = ledger_of(defs).latest_by_shard("remainder")
+    retry_keys = [k for k in latest if k.startswith("r")]
+    assert retry_keys == ["r1-00000"] and latest["r1-00000"].job_arn.startswith("on-demand/")
+    assert creates(stack) - jobs_before == 2  # the two first-pass jobs; the remainder made no batch job
+    assert summary.failed == 0
+    merged = read(s3, summary.merged_uri, tmp_path)
+    retried = merged.filter(pc.equal(merged.column("attempts"), 2))
+    assert 0 < retried.num_rows == latest["r1-00000"].records < 100
+    assert set(retried.column("job_arn").to_pylist()) == {latest["r1-00000"].job_arn}
+
+
+def test_small_remainder_leave_keeps_the_rows_failed(make_pipelines, instance, stack, s3, bucket):
+    stack.configure(record_error_rate=0.05)
+    defs, (spec,) = make_pipelines(
+        [pipeline_dict("leave", bucket, retry={"small_remainder": "leave"}, max_error_rate=0.2)], rows=300
+    )
+    summary = run(defs, spec, instance)
+    assert 0 < summary.failed < 100 and set(summary.errors) <= {"429", "500"}
+    assert all(k.startswith("s") for k in ledger_of(defs).latest_by_shard("leave"))
+
+
+def test_an_expired_job_is_resubmitted_by_policy_then_its_rows_retried(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
+    stack.configure(expire_jobs_matching="-s00001-")  # every attempt of shard 1 expires; retry shards do not
+    defs, (spec,) = make_pipelines([pipeline_dict("expiring", bucket)], rows=300)
+    summary = run(defs, spec, instance)
+
+    ledger = ledger_of(defs)
+    assert ledger.latest("expiring", "s00001").attempt == 2  # resubmitted once (max_job_attempts 2), not more
+    assert ledger.latest("expiring", "s00000").attempt == 1
+    assert summary.failed == 0 and summary.rows == 300
+    merged = read(s3, summary.merged_uri, tmp_path)
+    shard1 = merged.filter(pc.equal(merged.column("shard"), "s00001"))
+    assert set(shard1.column("attempts").to_pylist()) == {2}
+    assert set(shard1.column("job_arn").to_pylist()) == {ledger.latest("expiring", "r1-00000").job_arn}
+
+
+def test_stop_leaves_no_job_in_flight_and_every_row_once(make_pipelines, instance, stack, s3, bucket, tmp_path):
+    defs, (spec,) = make_pipelines([pipeline_dict("stopping", bucket)], rows=450)
+    stack.configure(time_scale=3)  # each job phase lasts 3 s: time to stop them while InProgress
+    execute_stage(defs, instance, spec.name, "prepare")
+    execute_stage(defs, instance, spec.name, "submit", ["s00000", "s00001", "s00002"])
+    bedrock = stack.client("bedrock")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until the jobs are running
+        statuses = {j["status"] for j in ours(bedrock)}
+        if statuses == {"InProgress"}:
+            break
+        time.sleep(0.1)
+    stop = defs.resolve_job_def(PipelineKeys(spec.name).job("stop"))
+    result = stop.execute_in_process(instance=instance)
+    assert result.success and "stopped 3 job(s)" in result.output_for_node("stopping__stop_jobs")
+
+    creates_before = creates(stack)
+    summary = run(defs, spec, instance)
+    assert creates(stack) == creates_before  # a stopped job is never resubmitted, and no retry round starts
+    in_flight = [j for j in ours(bedrock) if j["status"] != "Stopped"]
+    assert in_flight == [] and summary.job_statuses == {"Stopped": 3}
+    merged = read(s3, summary.merged_uri, tmp_path)
+    assert merged.num_rows == 450 and pc.count_distinct(merged.column("record_id")).as_py() == 450
+    codes = merged.column("error_code").to_pylist()
+    assert set(codes) <= {None, "JobStopped"} and "JobStopped" in codes
+    salvaged = codes.count(None)
+    assert salvaged > 0  # what the stopped jobs produced before the stop is kept

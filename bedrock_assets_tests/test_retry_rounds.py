@@ -1,0 +1,64 @@
+"""When a retry round is due, and what it is called: decisions from plain values."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.graph.job_completion import MergedMark
+from bedrock_assets.graph.retry_rounds import RoundProgress, retry_key, round_of
+from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.spec import RetrySpec
+
+
+def attempt(shard: str, status: JobStatus = JobStatus.COMPLETED) -> JobAttempt:
+    return JobAttempt("p", shard, 1, f"p-{shard}-x", "d", "m", 150, "s3://b/i", "s3://b/o", status, f"arn:{shard}")
+
+
+def progress(partitions, merged_retriable: dict[str, int], unmerged: tuple[str, ...] = ()) -> RoundProgress:
+    latest = {k: attempt(k) for k in partitions}
+    marks = {k: MergedMark(latest[k].identity, n) for k, n in merged_retriable.items() if k not in unmerged}
+    return RoundProgress.of(partitions, latest, marks)
+
+
+def test_keys_name_their_round():
+    assert retry_key(1, 0) == "r1-00000" and retry_key(2, 13) == "r2-00013"
+    assert [round_of(k) for k in ("s00000", "r1-00000", "r2-00013", "r10-00001")] == [0, 1, 2, 10]
+
+
+def test_the_latest_round_is_the_one_that_counts():
+    p = progress(["s00000", "s00001", "r1-00000"], {"s00000": 50, "s00001": 70, "r1-00000": 3})
+    assert (p.round, p.keys, p.retriable, p.all_merged) == (1, ["r1-00000"], 3, True)
+
+
+@pytest.mark.parametrize(
+    "retriable, unmerged, retry, due",
+    [
+        (120, (), RetrySpec(), True),  # a batch round
+        (30, (), RetrySpec(), True),  # below the minimum: on demand
+        (30, (), RetrySpec(small_remainder="leave"), False),
+        (0, (), RetrySpec(), False),  # nothing to retry
+        (120, ("s00001",), RetrySpec(), False),  # wait until every shard of the round is merged
+        (120, (), RetrySpec(max_rounds=0), False),
+    ],
+)
+def test_a_round_is_due_only_when_it_would_send_something(retriable, unmerged, retry, due):
+    p = progress(["s00000", "s00001"], {"s00000": retriable, "s00001": 0}, unmerged)
+    assert p.next_round_due(retry, min_records=100) is due
+
+
+def test_rounds_stop_at_max_rounds():
+    p = progress(["s00000", "r1-00000", "r2-00000"], {"r2-00000": 5})
+    assert p.next_round_due(RetrySpec(max_rounds=2), 100) is False
+    assert p.next_round_due(RetrySpec(max_rounds=3), 100) is True
+
+
+def test_the_basis_changes_when_a_shard_of_the_round_gets_another_job():
+    partitions = ["s00000", "s00001"]
+    latest = {k: attempt(k) for k in partitions}
+    marks = {k: MergedMark(a.identity, 1) for k, a in latest.items()}
+    before = RoundProgress.of(partitions, latest, marks).basis
+    latest["s00001"] = replace(latest["s00001"], attempt=2, job_arn="arn:other")
+    assert RoundProgress.of(partitions, latest, marks).basis != before

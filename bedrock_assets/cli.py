@@ -196,7 +196,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stack.stop()
     print(
         "\nModel outputs come from the local Bedrock emulator (marked [emulated]); no AWS account was used.\n"
-        f"The emulator answered {args.error_rate:.0%} of records with a model error, to show how failures are kept.\n"
+        f"The emulator answered {args.error_rate:.0%} of records with a model error (429/500); the retry rounds "
+        "sent those records again (see 'retried' above).\n"
         "Open the Dagster UI on the same data:  make dev"
         + ("" if args.home == DEFAULT_HOME else f"  (or: bedrock-assets dev --home {args.home})")
         + "\n"

@@ -109,7 +109,7 @@ class RunSummary:
             *retries,
             f"  tokens: {self.input_tokens} in / {self.output_tokens} out",
             f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
-            f"control-plane calls {calls}, {self.seconds:.1f} s",
+            f"calls {calls}, {self.seconds:.1f} s",
         ]
 
 

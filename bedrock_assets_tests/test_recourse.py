@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -154,3 +155,20 @@ def test_stop_leaves_no_job_in_flight_and_every_row_once(make_pipelines, instanc
     assert set(codes) <= {None, "JobStopped"} and "JobStopped" in codes
     salvaged = codes.count(None)
     assert salvaged > 0  # what the stopped jobs produced before the stop is kept
+
+
+def test_a_400_class_error_stays_failed_after_one_attempt(make_pipelines, instance, s3, bucket, tmp_path):
+    defs, (spec,) = make_pipelines([pipeline_dict("toolong", bucket)], rows=300)
+    source = read(s3, f"s3://{bucket}/raw/sample.parquet", tmp_path, "source.parquet")
+    texts = source.column("source").to_pylist()
+    texts[7] = "word " * 200_000  # ~1 MB: beyond the model's context window, Bedrock answers 400
+    source = source.set_column(source.schema.get_field_index("source"), "source", pa.array(texts))
+    pq.write_table(source, tmp_path / "source.parquet")
+    s3.upload_file(str(tmp_path / "source.parquet"), bucket, "raw/sample.parquet")
+
+    summary = run(defs, spec, instance)
+    assert summary.errors == {"400": 1} and summary.retry_rounds == 0  # final: no retry round for it
+    merged = read(s3, summary.merged_uri, tmp_path)
+    row = merged.filter(pc.equal(merged.column("source_row"), 7))
+    assert row.column("attempts").to_pylist() == [1]
+    assert "Input is too long" in row.column("error_message")[0].as_py()

@@ -150,6 +150,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _exit_code(summaries)
 
 
+def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
+    """Each selected pipeline's plan (shards, records, tokens, cost range), with nothing written or submitted."""
+    from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
+    from bedrock_assets.graph.raw_dataset import prepare_dataset
+    from bedrock_assets.planning import PipelinePlan
+
+    specs, defs = _pipelines(path, pipelines)
+    s3, bedrock = defs.resources["s3"], defs.resources["bedrock"]
+    lines = []
+    for spec in specs:
+        shards = prepare_dataset(spec, pipeline_storage(spec, s3, bedrock), bedrock.quota_overrides, write_parts=False)
+        lines += [line for line in PipelinePlan.of(spec, shards, bedrock.price_overrides).lines() if line]
+    return lines
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        lines = plan_defs(Path(args.path), args.pipeline)
+    except Exception as error:  # noqa: BLE001 - one readable message and exit code 3
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_describe(error)}", file=sys.stderr)
+        return EXIT_NOT_FINISHED
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     try:
         lines = stop_defs(Path(args.path), args.pipeline, args.shards)
@@ -290,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
     p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "plan",
+        help="validate pipelines and print their shards, tokens and cost range, submitting and writing nothing",
+        description="Validate each pipeline, read its source, plan its shards and render every request, then print "
+        "shards, records, bytes, jobs, the estimated input tokens, the output tokens (expected and worst case) "
+        "and the cost range at the batch price. Nothing is submitted or written.",
+    )
+    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
+    p.add_argument("--pipeline", action="append", help="plan only this pipeline (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(
         "stop",

@@ -68,6 +68,7 @@ class JobAttempt:
     counts: JobCounts = field(default_factory=JobCounts)
     input_tokens: int | None = None
     output_tokens: int | None = None
+    worst_usd: float | None = None  # the most this attempt can cost (every record at max_tokens), if priced
     created_at: str | None = None
     queued_at: str | None = None
     submitted_at: str | None = None
@@ -84,7 +85,7 @@ class JobAttempt:
         return self.job_arn or self.job_name
 
     def to_item(self) -> dict[str, Any]:
-        item = {k: v for k, v in asdict(self).items() if v is not None}
+        item = {k: _stored(v) for k, v in asdict(self).items() if v is not None}
         item["status"] = self.status.value
         item["counts"] = asdict(self.counts)
         item["shard_attempt"] = sort_key(self.shard, self.attempt)
@@ -124,10 +125,13 @@ def _plain(value: Any) -> Any:
 
 
 def _stored(value: Any) -> Any:
+    """A value as DynamoDB takes it (numbers that are not integers are Decimals)."""
     if isinstance(value, JobStatus):
         return value.value
     if isinstance(value, JobCounts):
         return asdict(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
     return value
 
 
@@ -148,9 +152,13 @@ class JobLedger:
         items = self.attempts(pipeline, shard)
         return items[-1] if items else None
 
+    def attempts_of(self, pipeline: str) -> list[JobAttempt]:
+        """Every attempt of a pipeline, in (shard, attempt) order."""
+        return self._query(Key("pipeline").eq(pipeline))
+
     def latest_by_shard(self, pipeline: str) -> dict[str, JobAttempt]:
         latest: dict[str, JobAttempt] = {}
-        for attempt in self._query(Key("pipeline").eq(pipeline)):
+        for attempt in self.attempts_of(pipeline):
             latest[attempt.shard] = attempt  # items arrive in sort-key order: the last attempt wins
         return latest
 

@@ -76,6 +76,15 @@ def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: Mode
     return pc.if_else(pc.is_null(errors), lines, pa.scalar(None, pa.string())), errors
 
 
+def request_chars(table: pa.Table, adapter: ModelAdapter) -> int:
+    """Characters of prompt text the rows with a request send (their text and the system prompt)."""
+    sent = table.filter(pc.is_null(table.column(INPUT_ERROR))) if INPUT_ERROR in table.column_names else table
+    if sent.num_rows == 0:
+        return 0
+    chars = pc.sum(pc.utf8_length(adapter.texts(sent))).as_py() or 0
+    return int(chars) + sent.num_rows * len(adapter.prompt.system or "")
+
+
 def prepare_batch(sb: SourceBatch, position: int, adapter: ModelAdapter, id_column: str | None) -> PreparedBatch:
     """Render and validate each row's request; invalid rows keep their reason instead of a request."""
     batch = sb.batch

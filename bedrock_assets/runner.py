@@ -23,6 +23,8 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
+from bedrock_assets.bedrock.budget import held_by_budget
+from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
 from bedrock_assets.components.pipeline_keys import (
@@ -76,6 +78,11 @@ class RunSummary:
     retry_rounds: int = 0
     resent_in_batch_jobs: int = 0
     resent_on_demand: int = 0
+    cost: float | None = None  # the bill by tokens; None: no price
+    cost_batch: float = 0.0
+    cost_on_demand: float = 0.0
+    planned_expected: float | None = None
+    planned_worst: float | None = None
 
     @property
     def error_rate(self) -> float:
@@ -108,6 +115,10 @@ class RunSummary:
             f"  shards: {self.shards}; jobs: {self.job_statuses}",
             *retries,
             f"  tokens: {self.input_tokens} in / {self.output_tokens} out",
+            f"  cost: {usd(self.cost)} (batch {usd(self.cost_batch)}, on demand {usd(self.cost_on_demand)}); planned "
+            f"{usd(self.planned_expected)} expected, {usd(self.planned_worst)} at most"
+            if self.cost is not None
+            else "  cost unknown: no price for this model (set price_overrides on the bedrock resource)",
             f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
             f"calls {calls}, {self.seconds:.1f} s",
         ]
@@ -273,6 +284,20 @@ class Runner:
         s.retried, s.retry_rounds = int(meta.get("records_retried", 0)), int(meta.get("retry_rounds", 0))
         s.resent_in_batch_jobs = int(meta.get("resent_in_batch_jobs", 0))
         s.resent_on_demand = int(meta.get("resent_on_demand", 0))
+        if "cost_usd" in meta:
+            s.cost, s.cost_batch = float(meta["cost_usd"]), float(meta["cost_batch_usd"])
+            s.cost_on_demand = float(meta["cost_on_demand_usd"])
+        s.planned_expected = float(meta["planned_cost_expected_usd"]) if "planned_cost_expected_usd" in meta else None
+        s.planned_worst = float(meta["planned_cost_worst_usd"]) if "planned_cost_worst_usd" in meta else None
+
+
+def budget_blocked(state: PipelineState) -> str | None:
+    """Why a pipeline can go no further: only shards its budget holds are left (their reason), else None."""
+    held = [a for a in state.attempts.values() if held_by_budget(a)]
+    busy = [a for a in state.attempts.values() if not a.status.is_terminal and not held_by_budget(a)]
+    if not held or busy or state.status.merged + len(held) < state.status.shards:
+        return None
+    return f"{held[0].message} ({len(held)} shard(s) wait)"
 
 
 @dataclass
@@ -371,6 +396,11 @@ def run_pipelines(
                 p.summary.seconds = time.monotonic() - started
                 log(f"[{p.spec.name}] merged dataset is current")
             last_state[p.spec.name] = state
+            if not ran and not p.done and (held := budget_blocked(state)):
+                raise PipelineRunError(
+                    f"{p.spec.name}: {held}. Everything the budget allowed is done; raise budget_usd in the "
+                    "defs.yaml and run again to submit the rest."
+                )
         if all(p.done for p in pipelines):
             return [p.summary for p in pipelines]
         if time.monotonic() - started > timeout_seconds:

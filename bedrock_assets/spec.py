@@ -119,6 +119,12 @@ class PipelineSpec(_Strict):
     )
     kms_key_id: str | None = Field(default=None, description="KMS key (id, ARN or alias) for everything written")
     retry: RetrySpec = RetrySpec()
+    budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="most this pipeline may spend: shards are submitted only while the worst case of everything "
+        "submitted (first pass and retries) stays within it; the rest wait",
+    )
     max_error_rate: float = Field(
         default=0.0,
         ge=0,

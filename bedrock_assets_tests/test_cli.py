@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bedrock_assets.bedrock.prices import price_for, usd
 from bedrock_assets.cli import EXIT_FAILED_ROWS, EXIT_NOT_FINISHED, EXIT_OK, main
+from bedrock_assets.graph.raw_dataset import prepare_dataset
+from bedrock_assets.planning import worst_cost
 from bedrock_assets.sample.seed import seed_sample
-from bedrock_assets_tests.conftest import NO_RECOURSE, pipeline_dict
+from bedrock_assets_tests.conftest import CLAUDE, NO_RECOURSE, one_spec, pipeline_dict
 
 
 @pytest.fixture
@@ -19,9 +25,9 @@ def defs_folder(tmp_path, s3, bucket, monkeypatch):
     monkeypatch.setenv("BEDROCK_ASSETS_LEDGER_TABLE", f"ledger-{uuid.uuid4().hex[:8]}")
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
 
-    def write(name: str, **attributes) -> str:
+    def write(name: str, replace: bool = False, **attributes) -> str:
         folder = tmp_path / name
-        folder.mkdir()
+        folder.mkdir(exist_ok=replace)
         data = {
             "type": "bedrock_assets.components.BedrockBatchPipeline",
             "attributes": pipeline_dict(name, bucket, **attributes),
@@ -80,3 +86,56 @@ def test_stop_stops_the_jobs_in_flight_and_a_rerun_merges_them_without_paying_ag
     assert run_cli(path) == EXIT_FAILED_ROWS  # every row ends JobStopped: failed, never resubmitted
     assert "'JobStopped': 300" in capsys.readouterr().out
     assert stack.emulator.job_count() == jobs_before
+
+
+def test_plan_equals_a_hand_computation_and_writes_nothing(defs_folder, s3, bucket, tmp_path, capsys):
+    path = defs_folder("planned", inference={"max_tokens": 100})
+    assert main(["plan", path]) == EXIT_OK
+    out = capsys.readouterr().out
+
+    source = tmp_path / "source.parquet"
+    s3.download_file(bucket, "raw/sample.parquet", str(source))
+    rows = pq.read_table(source).to_pylist()
+    chars = sum(len(f"Task: {r['task']}\n\n{r['source']}") + len("Answer briefly.") for r in rows)
+    input_tokens, worst_output = math.ceil(chars / 4), 300 * 100
+    assert "300 rows (0 rejected before submission) -> 300 records in 2 shards = 2 batch jobs" in out
+    assert f"input tokens ~{input_tokens:,} (prompt characters / 4)" in out
+    assert f"output tokens ~{worst_output // 4:,} expected (25% of max_tokens 100), {worst_output:,} at most" in out
+    price = price_for(CLAUDE)
+    expected = (input_tokens * price.batch.input + worst_output // 4 * price.batch.output) / 1000
+    worst = (input_tokens * price.batch.input + worst_output * price.batch.output) / 1000
+    assert f"cost at the batch price: {usd(expected)} expected, {usd(worst)} at most" in out
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="out/")  # nothing written
+
+
+def test_plan_says_cost_unknown_for_a_model_without_a_price(defs_folder, capsys):
+    path = defs_folder("unpriced", model="anthropic.claude-not-in-the-price-table-v1:0")
+    assert main(["plan", path]) == EXIT_OK
+    assert "cost unknown: no price for anthropic.claude-not-in-the-price-table-v1:0" in capsys.readouterr().out
+
+
+def test_a_budget_smaller_than_the_second_shards_estimate_holds_it_until_it_is_raised(
+    defs_folder, s3, bucket, tmp_path, stack, capsys
+):
+    rows = pa.table(
+        {
+            "task": ["t"] * 300,
+            "source": ["short"] * 150 + ["a much longer text " * 200] * 150,  # the second shard costs more
+        }
+    )
+    pq.write_table(rows, tmp_path / "rows.parquet")
+    s3.upload_file(str(tmp_path / "rows.parquet"), bucket, "raw/sample.parquet")
+    attributes = {"shards": {"max_records": 150}, "retry": NO_RECOURSE}
+    spec = one_spec(pipeline_dict("budgeted", bucket, **attributes))
+    shards = prepare_dataset(spec, s3, write_parts=False).shards
+    first, second = (worst_cost(s, spec.adapter(), price_for(CLAUDE)) for s in shards)
+    assert first < second
+    path = defs_folder("budgeted", budget_usd=round((first + second) / 2, 6), **attributes)
+    assert run_cli(path) == EXIT_NOT_FINISHED
+    err = capsys.readouterr().err
+    assert f"budgeted: budget_usd {usd((first + second) / 2)}:" in err and "spent" in err and "committed" in err
+    assert f"this shard needs up to {usd(second)}: raise budget_usd" in err and "(1 shard(s) wait)" in err
+    jobs = stack.emulator.job_count()
+    raised = defs_folder("budgeted", budget_usd=round(first + second, 6), replace=True, **attributes)
+    assert run_cli(raised) == EXIT_OK
+    assert stack.emulator.job_count() == jobs + 1  # the held shard, and nothing paid twice

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
+from bedrock_assets.bedrock.prices import price_for
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.components.pipeline_keys import PipelineKeys
 from bedrock_assets.results import read_merged_dataset
@@ -109,6 +110,11 @@ def test_titan_pipeline_gives_fixed_size_float32_vectors(make_pipelines, instanc
     vectors = np.asarray(column.combine_chunks().values).reshape(-1, 256)
     assert vectors.shape == (300, 256)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    # Titan reports its tokens as inputTextTokenCount: they are counted and priced (not billed at $0)
+    price = price_for(TITAN)
+    assert summary.input_tokens == pc.sum(merged.column("input_tokens")).as_py() > 0
+    assert summary.cost == pytest.approx(summary.input_tokens * price.batch.input / 1000) and summary.cost > 0
+    assert summary.planned_expected == summary.planned_worst > 0  # embeddings: no output tokens
 
 
 def test_record_errors_and_dropped_records_are_kept_as_error_rows(

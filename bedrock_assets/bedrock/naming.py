@@ -15,6 +15,9 @@ JOB_NAME_MAX = 63
 JOB_NAME_SUFFIX_MAX = len("-s00000-") + 10 + len("-a999")
 
 
+# The job ARN an attempt answered on demand (runtime API) is recorded under: ON_DEMAND_ARN + job name.
+ON_DEMAND_ARN = "on-demand/"
+
 _TAG_TEXT = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
 
 

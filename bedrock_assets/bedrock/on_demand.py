@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.bedrock.naming import job_name
+from bedrock_assets.bedrock.naming import ON_DEMAND_ARN, job_name
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.bedrock.submission import (
     Action,
@@ -38,7 +38,6 @@ from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, now_iso
 from bedrock_assets.storage import list_objects, put_bytes, read_bytes
 from bedrock_assets.uris import S3Location, parse_s3_uri
 
-ON_DEMAND_ARN = "on-demand/"
 MAX_TRIES = 5  # per record, on top of botocore's own retries
 
 
@@ -94,11 +93,14 @@ def run_on_demand(
     latest = ledger.latest(settings.pipeline, shard.shard)
     if latest is not None and latest.input_digest == shard.digest and latest.job_arn:
         return SubmitOutcome(latest, "already answered on demand; re-attached")
-    number = latest.attempt if latest is not None and latest.input_digest == shard.digest else 1
-    if latest is not None and latest.input_digest != shard.digest:
-        number = latest.attempt + 1
+    if latest is None:
+        number = 1
+    else:
+        number = latest.attempt if latest.input_digest == shard.digest else latest.attempt + 1
     name = job_name(settings.prefix, shard.shard, shard.digest, number)
     attempt = attempt_record(ledger, settings, Decision(shard, Action.CREATE, number, name), latest)
+    if settings.budget is not None and (held := settings.budget.hold_reason(shard.worst_usd)):
+        return SubmitOutcome(ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=held), held)
     out = parse_s3_uri(shard.output_uri, what="job output").join(name)
     if (found := _finished_counts(s3, out)) is not None:  # answered before the ledger was lost
         return SubmitOutcome(_record(ledger, attempt, name, found), "answers found in S3; re-attached")

@@ -78,6 +78,11 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         default_factory=dict, description="per model id: e.g. {max_concurrent_jobs: 10, min_records_per_job: 50}"
     )
     tags: dict[str, str] = Field(default_factory=dict, description="added to every job")
+    price_overrides: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per model id, USD per 1,000 tokens: on_demand_input, on_demand_output, batch_input, "
+        "batch_output (replaces bedrock/prices.json)",
+    )
     output_kms_key_id: str | None = Field(
         default=None, description="KMS key for everything written to S3 (the job's output and our own objects)"
     )

@@ -9,13 +9,14 @@ plan with conditional ledger writes, so racing runs create each job at most once
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.error_classes import job_failure_is_transient
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import attempts_in, job_name
@@ -27,6 +28,7 @@ from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
 CLAIM_EXPIRY = timedelta(minutes=10)
 # Bedrock refused for lack of capacity: the shard waits for a slot instead of failing.
 _WAIT_CODES = ("ServiceQuotaExceededException", "ThrottlingException")
+NO_SLOT = "no free slot for this model"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class ShardToSubmit:
     records: int
     input_uri: str
     output_uri: str
+    worst_usd: float | None = None  # the most its job can cost; None when the model has no price
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class JobSettings:
     expected_bucket_owner: str | None = None
     kms_key_id: str | None = None
     max_job_attempts: int = 1
+    budget: Budget | None = None  # None: no budget_usd
 
 
 def resubmitted_automatically(latest: JobAttempt, max_job_attempts: int) -> bool:
@@ -123,7 +127,7 @@ def decide(
     if found is not None:
         return Decision(shard, Action.ATTACH_FOUND, attempt, name, found, "found existing job by name; re-attached")
     if free_slots <= 0:
-        return Decision(shard, Action.QUEUE, attempt, name, reason="no free slot for this model")
+        return Decision(shard, Action.QUEUE, attempt, name, reason=NO_SLOT)
     return Decision(shard, Action.CREATE, attempt, name)
 
 
@@ -135,11 +139,19 @@ def plan_submissions(
     prefix: str,
     resubmit: bool = False,
     max_job_attempts: int = 1,
+    budget: Budget | None = None,
 ) -> list[Decision]:
-    """Decisions for shards in order: each created job takes one of the free slots."""
+    """Decisions for shards in order: each created job takes one of the free slots and, with a budget,
+    its worst-case cost from what is left; a shard that does not fit waits."""
     decisions = []
     for shard in shards:
         decision = decide(shard, latest.get(shard.shard), jobs_by_name, free_slots, prefix, resubmit, max_job_attempts)
+        if decision.action is Action.CREATE and budget is not None:
+            held = budget.hold_reason(shard.worst_usd)
+            if held:
+                decision = replace(decision, action=Action.QUEUE, reason=held)
+            else:
+                budget = budget.after(shard.worst_usd or 0.0)
         if decision.action is Action.CREATE:
             free_slots -= 1
         decisions.append(decision)
@@ -184,7 +196,14 @@ def submit_shards(
     free = settings.quotas.max_concurrent_jobs - slots_in_use(jobs, settings.model_id)
     latest = {s.shard: a for s in shards if (a := ledger.latest(settings.pipeline, s.shard)) is not None}
     decisions = plan_submissions(
-        shards, latest, {j.job_name: j for j in jobs}, free, settings.prefix, resubmit, settings.max_job_attempts
+        shards,
+        latest,
+        {j.job_name: j for j in jobs},
+        free,
+        settings.prefix,
+        resubmit,
+        settings.max_job_attempts,
+        settings.budget,
     )
     outcomes: list[SubmitOutcome] = []
     capacity_refused = ""
@@ -201,7 +220,9 @@ def submit_shards(
             attempt = ledger.update(attempt, status=d.found.status, job_arn=d.found.job_arn, submitted_at=now_iso())
             outcomes.append(SubmitOutcome(attempt, d.reason))
         elif d.action is Action.QUEUE or capacity_refused:
-            reason = capacity_refused or f"{d.reason} ({settings.quotas.max_concurrent_jobs} jobs in flight)"
+            reason = capacity_refused or d.reason
+            if reason == NO_SLOT:
+                reason = f"{NO_SLOT} ({settings.quotas.max_concurrent_jobs} jobs in flight)"
             attempt = ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=reason)
             outcomes.append(SubmitOutcome(attempt, reason))
         else:
@@ -226,6 +247,7 @@ def attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, latest
         records=d.shard.records,
         input_uri=d.shard.input_uri,
         output_uri=d.shard.output_uri,
+        worst_usd=d.shard.worst_usd,
     )
     try:
         return ledger.create(new)

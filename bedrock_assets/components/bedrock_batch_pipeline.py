@@ -21,7 +21,10 @@ from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
 from bedrock_assets.bedrock import cancel
+from bedrock_assets.bedrock.budget import Budget
+from bedrock_assets.bedrock.costs import Bill, actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.prices import price_for, usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.components.pipeline_keys import (
     STAGES,
@@ -46,6 +49,7 @@ from bedrock_assets.graph import (
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
+from bedrock_assets.planning import PipelinePlan
 from bedrock_assets.spec import ModelSpec, PipelineSpec, SpecError, parse_pipeline, schema_model
 from bedrock_assets.storage import S3Access
 
@@ -159,7 +163,12 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             context.instance.delete_dynamic_partition(keys.partitions, key)
         context.instance.add_dynamic_partitions(keys.partitions, plan.keys)
         context.log.info(f"{plan.rows} rows in {len(plan.shards)} shards ({plan.rejected} rejected before submission)")
-        return dg.MaterializeResult(metadata={**plan.metadata(layout), "removed_stale_shards": len(stale)})
+        estimate = PipelinePlan.of(spec, plan, bedrock.price_overrides)
+        if estimate.price is None:
+            context.log.warning(f"{spec.name}: cost unknown: no price for {spec.model.id} (set price_overrides)")
+        return dg.MaterializeResult(
+            metadata={**plan.metadata(layout), **estimate.metadata(), "removed_stale_shards": len(stale)}
+        )
 
     @dg.asset(
         key=keys.jsonl_shards,
@@ -288,12 +297,17 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     ) -> dg.MaterializeResult:
         client = storage(s3, bedrock)
         job_ledger = bedrock_ledger.get_ledger()
+        price = price_for(spec.model.id, bedrock.price_overrides)
         results = []
         for shard in context.partition_keys:
             attempt = batch_job_outputs.finished_attempt(job_ledger, spec.name, shard)
             outputs = batch_job_outputs.collect_job_outputs(spec, client, attempt)
-            job_ledger.update(attempt, input_tokens=outputs.input_tokens, output_tokens=outputs.output_tokens)
-            context.add_asset_metadata(outputs.metadata(), partition_key=shard)
+            attempt = job_ledger.update(attempt, input_tokens=outputs.input_tokens, output_tokens=outputs.output_tokens)
+            cost = actual_cost(attempt, price)
+            context.add_asset_metadata(
+                {**outputs.metadata(), "cost_usd": round(cost, 10) if cost is not None else "cost unknown"},
+                partition_key=shard,
+            )
             if not attempt.status.has_output:
                 context.log.warning(f"{shard}: batch job {attempt.status.value}: {attempt.message or 'no message'}")
             results.append(outputs)
@@ -441,16 +455,34 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             context.log.warning(f"{spec.name}: {check.description}")
         attempts = [latest[k] for k in partitions]
         status = job_completion.PipelineStatus.of(partitions, latest, merged)
+        price = price_for(spec.model.id, bedrock.price_overrides)
+        bill = Bill.of(bedrock_ledger.get_ledger().attempts_of(spec.name), price)  # every attempt that ran
+        estimate = PipelinePlan.of(spec, plan, bedrock.price_overrides).estimate.cost(price)
         yield dg.MaterializeResult(
             metadata={
                 **dataset.metadata(),
                 "input_tokens": sum(a.input_tokens or 0 for a in attempts),
                 "output_tokens": sum(a.output_tokens or 0 for a in attempts),
                 merged_dataset.JOBS_DIGEST: job_completion.jobs_digest(partitions, latest),
+                **bill.metadata(),
+                **(
+                    {
+                        "planned_cost_expected_usd": round(estimate.expected, 10),
+                        "planned_cost_worst_usd": round(estimate.worst, 10),
+                    }
+                    if estimate is not None
+                    else {}
+                ),
+                "cost_by_round": table(bill.by_round(retry_rounds.round_of), ["round", "cost"]),
                 "job_statuses": dg.MetadataValue.json(status.jobs),
                 "jobs": table(
                     [
-                        {"shard": k, "status": latest[k].status.value, "job_arn": latest[k].job_arn or ""}
+                        {
+                            "shard": k,
+                            "status": latest[k].status.value,
+                            "job_arn": latest[k].job_arn or "",
+                            "cost_usd": usd(bill.by_shard.get(k) if price is not None else None),
+                        }
                         for k in partitions
                     ]
                 ),
@@ -572,8 +604,13 @@ def completion_tick(
     busy = job_completion.busy_shards(instance, [keys.job("merge"), keys.job("submit")], shards)
     marks = job_completion.latest_merges(instance, keys.merged_results)
     merged = {k: m.job for k, m in marks.items()}
+    budget = (
+        Budget.of(spec.budget_usd, polled.latest.values(), price_for(spec.model.id, bedrock.price_overrides))
+        if spec.budget_usd is not None
+        else None
+    )
     decision = job_completion.decide_tick(
-        polled.latest, shards, merged, busy, polled.free_slots, spec.retry.max_job_attempts
+        polled.latest, shards, merged, busy, polled.free_slots, spec.retry.max_job_attempts, budget
     )
     requests = []
     for group in decision.merge_groups:

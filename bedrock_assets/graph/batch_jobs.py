@@ -6,16 +6,27 @@ from typing import Any
 
 from dagster import MetadataValue
 
+from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.on_demand import run_on_demand
+from bedrock_assets.bedrock.prices import Mode, price_for
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.bedrock.submission import JobSettings, ShardToSubmit, SubmitOutcome, submit_shards
 from bedrock_assets.graph.raw_dataset import ShardInfo
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobLedger
+from bedrock_assets.planning import worst_cost
 from bedrock_assets.spec import PipelineSpec
 
 
-def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource) -> JobSettings:
+def pipeline_budget(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -> Budget | None:
+    """What is left of the pipeline's budget_usd after its jobs (None: no budget)."""
+    if spec.budget_usd is None:
+        return None
+    price = price_for(spec.model.id, bedrock.price_overrides)
+    return Budget.of(spec.budget_usd, ledger.latest_by_shard(spec.name).values(), price)
+
+
+def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger | None = None) -> JobSettings:
     return JobSettings(
         pipeline=spec.name,
         prefix=spec.job_prefix,
@@ -28,13 +39,21 @@ def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource) -> JobSettin
         expected_bucket_owner=spec.expected_bucket_owner,
         kms_key_id=spec.kms_key_id,
         max_job_attempts=spec.retry.max_job_attempts,
+        budget=pipeline_budget(spec, bedrock, ledger) if ledger is not None else None,
     )
 
 
-def to_submit_of(spec: PipelineSpec, shard: ShardInfo) -> ShardToSubmit:
+def to_submit_of(spec: PipelineSpec, shard: ShardInfo, bedrock: BedrockBatchResource) -> ShardToSubmit:
     layout = PipelineLayout.for_uri(spec.output_uri)
+    price = price_for(spec.model.id, bedrock.price_overrides)
+    mode = Mode.ON_DEMAND if shard.on_demand else Mode.BATCH
     return ShardToSubmit(
-        shard.key, shard.digest, shard.records, layout.shard_input(shard.key).uri, layout.job_output(shard.key).uri
+        shard.key,
+        shard.digest,
+        shard.records,
+        layout.shard_input(shard.key).uri,
+        layout.job_output(shard.key).uri,
+        worst_cost(shard, spec.adapter(), price, mode),
     )
 
 
@@ -47,8 +66,8 @@ def submit(
     resubmit: bool = False,
 ) -> list[SubmitOutcome]:
     """Submit (or re-attach, or queue) the job of each shard; ``resubmit``: new attempts for failed jobs."""
-    to_submit = [to_submit_of(spec, s) for s in shards]
-    return submit_shards(bedrock, ledger, job_settings(spec, bedrock), to_submit, counter, resubmit)
+    to_submit = [to_submit_of(spec, s, bedrock) for s in shards]
+    return submit_shards(bedrock, ledger, job_settings(spec, bedrock, ledger), to_submit, counter, resubmit)
 
 
 def answer_on_demand(
@@ -60,14 +79,14 @@ def answer_on_demand(
     counter: CallCounter | None = None,
 ) -> list[SubmitOutcome]:
     """Answer each (small) retry shard through the runtime API instead of a batch job."""
-    settings = job_settings(spec, bedrock)
+    settings = job_settings(spec, bedrock, ledger)
     return [
         run_on_demand(
             bedrock,
             ledger,
             s3,
             settings,
-            to_submit_of(spec, s),
+            to_submit_of(spec, s, bedrock),
             spec.retry.on_demand_concurrency,
             counter,
         )
@@ -85,6 +104,7 @@ def outcome_metadata(outcome: SubmitOutcome) -> dict[str, Any]:
     }
     if a.job_arn:
         meta["job_arn"] = a.job_arn
+    meta["cost_worst_usd"] = round(a.worst_usd, 10) if a.worst_usd is not None else "cost unknown"
     if outcome.detail:
         meta["detail"] = outcome.detail
     if a.message:

@@ -32,6 +32,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from bedrock_assets.bedrock.budget import Budget, held_by_budget
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.bedrock.submission import resubmitted_automatically
@@ -92,6 +93,7 @@ def decide_tick(
     busy: set[str],
     free_slots: int,
     max_job_attempts: int = 1,
+    budget: Budget | None = None,
 ) -> TickDecision:
     """Which shards to merge and which to submit (queued ones, and jobs the resubmission policy renews).
 
@@ -104,6 +106,15 @@ def decide_tick(
     renewed = [a for a in current if a.status.is_terminal and resubmitted_automatically(a, max_job_attempts)]
     to_merge = [a for a in current if a.status.is_terminal and a.shard in not_merged and a not in renewed]
     queued = [a for a in current if a.status is JobStatus.QUEUED] + renewed
+    if budget is not None:  # a shard the budget holds is submitted only once it fits (raised budget)
+        fitting = []
+        for a in queued:
+            if not held_by_budget(a):
+                fitting.append(a)
+            elif budget.fits(a.worst_usd):
+                fitting.append(a)
+                budget = budget.after(a.worst_usd or 0.0)
+        queued = fitting
     slots = max(free_slots, 0)
     if service_refused_since_last_success(latest.values()):
         slots = min(slots, 1)  # the live quota is below ours: probe with one shard until a slot is proven free

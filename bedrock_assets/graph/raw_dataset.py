@@ -20,7 +20,7 @@ from dagster import MetadataValue
 
 from bedrock_assets.layout import PipelineLayout, shard_key
 from bedrock_assets.metadata import table
-from bedrock_assets.records import RECORD_ID, REQUEST, RecordIdIndex, line_buffers, prepare_batch
+from bedrock_assets.records import RECORD_ID, REQUEST, RecordIdIndex, line_buffers, prepare_batch, request_chars
 from bedrock_assets.sharding import Shard, ShardPlanner
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.spec import PipelineSpec
@@ -37,6 +37,7 @@ class ShardInfo:
     bytes: int  # size of the JSONL input file
     digest: str  # sha256 of the JSONL input: names the job, so changed input means a new job
     first_position: int
+    input_chars: int = 0  # prompt text sent (for the token estimate)
     on_demand: bool = False  # a retry shard too small for a batch job: sent through the runtime API
 
 
@@ -87,9 +88,16 @@ def shard_digest(rows: pa.Table) -> str:
 
 
 def prepare_dataset(
-    spec: PipelineSpec, s3: Any, overrides: dict | None = None, log: Callable[[str], None] | None = None
+    spec: PipelineSpec,
+    s3: Any,
+    overrides: dict | None = None,
+    log: Callable[[str], None] | None = None,
+    write_parts: bool = True,
 ) -> ShardPlan:
-    """Read the whole source once, in batches, and write the shard parts and the shard plan."""
+    """Read the whole source once, in batches, and write the shard parts and the shard plan.
+
+    ``write_parts=False`` (``bedrock-assets plan``): the same plan, with nothing written anywhere.
+    """
     adapter = spec.adapter()
     files = resolve_files(spec.source.uri, spec.source.format, s3)
     spec.check_columns(read_columns(files[0], s3), files[0].uri)
@@ -106,14 +114,18 @@ def prepare_dataset(
 
         def write(shard: Shard) -> None:
             key = shard_key(len(shards))
-            path = Path(tmp) / f"{key}.parquet"
-            # request lines are not stored: jsonl_shards renders them again (cheaply) from the rows
-            pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
-            upload_file(s3, path, layout.shard_rows(key))
-            path.unlink()
+            if write_parts:
+                path = Path(tmp) / f"{key}.parquet"
+                # request lines are not stored: jsonl_shards renders them again (cheaply) from the rows
+                pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
+                upload_file(s3, path, layout.shard_rows(key))
+                path.unlink()
             first = int(shard.table.column("source_row")[0].as_py()) if shard.table.num_rows else 0
+            chars = request_chars(shard.table, adapter)
             shards.append(
-                ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), first)
+                ShardInfo(
+                    key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), first, chars
+                )
             )
             if log:
                 log(f"shard {key}: {shard.records} records, {shard.bytes} bytes")
@@ -136,7 +148,8 @@ def prepare_dataset(
             f"{duplicates.size} row(s) repeat an earlier id (first at dataset row {int(duplicates[0])})"
         )
     plan = ShardPlan([f.uri for f in files], position, rejected, shards)
-    put_json(s3, layout.shard_index, asdict(plan))
+    if write_parts:
+        put_json(s3, layout.shard_index, asdict(plan))
     return plan
 
 

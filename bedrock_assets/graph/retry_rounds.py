@@ -31,7 +31,7 @@ from bedrock_assets.graph.raw_dataset import BATCH_ROWS, ShardInfo, load_shard_p
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt, now_iso
 from bedrock_assets.metadata import table
-from bedrock_assets.records import INPUT_ERROR, RECORD_ID, REQUEST, SOURCE_FILE, request_lines
+from bedrock_assets.records import INPUT_ERROR, RECORD_ID, REQUEST, SOURCE_FILE, request_chars, request_lines
 from bedrock_assets.sharding import Shard, ShardPlanner
 from bedrock_assets.sources import SourceError
 from bedrock_assets.spec import PipelineSpec, RetrySpec
@@ -211,7 +211,10 @@ def _cut_round(
         pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
         upload_file(s3, path, layout.shard_rows(key))
         path.unlink()
-        shards.append(ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), -1))
+        chars = request_chars(shard.table, adapter)
+        shards.append(
+            ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), -1, chars)
+        )
 
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-retry-") as tmp:
         for source in sources:

@@ -1,0 +1,125 @@
+"""What a pipeline will cost (an estimate before submission) and what it did cost (the bill).
+
+Input tokens are estimated at ``CHARS_PER_TOKEN`` characters of request text per token (prompt
+text, system prompt included; the usual figure for English text; Bedrock's own count is in the job
+output afterwards). Output tokens have a worst case (every record uses ``max_tokens``) and an
+expected case (``EXPECTED_OUTPUT_SHARE`` of it); embedding models produce no output tokens.
+Batch jobs are priced at the batch price, remainders answered on demand at the on-demand price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bedrock_assets.bedrock.naming import ON_DEMAND_ARN
+from bedrock_assets.bedrock.prices import Mode, ModelPrice, usd
+from bedrock_assets.ledger import JobAttempt
+
+CHARS_PER_TOKEN = 4
+EXPECTED_OUTPUT_SHARE = 0.25
+
+
+def input_tokens_estimate(chars: int) -> int:
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class TokenEstimate:
+    """Tokens of a set of records: input (estimated) and output (expected and worst case)."""
+
+    records: int = 0
+    input_tokens: int = 0
+    output_expected: int = 0
+    output_worst: int = 0
+
+    @classmethod
+    def of(cls, records: int, input_chars: int, max_output_tokens: int) -> TokenEstimate:
+        """``max_output_tokens``: the request's max_tokens, 0 for embedding models."""
+        return cls(
+            records,
+            input_tokens_estimate(input_chars),
+            math.ceil(records * max_output_tokens * EXPECTED_OUTPUT_SHARE),
+            records * max_output_tokens,
+        )
+
+    def __add__(self, other: TokenEstimate) -> TokenEstimate:
+        return TokenEstimate(
+            self.records + other.records,
+            self.input_tokens + other.input_tokens,
+            self.output_expected + other.output_expected,
+            self.output_worst + other.output_worst,
+        )
+
+    def cost(self, price: ModelPrice | None, mode: Mode = Mode.BATCH) -> CostRange | None:
+        if price is None:
+            return None
+        p = price.of(mode)
+        return CostRange(p.cost(self.input_tokens, self.output_expected), p.cost(self.input_tokens, self.output_worst))
+
+
+@dataclass(frozen=True)
+class CostRange:
+    expected: float
+    worst: float
+
+    def __str__(self) -> str:
+        return f"{usd(self.expected)} expected, {usd(self.worst)} at most"
+
+
+def attempt_mode(attempt: JobAttempt) -> Mode:
+    return Mode.ON_DEMAND if (attempt.job_arn or "").startswith(ON_DEMAND_ARN) else Mode.BATCH
+
+
+def actual_cost(attempt: JobAttempt, price: ModelPrice | None) -> float | None:
+    """What a finished attempt cost by the tokens its output reports (None: no price, or not read yet)."""
+    if price is None or attempt.input_tokens is None:
+        return None
+    return price.of(attempt_mode(attempt)).cost(attempt.input_tokens, attempt.output_tokens or 0)
+
+
+@dataclass(frozen=True)
+class Bill:
+    """The cost of a pipeline's jobs by their tokens, split by how they were run and by round."""
+
+    batch: float
+    on_demand: float
+    by_shard: dict[str, float]
+    unpriced: bool = False
+
+    @property
+    def total(self) -> float | None:
+        return None if self.unpriced else self.batch + self.on_demand
+
+    @classmethod
+    def of(cls, attempts: Iterable[JobAttempt], price: ModelPrice | None) -> Bill:
+        batch = on_demand = 0.0
+        by_shard: dict[str, float] = {}
+        for a in attempts:
+            cost = actual_cost(a, price)
+            if cost is None:
+                continue
+            by_shard[a.shard] = by_shard.get(a.shard, 0.0) + cost
+            if attempt_mode(a) is Mode.ON_DEMAND:
+                on_demand += cost
+            else:
+                batch += cost
+        return cls(batch, on_demand, by_shard, unpriced=price is None)
+
+    def by_round(self, round_of: Callable[[str], int]) -> list[dict[str, Any]]:
+        """The bill per round (0: the first pass), given which round each shard belongs to."""
+        rounds: dict[int, float] = {}
+        for shard, cost in self.by_shard.items():
+            rounds[round_of(shard)] = rounds.get(round_of(shard), 0.0) + cost
+        return [{"round": n, "cost": usd(None if self.unpriced else c)} for n, c in sorted(rounds.items())]
+
+    def metadata(self) -> dict[str, Any]:
+        if self.total is None:
+            return {"cost": "cost unknown (no price for this model: set price_overrides on the bedrock resource)"}
+        return {
+            "cost_usd": round(self.total, 10),
+            "cost_batch_usd": round(self.batch, 10),
+            "cost_on_demand_usd": round(self.on_demand, 10),
+        }

@@ -1,0 +1,87 @@
+"""A pipeline's plan before any money is spent: shards, records, bytes, jobs, tokens and the cost range.
+
+``bedrock-assets plan`` prints it without writing anything; raw_dataset records the same plan as
+its metadata in the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import MetadataValue
+
+from bedrock_assets.bedrock.costs import CHARS_PER_TOKEN, EXPECTED_OUTPUT_SHARE, TokenEstimate
+from bedrock_assets.bedrock.prices import Mode, ModelPrice, price_for, usd
+from bedrock_assets.graph.raw_dataset import ShardInfo, ShardPlan
+from bedrock_assets.models import ModelAdapter
+from bedrock_assets.spec import PipelineSpec
+
+
+def max_output_tokens(adapter: ModelAdapter) -> int:
+    """Output tokens a request may use: max_tokens for text models, none for embeddings."""
+    return adapter.inference.max_tokens if adapter.kind == "text" else 0
+
+
+def shard_estimate(shard: ShardInfo, adapter: ModelAdapter) -> TokenEstimate:
+    return TokenEstimate.of(shard.records, shard.input_chars, max_output_tokens(adapter))
+
+
+def worst_cost(
+    shard: ShardInfo, adapter: ModelAdapter, price: ModelPrice | None, mode: Mode = Mode.BATCH
+) -> float | None:
+    """The most a shard's job can cost (every record uses max_tokens); None without a price."""
+    cost = shard_estimate(shard, adapter).cost(price, mode)
+    return None if cost is None else cost.worst
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    spec: PipelineSpec
+    shards: ShardPlan
+    estimate: TokenEstimate
+    price: ModelPrice | None
+
+    @classmethod
+    def of(cls, spec: PipelineSpec, shards: ShardPlan, price_overrides: dict | None = None) -> PipelinePlan:
+        adapter = spec.adapter()
+        estimate = sum((shard_estimate(s, adapter) for s in shards.shards), TokenEstimate())
+        return cls(spec, shards, estimate, price_for(spec.model.id, price_overrides))
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.shards.shards)
+
+    def lines(self) -> list[str]:
+        e, cost = self.estimate, self.estimate.cost(self.price)
+        max_tokens = self.spec.adapter().inference.max_tokens if e.output_worst else 0
+        budget = f"; budget_usd {usd(self.spec.budget_usd)}" if self.spec.budget_usd is not None else ""
+        return [
+            f"plan {self.spec.name}: {self.shards.rows} rows ({self.shards.rejected} rejected before submission) -> "
+            f"{e.records} records in {len(self.shards.shards)} shards = {len(self.shards.shards)} batch jobs, "
+            f"{self.bytes:,} bytes of JSONL",
+            f"  input tokens ~{e.input_tokens:,} (prompt characters / {CHARS_PER_TOKEN})",
+            f"  output tokens ~{e.output_expected:,} expected ({EXPECTED_OUTPUT_SHARE:.0%} of max_tokens "
+            f"{max_tokens}), {e.output_worst:,} at most"
+            if e.output_worst
+            else "  output tokens: none (embeddings)",
+            f"  cost at the batch price: {cost}{budget}"
+            if cost is not None
+            else f"  cost unknown: no price for {self.spec.model.id} (set price_overrides on the bedrock resource)",
+            f"  price: {self.price.describe()}" if self.price else "",
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        e, cost = self.estimate, self.estimate.cost(self.price)
+        return {
+            "planned_records": e.records,
+            "input_tokens_estimate": e.input_tokens,
+            "output_tokens_expected": e.output_expected,
+            "output_tokens_worst": e.output_worst,
+            **(
+                {"cost_expected_usd": round(cost.expected, 10), "cost_worst_usd": round(cost.worst, 10)}
+                if cost is not None
+                else {"cost": "cost unknown (no price for this model)"}
+            ),
+            "price": MetadataValue.text(self.price.describe() if self.price else "no price"),
+        }

@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOME = ".bedrock_assets_demo"
 DEFAULT_STACK_PORT = 4566
@@ -126,14 +127,19 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" + (f"\n  {what_to_do}" if what_to_do else "")
 
 
-def _run_or_explain(args: argparse.Namespace, path: Path, pipelines, poll_seconds: float) -> list | None:
+def _or_explain(args: argparse.Namespace, action: Callable[[], Any]) -> Any:
+    """The action's result; on any error, one readable message on stderr (traceback with --verbose) and None."""
     try:
-        return run_defs(path, pipelines, poll_seconds, args.timeout)
+        return action()
     except Exception as error:  # noqa: BLE001 - every failure ends as one readable message and exit code 3
         if args.verbose:
             traceback.print_exc()
         print(f"error: {_describe(error)}", file=sys.stderr)
         return None
+
+
+def _run_or_explain(args: argparse.Namespace, path: Path, pipelines, poll_seconds: float) -> list | None:
+    return _or_explain(args, lambda: run_defs(path, pipelines, poll_seconds, args.timeout))
 
 
 def _exit_code(summaries: list) -> int:
@@ -166,24 +172,16 @@ def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    try:
-        lines = plan_defs(Path(args.path), args.pipeline)
-    except Exception as error:  # noqa: BLE001 - one readable message and exit code 3
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {_describe(error)}", file=sys.stderr)
+    lines = _or_explain(args, lambda: plan_defs(Path(args.path), args.pipeline))
+    if lines is None:
         return EXIT_NOT_FINISHED
     print("\n".join(lines))
     return EXIT_OK
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        lines = stop_defs(Path(args.path), args.pipeline, args.shards)
-    except Exception as error:  # noqa: BLE001 - one readable message and exit code 3
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {_describe(error)}", file=sys.stderr)
+    lines = _or_explain(args, lambda: stop_defs(Path(args.path), args.pipeline, args.shards))
+    if lines is None:
         return EXIT_NOT_FINISHED
     print("\n".join(lines))
     print("Stopped jobs become Stopped within minutes; what they produced is merged by the daemon or by the next run.")

@@ -158,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
     """Each selected pipeline's plan (shards, records, tokens, cost range), with nothing written or submitted."""
+    from bedrock_assets.chain import upstream_uri
     from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
     from bedrock_assets.graph.raw_dataset import prepare_dataset
     from bedrock_assets.planning import PipelinePlan
@@ -166,7 +167,14 @@ def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
     s3, bedrock = defs.resources["s3"], defs.resources["bedrock"]
     lines = []
     for spec in specs:
-        shards = prepare_dataset(spec, pipeline_storage(spec, s3, bedrock), bedrock.quota_overrides, write_parts=False)
+        upstream = spec.source.pipeline
+        shards = prepare_dataset(
+            spec,
+            pipeline_storage(spec, s3, bedrock),
+            bedrock.quota_overrides,
+            write_parts=False,
+            source_uri=upstream_uri(_instance(), upstream) if upstream else None,
+        )
         lines += [line for line in PipelinePlan.of(spec, shards, bedrock.price_overrides).lines() if line]
     return lines
 
@@ -189,7 +197,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Local stack + sample data + both sample pipelines, end to end; results copied to --home."""
+    """Local stack + sample data + the sample pipelines, end to end; results copied to --home."""
     import boto3
 
     from bedrock_assets.local_stack import FaultConfig, LocalStack
@@ -341,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     for name, func, text in (
-        ("demo", cmd_demo, "run both sample pipelines end to end on an embedded local stack"),
+        ("demo", cmd_demo, "run the sample pipelines end to end on an embedded local stack"),
         ("dev", cmd_dev, "start the local stack and the Dagster UI (dg dev) on the same data"),
     ):
         p = sub.add_parser(name, help=text)

@@ -26,6 +26,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 from bedrock_assets.bedrock.budget import held_by_budget
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import CallCounter
+from bedrock_assets.chain import upstream_key
 from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
 from bedrock_assets.components.pipeline_keys import (
     STAGES,
@@ -350,7 +351,17 @@ def run_pipelines(
     # the automation sensor has been ticking before a user clicks "Materialize": its first
     # evaluation only records the state that later ones compare with ("newly" missing or updated)
     cursor, _ = runner.automation_round(pipelines, None)
+    names = {p.spec.name for p in pipelines}
     for p in pipelines:
+        upstream = p.spec.source.pipeline
+        if upstream and instance.get_latest_materialization_event(upstream_key(upstream)) is None:
+            if upstream not in names:
+                raise PipelineRunError(
+                    f"{p.spec.name} reads {upstream}'s merged dataset, which does not exist yet: run {upstream} first "
+                    "(or both together)"
+                )
+            log(f"[{p.spec.name}] waits for {upstream}'s merged dataset (a chain); automation starts it")
+            continue
         log(f"[{p.spec.name}] materializing raw_dataset")
         runner.execute(p, "prepare")
     last_progress: dict[str, str] = {}

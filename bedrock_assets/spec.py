@@ -32,7 +32,18 @@ class _Strict(dg.Model):
 
 
 class SourceSpec(_Strict):
-    uri: str = Field(description="local path or s3:// URI of a file or a prefix/directory")
+    uri: str | None = Field(default=None, description="local path or s3:// URI of a file or a prefix/directory")
+    pipeline: str | None = Field(
+        default=None,
+        description="instead of uri: another pipeline whose merged_dataset is this one's source (a chain); "
+        "its record_id stays the record id",
+    )
+    succeeded_only: bool = Field(default=True, description="chain: only the rows that succeeded upstream")
+    columns: list[str] | None = Field(
+        default=None,
+        description="chain: the upstream columns to carry (default: all but its lineage and outcome columns); "
+        "its output columns arrive as <pipeline>_output_text / <pipeline>_embedding",
+    )
     format: Literal["parquet", "csv", "jsonl"] | None = Field(
         default=None, description="inferred from the file extension when omitted"
     )
@@ -40,12 +51,29 @@ class SourceSpec(_Strict):
 
     @field_validator("uri")
     @classmethod
-    def _uri(cls, v: str) -> str:
-        if not v:
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None and not v:
             raise ValueError("must not be empty")
-        if is_s3_uri(v):
+        if v and is_s3_uri(v):
             parse_s3_uri(v, what="source.uri")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if (data.get("uri") is None) == (data.get("pipeline") is None):
+            raise ValueError("set exactly one of source.uri (a dataset) and source.pipeline (a chain)")
+        if data.get("pipeline") is not None:
+            if not PIPELINE_NAME.fullmatch(str(data["pipeline"])):
+                raise ValueError(f"source.pipeline {data['pipeline']!r} is not a pipeline name")
+            if data.get("format") not in (None, "parquet"):
+                raise ValueError("source.format does not apply to a chain (a merged dataset is Parquet)")
+            data = {**data, "id_column": data.get("id_column") or "record_id", "format": "parquet"}
+        elif data.get("columns") is not None:
+            raise ValueError("source.columns applies to a chain (source.pipeline) only")
+        return data
 
 
 class ModelSpec(_Strict):
@@ -188,6 +216,8 @@ class PipelineSpec(_Strict):
             validate_job_name(prefix)
         except ValueError as e:
             raise ValueError(f"job_name_prefix: {e}") from None
+        if self.source.pipeline == self.name:
+            raise ValueError(f"source.pipeline {self.name!r} is this pipeline: a chain reads another one")
         self.adapter()  # model id, prompt and inference settings fit together
         quotas = self.quotas()
         if quotas.min_records_per_job > quotas.max_records_per_shard:

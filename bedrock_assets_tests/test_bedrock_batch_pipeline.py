@@ -61,11 +61,19 @@ def test_the_asset_graph_matches_its_snapshot():
     assert current == json.loads(SNAPSHOT.read_text())
 
 
-def test_the_code_location_is_the_two_sample_pipelines_from_defs():
+def test_the_code_location_is_the_three_sample_pipelines_from_defs():
     from bedrock_assets.definitions import defs
 
-    groups = {defs.resolve_asset_graph().get(k).group_name for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert groups == {"cot_answers", "cot_answers__shards", "source_embeddings", "source_embeddings__shards"}
+    graph = defs.resolve_asset_graph()
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == {
+        f"{p}{suffix}" for p in ("cot_answers", "cot_review", "source_embeddings") for suffix in ("", "__shards")
+    }
+    # the chain: cot_review's raw_dataset follows cot_answers' merged_dataset across the two groups
+    assert (
+        dg.AssetKey(["cot_answers", "merged_dataset"])
+        in graph.get(dg.AssetKey(["cot_review", "raw_dataset"])).parent_keys
+    )
     assert sorted(defs.resources) == ["bedrock", "bedrock_ledger", "s3"]
 
 
@@ -93,14 +101,14 @@ def dg_command(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subproc
     return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180)
 
 
-def test_dg_check_and_list_defs_see_both_sample_pipelines():
+def test_dg_check_and_list_defs_see_the_sample_pipelines():
     check = dg_command("check", "defs")
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
     assert "All definitions loaded successfully" in check.stdout
     listed = dg_command("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     keys = {a["asset_key"] for a in json.loads(listed.stdout)["assets"]}
-    assert {"cot_answers/merged_dataset", "source_embeddings/merged_dataset"} <= keys
+    assert {"cot_answers/merged_dataset", "cot_review/raw_dataset", "source_embeddings/merged_dataset"} <= keys
 
 
 def test_dg_list_components_shows_the_component_from_the_entry_point(tmp_path):

@@ -20,6 +20,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
+from bedrock_assets import chain
 from bedrock_assets.bedrock import cancel
 from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.costs import Bill, actual_cost
@@ -50,6 +51,7 @@ from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.planning import PipelinePlan
+from bedrock_assets.sources import SourceError
 from bedrock_assets.spec import ModelSpec, PipelineSpec, SpecError, parse_pipeline, schema_model
 from bedrock_assets.storage import S3Access
 
@@ -136,21 +138,35 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     group, shard_group = spec.name, keys.shard_group
     one_run = dg.BackfillPolicy.single_run()
 
+    upstream = spec.source.pipeline  # a chain: another pipeline's merged dataset is the source
+
     @dg.asset(
         key=keys.raw_dataset,
         retry_policy=AWS_RETRY,
         group_name=group,
         kinds={"parquet", "s3"},
-        description=f"Source {spec.source.uri} with stable record ids and validated requests, "
-        "cut into quota-compliant shards (registers the shard partitions).",
+        deps=[chain.upstream_key(upstream)] if upstream else None,
+        # a chain follows its upstream: a new merged dataset there re-reads this source (unchanged shards
+        # keep their jobs, so nothing is paid twice)
+        automation_condition=dg.AutomationCondition.eager() if upstream else None,
+        output_required=not upstream,
+        description=f"Source {spec.source.uri or f'{upstream}/merged_dataset'} with stable record ids and validated "
+        "requests, cut into quota-compliant shards (registers the shard partitions).",
     )
     @final_unless_transient
     def _raw_dataset(
         context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         client = storage(s3, bedrock)
         previous = raw_dataset.load_shard_plan_if_any(spec, client)
-        plan = raw_dataset.prepare_dataset(spec, client, bedrock.quota_overrides, log=context.log.debug)
+        try:
+            source_uri = chain.upstream_uri(context.instance, upstream) if upstream else None
+        except SourceError as waiting:  # the upstream has no merged dataset yet: nothing to read, not a failure
+            context.log.warning(str(waiting))
+            return
+        plan = raw_dataset.prepare_dataset(
+            spec, client, bedrock.quota_overrides, log=context.log.debug, source_uri=source_uri
+        )
         same_shards = previous is not None and previous.same_shards(plan)
         if not same_shards:  # retry rounds were cut from shards that no longer exist as they were
             retry_rounds.save_retry_state(spec, client, retry_rounds.RetryState())
@@ -166,7 +182,7 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         estimate = PipelinePlan.of(spec, plan, bedrock.price_overrides)
         if estimate.price is None:
             context.log.warning(f"{spec.name}: cost unknown: no price for {spec.model.id} (set price_overrides)")
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={**plan.metadata(layout), **estimate.metadata(), "removed_stale_shards": len(stale)}
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from dagster import MetadataValue
 
+from bedrock_assets.chain import ChainView
 from bedrock_assets.layout import PipelineLayout, shard_key
 from bedrock_assets.metadata import table
 from bedrock_assets.records import RECORD_ID, REQUEST, RecordIdIndex, line_buffers, prepare_batch, request_chars
@@ -93,14 +94,21 @@ def prepare_dataset(
     overrides: dict | None = None,
     log: Callable[[str], None] | None = None,
     write_parts: bool = True,
+    source_uri: str | None = None,
 ) -> ShardPlan:
     """Read the whole source once, in batches, and write the shard parts and the shard plan.
 
     ``write_parts=False`` (``bedrock-assets plan``): the same plan, with nothing written anywhere.
+    ``source_uri``: where a chained pipeline's upstream merged dataset is (see ``chain``).
     """
     adapter = spec.adapter()
-    files = resolve_files(spec.source.uri, spec.source.format, s3)
-    spec.check_columns(read_columns(files[0], s3), files[0].uri)
+    view = chain_view(spec)
+    uri = source_uri or spec.source.uri
+    if uri is None:
+        raise SourceError(f"{spec.name}: source.pipeline {spec.source.pipeline!r}: where its merged dataset is")
+    files = resolve_files(uri, spec.source.format, s3)
+    columns = read_columns(files[0], s3)
+    spec.check_columns([view.name(c) for c in view.selected(columns)] if view else columns, files[0].uri)
     quotas = spec.quotas(overrides)
     # shards fill to the quota, so a boundary depends only on the rows before it: appending rows
     # changes the last shard or two, never the ones before (their inputs, and so their jobs, stay)
@@ -131,6 +139,8 @@ def prepare_dataset(
                 log(f"shard {key}: {shard.records} records, {shard.bytes} bytes")
 
         for sb in iter_batches(files, s3, BATCH_ROWS):
+            if view is not None:  # a chain: the upstream rows and columns this pipeline reads, numbered anew
+                sb = replace(sb, batch=view.apply(sb.batch), first_row=position)
             prepared = prepare_batch(sb, position, adapter, spec.source.id_column)
             if spec.source.id_column:  # derived ids are unique by construction
                 ids.add(prepared.table.column(RECORD_ID).combine_chunks())
@@ -167,6 +177,14 @@ def load_shard_plan(spec: PipelineSpec, s3: Any) -> ShardPlan:
             raise
         raise MissingShardPlan(f"no shard plan at {loc.uri}: materialize {spec.name}/raw_dataset first") from None
     return ShardPlan(data["files"], data["rows"], data["rejected"], [ShardInfo(**s) for s in data["shards"]])
+
+
+def chain_view(spec: PipelineSpec) -> ChainView | None:
+    """The upstream view of a chained pipeline (None for a pipeline reading a dataset)."""
+    source = spec.source
+    if source.pipeline is None:
+        return None
+    return ChainView(source.pipeline, source.succeeded_only, tuple(source.columns) if source.columns else None)
 
 
 def load_shard_plan_if_any(spec: PipelineSpec, s3: Any) -> ShardPlan | None:

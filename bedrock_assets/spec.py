@@ -96,6 +96,15 @@ class InferenceSpec(_Strict):
     stop: list[str] = Field(default_factory=list, description="stop sequences")
     dimensions: int = Field(default=1024, description="Titan Text Embeddings V2: 256, 512 or 1024")
     normalize: bool = Field(default=True, description="Titan Text Embeddings V2: unit-length vectors")
+    input_type: Literal["search_document", "search_query", "classification", "clustering"] = Field(
+        default="search_document",
+        description="Cohere Embed v3: what the vectors are for (search_document for a corpus, search_query "
+        "for queries, classification, clustering)",
+    )
+    truncate: Literal["NONE", "START", "END"] = Field(
+        default="NONE",
+        description="Cohere Embed v3: a text over the token limit is an error (NONE) or loses its start/end",
+    )
 
 
 class ShardSpec(_Strict):
@@ -244,6 +253,8 @@ class PipelineSpec(_Strict):
                 stop=tuple(inference.stop),
                 dimensions=inference.dimensions,
                 normalize=inference.normalize,
+                input_type=inference.input_type,
+                truncate=inference.truncate,
             ),
         )
 

@@ -56,6 +56,18 @@ def titan(dims=256):
     )
 
 
+def invoke(model, **settings):
+    def make():
+        prompt = PromptSettings(input_column="q") if "embed" in model else PromptSettings(template="{q}")
+        return adapter_for(model, "InvokeModel", prompt, InferenceSettings(**settings))
+
+    return make
+
+
+def out_line(rid, model_output):
+    return json.dumps({"recordId": rid, "modelOutput": model_output}).encode()
+
+
 MIXED = {
     "claude": (
         claude,
@@ -103,6 +115,82 @@ MIXED = {
             json.dumps({"recordId": "c", "modelOutput": {"embedding": [0.5] * 3, "inputTextTokenCount": 3}}).encode(),
         ],
     ),
+    "nova": (
+        invoke("amazon.nova-micro-v1:0"),
+        [
+            out_line(
+                "a",
+                {
+                    "output": {"message": {"role": "assistant", "content": [{"text": "x"}, {"text": "y"}]}},
+                    "stopReason": "max_tokens",
+                    "usage": {"inputTokens": 4, "outputTokens": 9, "totalTokens": 13},
+                },
+            ),
+            err_line("b"),
+            out_line("c", {"output": {}, "stopReason": "end_turn"}),
+        ],
+    ),
+    "llama": (
+        invoke("meta.llama3-2-3b-instruct-v1:0"),
+        [
+            out_line(
+                "a",
+                {"generation": "four", "prompt_token_count": 12, "generation_token_count": 2, "stop_reason": "stop"},
+            ),
+            err_line("b"),
+            out_line("c", {"generation": None, "prompt_token_count": 12, "stop_reason": "stop"}),
+            out_line("d", {"generation": "no counts"}),
+        ],
+    ),
+    "mistral": (
+        invoke("mistral.mixtral-8x7b-instruct-v0:1"),
+        [
+            out_line("a", {"outputs": [{"text": "one", "stop_reason": "length"}]}),
+            err_line("b"),
+            out_line("c", {"outputs": []}),
+            out_line("d", {"outputs": [{"text": "x", "stop_reason": "stop"}, {"text": "y", "stop_reason": "stop"}]}),
+            out_line("e", {"outputs": [{"stop_reason": "stop"}]}),
+        ],
+    ),
+    "mistral-chat": (
+        invoke("mistral.mistral-large-2407-v1:0"),
+        [
+            out_line(
+                "a",
+                {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "stop_reason": "stop"}]},
+            ),
+            err_line("b"),
+            out_line("c", {"choices": [{"index": 0, "message": None, "stop_reason": "stop"}]}),
+            out_line("d", {"choices": None}),
+        ],
+    ),
+    "cohere": (
+        invoke("cohere.embed-english-v3"),
+        [
+            out_line(
+                "a",
+                {
+                    "id": "x",
+                    "response_type": "embeddings_by_type",
+                    "embeddings": {"float": [[0.5] * 1024]},
+                    "texts": ["q"],
+                },
+            ),
+            err_line("b"),
+            out_line("c", {"response_type": "embeddings_by_type", "embeddings": {"float": [[0.5] * 1024] * 2}}),
+            out_line("d", {"response_type": "embeddings_by_type", "embeddings": {"float": [[0.5] * 3]}}),
+            out_line("e", {"response_type": "embeddings_by_type", "embeddings": {"int8": [[1] * 1024]}}),
+        ],
+    ),
+    "titan-v1": (
+        invoke("amazon.titan-embed-text-v1"),
+        [
+            out_line("a", {"embedding": [0.25] * 1536, "inputTextTokenCount": 6}),
+            err_line("b"),
+            out_line("c", {"embedding": [0.25] * 1024, "inputTextTokenCount": 6}),
+            out_line("d", {"embedding": [0.25] * 1536}),
+        ],
+    ),
 }
 
 
@@ -121,6 +209,15 @@ def test_arrow_fast_path_equals_line_by_line_reference(family):
 
     assert comparable(fast.to_pylist()) == comparable(slow.to_pylist())
     assert fast_parser.stats == reference.stats
+
+
+def test_cohere_answer_without_embedding_types_falls_back_to_the_reference_parse():
+    parser = OutputParser(invoke("cohere.embed-english-v3")(), expected_ids=["a", "b"])
+    floats = {"id": "x", "response_type": "embeddings_floats", "embeddings": [[0.5] * 1024], "texts": ["q"]}
+    batch = parser.parse_chunk(b"\n".join([out_line("a", floats), out_line("b", {**floats, "embeddings": []})]))
+    assert parser.stats.fallback_chunks == 1  # a bare list of vectors is not the embeddings_by_type shape
+    assert batch.column("embedding")[0].as_py()[:2] == [0.5, 0.5] and batch.column("embedding")[1].as_py() is None
+    assert batch.column("error_code").to_pylist() == [None, "UnparseableOutput"]
 
 
 def test_unexpected_shape_falls_back_and_still_parses():

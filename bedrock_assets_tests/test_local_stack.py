@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from bedrock_assets.local_stack import BatchJobEmulator, FaultConfig, LocalStack
-from bedrock_assets.local_stack.catalog import CATALOG, batch_model_error, lookup
+from bedrock_assets.local_stack.catalog import CATALOG, batch_model_error, lookup, runtime_model_error
 from bedrock_assets.local_stack.synthetic import INPUT_TOO_LONG, synthesize_batch
 
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchRole"
@@ -354,6 +354,127 @@ def test_per_record_validation_errors(s3: Any, bedrock: Any, bucket: str) -> Non
     assert "anthropic_version" in out["r00003"]["error"]["errorMessage"]
     assert "modelId" in out["r00007"]["error"]["errorMessage"]
     assert "max_tokens" in out["r00009"]["error"]["errorMessage"]
+
+
+# ---- InvokeModel families: each model takes its own family's body, and only that -------------------
+
+# one documented InvokeModel body per family, and a model of that family
+FAMILY_BODIES = {
+    "claude": (CLAUDE, claude_input(0)),
+    "nova": (
+        "amazon.nova-micro-v1:0",
+        {
+            "schemaVersion": "messages-v1",
+            "messages": [{"role": "user", "content": [{"text": "Hi"}]}],
+            "system": [{"text": "Be brief"}],
+            "inferenceConfig": {"maxTokens": 100, "topK": 20},
+        },
+    ),
+    "llama": (
+        "meta.llama3-3-70b-instruct-v1:0",
+        {
+            "prompt": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            "max_gen_len": 100,
+            "temperature": 0.5,
+        },
+    ),
+    "mistral": (
+        "mistral.mistral-small-2402-v1:0",
+        {"prompt": "<s>[INST] Hi [/INST]", "max_tokens": 100, "stop": ["."]},
+    ),
+    "mistral-chat": (
+        "mistral.mistral-large-2407-v1:0",
+        {"messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"}], "max_tokens": 100},
+    ),
+    "cohere": ("cohere.embed-english-v3", {"texts": ["Hi"], "input_type": "search_query"}),
+    "titan-v2": (TITAN, {"inputText": "Hi", "dimensions": 256, "normalize": True}),
+    "titan-v1": ("amazon.titan-embed-text-v1", {"inputText": "Hi"}),
+}
+ALSO_VALID = {("titan-v2", "titan-v1")}  # V2 takes a bare inputText too (dimensions and normalize are optional)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_BODIES))
+def test_a_model_answers_its_family_body_and_refuses_every_other(family: str) -> None:
+    model, _ = FAMILY_BODIES[family]
+    names = sorted(FAMILY_BODIES)
+    results = synthesize_batch(model, "InvokeModel", [FAMILY_BODIES[name][1] for name in names])
+    for name, result in zip(names, results):
+        if name == family or (family, name) in ALSO_VALID:
+            assert result.error is None and json.loads(result.output_json), (family, name, result.error)
+        else:
+            assert result.output_json is None and result.error.startswith("Malformed input request:"), (family, name)
+
+
+def test_family_responses_have_the_documented_shape() -> None:
+    def answer(family: str, **changes: Any) -> dict:
+        model, body = FAMILY_BODIES[family]
+        (result,) = synthesize_batch(model, "InvokeModel", [{**body, **changes}])
+        assert result.error is None, result.error
+        return json.loads(result.output_json)
+
+    nova = answer("nova")
+    assert set(nova) == {"output", "stopReason", "usage"}  # no Converse "metrics" on InvokeModel
+    assert nova["output"]["message"]["content"][0]["text"].startswith("[emulated]") and nova["stopReason"] == "end_turn"
+    assert nova["usage"]["totalTokens"] == nova["usage"]["inputTokens"] + nova["usage"]["outputTokens"] > 0
+    llama = answer("llama")
+    assert set(llama) == {"generation", "prompt_token_count", "generation_token_count", "stop_reason"}
+    assert llama["stop_reason"] == "stop" and llama["prompt_token_count"] > 0
+    assert answer("llama", max_gen_len=1)["stop_reason"] == "length"
+    (output,) = answer("mistral")["outputs"]
+    assert set(output) == {"text", "stop_reason"} and output["text"].startswith("[emulated]")
+    (choice,) = answer("mistral-chat", max_tokens=1)["choices"]
+    assert choice["message"]["role"] == "assistant" and choice["stop_reason"] == "length"
+    floats = answer("cohere", texts=["a", "b"])
+    assert floats["response_type"] == "embeddings_floats" and floats["texts"] == ["a", "b"]
+    assert [len(v) for v in floats["embeddings"]] == [1024, 1024]
+    typed = answer("cohere", texts=["a", "b"], embedding_types=["float", "int8"])
+    assert typed["response_type"] == "embeddings_by_type" and set(typed["embeddings"]) == {"float", "int8"}
+    as_float, as_int8 = np.array(typed["embeddings"]["float"]), np.array(typed["embeddings"]["int8"])
+    assert as_float.shape == as_int8.shape == (2, 1024) and as_int8.min() >= -128 and as_int8.max() <= 127
+    assert (np.sign(as_int8) * np.sign(as_float) >= 0).all()  # int8 quantizes the same vectors
+    titan_v1 = answer("titan-v1")
+    assert set(titan_v1) == {"embedding", "inputTextTokenCount"} and len(titan_v1["embedding"]) == 1536
+
+
+def test_embedding_models_refuse_converse_bodies_per_record() -> None:
+    for family in ("cohere", "titan-v1", "titan-v2"):
+        (result,) = synthesize_batch(FAMILY_BODIES[family][0], "Converse", [FAMILY_BODIES["nova"][1]])
+        assert result.error is not None and "doesn't support the model" in result.error
+
+
+def test_a_job_fails_only_the_records_of_another_family(s3: Any, bedrock: Any, bucket: str) -> None:
+    model, body = FAMILY_BODIES["llama"]
+    records = [{"recordId": f"l{i:03d}", "modelInput": {**body, "prompt": body["prompt"] + str(i)}} for i in range(100)]
+    records += [
+        {"recordId": "claude", "modelInput": claude_input(0)},
+        {"recordId": "nova", "modelInput": FAMILY_BODIES["nova"][1]},
+    ]
+    put_jsonl(s3, bucket, "in/llama.jsonl", records)
+    arn = create_job(bedrock, bucket, model=model)
+    job = wait_terminal(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted" and (job["successRecordCount"], job["errorRecordCount"]) == (100, 2)
+    out = {o["recordId"]: o for o in read_out(s3, bucket, f"out/{job_id(arn)}/llama.jsonl.out")}
+    for rid in ("claude", "nova"):
+        error = out[rid]["error"]
+        assert error["errorCode"] == 400 and "prompt" in error["errorMessage"] and "modelOutput" not in out[rid]
+    assert out["l007"]["modelOutput"]["generation"].startswith("[emulated]")
+
+
+def test_the_catalog_emulates_every_invoke_model_family() -> None:
+    families = {
+        "amazon.nova-pro-v1:0": ("nova", True),
+        "meta.llama4-scout-17b-instruct-v1:0": ("llama", True),
+        "mistral.mistral-small-2402-v1:0": ("mistral", True),
+        "mistral.mistral-large-2407-v1:0": ("mistral-chat", True),
+        "mistral.mixtral-8x7b-instruct-v0:1": ("mistral", False),
+        "cohere.embed-multilingual-v3": ("cohere-embed", True),
+        "amazon.titan-embed-text-v1": ("titan-embed-v1", False),  # not in the batch inference model list
+    }
+    for model, (family, batch) in families.items():
+        info = lookup(model)
+        assert (info.family, info.batch) == (family, batch), model
+        assert runtime_model_error(model) is None
 
 
 # ---- create-time validation, idempotency, conflicts, quotas ---------------------------------

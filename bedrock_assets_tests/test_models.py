@@ -101,8 +101,8 @@ def test_converse_body_validation_and_parse():
 
 
 def test_adapter_lookup_errors_name_the_model():
-    with pytest.raises(ValueError, match="'meta.llama3-8b-instruct-v1:0' has no InvokeModel adapter"):
-        adapter_for("meta.llama3-8b-instruct-v1:0", "InvokeModel", PromptSettings(template="{a}"), InferenceSettings())
+    with pytest.raises(ValueError, match="'ai21.jamba-1-5-mini-v1:0' has no InvokeModel adapter"):
+        adapter_for("ai21.jamba-1-5-mini-v1:0", "InvokeModel", PromptSettings(template="{a}"), InferenceSettings())
     with pytest.raises(ValueError, match="has no Converse adapter"):
         adapter_for("amazon.titan-embed-text-v2:0", "Converse", PromptSettings(template="{a}"), InferenceSettings())
     profile = adapter_for(
@@ -136,6 +136,10 @@ def test_a_blank_prompt_is_rejected_before_submission_for_every_text_family():
     for model, invocation in (
         ("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel"),
         ("us.amazon.nova-lite-v1:0", "Converse"),
+        ("us.amazon.nova-lite-v1:0", "InvokeModel"),
+        ("meta.llama3-3-70b-instruct-v1:0", "InvokeModel"),
+        ("mistral.mistral-small-2402-v1:0", "InvokeModel"),
+        ("mistral.mistral-large-2407-v1:0", "InvokeModel"),
     ):
         adapter = adapter_for(model, invocation, PromptSettings(template="{q}"), InferenceSettings())
         errors = adapter.text_errors(pa.array(["fine", " \n\t ", ""])).to_pylist()

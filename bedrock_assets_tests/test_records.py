@@ -48,6 +48,42 @@ ADAPTERS = {
         InferenceSettings(dimensions=512),
     ),
     "converse": adapter_for("us.amazon.nova-pro-v1:0", "Converse", PromptSettings(template="{q}"), InferenceSettings()),
+    "nova": adapter_for(
+        "us.amazon.nova-pro-v1:0",
+        "InvokeModel",
+        PromptSettings(template="{q}", system='say "hi"'),
+        InferenceSettings(stop=("\n\nHuman:",)),
+    ),
+    "llama3": adapter_for(
+        "meta.llama3-1-70b-instruct-v1:0",
+        "InvokeModel",
+        PromptSettings(template="Q: {q}\n{task}", system='say "hi"\n'),
+        InferenceSettings(temperature=0.5),
+    ),
+    "llama4": adapter_for(
+        "us.meta.llama4-scout-17b-instruct-v1:0", "InvokeModel", PromptSettings(template="{q}"), InferenceSettings()
+    ),
+    "mistral": adapter_for(
+        "mistral.mistral-small-2402-v1:0",
+        "InvokeModel",
+        PromptSettings(template="{q}", system="tab\there"),
+        InferenceSettings(stop=("</s>",)),
+    ),
+    "mistral-chat": adapter_for(
+        "mistral.mistral-large-2407-v1:0",
+        "InvokeModel",
+        PromptSettings(template="{q} ({task})", system="ünï"),
+        InferenceSettings(top_p=0.5),
+    ),
+    "cohere": adapter_for(
+        "cohere.embed-multilingual-v3",
+        "InvokeModel",
+        PromptSettings(input_column="q"),
+        InferenceSettings(input_type="classification"),
+    ),
+    "titan-v1": adapter_for(
+        "amazon.titan-embed-text-v1", "InvokeModel", PromptSettings(input_column="q"), InferenceSettings()
+    ),
 }
 
 

@@ -45,6 +45,17 @@ class BatchQuotas:
 
 _DEFAULT = BatchQuotas()
 _CUSTOM_MODEL_CONCURRENCY = 3
+# Documented defaults that differ from the above, by base model id. Source: the Amazon Bedrock service
+# quotas table, https://docs.aws.amazon.com/general/latest/gr/bedrock.html#limits_bedrock (as of mid-2025):
+# "Minimum number of records per batch inference job for Llama 4 Scout" is 50 and "Batch inference job
+# size (in GB) for Nova Pro V1" is 100. Every other model listed there (Claude 3/3.5, Llama 3.1-3.3 and 4
+# Maverick, Mistral Large 2 (24.07) and Small, Nova Micro/Lite/Pro, Titan Text Embeddings V2 and
+# Multimodal G1) has the defaults: 100-50,000 records per job, 50,000 per file, 1 GB per file, 5 GB per
+# job, 20 jobs in progress or submitted.
+_MODEL_DEFAULTS: dict[str, dict[str, int]] = {
+    "meta.llama4-scout-17b-instruct-v1:0": {"min_records_per_job": 50},
+    "amazon.nova-pro-v1:0": {"max_job_bytes": 100 * GB},
+}
 
 
 def base_model_id(model_id: str) -> str:
@@ -61,12 +72,9 @@ def model_key(model_id: str) -> str:
 
 
 def quotas_for(model_id: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> BatchQuotas:
-    """Quotas for a model id: documented defaults, then ``overrides[model_id]`` (or its base id).
-
-    Some models accept a lower minimum (50): set it through the overrides.
-    """
+    """Quotas for a model id: its documented defaults, then ``overrides[model_id]`` (or its base id)."""
     base = base_model_id(model_id)
-    quotas = _DEFAULT
+    quotas = _DEFAULT.with_overrides(_MODEL_DEFAULTS.get(model_key(model_id)))
     if ":custom-model/" in model_id or ":provisioned-model/" in model_id:
         quotas = replace(quotas, max_concurrent_jobs=_CUSTOM_MODEL_CONCURRENCY)
     if overrides:

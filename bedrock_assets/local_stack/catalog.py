@@ -14,8 +14,11 @@ Sources (Amazon Bedrock User Guide; compiled 2026-01-25, re-check when adding mo
 Simplifications: the docs say per model whether batch works through the base id, a cross-Region
 inference profile (``us.`` / ``eu.`` / ``apac.`` / ``global.`` ...) or both, and in which Regions;
 the emulator accepts both routes in every Region for a batch-capable model. Cohere Embed v3 is in
-neither table; it stays batch-capable here only because the emulator has always answered it
-(unverified against the live service).
+neither table, nor in the service quotas table (https://docs.aws.amazon.com/general/latest/gr/bedrock.html,
+mid-2025: no batch quotas for Cohere); it stays batch-capable here only because the emulator has
+always answered it (unverified against the live service). Models without batch support (Titan Text
+Embeddings V1, Llama 3 8B/70B, Mistral 7B / Mixtral / Large 24.02) still have a family: the runtime
+API answers them.
 """
 
 from __future__ import annotations
@@ -23,16 +26,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# families the synthetic model outputs know (see synthetic.py)
-CLAUDE, TITAN_EMBED_V2, NOVA, LLAMA, MISTRAL, COHERE_EMBED, GENERIC = (
+# families the synthetic model outputs know (see synthetic.py); MISTRAL is the text completion API,
+# MISTRAL_CHAT the chat completion API (Mistral Large 2, 24.07)
+CLAUDE, TITAN_EMBED_V2, TITAN_EMBED_V1, NOVA, LLAMA, MISTRAL, MISTRAL_CHAT, COHERE_EMBED, GENERIC = (
     "claude",
     "titan-embed-v2",
+    "titan-embed-v1",
     "nova",
     "llama",
     "mistral",
+    "mistral-chat",
     "cohere-embed",
     "generic",
 )
+EMBEDDING_FAMILIES = (TITAN_EMBED_V2, TITAN_EMBED_V1, COHERE_EMBED)  # InvokeModel only, no Converse
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ _ENTRIES: list[ModelInfo] = [
     ),
     *_models(LLAMA, True, 1_000_000, "meta.llama4-maverick-17b-instruct-v1:0"),
     *_models(LLAMA, True, 3_500_000, "meta.llama4-scout-17b-instruct-v1:0"),
-    *_models(MISTRAL, True, 128_000, "mistral.mistral-large-2407-v1:0"),
+    *_models(MISTRAL_CHAT, True, 128_000, "mistral.mistral-large-2407-v1:0"),
     *_models(MISTRAL, True, 32_000, "mistral.mistral-small-2402-v1:0"),
     *_models(COHERE_EMBED, True, None, "cohere.embed-english-v3", "cohere.embed-multilingual-v3", chars=2_048),
     # batch-capable per the docs, but the emulator has no synthetic output for them
@@ -101,7 +108,8 @@ _ENTRIES: list[ModelInfo] = [
         "anthropic.claude-opus-4-20250514-v1:0",
         "anthropic.claude-opus-4-1-20250805-v1:0",
     ),
-    *_models(None, False, None, "amazon.titan-embed-text-v1"),
+    # Titan Text Embeddings V1: 8,192 tokens of input, no documented character limit
+    *_models(TITAN_EMBED_V1, False, None, "amazon.titan-embed-text-v1"),
     *_models(None, False, None, "amazon.titan-text-express-v1", "amazon.titan-text-lite-v1"),
     *_models(None, False, None, "amazon.titan-text-premier-v1:0"),
     *_models(LLAMA, False, 8_000, "meta.llama3-8b-instruct-v1:0", "meta.llama3-70b-instruct-v1:0"),

@@ -2,8 +2,11 @@
 
 Every output is clearly marked as emulated (texts start with ``[emulated]``, Claude ids with
 ``msg_emulated_``) and is seeded by a hash of the record's ``modelInput``, so reruns give identical
-results. Per-record request validation mirrors what Bedrock checks at run time; a record that fails
-it gets an error line (errorCode 400) instead of a model output.
+results. Per-record request validation mirrors what Bedrock checks at run time, per family (Claude,
+Nova, Llama, Mistral text and chat completion, Titan Text Embeddings V1/V2, Cohere Embed v3): a
+record that fails it, such as a body written for another family, gets an error line (errorCode 400)
+instead of a model output. Outputs follow each family's documented InvokeModel response, with token
+counts where the model returns them (not Mistral's or Cohere's: the manifest still counts them).
 
 Input size limits: a record too large for its model gets ``INPUT_TOO_LONG`` instead. Embedding
 models have documented character limits (Titan Text Embeddings V2: 50,000 characters of
@@ -24,11 +27,33 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .catalog import lookup
+from .catalog import (
+    CLAUDE,
+    COHERE_EMBED,
+    EMBEDDING_FAMILIES,
+    GENERIC,
+    LLAMA,
+    MISTRAL,
+    MISTRAL_CHAT,
+    NOVA,
+    TITAN_EMBED_V1,
+    TITAN_EMBED_V2,
+    lookup,
+)
 
 CLAUDE_VERSION = "bedrock-2023-05-31"
 TITAN_DIMENSIONS = (256, 512, 1024)
+TITAN_V1_DIMENSIONS = 1536
+NOVA_SCHEMA_VERSION = "messages-v1"
+LLAMA_MAX_GEN_LEN = 2048
+COHERE_DIMENSIONS = 1024
+COHERE_MAX_TEXTS = 96
+COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
+COHERE_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 INPUT_TOO_LONG = "Input is too long for requested model."
+CONVERSE_UNSUPPORTED = (
+    "This action doesn't support the model that you provided. Try again with a supported text or chat model."
+)
 _WORDS = (
     "synthetic answer generated locally by the bedrock batch emulator without any real model "
     "call it is deterministic for a given input and safe to use in tests pipelines demos and "
@@ -115,11 +140,32 @@ def _validate_claude(body: dict) -> None:
         _require("content" in msg, f"messages.{i}.content: field required")
 
 
-def _validate_titan_v2(body: dict) -> None:
+def _only_keys(body: dict, allowed: tuple[str, ...]) -> None:
+    extra = sorted(set(body) - set(allowed))
+    _require(not extra, f"#: extraneous key(s) {extra} are not permitted")
+
+
+def _number(body: dict, key: str, low: float, high: float, integer: bool = False) -> None:
+    if key in body:
+        value = body[key]
+        ok = (_is_int(value) if integer else isinstance(value, (int, float)) and not isinstance(value, bool)) and (
+            low <= value <= high
+        )
+        _require(ok, f"{key}: must be {'an integer' if integer else 'a number'} in [{low:g}, {high:g}]")
+
+
+def _string(body: dict, key: str) -> None:
+    _require(isinstance(body.get(key), str) and body[key] != "", f"{key}: required non-empty string")
+
+
+def _input_text(body: dict) -> None:
     text = body.get("inputText")
     _require(isinstance(text, str) and text.strip() != "", "inputText: required non-empty string")
-    extra = set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}
-    _require(not extra, f"extraneous key(s) {sorted(extra)} are not permitted")
+
+
+def _validate_titan_v2(body: dict) -> None:
+    _input_text(body)
+    _only_keys(body, ("inputText", "dimensions", "normalize", "embeddingTypes"))
     if "dimensions" in body:
         _require(
             body["dimensions"] in TITAN_DIMENSIONS and _is_int(body["dimensions"]),
@@ -129,7 +175,13 @@ def _validate_titan_v2(body: dict) -> None:
         _require(isinstance(body["normalize"], bool), "normalize: must be a boolean")
 
 
-def _validate_converse(body: dict) -> None:
+def _validate_titan_v1(body: dict) -> None:
+    _input_text(body)
+    _only_keys(body, ("inputText",))
+
+
+def _validate_messages(body: dict, allowed: tuple[str, ...], config_keys: tuple[str, ...]) -> None:
+    """The Converse / Nova messages schema: content blocks with text, system text blocks, inferenceConfig."""
     messages = body.get("messages")
     _require(isinstance(messages, list) and len(messages) > 0, "messages: must be a non-empty list")
     for i, msg in enumerate(messages):
@@ -151,7 +203,7 @@ def _validate_converse(body: dict) -> None:
     cfg = body.get("inferenceConfig")
     if cfg is not None:
         _require(isinstance(cfg, dict), "inferenceConfig: must be an object")
-        extra = set(cfg) - {"maxTokens", "temperature", "topP", "stopSequences"}
+        extra = set(cfg) - set(config_keys)
         _require(not extra, f"inferenceConfig: unknown key(s) {sorted(extra)}")
         if "maxTokens" in cfg:
             _require(
@@ -170,36 +222,115 @@ def _validate_converse(body: dict) -> None:
                 isinstance(cfg["stopSequences"], list) and all(isinstance(s, str) for s in cfg["stopSequences"]),
                 "inferenceConfig.stopSequences: must be a list of strings",
             )
-    extra = set(body) - {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"}
-    _require(not extra, f"extraneous key(s) {sorted(extra)} are not permitted in a Converse request")
+    _only_keys(body, allowed)
 
 
-def _validate_generic(family: str, body: dict) -> None:
-    if family == "nova":
-        messages = body.get("messages")
-        _require(isinstance(messages, list) and len(messages) > 0, "messages: must be a non-empty list")
-    elif family in ("llama", "mistral"):
-        _require(isinstance(body.get("prompt"), str) and body["prompt"] != "", "prompt: required non-empty string")
-    elif family == "cohere-embed":
-        texts = body.get("texts")
+def _validate_converse(body: dict) -> None:
+    _validate_messages(
+        body,
+        ("messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"),
+        ("maxTokens", "temperature", "topP", "stopSequences"),
+    )
+
+
+def _validate_nova(body: dict) -> None:
+    """Nova InvokeModel: the messages schema, topK allowed in inferenceConfig, an optional schemaVersion."""
+    if "schemaVersion" in body:
+        _require(body["schemaVersion"] == NOVA_SCHEMA_VERSION, f"schemaVersion: must be '{NOVA_SCHEMA_VERSION}'")
+    _validate_messages(
+        body,
+        ("schemaVersion", "messages", "system", "inferenceConfig", "toolConfig"),
+        ("maxTokens", "temperature", "topP", "topK", "stopSequences"),
+    )
+
+
+def _validate_llama(body: dict) -> None:
+    _string(body, "prompt")
+    _only_keys(body, ("prompt", "temperature", "top_p", "max_gen_len", "images"))
+    _number(body, "max_gen_len", 1, LLAMA_MAX_GEN_LEN, integer=True)
+    _number(body, "temperature", 0, 1)
+    _number(body, "top_p", 0, 1)
+
+
+def _validate_mistral(body: dict) -> None:
+    """Mistral text completion (7B, Mixtral, Large 24.02, Small 24.02)."""
+    _string(body, "prompt")
+    _only_keys(body, ("prompt", "max_tokens", "stop", "temperature", "top_p", "top_k"))
+    _number(body, "max_tokens", 1, float("inf"), integer=True)
+    _number(body, "temperature", 0, 1)
+    _number(body, "top_p", 0, 1)
+    _number(body, "top_k", 1, 200, integer=True)
+    if "stop" in body:
+        stop = body["stop"]
         _require(
-            isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts),
-            "texts: must be a non-empty list of strings",
+            isinstance(stop, list) and len(stop) <= 10 and all(isinstance(x, str) for x in stop),
+            "stop: must be a list of at most 10 strings",
         )
 
 
+def _validate_mistral_chat(body: dict) -> None:
+    """Mistral chat completion (Large 2, 24.07)."""
+    messages = body.get("messages")
+    _require(isinstance(messages, list) and len(messages) > 0, "messages: must be a non-empty list")
+    for i, msg in enumerate(messages):
+        _require(isinstance(msg, dict), f"messages.{i}: must be an object")
+        _require(
+            msg.get("role") in ("system", "user", "assistant", "tool"),
+            f"messages.{i}.role: must be one of system, user, assistant, tool",
+        )
+        _require(isinstance(msg.get("content"), str), f"messages.{i}.content: must be a string")
+    _only_keys(body, ("messages", "tools", "tool_choice", "max_tokens", "temperature", "top_p"))
+    _number(body, "max_tokens", 1, float("inf"), integer=True)
+    _number(body, "temperature", 0, 1)
+    _number(body, "top_p", 0, 1)
+
+
+def _validate_cohere_embed(body: dict) -> None:
+    texts = body.get("texts")
+    _require(
+        isinstance(texts, list) and 0 < len(texts) <= COHERE_MAX_TEXTS and all(isinstance(t, str) for t in texts),
+        f"texts: must be a list of 1-{COHERE_MAX_TEXTS} strings",
+    )
+    _require(
+        body.get("input_type") in COHERE_INPUT_TYPES,
+        f"input_type: required, one of {list(COHERE_INPUT_TYPES)}" + ("" if "input_type" in body else " (missing)"),
+    )
+    _only_keys(body, ("texts", "images", "input_type", "truncate", "embedding_types"))
+    if "truncate" in body:
+        _require(body["truncate"] in ("NONE", "START", "END"), "truncate: must be one of NONE, START, END")
+    if "embedding_types" in body:
+        types = body["embedding_types"]
+        _require(
+            isinstance(types, list) and types and set(types) <= set(COHERE_EMBEDDING_TYPES),
+            f"embedding_types: must be a non-empty list of {list(COHERE_EMBEDDING_TYPES)}",
+        )
+
+
+_VALIDATORS = {
+    CLAUDE: _validate_claude,
+    TITAN_EMBED_V2: _validate_titan_v2,
+    TITAN_EMBED_V1: _validate_titan_v1,
+    NOVA: _validate_nova,
+    LLAMA: _validate_llama,
+    MISTRAL: _validate_mistral,
+    MISTRAL_CHAT: _validate_mistral_chat,
+    COHERE_EMBED: _validate_cohere_embed,
+}
+
+
 def validate_record(family: str, invocation_type: str, model_input: Any) -> None:
-    """Raise RecordValidationError when a record's modelInput would be rejected by Bedrock."""
+    """Raise RecordValidationError when a record's modelInput would be rejected by Bedrock.
+
+    Each family checks its own InvokeModel schema (required fields, types, ranges, no unknown keys),
+    so a body written for another family is refused; hidden models (``generic``) accept any object.
+    """
     _require(isinstance(model_input, dict), "modelInput: must be a JSON object")
     _require("modelId" not in model_input, "modelInput: key 'modelId' is not permitted in a batch record")
     if invocation_type == "Converse":
+        _require(family not in EMBEDDING_FAMILIES, CONVERSE_UNSUPPORTED)
         _validate_converse(model_input)
-    elif family == "claude":
-        _validate_claude(model_input)
-    elif family == "titan-embed-v2":
-        _validate_titan_v2(model_input)
-    else:
-        _validate_generic(family, model_input)
+    elif family in _VALIDATORS:
+        _VALIDATORS[family](model_input)
 
 
 # --- output generation ----------------------------------------------------------------------
@@ -235,19 +366,67 @@ def _embedding_matrix(seeds: list[int], dims: int, normalize: bool) -> np.ndarra
     return round_significant(matrix)
 
 
-def _titan_outputs(bodies: list[dict], seeds: list[int]) -> list[SyntheticResult]:
+def _titan_outputs(family: str, bodies: list[dict], seeds: list[int]) -> list[SyntheticResult]:
+    """Titan Text Embeddings V2 (``embedding``, ``embeddingsByType``) or V1 (1,536 values, ``embedding`` only)."""
+    v1 = family == TITAN_EMBED_V1
     results: list[SyntheticResult | None] = [None] * len(bodies)
     groups: dict[tuple[int, bool], list[int]] = {}
     for i, body in enumerate(bodies):
-        key = (int(body.get("dimensions", 1024)), bool(body.get("normalize", True)))
+        key = (
+            (TITAN_V1_DIMENSIONS, False)
+            if v1
+            else (int(body.get("dimensions", 1024)), bool(body.get("normalize", True)))
+        )
         groups.setdefault(key, []).append(i)
     for (dims, normalize), idxs in groups.items():
         vectors = format_vectors(_embedding_matrix([seeds[i] for i in idxs], dims, normalize))
         for i, vec in zip(idxs, vectors):
             n_in = _tokens(len(bodies[i]["inputText"]))
-            out = f'{{"embedding":{vec},"embeddingsByType":{{"float":{vec}}},"inputTextTokenCount":{n_in}}}'
-            results[i] = SyntheticResult(out, None, n_in, 0)
+            by_type = "" if v1 else f'"embeddingsByType":{{"float":{vec}}},'
+            results[i] = SyntheticResult(f'{{"embedding":{vec},{by_type}"inputTextTokenCount":{n_in}}}', None, n_in, 0)
     return results  # type: ignore[return-value]
+
+
+def _cohere_outputs(family: str, bodies: list[dict], seeds: list[int]) -> list[SyntheticResult]:
+    """Cohere Embed v3: ``embeddings`` as a list of vectors, or by type when ``embedding_types`` is given."""
+    text_seeds = [seed + j for body, seed in zip(bodies, seeds) for j in range(len(body["texts"]))]
+    matrix = _embedding_matrix(text_seeds, COHERE_DIMENSIONS, True)
+    floats = format_vectors(matrix)
+    results, pos = [], 0
+    for body, seed in zip(bodies, seeds):
+        texts, rows = body["texts"], slice(pos, pos + len(body["texts"]))
+        pos = rows.stop
+        if "embedding_types" in body:
+            by_type = {t: _quantized(matrix[rows], t) for t in dict.fromkeys(body["embedding_types"]) if t != "float"}
+            parts = [f'"{t}":{json.dumps(v, separators=(",", ":"))}' for t, v in by_type.items()]
+            if "float" in body["embedding_types"]:
+                parts.insert(0, f'"float":[{",".join(floats[rows])}]')
+            response_type, embeddings = "embeddings_by_type", "{" + ",".join(parts) + "}"
+        else:
+            response_type, embeddings = "embeddings_floats", f"[{','.join(floats[rows])}]"
+        n_in = _tokens(sum(len(t) for t in texts))
+        out = (
+            f'{{"id":"emulated-{seed:016x}","response_type":"{response_type}","embeddings":{embeddings},'
+            f'"texts":{json.dumps(texts, ensure_ascii=False)}}}'
+        )
+        results.append(SyntheticResult(out, None, n_in, 0))
+    return results
+
+
+def _quantized(vectors: np.ndarray, kind: str) -> list[list[int]]:
+    """Cohere's integer embedding types: int8 / uint8 per value, binary / ubinary as packed sign bits."""
+    if kind in ("int8", "uint8"):
+        values = np.clip(np.round(vectors * 127 / np.abs(vectors).max(axis=1, keepdims=True)), -128, 127)
+        return (values + (128 if kind == "uint8" else 0)).astype(int).tolist()
+    packed = np.packbits(vectors > 0, axis=1).astype(int)
+    return (packed - 128 if kind == "binary" else packed).tolist()
+
+
+_EMBEDDERS = {TITAN_EMBED_V2: _titan_outputs, TITAN_EMBED_V1: _titan_outputs, COHERE_EMBED: _cohere_outputs}
+
+
+def _embedding_texts(family: str, body: dict) -> list[str]:
+    return body["texts"] if family == COHERE_EMBED else [body["inputText"]]
 
 
 def _prompt_chars(body: dict) -> int:
@@ -263,10 +442,11 @@ def _prompt_chars(body: dict) -> int:
 def _text_output(
     family: str, invocation_type: str, model_id: str, body: dict, seed: int, context: int | None
 ) -> SyntheticResult:
+    """The family's documented response; token counts where the model returns them (all but Mistral)."""
     n_in = _tokens(_prompt_chars(body))
     if context is not None and n_in > context:
         return SyntheticResult(None, INPUT_TOO_LONG)
-    if invocation_type == "Converse" or family in ("nova", "generic"):
+    if invocation_type == "Converse" or family in (NOVA, GENERIC):
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
         text, cut = _emulated_text(seed, model_id, max_tokens)
         n_out = _tokens(len(text))
@@ -274,9 +454,10 @@ def _text_output(
             "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
             "stopReason": "max_tokens" if cut else "end_turn",
             "usage": {"inputTokens": n_in, "outputTokens": n_out, "totalTokens": n_in + n_out},
-            "metrics": {"latencyMs": 0},
         }
-    elif family == "claude":
+        if invocation_type == "Converse" or family == GENERIC:  # Nova's InvokeModel response has no metrics
+            out["metrics"] = {"latencyMs": 0}
+    elif family == CLAUDE:
         text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
         n_out = _tokens(len(text))
         out = {
@@ -289,7 +470,7 @@ def _text_output(
             "stop_sequence": None,
             "usage": {"input_tokens": n_in, "output_tokens": n_out},
         }
-    elif family == "llama":
+    elif family == LLAMA:
         text, cut = _emulated_text(seed, model_id, body.get("max_gen_len"))
         n_out = _tokens(len(text))
         out = {
@@ -298,32 +479,30 @@ def _text_output(
             "generation_token_count": n_out,
             "stop_reason": "length" if cut else "stop",
         }
-    elif family == "mistral":
+    elif family == MISTRAL:
         text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
         n_out = _tokens(len(text))
         out = {"outputs": [{"text": text, "stop_reason": "length" if cut else "stop"}]}
-    else:  # cohere-embed (character limits are checked by the caller)
-        texts = body["texts"]
-        rows = format_vectors(_embedding_matrix([seed + i for i in range(len(texts))], 1024, True))
-        n_in = _tokens(sum(len(t) for t in texts))
-        return SyntheticResult(
-            f'{{"id":"emulated-{seed:016x}","response_type":"embeddings_floats",'
-            f'"embeddings":[{",".join(rows)}],"texts":{json.dumps(texts)}}}',
-            None,
-            n_in,
-            0,
-        )
+    else:  # MISTRAL_CHAT
+        text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
+        n_out = _tokens(len(text))
+        message = {"role": "assistant", "content": text}
+        out = {"choices": [{"index": 0, "message": message, "stop_reason": "length" if cut else "stop"}]}
     return SyntheticResult(json.dumps(out, separators=(",", ":")), None, n_in, n_out)
 
 
 def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any]) -> list[SyntheticResult]:
-    """Validate and answer a batch of records, returning one SyntheticResult per input."""
+    """Validate and answer a batch of records, returning one SyntheticResult per input.
+
+    Embedding records are answered together (one vectorized call per family); text records one by one.
+    """
     info = lookup(model_id)
-    family = (info.family if info else None) or "generic"
+    family = (info.family if info else None) or GENERIC
     context = info.context_tokens if info else None
     max_chars = info.max_input_chars if info else None
+    embedder = _EMBEDDERS.get(family) if invocation_type != "Converse" else None
     results: list[SyntheticResult | None] = [None] * len(model_inputs)
-    titan_idx: list[int] = []
+    embed_idx: list[int] = []
     seeds = [0] * len(model_inputs)
     for i, body in enumerate(model_inputs):
         try:
@@ -331,20 +510,16 @@ def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any
         except RecordValidationError as exc:
             results[i] = SyntheticResult(None, f"Malformed input request: {exc}")
             continue
-        embedding = invocation_type != "Converse" and family in ("titan-embed-v2", "cohere-embed")
-        if embedding and max_chars is not None:
-            texts = [body["inputText"]] if family == "titan-embed-v2" else body["texts"]
-            if any(len(t) > max_chars for t in texts):
-                results[i] = SyntheticResult(None, INPUT_TOO_LONG)
-                continue
+        if embedder and max_chars is not None and any(len(t) > max_chars for t in _embedding_texts(family, body)):
+            results[i] = SyntheticResult(None, INPUT_TOO_LONG)
+            continue
         seeds[i] = input_seed(body)
-        if embedding and family == "titan-embed-v2":
-            titan_idx.append(i)
+        if embedder:
+            embed_idx.append(i)
         else:
             results[i] = _text_output(family, invocation_type, model_id, body, seeds[i], context)
-    if titan_idx:
-        for i, res in zip(
-            titan_idx, _titan_outputs([model_inputs[i] for i in titan_idx], [seeds[i] for i in titan_idx])
-        ):
+    if embed_idx:
+        answers = embedder(family, [model_inputs[i] for i in embed_idx], [seeds[i] for i in embed_idx])  # type: ignore[misc]
+        for i, res in zip(embed_idx, answers):
             results[i] = res
     return results  # type: ignore[return-value]

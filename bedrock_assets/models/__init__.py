@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from bedrock_assets.bedrock.quotas import base_model_id
+from bedrock_assets.bedrock.quotas import model_key
 from bedrock_assets.models.base import InferenceSettings, ModelAdapter, ParsedOutput, PromptSettings
 from bedrock_assets.models.claude import ClaudeMessagesAdapter
+from bedrock_assets.models.cohere_embed import COHERE_MODELS, CohereEmbedAdapter
 from bedrock_assets.models.converse import ConverseAdapter
-from bedrock_assets.models.titan_embed import TitanEmbedV2Adapter
+from bedrock_assets.models.llama import LlamaAdapter
+from bedrock_assets.models.mistral import (
+    MISTRAL_CHAT_MODELS,
+    MISTRAL_COMPLETION_MAX_TOKENS,
+    MistralChatAdapter,
+    MistralCompletionAdapter,
+)
+from bedrock_assets.models.nova import NOVA_TEXT_MODELS, NovaAdapter
+from bedrock_assets.models.titan_embed import TitanEmbedV1Adapter, TitanEmbedV2Adapter
 
-# InvokeModel adapters by base model id prefix (after any inference-profile prefix).
+# InvokeModel adapters by base model id prefix (after any inference-profile prefix or ARN).
 _INVOKE_MODEL_ADAPTERS: dict[str, type[ModelAdapter]] = {
     "anthropic.claude": ClaudeMessagesAdapter,
     "amazon.titan-embed-text-v2": TitanEmbedV2Adapter,
+    "amazon.titan-embed-text-v1": TitanEmbedV1Adapter,
+    **dict.fromkeys(NOVA_TEXT_MODELS, NovaAdapter),
+    "meta.llama3": LlamaAdapter,
+    "meta.llama4": LlamaAdapter,
+    **dict.fromkeys(MISTRAL_CHAT_MODELS, MistralChatAdapter),
+    **dict.fromkeys(MISTRAL_COMPLETION_MAX_TOKENS, MistralCompletionAdapter),
+    **dict.fromkeys(COHERE_MODELS, CohereEmbedAdapter),
 }
 # Text models that can run Converse-type batch jobs.
 _CONVERSE_MODELS = ("anthropic.claude", "amazon.nova", "meta.llama", "mistral.")
@@ -22,7 +38,7 @@ def adapter_for(
     model_id: str, invocation_type: str, prompt: PromptSettings, inference: InferenceSettings
 ) -> ModelAdapter:
     """The adapter for a model; ValueError naming the model when none fits."""
-    base = base_model_id(model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id)
+    base = model_key(model_id)
     if invocation_type not in INVOCATION_TYPES:
         raise ValueError(f"model.invocation_type must be one of {INVOCATION_TYPES}, got {invocation_type!r}")
     if invocation_type == "Converse":
@@ -33,8 +49,7 @@ def adapter_for(
         if base.startswith(prefix):
             return cls(model_id, prompt, inference)
     raise ValueError(
-        f"model.id {model_id!r} has no InvokeModel adapter; supported prefixes: "
-        f"{sorted(_INVOKE_MODEL_ADAPTERS)} (or set model.invocation_type: Converse for Nova/Llama/Mistral)"
+        f"model.id {model_id!r} has no InvokeModel adapter; supported prefixes: {sorted(_INVOKE_MODEL_ADAPTERS)}"
     )
 
 

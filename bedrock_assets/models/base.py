@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +33,8 @@ class InferenceSettings:
     stop: tuple[str, ...] = ()
     dimensions: int = 1024
     normalize: bool = True
+    input_type: str = "search_document"
+    truncate: str = "NONE"
 
 
 @dataclass
@@ -184,6 +187,170 @@ class TemplatedAdapter(ModelAdapter):
 
     def input_columns(self) -> list[str]:
         return template_fields(self.prompt.template or "")
+
+
+class PromptStringAdapter(TemplatedAdapter):
+    """Text models whose body carries one ``prompt`` string: the row's text inside the family's chat template."""
+
+    @abstractmethod
+    def prompt_frame(self) -> tuple[str, str]:
+        """The prompt before and after the row's text (system prompt and turn markers)."""
+
+    def wrap(self, text: str) -> str:
+        before, after = self.prompt_frame()
+        return before + text + after
+
+    def unwrap(self, prompt: Any) -> str:
+        """The row's text inside a ``prompt``; ValueError unless it is this adapter's template around non-blank text."""
+        before, after = self.prompt_frame()
+        if not isinstance(prompt, str) or not prompt.startswith(before) or not prompt.endswith(after):
+            raise ValueError(f"prompt must be a string in the {self.family} chat template")
+        text = prompt[len(before) : len(prompt) - len(after)]
+        if not text.strip():
+            raise ValueError("prompt: the user turn has no text but whitespace (the rendered prompt is blank)")
+        return text
+
+
+class EmbeddingAdapter(ModelAdapter):
+    """Embedding models: the row's text is one column's value; the output is one fixed-size vector.
+
+    Subclasses name where the text goes (``text_field``, for messages), its documented character
+    limit, and read the vector and input token count from ``modelOutput`` (per record and in Arrow).
+    """
+
+    kind = "embedding"
+    text_field: ClassVar[str]
+    max_chars: ClassVar[int | None] = None
+    fixed_dimensions: ClassVar[int | None] = None  # models with one vector size: inference.dimensions doesn't apply
+
+    def check_settings(self) -> None:
+        if not self.prompt.input_column:
+            raise ValueError(f"prompt.input_column is required for embedding model {self.model_id!r}")
+        if self.prompt.template:
+            raise ValueError("prompt.template is not used by embedding models; use prompt.input_column")
+        if self.fixed_dimensions is not None:
+            if self.inference.dimensions not in (InferenceSettings.dimensions, self.fixed_dimensions):
+                raise ValueError(
+                    f"inference.dimensions does not apply to {self.model_id!r}: its vectors always have "
+                    f"{self.fixed_dimensions} dimensions"
+                )
+            if not self.inference.normalize:
+                raise ValueError(f"inference.normalize does not apply to {self.model_id!r}")
+
+    def input_columns(self) -> list[str]:
+        return [self.prompt.input_column or ""]
+
+    @property
+    def embedding_dimensions(self) -> int:
+        return self.fixed_dimensions or self.inference.dimensions
+
+    def text_errors(self, texts: pa.Array) -> pa.Array:
+        none = pa.scalar(None, pa.string())
+        errors = none
+        if self.max_chars is not None:
+            lengths = pc.utf8_length(texts)
+            errors = pc.if_else(
+                pc.greater(lengths, self.max_chars),
+                pc.binary_join_element_wise(
+                    f"ValueError: {self.text_field} has ",
+                    pc.cast(lengths, pa.string()),
+                    f" characters; {self.model_id} accepts at most {self.max_chars}",
+                    "",
+                ),
+                none,
+            )
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
+        return pc.if_else(blank, pa.scalar(f"ValueError: {self.text_field} must be a non-empty string"), errors)
+
+    def check_text(self, text: Any) -> None:
+        """``validate``'s check of the row's text (the same rules as ``text_errors``)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{self.text_field} must be a non-empty string")
+        if self.max_chars is not None and len(text) > self.max_chars:
+            raise ValueError(
+                f"{self.text_field} has {len(text)} characters; {self.model_id} accepts at most {self.max_chars}"
+            )
+
+    @abstractmethod
+    def vector_of(self, model_output: Mapping[str, Any]) -> Any:
+        """The record's vector as found in ``modelOutput`` (checked by ``parse``)."""
+
+    @abstractmethod
+    def vectors_arrow(self, model_output: pa.StructArray) -> pa.Array:
+        """Vectorized ``vector_of``: a list<float32> per record, null where there is none."""
+
+    def input_tokens_of(self, model_output: Mapping[str, Any]) -> int | None:
+        return None
+
+    def input_tokens_arrow(self, model_output: pa.StructArray) -> pa.Array:
+        return pa.nulls(len(model_output), pa.int64())
+
+    def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
+        embedding = self.vector_of(model_output)
+        dims = self.embedding_dimensions
+        if not isinstance(embedding, list) or len(embedding) != dims:
+            got = len(embedding) if isinstance(embedding, list) else type(embedding).__name__
+            raise ValueError(f"embedding must be a list of {dims} floats, got {got}")
+        tokens = self.input_tokens_of(model_output)
+        return ParsedOutput(embedding=embedding, input_tokens=tokens, output_tokens=None if tokens is None else 0)
+
+    def parse_arrow(self, model_output: pa.StructArray) -> dict[str, pa.Array]:
+        tokens = self.input_tokens_arrow(model_output)
+        return {
+            "embedding": fixed_size_vectors(self.vectors_arrow(model_output), self.embedding_dimensions),
+            "stop_reason": pa.nulls(len(model_output), pa.string()),
+            "input_tokens": tokens,
+            "output_tokens": pc.if_else(pc.is_valid(tokens), 0, pa.scalar(None, pa.int64())),
+        }
+
+
+def fixed_size_vectors(vectors: pa.Array, dims: int) -> pa.FixedSizeListArray:
+    """float32 vectors of ``dims`` values from a list array; null where a record's list has another length."""
+    ok = pc.fill_null(pc.equal(pc.list_value_length(vectors), dims), False).to_numpy(zero_copy_only=False)
+    values = np.zeros((len(vectors), dims), dtype=np.float32)
+    if ok.any():
+        kept = vectors.filter(pa.array(ok))
+        values[ok] = kept.flatten().to_numpy(zero_copy_only=False).reshape(-1, dims)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dims, mask=pa.array(~ok))
+
+
+def single_items(lists: pa.Array) -> pa.Array:
+    """Each record's only list item (``outputs[0]``, ``choices[0]``); null unless the list has exactly one."""
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    starts = np.cumsum(lengths) - lengths
+    return lists.flatten().take(pa.array(starts, mask=lengths != 1))
+
+
+def single_item(model_output: Mapping[str, Any], field: str) -> Any:
+    """Per-record ``single_items``: the only item of ``model_output[field]``; ValueError otherwise."""
+    items = model_output[field]
+    if not isinstance(items, list) or len(items) != 1:
+        raise ValueError(f"{field} must be a list of exactly one item")
+    return items[0]
+
+
+def required_str(value: Any, field: str) -> str:
+    """A text field of ``modelOutput`` the family always returns; ValueError when it is not a string."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string, got {type(value).__name__}")
+    return value
+
+
+def check_keys(body: Mapping[str, Any], allowed: Collection[str], family: str) -> None:
+    """ValueError naming the keys of ``body`` the family's InvokeModel schema does not have."""
+    extra = sorted(set(body) - set(allowed))
+    if extra:
+        raise ValueError(f"{family} bodies take only {sorted(allowed)}; remove {extra}")
+
+
+def check_number(body: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False) -> None:
+    """ValueError unless ``body[key]`` (when present) is a number (an integer) in [low, high]."""
+    if key not in body:
+        return
+    value = body[key]
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        raise ValueError(f"{key} must be {'an integer' if integer else 'a number'} in [{low:g}, {high:g}]")
 
 
 def join_text_blocks(content: pa.ListArray, text: pa.Array, is_text: pa.Array | None = None) -> pa.Array:

@@ -36,20 +36,7 @@ class ConverseAdapter(TemplatedAdapter):
         reject_model_id(body)
         if "anthropic_version" in body or "inputText" in body:
             raise ValueError("Converse jobs need Converse-shaped bodies, not InvokeModel bodies")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list")
-        for i, message in enumerate(messages):
-            content = message.get("content")
-            if message.get("role") not in ("user", "assistant"):
-                raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
-            if not isinstance(content, list) or not any(
-                isinstance(c, dict) and str(c.get("text") or "").strip() for c in content
-            ):
-                raise ValueError(f"messages[{i}].content must be a list of {{'text': ...}} blocks with non-blank text")
-        max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
-            raise ValueError("inferenceConfig.maxTokens must be a positive integer")
+        validate_messages(body)
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         content = model_output["output"]["message"]["content"]
@@ -84,3 +71,21 @@ class ConverseAdapter(TemplatedAdapter):
             "input_tokens": pc.struct_field(usage, "inputTokens"),
             "output_tokens": pc.struct_field(usage, "outputTokens"),
         }
+
+
+def validate_messages(body: Mapping[str, Any]) -> None:
+    """The Converse / Nova messages schema: user/assistant turns of non-blank text blocks, a positive maxTokens."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if message.get("role") not in ("user", "assistant"):
+            raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
+        if not isinstance(content, list) or not any(
+            isinstance(c, dict) and str(c.get("text") or "").strip() for c in content
+        ):
+            raise ValueError(f"messages[{i}].content must be a list of {{'text': ...}} blocks with non-blank text")
+    max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
+        raise ValueError("inferenceConfig.maxTokens must be a positive integer")

@@ -1,0 +1,50 @@
+"""Amazon Nova understanding models (Micro, Lite, Pro, Premier, Nova 2 Lite) through InvokeModel.
+
+Sources: Amazon Nova user guides, "Invoke Amazon Nova understanding models"
+(https://docs.aws.amazon.com/nova/latest/userguide/invoke.html) and, for Nova 2, "Request and response
+schema" (https://docs.aws.amazon.com/nova/latest/nova2-userguide/request-response-schema.html): the
+body is the Converse shape (``messages`` of ``{"text"}`` blocks, ``system`` as text blocks,
+``inferenceConfig`` with ``maxTokens``, ``temperature``, ``topP``, ``topK``, ``stopSequences``), plus
+``schemaVersion: "messages-v1"`` in the Nova 1 examples; the response is
+``output.message.content[].text``, ``stopReason`` and ``usage.inputTokens`` / ``outputTokens``, as
+from Converse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bedrock_assets.bedrock.quotas import model_key
+from bedrock_assets.models.base import check_keys, reject_model_id
+from bedrock_assets.models.converse import ConverseAdapter, validate_messages
+
+NOVA_SCHEMA_VERSION = "messages-v1"
+NOVA_TEXT_MODELS = (
+    "amazon.nova-micro",
+    "amazon.nova-lite",
+    "amazon.nova-pro",
+    "amazon.nova-premier",
+    "amazon.nova-2-lite",
+)
+NOVA_KEYS = ("schemaVersion", "system", "messages", "inferenceConfig", "toolConfig")
+
+
+class NovaAdapter(ConverseAdapter):
+    """Nova's native body: the Converse body with ``schemaVersion`` (Nova 1; the Nova 2 schema has none)."""
+
+    family = "amazon-nova"
+    invocation_type = "InvokeModel"
+
+    def body_for_text(self, text: str) -> dict[str, Any]:
+        body = super().body_for_text(text)
+        if model_key(self.model_id).startswith("amazon.nova-2"):
+            return body
+        return {"schemaVersion": NOVA_SCHEMA_VERSION, **body}
+
+    def validate(self, body: Mapping[str, Any]) -> None:
+        reject_model_id(body)
+        check_keys(body, NOVA_KEYS, "Amazon Nova")
+        if body.get("schemaVersion", NOVA_SCHEMA_VERSION) != NOVA_SCHEMA_VERSION:
+            raise ValueError(f"schemaVersion must be {NOVA_SCHEMA_VERSION!r}")
+        validate_messages(body)

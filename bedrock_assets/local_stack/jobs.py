@@ -29,7 +29,7 @@ import numpy as np
 
 from bedrock_assets.bedrock.job_status import JobStatus
 
-from .catalog import batch_model_error
+from .catalog import EMBEDDING_FAMILIES, batch_model_error
 from .errors import EmulatorError
 from .faults import FaultConfig
 from .runtime import RuntimeEmulator
@@ -379,7 +379,7 @@ class BatchJobEmulator:
         inv_type = body.get("modelInvocationType") or "InvokeModel"
         if inv_type not in ("InvokeModel", "Converse"):
             raise _validation(f"modelInvocationType: '{inv_type}' must be one of ['InvokeModel', 'Converse']")
-        if inv_type == "Converse" and model_family(model_id) in ("titan-embed-v2", "cohere-embed"):
+        if inv_type == "Converse" and model_family(model_id) in EMBEDDING_FAMILIES:
             raise _validation(f"modelInvocationType: model '{model_id}' does not support Converse.")
         inp = (
             (body["inputDataConfig"] or {}).get("s3InputDataConfig")

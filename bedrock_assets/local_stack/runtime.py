@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .catalog import lookup, runtime_model_error
+from .catalog import EMBEDDING_FAMILIES, lookup, runtime_model_error
 from .errors import EmulatorError
 from .faults import FaultConfig
 from .synthetic import SyntheticResult, synthesize_batch
@@ -117,7 +117,7 @@ class RuntimeEmulator:
         if problem:
             raise EmulatorError("ValidationException", problem, 400)
         info = lookup(model_id)
-        if operation == "Converse" and info is not None and info.family in ("titan-embed-v2", "cohere-embed"):
+        if operation == "Converse" and info is not None and info.family in EMBEDDING_FAMILIES:
             raise EmulatorError("ValidationException", CONVERSE_UNSUPPORTED, 400)
         try:
             request: Any = json.loads(body or b"{}")

@@ -4,7 +4,7 @@ The upstream pipeline's merged_dataset materialization says where its Parquet is
 metadata), so the chain follows what Dagster recorded, not a path written twice. The rows are
 taken as they are (optionally only those that succeeded, and only some columns), keeping the
 upstream ``record_id`` as the record id. Upstream columns that would collide with this pipeline's
-own lineage and outcome columns arrive prefixed with the upstream name (``cot_answers_output_text``).
+own lineage and outcome columns (``records.LINEAGE``/``OUTCOME``: dropped by default) arrive prefixed with the upstream name (``cot_answers_output_text``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetKey, DagsterInstance
 
-from bedrock_assets.records import RECORD_ID
+from bedrock_assets.records import LINEAGE, OUTCOME, RECORD_ID
 from bedrock_assets.sources import SourceError
-
-# the lineage and outcome columns of a merged dataset: dropped by default, renamed when asked for
-LINEAGE = ("source_file", "source_row", "shard", "job_arn", "attempts")
-OUTCOME = ("output_text", "embedding", "stop_reason", "input_tokens", "output_tokens", "error_code", "error_message")
 
 
 def upstream_key(pipeline: str) -> AssetKey:

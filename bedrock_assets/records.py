@@ -24,6 +24,9 @@ SOURCE_ROW = "source_row"
 REQUEST = "_request"
 INPUT_ERROR = "_input_error"
 INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR)
+# What a merged row adds to its input columns: lineage, and the outcome of its request.
+LINEAGE = (SOURCE_FILE, SOURCE_ROW, "shard", "job_arn", "attempts")
+OUTCOME = ("output_text", "embedding", "stop_reason", "input_tokens", "output_tokens", "error_code", "error_message")
 MAX_RECORD_ID = 64
 
 # json.dumps escapes: backslash and quote, the short forms, then \u00XX for other control chars

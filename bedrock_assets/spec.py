@@ -18,9 +18,15 @@ from pydantic.fields import FieldInfo
 from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, check_tag, validate_job_name
 from bedrock_assets.bedrock.quotas import BatchQuotas, quotas_for
 from bedrock_assets.models import InferenceSettings, ModelAdapter, PromptSettings, adapter_for
+from bedrock_assets.records import INTERNAL_COLUMNS, LINEAGE, OUTCOME, RECORD_ID
+from bedrock_assets.structured import OutputSchema, SchemaError
 from bedrock_assets.uris import is_s3_uri, parse_s3_uri
 
 PIPELINE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+# columns every merged row has: an output_schema property may not take one of their names
+_PIPELINE_COLUMNS = frozenset({RECORD_ID, *INTERNAL_COLUMNS, *LINEAGE, *OUTCOME})
 
 
 class SpecError(ValueError):
@@ -120,7 +126,10 @@ class RetrySpec(_Strict):
     """Recourse for failed records and jobs (see ``bedrock.error_classes`` for what is retriable)."""
 
     max_rounds: int = Field(
-        default=2, ge=0, le=10, description="retry rounds: retriable records of all shards pooled into new jobs"
+        default=2,
+        ge=0,
+        le=9,  # retry shard keys r1-00000 … r9-99999 keep job names within Bedrock's 63 characters
+        description="retry rounds: retriable records of all shards pooled into new jobs",
     )
     small_remainder: Literal["on_demand", "leave"] = Field(
         default="on_demand",
@@ -156,6 +165,11 @@ class PipelineSpec(_Strict):
     )
     kms_key_id: str | None = Field(default=None, description="KMS key (id, ARN or alias) for everything written")
     retry: RetrySpec = RetrySpec()
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="text models: a JSON schema (type object; string/integer/number/boolean/array-of-string "
+        "properties) every answer must match; each property becomes a typed column",
+    )
     budget_usd: float | None = Field(
         default=None,
         gt=0,
@@ -227,7 +241,9 @@ class PipelineSpec(_Strict):
             raise ValueError(f"job_name_prefix: {e}") from None
         if self.source.pipeline == self.name:
             raise ValueError(f"source.pipeline {self.name!r} is this pipeline: a chain reads another one")
-        self.adapter()  # model id, prompt and inference settings fit together
+        adapter = self.adapter()  # model id, prompt and inference settings fit together
+        if self.output_schema is not None and adapter.kind != "text":
+            raise ValueError("output_schema applies to text models, not embedding models")
         quotas = self.quotas()
         if quotas.min_records_per_job > quotas.max_records_per_shard:
             raise ValueError(
@@ -245,7 +261,7 @@ class PipelineSpec(_Strict):
         return adapter_for(
             self.model.id,
             self.model.invocation_type,
-            PromptSettings(self.prompt.template, self.prompt.system, self.prompt.input_column),
+            PromptSettings(self.prompt.template, self.prompt.system, self.prompt.input_column, self.structured),
             InferenceSettings(
                 max_tokens=inference.max_tokens,
                 temperature=inference.temperature,
@@ -272,8 +288,23 @@ class PipelineSpec(_Strict):
         }
         return quotas.with_overrides(narrowed)
 
+    @property
+    def structured(self) -> OutputSchema | None:
+        """The checked output_schema (None when the pipeline asks for free text)."""
+        if self.output_schema is None:
+            return None
+        try:
+            return OutputSchema.parse(self.output_schema, reserved=_PIPELINE_COLUMNS)
+        except SchemaError as e:
+            raise ValueError(str(e)) from None
+
     def check_columns(self, columns: list[str], source: str) -> None:
         """Raise SpecError if the prompt or id column names a column the source lacks."""
+        clash = [p for p in (self.structured.properties if self.structured else []) if p in columns]
+        if clash:
+            raise SpecError(
+                f"pipeline {self.name!r}: output_schema properties {clash} are also columns of {source}; rename them"
+            )
         needed = list(self.adapter().input_columns())
         if self.source.id_column:
             needed.append(self.source.id_column)

@@ -61,13 +61,15 @@ def test_the_asset_graph_matches_its_snapshot():
     assert current == json.loads(SNAPSHOT.read_text())
 
 
-def test_the_code_location_is_the_three_sample_pipelines_from_defs():
+def test_the_code_location_is_the_sample_pipelines_from_defs():
     from bedrock_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
-        f"{p}{suffix}" for p in ("cot_answers", "cot_review", "source_embeddings") for suffix in ("", "__shards")
+        f"{p}{suffix}"
+        for p in ("cot_answers", "cot_labels", "cot_review", "source_embeddings")
+        for suffix in ("", "__shards")
     }
     # the chain: cot_review's raw_dataset follows cot_answers' merged_dataset across the two groups
     assert (

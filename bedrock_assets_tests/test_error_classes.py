@@ -49,3 +49,8 @@ def test_only_expired_and_transient_failures_are_worth_a_new_job():
     assert not job_failure_is_transient(JobStatus.FAILED, "Input file is not valid JSONL")
     assert not job_failure_is_transient(JobStatus.STOPPED, "internal error")  # a person stopped it
     assert not job_failure_is_transient(JobStatus.COMPLETED, None)
+
+
+def test_a_retriable_code_without_a_message_is_still_retriable():
+    codes = pa.array(["429", "RecordNotReturned", "JobFailed", "400"], pa.string())
+    assert retriable_mask(codes, pa.nulls(4, pa.string())).to_pylist() == [True, True, False, False]

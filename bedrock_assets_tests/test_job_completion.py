@@ -13,7 +13,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.graph.job_completion import contiguous_groups, decide_tick, run_partitions
-from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.ledger import JobAttempt, JobCounts
 from bedrock_assets.runner import execute_stage
 from bedrock_assets_tests.conftest import CLAUDE, ledger_of, pipeline_dict, tick
 from bedrock_assets_tests.test_submission import foreign_job
@@ -177,3 +177,15 @@ def test_after_bedrock_refuses_for_capacity_only_one_queued_shard_probes_per_tic
     # a create that succeeded after the refusal proves a slot free: full speed again
     latest["s00005"] = replace(attempt("s00005", JobStatus.SUBMITTED), submitted_at="2026-11-27T00:00:09+00:00")
     assert len(decide_tick(latest, SHARDS, {}, set(), free_slots=10).submit) == 4
+
+
+def test_the_policy_renews_an_expired_job_only_before_it_is_merged_and_only_if_it_processed_nothing():
+    expired = attempt("s00000", JobStatus.EXPIRED)
+    partly = replace(attempt("s00001", JobStatus.EXPIRED), counts=JobCounts(200, 80, 80, 0))
+    done = attempt("s00002", JobStatus.EXPIRED)
+    latest = {a.shard: a for a in (expired, partly, done)}
+    decision = decide_tick(latest, SHARDS[:3], {"s00002": done.identity}, set(), 10, max_job_attempts=2)
+    assert [a.shard for a in decision.submit] == ["s00000"]  # a new attempt for the job that never ran
+    assert merges(decision) == [["s00001"]]  # what it answered is kept; the rest goes to the retry rounds
+    # with the policy off (one attempt), the expired job is merged as it is
+    assert merges(decide_tick(latest, SHARDS[:1], {}, set(), 10, max_job_attempts=1)) == [["s00000"]]

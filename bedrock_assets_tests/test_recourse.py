@@ -172,3 +172,16 @@ def test_a_400_class_error_stays_failed_after_one_attempt(make_pipelines, instan
     row = merged.filter(pc.equal(merged.column("source_row"), 7))
     assert row.column("attempts").to_pylist() == [1]
     assert "Input is too long" in row.column("error_message")[0].as_py()
+
+
+def test_after_a_stop_shards_without_a_job_are_recorded_stopped_not_submitted(make_pipelines, instance, stack, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("halted", bucket)], rows=300)
+    execute_stage(defs, instance, spec.name, "prepare")
+    stop = defs.resolve_job_def(PipelineKeys(spec.name).job("stop"))
+    assert stop.execute_in_process(instance=instance).success  # before any job: only the stop is recorded
+    jobs_before = creates(stack)
+    execute_stage(defs, instance, spec.name, "submit", ["s00000", "s00001"])
+    summary = run(defs, spec, instance)
+    assert creates(stack) == jobs_before  # nothing was submitted after the stop, by the stage or by automation
+    assert summary.errors == {"JobStopped": 300} and summary.job_statuses == {"Stopped": 2}
+    assert "the pipeline was stopped" in ledger_of(defs).latest("halted", "s00001").message

@@ -105,6 +105,12 @@ def test_the_resubmission_policy_renews_expired_and_transient_failures_up_to_the
         ("s00003", "re-attach", 1),
         ("s00004", "re-attach", 2),
     ]
+    # a shard a stop dequeued (no job) stays stopped; only an explicit resubmit makes a new attempt
+    dequeued = {"s00000": replace(attempt(shards[0], JobStatus.STOPPED, arn=None), message="dequeued")}
+    assert actions(plan_submissions(shards[:1], dequeued, {}, 5, "p", max_job_attempts=2)) == [
+        ("s00000", "re-attach", 1)
+    ]
+    assert actions(plan_submissions(shards[:1], dequeued, {}, 5, "p", resubmit=True)) == [("s00000", "create", 2)]
     # with the policy off (one attempt), nothing is renewed: reruns never create attempts outside it
     assert {d.action for d in plan_submissions(shards, latest, {}, 5, "p", max_job_attempts=1)} == {Action.REATTACH}
 

@@ -31,7 +31,12 @@ class Budget:
 
     @classmethod
     def of(cls, limit: float, attempts: Iterable[JobAttempt], price: ModelPrice | None) -> Budget:
-        """The budget after the pipeline's jobs (attempts without a job commit nothing)."""
+        """The budget after the pipeline's jobs: every attempt, superseded ones included (attempts without
+        a job commit nothing; a superseded one whose output was never read is counted as spent nothing)."""
+        attempts = list(attempts)
+        latest = {a.shard: a.attempt for a in attempts}
+        for a in attempts:
+            latest[a.shard] = max(latest[a.shard], a.attempt)
         spent = committed = 0.0
         for a in attempts:
             if not a.job_arn:
@@ -39,7 +44,7 @@ class Budget:
             cost = actual_cost(a, price)
             if cost is not None:
                 spent += cost
-            else:
+            elif a.attempt == latest[a.shard]:
                 committed += a.worst_usd or 0.0
         return cls(limit, spent, committed)
 

@@ -26,6 +26,7 @@ class StopReport:
     dequeued: list[str] = field(default_factory=list)  # queued shards that will not be submitted
     in_submission: list[str] = field(default_factory=list)  # a submitter holds them right now: stop again
     finished: list[str] = field(default_factory=list)  # already in a terminal state: nothing to stop
+    unknown: list[str] = field(default_factory=list)  # asked for, but the pipeline has no job for them
 
     def line(self, pipeline: str) -> str:
         again = (
@@ -34,9 +35,10 @@ class StopReport:
             if self.in_submission
             else ""
         )
+        unknown = f"; no job for {', '.join(self.unknown)}" if self.unknown else ""
         return (
             f"[{pipeline}] stopped {len(self.stopped)} job(s), dequeued {len(self.dequeued)} shard(s), "
-            f"{len(self.finished)} already finished{again}"
+            f"{len(self.finished)} already finished{again}{unknown}"
         )
 
 
@@ -51,6 +53,7 @@ def stop_jobs(
     report = StopReport()
     latest = ledger.latest_by_shard(pipeline)
     chosen = [a for key, a in sorted(latest.items()) if shards is None or key in shards]
+    report.unknown = [s for s in shards or [] if s not in latest]
     client = None
     for attempt in chosen:
         if attempt.job_arn and attempt.status.holds_slot:

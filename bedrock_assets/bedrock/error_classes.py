@@ -2,7 +2,7 @@
 
 Bedrock never retries a record. A record error is **retriable** when trying the same request again
 can succeed: throttling (429), timeouts (408), server errors (5xx), a record the job never returned,
-output we could not parse, and every record of a job that Expired or failed for a transient reason.
+output we could not parse or that does not match the output schema, and every record of a job that Expired or failed for a transient reason.
 Everything else is **final**: the request itself is wrong (4xx validation), the content was
 filtered, we refused it before submission, or a person stopped the job.
 """
@@ -21,6 +21,7 @@ from bedrock_assets.bedrock.job_status import JobStatus
 INVALID_INPUT = "InvalidModelInput"  # refused before submission
 NOT_RETURNED = "RecordNotReturned"  # the job finished without an output line for the record
 UNPARSEABLE = "UnparseableOutput"  # an output line we could not read
+INVALID_STRUCTURED = "InvalidStructuredOutput"  # an answer that does not match the pipeline's output_schema
 JOB_FAILED = "JobFailed"
 JOB_EXPIRED = "JobExpired"
 JOB_STOPPED = "JobStopped"
@@ -32,7 +33,7 @@ _TRANSIENT_MESSAGE = re.compile(
     r"temporar",
     re.IGNORECASE,
 )
-_RETRIABLE_CODES = frozenset({"429", "408", NOT_RETURNED, UNPARSEABLE, JOB_EXPIRED})
+_RETRIABLE_CODES = frozenset({"429", "408", NOT_RETURNED, UNPARSEABLE, INVALID_STRUCTURED, JOB_EXPIRED})
 _SERVER_ERROR = r"^5\d\d$"
 
 
@@ -64,8 +65,8 @@ def retriable_mask(codes: pa.Array | pa.ChunkedArray, messages: pa.Array | pa.Ch
         pc.is_in(codes, value_set=pa.array(sorted(_RETRIABLE_CODES), pa.string())),
         pc.match_substring_regex(codes, _SERVER_ERROR),
     )
-    failed_job = pc.and_(
+    failed_job = pc.and_kleene(  # a row without message is decided by its code alone
         pc.equal(codes, JOB_FAILED),
         pc.match_substring_regex(pc.cast(messages, pa.string()), _TRANSIENT_MESSAGE.pattern, ignore_case=True),
     )
-    return pc.fill_null(pc.or_(by_code, failed_job), False)
+    return pc.fill_null(pc.or_kleene(pc.fill_null(by_code, False), pc.fill_null(failed_job, False)), False)

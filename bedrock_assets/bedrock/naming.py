@@ -11,7 +11,8 @@ _JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
 # ModelInvocationIdempotencyToken.
 _TOKEN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
 JOB_NAME_MAX = 63
-# "<prefix>-<shard key>-<10-char digest>[-a<attempt>]": what follows the prefix, at most
+# "<prefix>-<shard key>-<10-char digest>[-a<attempt>]": what follows the prefix, at most (a retry shard's
+# key, r1-00000 … r9-99999, is two characters longer: its jobs fit while their attempt number has one digit)
 JOB_NAME_SUFFIX_MAX = len("-s00000-") + 10 + len("-a999")
 
 

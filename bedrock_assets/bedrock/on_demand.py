@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import ON_DEMAND_ARN, job_name
@@ -70,11 +70,12 @@ def answer(
     for tries in range(1, MAX_TRIES + 1):
         try:
             return Answer(json.dumps({**head, "modelOutput": call(record["modelInput"])}), ok=True)
-        except ClientError as e:
+        except (ClientError, BotoCoreError) as e:  # a connection error past botocore's retries is transient too
             if not is_transient(e) or tries == MAX_TRIES:
-                error = e.response.get("Error", {})
-                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400)
-                message = f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
+                response = getattr(e, "response", {})
+                error = response.get("Error", {})
+                status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+                message = f"{error.get('Code', type(e).__name__)}: {error.get('Message', str(e))}"
                 return Answer(json.dumps({**head, "error": {"errorCode": status, "errorMessage": message}}), ok=False)
             sleep(base_delay * 2 ** (tries - 1) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")

@@ -60,9 +60,15 @@ class JobSettings:
 
 
 def resubmitted_automatically(latest: JobAttempt, max_job_attempts: int) -> bool:
-    """The resubmission policy: a job that Expired, or Failed for a transient reason, gets a new attempt
-    while the shard has had fewer than ``max_job_attempts``; a Stopped job never does (a person stopped it)."""
-    return latest.attempt < max_job_attempts and job_failure_is_transient(latest.status, latest.message)
+    """The resubmission policy: a job that Expired, or Failed for a transient reason, having processed
+    nothing, gets a new attempt while the shard has had fewer than ``max_job_attempts``; a Stopped job
+    never does (a person stopped it). A job that processed records is merged instead: what it answered
+    is kept and the rest goes to the retry rounds, so nothing answered is paid for twice."""
+    return (
+        latest.attempt < max_job_attempts
+        and latest.counts.processed == 0
+        and job_failure_is_transient(latest.status, latest.message)
+    )
 
 
 class Action(StrEnum):
@@ -106,7 +112,8 @@ def decide(
     else:
         same_input = latest.input_digest == shard.digest
         renew = (resubmit and latest.status.resubmittable) or resubmitted_automatically(latest, max_job_attempts)
-        if same_input and latest.job_arn and not renew:
+        # a shard dequeued by a stop has no job but is as final as a stopped one
+        if same_input and (latest.job_arn or latest.status is JobStatus.STOPPED) and not renew:
             return Decision(
                 shard, Action.REATTACH, latest.attempt, latest.job_name, reason="already submitted; re-attached"
             )

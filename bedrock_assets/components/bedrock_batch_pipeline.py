@@ -27,10 +27,12 @@ from bedrock_assets.bedrock.costs import Bill, actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.prices import price_for, usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
+from bedrock_assets.bedrock.submission import resubmitted_automatically
 from bedrock_assets.components.pipeline_keys import (
     STAGES,
     TAG_JOB_STATUS,
     TAG_PIPELINE,
+    TAG_RENEW,
     PipelineKeys,
     partition_tags,
     stage_tags,
@@ -258,8 +260,13 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
         shards = retry_rounds.select_shards(spec, client, context.partition_keys)
         counter = CallCounter()
         job_ledger = bedrock_ledger.get_ledger()
-        outcomes = batch_jobs.submit(
-            spec, bedrock, job_ledger, [s for s in shards if not s.on_demand], counter, config.resubmit_failed
+        renew = context.run.tags.get(TAG_RENEW) == "true"  # the sensor's runs apply the resubmission policy
+        outcomes = []
+        if stopped_at := retry_rounds.load_retry_state(spec, client).stopped_at:  # a person stopped the pipeline
+            outcomes, shards = batch_jobs.stopped_instead(spec, bedrock, job_ledger, shards, stopped_at)
+            renew = False
+        outcomes += batch_jobs.submit(
+            spec, bedrock, job_ledger, [s for s in shards if not s.on_demand], counter, config.resubmit_failed, renew
         )
         outcomes += batch_jobs.answer_on_demand(
             spec, bedrock, job_ledger, client, [s for s in shards if s.on_demand], counter
@@ -625,8 +632,14 @@ def completion_tick(
         if spec.budget_usd is not None
         else None
     )
+    renewable = any(
+        a.status.is_terminal and resubmitted_automatically(a, spec.retry.max_job_attempts)
+        for a in polled.latest.values()
+    )
+    # after a person stopped the pipeline, no job is renewed (one small read, only when one could be)
+    stopped = renewable and retry_rounds.load_retry_state(spec, s3).stopped_at is not None
     decision = job_completion.decide_tick(
-        polled.latest, shards, merged, busy, polled.free_slots, spec.retry.max_job_attempts, budget
+        polled.latest, shards, merged, busy, polled.free_slots, 1 if stopped else spec.retry.max_job_attempts, budget
     )
     requests = []
     for group in decision.merge_groups:
@@ -650,7 +663,7 @@ def completion_tick(
                 run_key=job_completion.submit_run_key(group),
                 job_name=keys.job("submit"),
                 partition_key=names[0] if len(names) == 1 else None,
-                tags={**stage_tags(spec.name, "submit", names), **partition_tags(names)},
+                tags={**stage_tags(spec.name, "submit", names), **partition_tags(names), TAG_RENEW: "true"},
             )
         )
     progress = retry_rounds.RoundProgress.of(shards, polled.latest, marks)

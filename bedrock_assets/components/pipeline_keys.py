@@ -11,6 +11,8 @@ TAG_PIPELINE = "bedrock_assets/pipeline"
 TAG_STAGE = "bedrock_assets/stage"
 TAG_SHARDS = "bedrock_assets/shards"
 TAG_JOB_STATUS = "bedrock_assets/job_status"
+# on the completion sensor's submit runs: the resubmission policy may renew Expired jobs (never on a rerun)
+TAG_RENEW = "bedrock_assets/renew"
 
 
 @dataclass(frozen=True)

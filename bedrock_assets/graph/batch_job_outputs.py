@@ -21,7 +21,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, Failure, MetadataValue
 
-from bedrock_assets.bedrock.error_classes import UNPARSEABLE
+from bedrock_assets.bedrock.error_classes import INVALID_STRUCTURED, UNPARSEABLE
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt, JobLedger
@@ -29,6 +29,7 @@ from bedrock_assets.metadata import table
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, read_bytes, upload_file
+from bedrock_assets.structured import OutputSchema
 from bedrock_assets.uris import S3Location
 
 
@@ -38,10 +39,13 @@ def output_schema(adapter: ModelAdapter) -> pa.Schema:
         if adapter.kind == "embedding"
         else pa.field("output_text", pa.string())
     )
+    structured = adapter.prompt.structured
+    properties = [pa.field(n, structured.arrow_type(n)) for n in structured.properties] if structured else []
     return pa.schema(
         [
             pa.field(RECORD_ID, pa.string()),
             value,
+            *properties,
             pa.field("stop_reason", pa.string()),
             pa.field("input_tokens", pa.int64()),
             pa.field("output_tokens", pa.int64()),
@@ -106,29 +110,37 @@ class OutputParser:
         value_name = self.schema.field(1).name
         has_output = pc.is_valid(model_output)
         unparseable = pc.and_(has_output, pc.is_null(columns[value_name]))
-        ok = pc.and_(has_output, pc.invert(unparseable))
+        parsed = pc.and_(has_output, pc.invert(unparseable))
         none = pa.scalar(None, pa.string())
+        invalid = pa.nulls(len(ids), pa.string())  # why a parsed answer does not match the output schema
+        structured = self.adapter.prompt.structured
+        if structured is not None:
+            answers, invalid = self._structured_answers(structured, columns)
+            invalid = pc.if_else(parsed, invalid, none)
+            columns |= structured.columns(answers, pc.and_(parsed, pc.is_null(invalid)))
+        ok = pc.and_(parsed, pc.is_null(invalid))
         code = pc.if_else(
             has_output,
-            pc.if_else(unparseable, pa.scalar(UNPARSEABLE), none),
+            pc.if_else(unparseable, pa.scalar(UNPARSEABLE), pc.if_else(pc.is_valid(invalid), INVALID_STRUCTURED, none)),
             pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"),
         )
         message = pc.if_else(
             has_output,
-            pc.if_else(unparseable, pa.scalar(self._shape_message), none),
+            pc.if_else(unparseable, pa.scalar(self._shape_message), invalid),
             pc.coalesce(pc.struct_field(error, "errorMessage"), "no modelOutput and no error in the output line"),
         )
 
         self.stats.lines += len(ids)
         mask = pa.array(self._keep(ids))
         ok_kept = pc.and_(ok, mask)
+        paid = ("input_tokens", "output_tokens")  # an answer that does not match its schema was still paid for
         arrays = [
             ids,
+            columns[value_name],
+            *(columns[name] for name in self._property_names),
             *(
-                pc.if_else(ok, columns[name], pa.scalar(None, columns[name].type))
-                if name != value_name
-                else columns[name]
-                for name in (value_name, "stop_reason", "input_tokens", "output_tokens")
+                pc.if_else(parsed if name in paid else ok, columns[name], pa.scalar(None, columns[name].type))
+                for name in ("stop_reason", *paid)
             ),
             code,
             message,
@@ -142,6 +154,19 @@ class OutputParser:
         for item in pc.value_counts(pc.drop_null(batch.column("error_code"))).to_pylist():
             self.stats.error_codes[item["values"]] = self.stats.error_codes.get(item["values"], 0) + item["counts"]
         return batch
+
+    @property
+    def _property_names(self) -> list[str]:
+        structured = self.adapter.prompt.structured
+        return list(structured.properties) if structured else []
+
+    def _structured_answers(self, structured: OutputSchema, columns: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array]:
+        """The typed answers and, per row, why the answer does not match (null when it does)."""
+        if self.adapter.native_structured:
+            answers = columns["structured"]
+            return answers, structured.check_struct(answers)
+        found = [structured.from_text(t) for t in columns["output_text"].to_pylist()]
+        return structured.rows_to_struct([v for v, _ in found]), pa.array([p for _, p in found], pa.string())
 
     def _keep(self, ids: pa.Array) -> np.ndarray:
         """Which lines to keep: the first line per recordId, for ids we sent; counts the rest."""
@@ -168,6 +193,7 @@ class OutputParser:
     def parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
         """Line by line: the fallback of ``parse_chunk`` and the reference its Arrow path is held equal to."""
         ids: list[str] = []
+        answers: list[Any] = []
         texts: list[str | None] = []
         vectors: list[Any] = []
         stops: list[str | None] = []
@@ -192,17 +218,30 @@ class OutputParser:
                 continue
             parsed = None
             code = message = None
+            answer = None
             if "modelOutput" in record and record["modelOutput"] is not None:
                 try:
                     parsed = self.adapter.parse(record["modelOutput"])
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
                     code, message = UNPARSEABLE, f"{self._shape_message}: {type(e).__name__}: {e}"
+                structured = self.adapter.prompt.structured
+                if parsed is not None and structured is not None:
+                    if self.adapter.native_structured:
+                        answer = parsed.structured
+                        problem = (
+                            structured.check(answer) if answer is not None else "the model gave no structured answer"
+                        )
+                    else:
+                        answer, problem = structured.from_text(parsed.text)
+                    if problem:
+                        code, message, answer = INVALID_STRUCTURED, problem, None
             else:
                 error = record.get("error") or {}
                 code = str(error.get("errorCode", "Unknown"))
                 message = str(error.get("errorMessage", "no modelOutput and no error in the output line"))
             ids.append(rid)
-            if parsed is not None:
+            answers.append(answer)
+            if parsed is not None and code is None:
                 self.stats.succeeded += 1
                 self.stats.input_tokens += parsed.input_tokens or 0
                 self.stats.output_tokens += parsed.output_tokens or 0
@@ -216,21 +255,27 @@ class OutputParser:
             else:
                 self.stats.errored += 1
                 self.stats.error_codes[code] = self.stats.error_codes.get(code, 0) + 1
-                texts.append(None)
+                paid = parsed is not None  # an answer that does not match its schema was still paid for
+                self.stats.input_tokens += (parsed.input_tokens or 0) if paid else 0
+                self.stats.output_tokens += (parsed.output_tokens or 0) if paid else 0
+                texts.append(parsed.text if paid else None)
                 vectors.append(None)
                 stops.append(None)
-                in_tok.append(None)
-                out_tok.append(None)
+                in_tok.append(parsed.input_tokens if paid else None)
+                out_tok.append(parsed.output_tokens if paid else None)
                 codes.append(code)
                 messages.append(message)
         if dims is not None:
             value = _embedding_array(vectors, dims)
         else:
             value = pa.array(texts, pa.string())
+        structured = self.adapter.prompt.structured
+        properties = structured.rows_to_struct(answers).flatten() if structured else []
         return pa.RecordBatch.from_arrays(
             [
                 pa.array(ids, pa.string()),
                 value,
+                *properties,
                 pa.array(stops, pa.string()),
                 pa.array(in_tok, pa.int64()),
                 pa.array(out_tok, pa.int64()),

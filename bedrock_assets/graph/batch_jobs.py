@@ -7,13 +7,23 @@ from typing import Any
 from dagster import MetadataValue
 
 from bedrock_assets.bedrock.budget import Budget
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.naming import job_name
 from bedrock_assets.bedrock.on_demand import run_on_demand
 from bedrock_assets.bedrock.prices import Mode, price_for
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
-from bedrock_assets.bedrock.submission import JobSettings, ShardToSubmit, SubmitOutcome, submit_shards
+from bedrock_assets.bedrock.submission import (
+    Action,
+    Decision,
+    JobSettings,
+    ShardToSubmit,
+    SubmitOutcome,
+    attempt_record,
+    submit_shards,
+)
 from bedrock_assets.graph.raw_dataset import ShardInfo
 from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.ledger import JobLedger
+from bedrock_assets.ledger import JobLedger, now_iso
 from bedrock_assets.planning import worst_cost
 from bedrock_assets.spec import PipelineSpec
 
@@ -23,10 +33,13 @@ def pipeline_budget(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: J
     if spec.budget_usd is None:
         return None
     price = price_for(spec.model.id, bedrock.price_overrides)
-    return Budget.of(spec.budget_usd, ledger.latest_by_shard(spec.name).values(), price)
+    return Budget.of(spec.budget_usd, ledger.attempts_of(spec.name), price)
 
 
-def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger | None = None) -> JobSettings:
+def job_settings(
+    spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger | None = None, renew: bool = False
+) -> JobSettings:
+    """``renew``: apply the resubmission policy (the completion sensor's submit runs only)."""
     return JobSettings(
         pipeline=spec.name,
         prefix=spec.job_prefix,
@@ -38,7 +51,7 @@ def job_settings(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobL
         quotas=spec.quotas(bedrock.quota_overrides),
         expected_bucket_owner=spec.expected_bucket_owner,
         kms_key_id=spec.kms_key_id,
-        max_job_attempts=spec.retry.max_job_attempts,
+        max_job_attempts=spec.retry.max_job_attempts if renew else 1,
         budget=pipeline_budget(spec, bedrock, ledger) if ledger is not None else None,
     )
 
@@ -64,10 +77,33 @@ def submit(
     shards: list[ShardInfo],
     counter: CallCounter,
     resubmit: bool = False,
+    renew: bool = False,
 ) -> list[SubmitOutcome]:
     """Submit (or re-attach, or queue) the job of each shard; ``resubmit``: new attempts for failed jobs."""
     to_submit = [to_submit_of(spec, s, bedrock) for s in shards]
-    return submit_shards(bedrock, ledger, job_settings(spec, bedrock, ledger), to_submit, counter, resubmit)
+    return submit_shards(bedrock, ledger, job_settings(spec, bedrock, ledger, renew), to_submit, counter, resubmit)
+
+
+def stopped_instead(
+    spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger, shards: list[ShardInfo], stopped_at: str
+) -> tuple[list[SubmitOutcome], list[ShardInfo]]:
+    """After a whole-pipeline stop, a shard that has no job for its input is recorded Stopped instead of
+    getting one; the others (re-attaching costs nothing) are returned to go on."""
+    settings, held, rest = job_settings(spec, bedrock), [], []
+    for shard in shards:
+        latest = ledger.latest(spec.name, shard.key)
+        if latest is not None and latest.input_digest == shard.digest and latest.job_arn:
+            rest.append(shard)
+            continue
+        number = 1 if latest is None else latest.attempt + (latest.input_digest != shard.digest)
+        name = job_name(settings.prefix, shard.key, shard.digest, number)
+        decision = Decision(to_submit_of(spec, shard, bedrock), Action.QUEUE, number, name)
+        attempt = attempt_record(ledger, settings, decision, latest)
+        reason = f"not submitted: the pipeline was stopped at {stopped_at}"
+        if attempt.status is not JobStatus.STOPPED:
+            attempt = ledger.update(attempt, status=JobStatus.STOPPED, message=reason, end_time=now_iso())
+        held.append(SubmitOutcome(attempt, reason))
+    return held, rest
 
 
 def answer_on_demand(

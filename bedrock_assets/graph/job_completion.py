@@ -103,7 +103,11 @@ def decide_tick(
     """
     current = [latest[s] for s in shards if s in latest and s not in busy]
     not_merged = set(unmerged(shards, latest, merged))
-    renewed = [a for a in current if a.status.is_terminal and resubmitted_automatically(a, max_job_attempts)]
+    renewed = [  # the resubmission policy: never for a shard already merged (its records went on to retry rounds)
+        a
+        for a in current
+        if a.status.is_terminal and a.shard in not_merged and resubmitted_automatically(a, max_job_attempts)
+    ]
     to_merge = [a for a in current if a.status.is_terminal and a.shard in not_merged and a not in renewed]
     queued = [a for a in current if a.status is JobStatus.QUEUED] + renewed
     if budget is not None:  # a shard the budget holds is submitted only once it fits (raised budget)

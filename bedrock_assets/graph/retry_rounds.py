@@ -221,17 +221,22 @@ def _cut_round(
             rows = _retriable_rows(s3, layout, source, Path(tmp))
             if rows is None:
                 continue
-            requests, _ = request_lines(rows, rows.column(RECORD_ID), adapter)
+            requests, errors = request_lines(rows, rows.column(RECORD_ID), adapter)
+            # a request the adapter now refuses is not sent again: it ends as InvalidModelInput (final)
+            rows = rows.set_column(rows.schema.get_field_index(INPUT_ERROR), INPUT_ERROR, errors)
             rows = rows.append_column(REQUEST, requests)
             if on_demand:
                 pending.append(rows)
                 continue
-            sizes = pc.add(pc.binary_length(requests), 1).to_numpy(zero_copy_only=False).astype(np.int64)
-            for shard in planner.add(rows, np.ones(rows.num_rows, np.int64), sizes):
+            sent = pc.is_valid(requests).to_numpy(zero_copy_only=False).astype(np.int64)
+            sizes = pc.fill_null(pc.add(pc.binary_length(requests), 1), 0).to_numpy(zero_copy_only=False)
+            for shard in planner.add(rows, sent, sizes.astype(np.int64)):
                 write(shard)
-        if on_demand:
+        if on_demand and pending:
             rows = pa.concat_tables(pending)
-            write(Shard(rows, rows.num_rows, int(pc.sum(pc.add(pc.binary_length(rows.column(REQUEST)), 1)).as_py())))
+            requests = rows.column(REQUEST)
+            line_bytes = pc.sum(pc.add(pc.binary_length(requests), 1)).as_py() or 0
+            write(Shard(rows, len(requests) - requests.null_count, int(line_bytes)))
         else:
             for shard in planner.finish():
                 write(shard)

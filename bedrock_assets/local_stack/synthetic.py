@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bedrock_assets.structured import JSON_INSTRUCTION
+
 from .catalog import (
     CLAUDE,
     COHERE_EMBED,
@@ -439,6 +441,83 @@ def _prompt_chars(body: dict) -> int:
     return chars + len(str(body.get("prompt") or ""))
 
 
+def structured_answer(schema: dict, seed: int) -> dict:
+    """A deterministic answer that matches an output schema (enum values, words, small numbers)."""
+    rng = random.Random(seed)
+    answer: dict[str, Any] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("type")
+        if "enum" in prop:
+            answer[name] = rng.choice(prop["enum"])
+        elif kind == "integer":
+            answer[name] = rng.randint(1, 5)
+        elif kind == "number":
+            answer[name] = round(rng.random(), 3)
+        elif kind == "boolean":
+            answer[name] = rng.random() < 0.5
+        elif kind == "array":
+            answer[name] = rng.sample(_WORDS, 2)
+        else:
+            answer[name] = " ".join(rng.sample(_WORDS, 3))
+    return answer
+
+
+def _forced_tool(body: dict, invocation_type: str) -> tuple[str, dict] | None:
+    """(tool name, input schema) when the request forces a tool (Claude tool_choice, Converse toolChoice)."""
+    if invocation_type == "Converse":
+        config = body.get("toolConfig") or {}
+        name = ((config.get("toolChoice") or {}).get("tool") or {}).get("name")
+        specs = [t.get("toolSpec") or {} for t in config.get("tools") or []]
+        schema = next(((s.get("inputSchema") or {}).get("json") for s in specs if s.get("name") == name), None)
+    else:
+        choice = body.get("tool_choice") or {}
+        name = choice.get("name") if choice.get("type") == "tool" else None
+        schema = next((t.get("input_schema") for t in body.get("tools") or [] if t.get("name") == name), None)
+    return (name, schema) if name and isinstance(schema, dict) else None
+
+
+def _tool_output(invocation_type: str, model_id: str, tool: tuple[str, dict], seed: int, n_in: int) -> SyntheticResult:
+    """The model calls the forced tool with an answer that matches its schema."""
+    name, schema = tool
+    answer = structured_answer(schema, seed)
+    n_out = _tokens(len(json.dumps(answer)))
+    if invocation_type == "Converse":
+        block = {"toolUse": {"toolUseId": f"tooluse_emulated_{seed:016x}", "name": name, "input": answer}}
+        out: dict[str, Any] = {
+            "output": {"message": {"role": "assistant", "content": [block]}},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": n_in, "outputTokens": n_out, "totalTokens": n_in + n_out},
+            "metrics": {"latencyMs": 0},
+        }
+    else:
+        out = {
+            "id": f"msg_emulated_{seed:016x}",
+            "type": "message",
+            "role": "assistant",
+            "model": model_id,
+            "content": [{"type": "tool_use", "id": f"toolu_emulated_{seed:016x}", "name": name, "input": answer}],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": {"input_tokens": n_in, "output_tokens": n_out},
+        }
+    return SyntheticResult(json.dumps(out, separators=(",", ":")), None, n_in, n_out)
+
+
+def _json_asked_in_prompt(body: dict) -> dict | None:
+    """The schema a prompt asks the answer to match (the emulated model follows the instruction), if any."""
+    text = str(body.get("prompt") or "") + "".join(
+        _text_of_content(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)
+    )
+    _, found, rest = text.rpartition(JSON_INSTRUCTION)
+    if not found:
+        return None
+    try:
+        schema, _ = json.JSONDecoder().raw_decode(rest.strip())
+    except json.JSONDecodeError:
+        return None
+    return schema if isinstance(schema, dict) else None
+
+
 def _text_output(
     family: str, invocation_type: str, model_id: str, body: dict, seed: int, context: int | None
 ) -> SyntheticResult:
@@ -446,9 +525,20 @@ def _text_output(
     n_in = _tokens(_prompt_chars(body))
     if context is not None and n_in > context:
         return SyntheticResult(None, INPUT_TOO_LONG)
+    tool = _forced_tool(body, invocation_type)
+    if tool is not None:
+        return _tool_output(invocation_type, model_id, tool, seed, n_in)
+    asked = _json_asked_in_prompt(body)
+
+    def say(max_tokens: int | None) -> tuple[str, bool]:
+        """The reply: the JSON answer the prompt asks for, else emulated prose."""
+        if asked is not None:
+            return json.dumps(structured_answer(asked, seed)), False
+        return _emulated_text(seed, model_id, max_tokens)
+
     if invocation_type == "Converse" or family in (NOVA, GENERIC):
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
-        text, cut = _emulated_text(seed, model_id, max_tokens)
+        text, cut = say(max_tokens)
         n_out = _tokens(len(text))
         out = {
             "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
@@ -458,7 +548,7 @@ def _text_output(
         if invocation_type == "Converse" or family == GENERIC:  # Nova's InvokeModel response has no metrics
             out["metrics"] = {"latencyMs": 0}
     elif family == CLAUDE:
-        text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
+        text, cut = say(body.get("max_tokens"))
         n_out = _tokens(len(text))
         out = {
             "id": f"msg_emulated_{seed:016x}",
@@ -471,7 +561,7 @@ def _text_output(
             "usage": {"input_tokens": n_in, "output_tokens": n_out},
         }
     elif family == LLAMA:
-        text, cut = _emulated_text(seed, model_id, body.get("max_gen_len"))
+        text, cut = say(body.get("max_gen_len"))
         n_out = _tokens(len(text))
         out = {
             "generation": text,
@@ -480,11 +570,11 @@ def _text_output(
             "stop_reason": "length" if cut else "stop",
         }
     elif family == MISTRAL:
-        text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
+        text, cut = say(body.get("max_tokens"))
         n_out = _tokens(len(text))
         out = {"outputs": [{"text": text, "stop_reason": "length" if cut else "stop"}]}
     else:  # MISTRAL_CHAT
-        text, cut = _emulated_text(seed, model_id, body.get("max_tokens"))
+        text, cut = say(body.get("max_tokens"))
         n_out = _tokens(len(text))
         message = {"role": "assistant", "content": text}
         out = {"choices": [{"index": 0, "message": message, "stop_reason": "length" if cut else "stop"}]}

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bedrock_assets.structured import OutputSchema
+
 OutputKind = Literal["text", "embedding"]
 
 
@@ -23,6 +25,7 @@ class PromptSettings:
     template: str | None = None
     system: str | None = None
     input_column: str | None = None
+    structured: OutputSchema | None = None  # the JSON schema every answer must match (text models)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ParsedOutput:
     stop_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    structured: Any = None  # the answer the model gave as a tool call (native structured output)
 
 
 def template_fields(template: str) -> list[str]:
@@ -78,6 +82,8 @@ class ModelAdapter(ABC):
     family: ClassVar[str]
     kind: ClassVar[OutputKind]
     invocation_type: ClassVar[str] = "InvokeModel"
+    # asks for prompt.structured in the body itself (a forced tool); else the prompt asks for JSON
+    native_structured: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self._frame: tuple[str, str] | None = None
@@ -126,11 +132,18 @@ class ModelAdapter(ABC):
         return pc.if_else(blank, pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
 
     # one row --------------------------------------------------------------------------------
+    @property
+    def asks_json_in_prompt(self) -> str:
+        """The JSON instruction a prompt-only family appends to every prompt ("" when none)."""
+        structured = self.prompt.structured
+        return structured.instruction() if structured is not None and not self.native_structured else ""
+
     def text_for(self, row: Mapping[str, Any]) -> str:
         """A row's variable text: the rendered template, or the input column's value."""
         if self.prompt.template is None:
             return _text(row[self.prompt.input_column])
-        return self.prompt.template.format_map({c: _text(row[c]) for c in self.input_columns()})
+        text = self.prompt.template.format_map({c: _text(row[c]) for c in self.input_columns()})
+        return text + self.asks_json_in_prompt
 
     def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The ``modelInput`` body for one row."""
@@ -158,8 +171,10 @@ class ModelAdapter(ABC):
                 parts.append(pa.scalar(literal))
             if name is not None:
                 parts.append(column(name))
+        if self.asks_json_in_prompt:
+            parts.append(pa.scalar(self.asks_json_in_prompt))
         if not any(isinstance(p, (pa.Array, pa.ChunkedArray)) for p in parts):
-            return pa.array([self.prompt.template] * batch.num_rows, pa.string())
+            return pa.array([self.prompt.template + self.asks_json_in_prompt] * batch.num_rows, pa.string())
         return _as_array(pc.binary_join_element_wise(*parts, ""))
 
     def request_frame(self) -> tuple[str, str]:
@@ -360,6 +375,14 @@ def join_text_blocks(content: pa.ListArray, text: pa.Array, is_text: pa.Array | 
     text = pc.fill_null(text, "")
     per_record = pa.ListArray.from_arrays(content.offsets, text, mask=pc.is_null(content))
     return pc.binary_join(per_record, "")
+
+
+def first_chosen(content: pa.ListArray, values: pa.Array, chosen: pa.Array) -> pa.Array:
+    """Per record (``content`` list), the first of its flattened ``values`` where ``chosen``; null if none."""
+    parents = pc.cast(pc.list_parent_indices(content), pa.int64())
+    chosen = pc.fill_null(chosen, False)
+    position = pc.index_in(pa.array(np.arange(len(content), dtype=np.int64)), value_set=parents.filter(chosen))
+    return values.filter(chosen).take(position)
 
 
 def _text(value: Any) -> str:

@@ -8,13 +8,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.models.base import ParsedOutput, TemplatedAdapter, join_text_blocks, reject_model_id
+from bedrock_assets.models.base import (
+    ParsedOutput,
+    TemplatedAdapter,
+    first_chosen,
+    join_text_blocks,
+    reject_model_id,
+)
+from bedrock_assets.structured import TOOL_DESCRIPTION, TOOL_NAME
 
 
 class ConverseAdapter(TemplatedAdapter):
     family = "converse"
     kind = "text"
     invocation_type = "Converse"
+    native_structured = True  # toolConfig with a forced tool whose inputSchema is the output schema
 
     def body_for_text(self, text: str) -> dict[str, Any]:
         config: dict[str, Any] = {"maxTokens": self.inference.max_tokens}
@@ -30,6 +38,13 @@ class ConverseAdapter(TemplatedAdapter):
         }
         if self.prompt.system:
             body["system"] = [{"text": self.prompt.system}]
+        if self.prompt.structured is not None:
+            spec = {
+                "name": TOOL_NAME,
+                "description": TOOL_DESCRIPTION,
+                "inputSchema": {"json": dict(self.prompt.structured.schema)},
+            }
+            body["toolConfig"] = {"tools": [{"toolSpec": spec}], "toolChoice": {"tool": {"name": TOOL_NAME}}}
         return body
 
     def validate(self, body: Mapping[str, Any]) -> None:
@@ -42,16 +57,21 @@ class ConverseAdapter(TemplatedAdapter):
         content = model_output["output"]["message"]["content"]
         text = "".join(block.get("text") or "" for block in content)
         usage = model_output.get("usage") or {}
+        tool = next((b["toolUse"] for b in content if b.get("toolUse")), None)
         return ParsedOutput(
             text=text,
             stop_reason=model_output.get("stopReason"),
             input_tokens=usage.get("inputTokens"),
             output_tokens=usage.get("outputTokens"),
+            structured=tool.get("input") if tool else None,
         )
 
     @property
     def output_type(self) -> pa.StructType:
-        content = pa.list_(pa.struct([("text", pa.string())]))
+        block = [("text", pa.string())]
+        if self.prompt.structured is not None:
+            block.append(("toolUse", pa.struct([("input", self.prompt.structured.struct_type)])))
+        content = pa.list_(pa.struct(block))
         return pa.struct(
             [
                 ("output", pa.struct([("message", pa.struct([("content", content)]))])),
@@ -65,12 +85,16 @@ class ConverseAdapter(TemplatedAdapter):
         content = pc.struct_field(message, "content")
         text = join_text_blocks(content, pc.struct_field(content.flatten(), "text"))
         usage = pc.struct_field(model_output, "usage")
-        return {
+        columns = {
             "output_text": pc.if_else(pc.is_valid(content), text, pa.scalar(None, pa.string())),
             "stop_reason": pc.struct_field(model_output, "stopReason"),
             "input_tokens": pc.struct_field(usage, "inputTokens"),
             "output_tokens": pc.struct_field(usage, "outputTokens"),
         }
+        if self.prompt.structured is not None:
+            tool_use = pc.struct_field(content.flatten(), "toolUse")
+            columns["structured"] = first_chosen(content, pc.struct_field(tool_use, "input"), pc.is_valid(tool_use))
+        return columns
 
 
 def validate_messages(body: Mapping[str, Any]) -> None:

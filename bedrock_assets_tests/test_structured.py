@@ -1,0 +1,186 @@
+"""Structured outputs: the schema's checks, its columns and types, one answer at a time and vectorized."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bedrock_assets.bedrock.error_classes import ErrorClass, classify
+from bedrock_assets.graph.batch_job_outputs import OutputParser
+from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
+from bedrock_assets.structured import JSON_INSTRUCTION, TOOL_DESCRIPTION, TOOL_NAME, OutputSchema, SchemaError
+from bedrock_assets.uris import parse_s3_uri
+from bedrock_assets_tests.conftest import CLAUDE, pipeline_dict, run
+
+LABELS = {
+    "type": "object",
+    "properties": {
+        "category": {"type": "string", "enum": ["math", "logic", "language", "other"]},
+        "difficulty": {"type": "integer"},
+        "confident": {"type": "boolean"},
+        "keywords": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["category", "difficulty"],
+}
+
+
+def test_the_schema_becomes_typed_columns():
+    schema = OutputSchema.parse(LABELS)
+    assert schema.struct_type == pa.struct(
+        [
+            ("category", pa.string()),
+            ("difficulty", pa.int64()),
+            ("confident", pa.bool_()),
+            ("keywords", pa.list_(pa.string())),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "schema, message",
+    [
+        ({"type": "array"}, "type object"),
+        ({"type": "object", "properties": {"Bad Name": {"type": "string"}}}, "property names"),
+        ({"type": "object", "properties": {"x": {"type": "object"}}}, "type must be"),
+        ({"type": "object", "properties": {"x": {"type": "integer", "enum": [1]}}}, "enum is supported for strings"),
+        ({"type": "object", "properties": {"x": {"type": "string"}}, "required": ["y"]}, "unknown properties"),
+        ({"type": "object", "properties": {"error_code": {"type": "string"}}}, "a column the pipeline adds"),
+    ],
+)
+def test_unsupported_schemas_are_refused_naming_the_property(schema, message):
+    with pytest.raises(SchemaError, match=message):
+        OutputSchema.parse(schema, reserved=frozenset({"error_code"}))
+
+
+def test_one_answer_is_checked_against_the_schema():
+    schema = OutputSchema.parse(LABELS)
+    assert schema.check({"category": "math", "difficulty": 3}) is None
+    assert "required property 'difficulty'" in schema.check({"category": "math"})
+    assert "must be one of" in schema.check({"category": "poetry", "difficulty": 1})
+    assert "must be integer" in schema.check({"category": "math", "difficulty": "hard"})
+    assert "must be integer" in schema.check({"category": "math", "difficulty": True})  # a bool is no integer
+    assert "array of strings" in schema.check({"category": "math", "difficulty": 1, "keywords": [1]})
+    assert schema.from_text('```json\n{"category": "logic", "difficulty": 2}\n```') == (
+        {"category": "logic", "difficulty": 2},
+        None,
+    )
+    value, problem = schema.from_text("I think it is math, level 3")
+    assert value is None and "not JSON" in problem
+
+
+def test_vectorized_checks_agree_with_the_one_answer_checks():
+    schema = OutputSchema.parse(LABELS)
+    answers = [
+        {"category": "math", "difficulty": 3},
+        {"category": "poetry", "difficulty": 1},
+        {"category": None, "difficulty": 2},
+        None,
+    ]
+    problems = schema.check_struct(schema.rows_to_struct(answers)).to_pylist()
+    assert problems[0] is None and "must be one of" in problems[1] and "required property 'category'" in problems[2]
+    assert problems[3] == "the model gave no structured answer"
+    ok = pa.array([p is None for p in problems])
+    columns = schema.columns(schema.rows_to_struct(answers), ok)
+    assert columns["category"].to_pylist() == ["math", None, None, None]
+    assert columns["difficulty"].type == pa.int64()
+
+
+# ---- through the adapters and the output parser -------------------------------------------------
+
+
+def labels_adapter(model: str = CLAUDE, invocation: str = "InvokeModel"):
+    prompt = PromptSettings(template="Label: {source}", structured=OutputSchema.parse(LABELS))
+    return adapter_for(model, invocation, prompt, InferenceSettings(max_tokens=64))
+
+
+def tool_line(rid: str, answer: dict) -> bytes:
+    output = {
+        "content": [{"type": "tool_use", "id": "t", "name": TOOL_NAME, "input": answer}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+    }
+    return json.dumps({"recordId": rid, "modelInput": {}, "modelOutput": output}).encode()
+
+
+def test_claude_asks_with_a_forced_tool_and_converse_with_tool_config():
+    body = labels_adapter().build({"source": "2+2"})
+    assert body["tools"] == [{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": LABELS}]
+    assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+    converse = labels_adapter(invocation="Converse").build({"source": "2+2"})
+    assert converse["toolConfig"] == {
+        "tools": [{"toolSpec": {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "inputSchema": {"json": LABELS}}}],
+        "toolChoice": {"tool": {"name": TOOL_NAME}},
+    }
+    llama = labels_adapter("meta.llama3-3-70b-instruct-v1:0").build({"source": "2+2"})
+    assert "tools" not in llama and JSON_INSTRUCTION in llama["prompt"]  # no tool use: the prompt asks
+
+
+@pytest.mark.parametrize("path", ["arrow", "lines"])
+def test_valid_answers_become_typed_columns_and_invalid_ones_error_rows(path):
+    lines = [
+        tool_line("a", {"category": "math", "difficulty": 3, "keywords": ["sum"]}),
+        tool_line("b", {"category": "poetry", "difficulty": 1}),  # not in the enum
+        tool_line("c", {"category": "logic"}),  # required difficulty missing
+    ]
+    parser = OutputParser(labels_adapter(), expected_ids=["a", "b", "c"])
+    batch = parser.parse_chunk(b"\n".join(lines)) if path == "arrow" else parser.parse_lines(lines, "test")
+    table = pa.Table.from_batches([batch])
+    assert table.schema.field("difficulty").type == pa.int64() and table.schema.field("confident").type == pa.bool_()
+    assert table.column("category").to_pylist() == ["math", None, None]
+    assert table.column("difficulty").to_pylist() == [3, None, None]
+    assert table.column("keywords").to_pylist() == [["sum"], None, None]
+    assert table.column("error_code").to_pylist() == [None, "InvalidStructuredOutput", "InvalidStructuredOutput"]
+    assert "must be one of" in table.column("error_message")[1].as_py()
+    assert "'difficulty' is missing" in table.column("error_message")[2].as_py()
+    assert table.column("input_tokens").to_pylist() == [10, 10, 10]  # an invalid answer was still paid for
+    assert classify("InvalidStructuredOutput") is ErrorClass.RETRIABLE
+
+
+def test_a_wrongly_typed_answer_falls_back_to_the_line_path_and_is_an_error_row():
+    parser = OutputParser(labels_adapter(), expected_ids=["a", "b"])
+    lines = [
+        tool_line("a", {"category": "math", "difficulty": 2}),
+        tool_line("b", {"category": "math", "difficulty": "x"}),
+    ]
+    table = pa.Table.from_batches([parser.parse_chunk(b"\n".join(lines))])
+    assert parser.stats.fallback_chunks == 1
+    assert table.column("error_code").to_pylist() == [None, "InvalidStructuredOutput"]
+    assert "must be integer" in table.column("error_message")[1].as_py()
+
+
+@pytest.mark.parametrize(
+    "model, invocation",
+    [(CLAUDE, "InvokeModel"), (CLAUDE, "Converse"), ("us.meta.llama3-3-70b-instruct-v1:0", "InvokeModel")],
+)
+def test_a_structured_pipeline_gives_typed_columns_on_the_local_stack(
+    make_pipelines, instance, s3, bucket, tmp_path, model, invocation
+):
+    attributes = pipeline_dict("labels", bucket, model=model, output_schema=LABELS, inference={"max_tokens": 64})
+    attributes["model"] = {"id": model, "invocation_type": invocation}
+    defs, (spec,) = make_pipelines([attributes], rows=150)
+    summary = run(defs, spec, instance)
+    assert (summary.rows, summary.failed) == (150, 0)
+    loc = parse_s3_uri(summary.merged_uri)
+    s3.download_file(loc.bucket, loc.key, str(tmp_path / "m.parquet"))
+    merged = pq.read_table(tmp_path / "m.parquet")
+    assert set(merged.column("category").to_pylist()) <= {"math", "logic", "language", "other"}
+    assert merged.schema.field("difficulty").type == pa.int64()
+    assert all(1 <= d <= 5 for d in merged.column("difficulty").to_pylist())
+
+
+def test_answers_arrow_cannot_hold_are_invalid_rows_not_a_crash():
+    schema = OutputSchema.parse(LABELS)
+    assert "64-bit integer range" in schema.check({"category": "math", "difficulty": 10**20})
+    parser = OutputParser(labels_adapter(), expected_ids=["a", "b"])
+    lines = [
+        tool_line("a", {"category": "math", "difficulty": 10**20}),
+        tool_line("b", {"category": "math", "difficulty": 1, "keywords": ["k", None]}),
+    ]
+    table = pa.Table.from_batches([parser.parse_chunk(b"\n".join(lines))])
+    assert table.column("error_code").to_pylist() == ["InvalidStructuredOutput"] * 2
+    # the same answers through the Arrow path, one at a time: the same verdicts
+    arrow = OutputParser(labels_adapter(), expected_ids=["b"]).parse_chunk(lines[1])
+    assert arrow.column("error_code").to_pylist() == ["InvalidStructuredOutput"]

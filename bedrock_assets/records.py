@@ -70,11 +70,11 @@ def derived_record_ids(first_position: int, count: int) -> pa.Array:
 
 def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: ModelAdapter) -> tuple[pa.Array, pa.Array]:
     """(request line or null, rejection reason or null) for every row."""
-    texts = adapter.texts(batch)
-    errors = adapter.text_errors(texts)
+    errors = adapter.text_errors(adapter.texts(batch))
     before, after = adapter.request_frame()
+    escaped = adapter.texts(batch, escape=json_escape)  # only the column values are escaped, per row
     lines = pc.binary_join_element_wise(
-        '{"recordId":"', json_escape(ids), f'","modelInput":{before}', json_escape(texts), f"{after}}}", ""
+        '{"recordId":"', json_escape(ids), f'","modelInput":{before}', escaped, f"{after}}}", ""
     )
     return pc.if_else(pc.is_null(errors), lines, pa.scalar(None, pa.string())), errors
 

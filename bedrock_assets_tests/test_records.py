@@ -75,6 +75,14 @@ ADAPTERS = {
         PromptSettings(template="{q} ({task})", system="ünï"),
         InferenceSettings(top_p=0.5),
     ),
+    # the template's own fixed text is escaped once, apart from the column values: quotes, backslashes,
+    # control characters and emoji in it must come out as json.dumps writes them
+    "claude-tricky-template": adapter_for(
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "InvokeModel",
+        PromptSettings(template='He said "{q}"\t\\path\x01 🎉\n{task}', system="s"),
+        InferenceSettings(),
+    ),
     "cohere": adapter_for(
         "cohere.embed-multilingual-v3",
         "InvokeModel",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -150,8 +150,13 @@ class ModelAdapter(ABC):
         return self.body_for_text(self.text_for(row))
 
     # whole batches --------------------------------------------------------------------------
-    def texts(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
-        """``text_for`` over a batch, in Arrow (nulls render as empty text, like ``text_for``)."""
+    def texts(self, batch: pa.RecordBatch | pa.Table, escape: Callable[[pa.Array], pa.Array] | None = None) -> pa.Array:
+        """``text_for`` over a batch, in Arrow (nulls render as empty text, like ``text_for``).
+
+        ``escape`` (JSON string escaping): applied to the column values only; the template's fixed text
+        is escaped once, not once per row (escaping is per character, so the result is the same).
+        """
+        fixed = (lambda text: json.dumps(text, ensure_ascii=False)[1:-1]) if escape else (lambda text: text)
 
         def column(name: str) -> Any:
             values = batch.column(name)
@@ -161,20 +166,22 @@ class ModelAdapter(ABC):
                     "(flatten or convert it first)"
                 )
             values = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-            return pc.fill_null(values, "")
+            values = _as_array(pc.fill_null(values, ""))
+            return escape(values) if escape else values
 
         if self.prompt.template is None:
-            return _as_array(column(self.prompt.input_column))
+            return column(self.prompt.input_column)
         parts: list[Any] = []
         for literal, name, _, _ in string.Formatter().parse(self.prompt.template):
             if literal:
-                parts.append(pa.scalar(literal))
+                parts.append(pa.scalar(fixed(literal)))
             if name is not None:
                 parts.append(column(name))
         if self.asks_json_in_prompt:
-            parts.append(pa.scalar(self.asks_json_in_prompt))
+            parts.append(pa.scalar(fixed(self.asks_json_in_prompt)))
         if not any(isinstance(p, (pa.Array, pa.ChunkedArray)) for p in parts):
-            return pa.array([self.prompt.template + self.asks_json_in_prompt] * batch.num_rows, pa.string())
+            text = fixed(self.prompt.template + self.asks_json_in_prompt)
+            return pa.array([text] * batch.num_rows, pa.string())
         return _as_array(pc.binary_join_element_wise(*parts, ""))
 
     def request_frame(self) -> tuple[str, str]:

@@ -175,7 +175,7 @@ def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
             write_parts=False,
             source_uri=upstream_uri(_instance(), upstream) if upstream else None,
         )
-        lines += [line for line in PipelinePlan.of(spec, shards, bedrock.price_overrides).lines() if line]
+        lines += PipelinePlan.of(spec, shards, bedrock.price_overrides).lines()
     return lines
 
 
@@ -286,6 +286,13 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
+def _pipeline_arguments(p: argparse.ArgumentParser, verb: str) -> None:
+    """What run, plan and stop take: the defs, which pipelines, and --verbose."""
+    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
+    p.add_argument("--pipeline", action="append", help=f"{verb} only this pipeline (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bedrock-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,11 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
-    p.add_argument("--pipeline", action="append", help="run only this pipeline (repeatable)")
+    _pipeline_arguments(p, "run")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between completion-sensor ticks")
     p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
-    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -331,9 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "shards, records, bytes, jobs, the estimated input tokens, the output tokens (expected and worst case) "
         "and the cost range at the batch price. Nothing is submitted or written.",
     )
-    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
-    p.add_argument("--pipeline", action="append", help="plan only this pipeline (repeatable)")
-    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
+    _pipeline_arguments(p, "plan")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(
@@ -342,10 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stop a pipeline: StopModelInvocationJob for every job in flight, queued shards dequeued, "
         "recorded in the ledger; stopped jobs are never resubmitted. What they produced is still merged.",
     )
-    p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
-    p.add_argument("--pipeline", action="append", help="stop only this pipeline (repeatable)")
+    _pipeline_arguments(p, "stop")
     p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
-    p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
     p.set_defaults(func=cmd_stop)
 
     for name, func, text in (

@@ -56,7 +56,7 @@ class PipelinePlan:
         e, cost = self.estimate, self.estimate.cost(self.price)
         max_tokens = self.spec.adapter().inference.max_tokens if e.output_worst else 0
         budget = f"; budget_usd {usd(self.spec.budget_usd)}" if self.spec.budget_usd is not None else ""
-        return [
+        lines = [
             f"plan {self.spec.name}: {self.shards.rows} rows ({self.shards.rejected} rejected before submission) -> "
             f"{e.records} records in {len(self.shards.shards)} shards = {len(self.shards.shards)} batch jobs, "
             f"{self.bytes:,} bytes of JSONL",
@@ -68,8 +68,8 @@ class PipelinePlan:
             f"  cost at the batch price: {cost}{budget}"
             if cost is not None
             else f"  cost unknown: no price for {self.spec.model.id} (set price_overrides on the bedrock resource)",
-            f"  price: {self.price.describe()}" if self.price else "",
         ]
+        return lines + ([f"  price: {self.price.describe()}"] if self.price else [])
 
     def metadata(self) -> dict[str, Any]:
         e, cost = self.estimate, self.estimate.cost(self.price)

@@ -34,9 +34,9 @@ class Budget:
         """The budget after the pipeline's jobs: every attempt, superseded ones included (attempts without
         a job commit nothing; a superseded one whose output was never read is counted as spent nothing)."""
         attempts = list(attempts)
-        latest = {a.shard: a.attempt for a in attempts}
+        latest: dict[str, int] = {}
         for a in attempts:
-            latest[a.shard] = max(latest[a.shard], a.attempt)
+            latest[a.shard] = max(latest.get(a.shard, 0), a.attempt)
         spent = committed = 0.0
         for a in attempts:
             if not a.job_arn:

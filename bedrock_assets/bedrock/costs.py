@@ -22,10 +22,6 @@ CHARS_PER_TOKEN = 4
 EXPECTED_OUTPUT_SHARE = 0.25
 
 
-def input_tokens_estimate(chars: int) -> int:
-    return math.ceil(chars / CHARS_PER_TOKEN)
-
-
 @dataclass(frozen=True)
 class TokenEstimate:
     """Tokens of a set of records: input (estimated) and output (expected and worst case)."""
@@ -40,7 +36,7 @@ class TokenEstimate:
         """``max_output_tokens``: the request's max_tokens, 0 for embedding models."""
         return cls(
             records,
-            input_tokens_estimate(input_chars),
+            math.ceil(input_chars / CHARS_PER_TOKEN),
             math.ceil(records * max_output_tokens * EXPECTED_OUTPUT_SHARE),
             records * max_output_tokens,
         )

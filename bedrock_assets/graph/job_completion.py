@@ -264,11 +264,6 @@ def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[s
     return marks
 
 
-def merged_jobs(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, str]:
-    """Shard -> the job attempt its latest merged_results materialization merged."""
-    return {k: m.job for k, m in latest_merges(instance, merged_results).items()}
-
-
 def run_partitions(tags: Mapping[str, str], order: Sequence[str]) -> list[str]:
     """The shard partitions a run (or run request) covers: its partition, or its partition range."""
     if PARTITION_NAME_TAG in tags:

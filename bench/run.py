@@ -1,22 +1,19 @@
-"""Benchmark of bedrock_assets' heavy paths against the bare-pyarrow minimum, in one invocation.
+"""``make bench``: ours against the physical limit plus the S3 floor, in one run on the same files.
 
     python -m bench.run [--sizes 220000,2200000] [--e2e-rows 2200000] [--skip-e2e]
-                        [--work-dir bench/results] [--keep-data]
+                        [--poll-seconds 1] [--repeats 1] [--work-dir bench/results] [--keep-data]
 
-Starts the local stack (S3 + DynamoDB + Bedrock emulator) as a separate process, then runs every
-stage in its own child process (``python -m bench.stages ...``), so each stage's peak RSS is its own
-and the stack's memory/CPU is not counted in it:
+Starts the local stack (S3 + DynamoDB + Bedrock emulator) in a process of its own, then runs every
+stage in a child process of its own (``python -m bench.stages``; each peak RSS is that stage's alone).
+At every size: ours, the physical limit and the S3 floor for prep and for merge (see ``bench.stages``
+for exactly what each does), ratio ours ÷ (limit + floor) against its target; peak RSS of each stage
+and its growth from the smallest to the largest size; then the whole text pipeline through Dagster
+(``runner.run_pipelines``) with the breakdown of its wall time. Targets (2 cores): prep ≤ 1.5× and
+merge ≤ 1.3× of (limit + floor); peak RSS < 1 GB at the largest size and ≤ 1.2× the smallest; end to
+end < 4 minutes; ≤ 2 Bedrock control-plane calls per job.
 
-1. prep   - raw Parquet -> canonical shard parts + JSONL inputs (prepare_dataset + write_shard_input)
-            vs. ParquetFile.iter_batches + json.dumps of the same request lines to a local file.
-2. merge  - .jsonl.out -> merged Parquet (OutputParser.parse_chunk + merge_shard + pq.write_table,
-            one shard at a time) vs. pyarrow.json.read_json + pq.write_table; for Claude text
-            outputs and for Titan V2 1024-dim embeddings (fewer rows: the files are ~12 KB a line).
-3. peak RSS of every stage at each size, and the large/small ratio.
-4. e2e    - the whole Claude text pipeline through Dagster (runner.run_pipelines) on the local stack.
-
-Generated inputs are cached under WORK_DIR/data (Parquet per row count; .jsonl.out files per row
-count, regenerated when the shard inputs change). Results: a table on stdout and WORK_DIR/latest.json.
+Generated inputs are cached under WORK_DIR/data. Results: markdown on stdout (README-ready) and
+WORK_DIR/latest.json; each stage's log under WORK_DIR/logs.
 """
 
 from __future__ import annotations
@@ -32,22 +29,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.stages import merge_dir
+from bench.report import StageRun, markdown, report_json
+from bench.stages import BUCKET, outputs_dir, parquet_path, source_key
 
 ROOT = Path(__file__).resolve().parent.parent
-BUCKET = "bench"
-SMALL_EMB_ROWS = 50_000  # one 50k-record shard: the same shard size as the large run, so RSS compares
-LARGE_EMB_ROWS = 100_000
-RSS_LIMIT_MB = 1536
-RSS_GROWTH_LIMIT = 1.2
-RATIO_TARGET = 2.0
-
-
-class StageFailed(RuntimeError):
-    pass
 
 
 def say(msg: str) -> None:
@@ -177,6 +166,10 @@ class Stack:
             aws_secret_access_key="testing",
         )
 
+    def put_file(self, path: Path, key: str) -> None:
+        with open(path, "rb") as body:
+            self.s3().put_object(Bucket=BUCKET, Key=key, Body=body)
+
     def delete_prefix(self, prefix: str) -> None:
         """Free the stack's memory/disk between stages (moto keeps every object)."""
         s3 = self.s3()
@@ -217,36 +210,34 @@ class Stack:
 
 
 class Runner:
+    """Runs stages as child processes; keeps what the measured ones report."""
+
     def __init__(self, args: argparse.Namespace, stack: Stack) -> None:
         self.args = args
         self.stack = stack
-        self.work: Path = args.work_dir
-        self.logs = self.work / "logs"
+        self.logs: Path = args.work_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.results: list[dict[str, Any]] = []
+        self.runs: list[StageRun] = []
         self.failures: list[str] = []
 
-    def stage(
-        self, stage: str, rows: int, *extra: str, kind: str = "text", record: bool = True, label: str | None = None
-    ) -> dict[str, Any] | None:
-        name = label or stage
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.stages",
-            stage,
-            "--rows",
-            str(rows),
-            "--work-dir",
-            str(self.work),
-            "--kind",
-            kind,
-            *extra,
-        ]
-        if self.args.keep_data:
-            cmd.append("--keep-data")
-        log_path = self.logs / f"{name}-{kind}-{rows}.log"
-        say(f"  {name:<14} {kind:<4} {rows:>9,} rows ...")
+    def stage(self, stage: str, rows: int, *extra: str, measured: bool = True) -> StageRun | None:
+        """Run a stage (a measured one ``--repeats`` times, keeping the fastest); None if it failed."""
+        runs = [self._once(stage, rows, extra) for _ in range(self.args.repeats if measured else 1)]
+        if None in runs:
+            return None
+        best = min(runs, key=lambda r: r.seconds)
+        if measured:
+            self.runs.append(best)
+            say(f"  {'':<12} {'':>9}      {best.seconds:.2f} s, peak RSS {best.peak_rss_mb:,.0f} MB")
+        else:
+            say(f"  {'':<12} {'':>9}      done in {best.wall_s:.1f} s")
+        return best
+
+    def _once(self, stage: str, rows: int, extra: tuple[str, ...]) -> StageRun | None:
+        cmd = [sys.executable, "-m", "bench.stages", stage, "--rows", str(rows), "--work-dir", str(self.args.work_dir)]
+        cmd += [*extra, *(["--keep-data"] if self.args.keep_data else [])]
+        log_path = self.logs / f"{stage}-{rows}.log"
+        say(f"  {stage:<12} {rows:>9,} rows ...")
         cpu0 = self.stack.cpu_seconds()
         t0 = time.perf_counter()
         with open(log_path, "w") as err:
@@ -254,220 +245,57 @@ class Runner:
         wall = time.perf_counter() - t0
         if proc.returncode != 0 or not proc.stdout.strip():
             tail = "\n".join(log_path.read_text().splitlines()[-15:])
-            message = f"{name} ({kind}, {rows} rows) failed with exit code {proc.returncode}; log {log_path}:\n{tail}"
+            message = f"{stage} ({rows} rows) failed with exit code {proc.returncode}; log {log_path}:\n{tail}"
             say(message)
             self.failures.append(message)
-            if record:
-                self.results.append({"stage": name, "kind": kind, "size": rows, "error": message})
             return None
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        result.update(stage=name, kind=kind, size=rows, wall_s=wall, stack_cpu_s=self.stack.cpu_seconds() - cpu0)
-        say(
-            f"  {'':<14} {'':<4} {'':>9}      {result['seconds']:.2f} s, peak RSS {result['maxrss_kb'] / 1024:.0f} MB"
-            + (" (cached)" if result.get("cached") else "")
-        )
-        if record:
-            self.results.append(result)
-        return result
+        return StageRun.parse(stage, rows, result, wall, self.stack.cpu_seconds() - cpu0)
 
 
-def warm_page_cache(directory: Path) -> None:
-    """Read a merge stage's input files once, so neither ours nor the baseline pays a cold disk read."""
-    for path in sorted(p for p in Path(directory).iterdir() if p.is_file()):
-        with open(path, "rb") as f:
-            while f.read(1 << 24):
-                pass
+def warm_page_cache(*paths: Path) -> None:
+    """Read the limit's local inputs once, so it does not pay a cold disk read that ours (from S3) does not."""
+    for path in paths:
+        for file in sorted(path.iterdir()) if path.is_dir() else [path]:
+            with open(file, "rb") as f:
+                while f.read(1 << 24):
+                    pass
 
 
-def emb_rows_for(size: int, sizes: list[int], override: int | None) -> int:
-    if override:
-        return min(size, override)
-    return min(size, SMALL_EMB_ROWS if size == min(sizes) else LARGE_EMB_ROWS)
-
-
-def run_size(runner: Runner, size: int, sizes: list[int]) -> None:
-    args = runner.args
+def run_size(runner: Runner, size: int) -> None:
+    """Prep and merge at one size: ours, the limit, the floor; the stack forgets the size's objects after."""
+    work = runner.args.work_dir
     say(f"\n== {size:,} rows ==")
-    if runner.stage("gen", size, record=False) is None:
+    if runner.stage("gen", size, measured=False) is None:
         return
-    prep = runner.stage("prep", size)
-    id_chars = str(prep.get("record_id_chars", 16)) if prep else "16"
-    runner.stage("prep_base", size, "--id-chars", id_chars)
-    if prep is not None and runner.stage("mkout", size, record=False) is not None:
-        warm_page_cache(merge_dir(args.work_dir, "text", size))
+    runner.stack.put_file(parquet_path(work, size), source_key(size))
+    try:
+        if runner.stage("prep", size) is None or runner.stage("mkout", size, measured=False) is None:
+            return
+        warm_page_cache(parquet_path(work, size))
+        runner.stage("prep_limit", size)
+        runner.stage("prep_floor", size)
         runner.stage("merge", size)
-        runner.stage("merge_base", size)
-    runner.stack.delete_prefix(f"prep-{size}/")
-    if args.skip_emb:
-        return
-    emb = emb_rows_for(size, sizes, args.emb_rows)
-    if runner.stage("gen", emb, record=False) is None:
-        return
-    if runner.stage("mkemb", emb, kind="emb", record=False) is not None:
-        warm_page_cache(merge_dir(args.work_dir, "emb", emb))
-        for stage in ("merge", "merge_base"):
-            result = runner.stage(stage, emb, kind="emb")
-            if result is not None:
-                result["size"] = size  # reported under the size it stands for; result["rows"] is what ran
-    runner.stack.delete_prefix(f"emb-{emb}/")
+        warm_page_cache(outputs_dir(work, size))
+        runner.stage("merge_limit", size)
+        runner.stage("merge_floor", size)
+    finally:
+        for prefix in (f"prep-{size}/", f"floor-{size}/", source_key(size)):
+            runner.stack.delete_prefix(prefix)
 
 
-def run_e2e(runner: Runner, rows: int) -> dict[str, Any] | None:
+def run_e2e(runner: Runner, rows: int) -> StageRun | None:
     say(f"\n== end to end through Dagster: {rows:,} rows ==")
-    if runner.stage("gen", rows, record=False) is None:
+    if runner.stage("gen", rows, measured=False) is None:
         return None
+    runner.stack.put_file(parquet_path(runner.args.work_dir, rows), source_key(rows))
     runner.stack.configure(record_error_rate=0.01)
     try:
-        return runner.stage("e2e", rows, "--poll-seconds", str(runner.args.poll_seconds))
+        return runner.stage("e2e", rows, "--poll-seconds", str(runner.args.poll_seconds), measured=False)
     finally:
         runner.stack.configure(record_error_rate=0.0)
-        runner.stack.delete_prefix(f"e2e-{rows}/")
-
-
-# ---- report ------------------------------------------------------------------------------------
-
-STAGE_LABELS = {
-    ("prep", "text"): "prep (Parquet → shards + JSONL)",
-    ("merge", "text"): "merge text (.out → merged Parquet)",
-    ("merge", "emb"): "merge embeddings 1024-d",
-}
-
-
-def _find(results: list[dict], stage: str, kind: str, size: int) -> dict | None:
-    for r in results:
-        if r["stage"] == stage and r["kind"] == kind and r["size"] == size and "error" not in r:
-            return r
-    return None
-
-
-def _mb(n: float) -> float:
-    return n / 1e6
-
-
-def _rss(r: dict | None) -> float | None:
-    return r["maxrss_kb"] / 1024 if r else None
-
-
-def _fmt(x: float | None, spec: str = ".2f", none: str = "—") -> str:
-    return none if x is None else format(x, spec)
-
-
-def throughput_table(results: list[dict], sizes: list[int]) -> tuple[list[str], list[dict]]:
-    lines = [
-        "| stage | size (rows) | ours s | baseline s | ratio | rows/s | MB/s | peak RSS MB (ours / baseline) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows_json = []
-    for (stage, kind), label in STAGE_LABELS.items():
-        for size in sizes:
-            ours = _find(results, stage, kind, size)
-            base = _find(results, stage + "_base", kind, size)
-            if ours is None and base is None:
-                failed = any(
-                    r["stage"] in (stage, stage + "_base") and r["kind"] == kind and r["size"] == size for r in results
-                )
-                if failed:
-                    lines.append(f"| {label} | {size:,} | FAILED | | | | | |")
-                continue
-            ratio = ours["seconds"] / base["seconds"] if ours and base else None
-            ran = (ours or base)["rows"]
-            size_txt = f"{size:,}" if ran == size else f"{ran:,} (of {size:,})"
-            lines.append(
-                f"| {label} | {size_txt} | {_fmt(ours and ours['seconds'])} | {_fmt(base and base['seconds'])} | "
-                f"{_fmt(ratio, '.2f')}{'×' if ratio else ''} | {_fmt(ours and ours['rows'] / ours['seconds'], ',.0f')} | "
-                f"{_fmt(ours and _mb(ours['bytes']) / ours['seconds'], ',.1f')} | "
-                f"{_fmt(_rss(ours), ',.0f')} / {_fmt(_rss(base), ',.0f')} |"
-            )
-            rows_json.append(
-                {
-                    "stage": stage,
-                    "kind": kind,
-                    "size": size,
-                    "rows": ran,
-                    "ours_s": ours and ours["seconds"],
-                    "baseline_s": base and base["seconds"],
-                    "ratio": ratio,
-                    "rows_per_s": ours and ours["rows"] / ours["seconds"],
-                    "mb_per_s": ours and _mb(ours["bytes"]) / ours["seconds"],
-                    "peak_rss_mb": _rss(ours),
-                    "baseline_peak_rss_mb": _rss(base),
-                    "meets_2x": ratio is not None and ratio <= RATIO_TARGET,
-                }
-            )
-    return lines, rows_json
-
-
-def rss_table(results: list[dict], sizes: list[int]) -> list[str]:
-    small, large = sizes[0], sizes[-1]
-    lines = [
-        f"| stage | peak RSS MB @ {small:,} | peak RSS MB @ {large:,} | large/small | "
-        f"< {RSS_LIMIT_MB / 1024:.1f} GB and ≤ {RSS_GROWTH_LIMIT}× |",
-        "|---|---:|---:|---:|:---:|",
-    ]
-    for stage, kind in (
-        ("prep", "text"),
-        ("prep_base", "text"),
-        ("merge", "text"),
-        ("merge_base", "text"),
-        ("merge", "emb"),
-        ("merge_base", "emb"),
-        ("e2e", "text"),
-    ):
-        a, b = _find(results, stage, kind, small), _find(results, stage, kind, large)
-        if a is None and b is None:
-            continue
-        ratio = _rss(b) / _rss(a) if a and b else None
-        name = f"{stage} {kind}" + (" (baseline)" if stage.endswith("_base") else "")
-        if kind == "emb" and a and b:
-            name += f" ({a['rows']:,} / {b['rows']:,} rows)"
-        ok = ""
-        if not stage.endswith("_base") and b is not None:
-            ok = "✓" if _rss(b) < RSS_LIMIT_MB and (ratio is None or ratio <= RSS_GROWTH_LIMIT) else "✗"
-        lines.append(
-            f"| {name} | {_fmt(_rss(a), ',.0f')} | {_fmt(_rss(b), ',.0f')} | {_fmt(ratio, '.2f')}{'×' if ratio else ''} | {ok} |"
-        )
-    return lines
-
-
-def e2e_table(r: dict) -> list[str]:
-    calls = r["bedrock_calls_total"]
-    per_op = ", ".join(f"{k} {v}" for k, v in sorted(r["bedrock_calls"].items()))
-    return [
-        "| rows | jobs (shards) | wall s | rows/s | runs launched | sensor ticks | Bedrock calls (per job) | "
-        "succeeded | failed | local-stack CPU s | peak RSS MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {r['rows']:,} | {r['shards']} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} | {r['runs_launched']} | "
-        f"{r['sensor_ticks']} | {calls} ({r['bedrock_calls_per_job']:.2f}) | {r['succeeded']:,} | {r['failed']:,} | "
-        f"{r['stack_cpu_s']:.1f} | {_rss(r):,.0f} |",
-        "",
-        f"Bedrock control-plane calls by operation: {per_op}. Job statuses: {r['job_statuses']}. "
-        f"Errors: {r['errors']}.",
-    ]
-
-
-def details(results: list[dict]) -> list[str]:
-    out = []
-    for r in results:
-        if "error" in r:
-            continue
-        if r["stage"] == "prep":
-            out.append(
-                f"- prep {r['size']:,}: {_mb(r['input_bytes']):.1f} MB Parquet → {_mb(r['bytes']):.1f} MB JSONL "
-                f"in {r['shards']} shard(s); prepare_dataset {r['prepare_dataset_s']:.2f} s + write_shard_input "
-                f"{r['write_shard_inputs_s']:.2f} s; local-stack CPU during the stage {r['stack_cpu_s']:.1f} s"
-            )
-        elif r["stage"] == "merge":
-            out.append(
-                f"- merge {r['kind']} {r['rows']:,} rows ({_mb(r['bytes']):.1f} MB .out, {r['shards']} shard(s)): "
-                f"read rows {r['read_rows_s']:.2f} s, parse {r['parse_s']:.2f} s, merge_shard {r['merge_s']:.2f} s, "
-                f"write {r['write_s']:.2f} s"
-            )
-        elif r["stage"] == "merge_base":
-            out.append(
-                f"- merge baseline {r['kind']} {r['rows']:,} rows: read_json {r['read_json_s']:.2f} s, "
-                f"write {r['write_s']:.2f} s"
-            )
-    return out
+        for prefix in (f"e2e-{rows}/", source_key(rows)):
+            runner.stack.delete_prefix(prefix)
 
 
 # ---- main --------------------------------------------------------------------------------------
@@ -480,15 +308,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sizes", default="220000,2200000", help="comma-separated row counts (default 220000,2200000)")
     ap.add_argument("--e2e-rows", type=int, default=2_200_000, help="rows for the end-to-end Dagster run")
     ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end Dagster run")
-    ap.add_argument("--skip-emb", action="store_true", help="skip the embedding merge")
-    ap.add_argument(
-        "--emb-rows",
-        type=int,
-        default=None,
-        help=f"rows for the embedding merge (default {SMALL_EMB_ROWS:,} at the smallest size, "
-        f"{LARGE_EMB_ROWS:,} at the others, capped at the size)",
-    )
     ap.add_argument("--poll-seconds", type=float, default=1.0, help="e2e: seconds between completion-sensor ticks")
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="run each measured stage this many times and keep the fastest"
+    )
     ap.add_argument(
         "--work-dir",
         type=Path,
@@ -498,7 +321,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--keep-data",
         action="store_true",
-        help="also keep what the stages write (baseline JSONL, merged Parquet) under WORK_DIR/out; "
+        help="keep what the limit stages write (JSONL, Parquet) under WORK_DIR/out; "
         "generated inputs under WORK_DIR/data are always kept as a cache",
     )
     args = ap.parse_args(argv)
@@ -517,8 +340,6 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['mem_total_gb']} GB RAM, "
         f"Python {machine['python']}, pyarrow {machine['pyarrow']}, dagster {machine.get('dagster', '?')}, "
         f"{machine['platform']}",
-        f"sizes: {', '.join(f'{s:,}' for s in args.sizes)}; e2e: "
-        + ("skipped" if args.skip_e2e else f"{args.e2e_rows:,} rows"),
     ]
     print("\n".join(header), flush=True)
     started = time.perf_counter()
@@ -530,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.s3().create_bucket(Bucket=BUCKET)
         say(f"local stack on {stack.url} (pid {stack.proc.pid})")
         for size in args.sizes:
-            run_size(runner, size, args.sizes)
+            run_size(runner, size)
         if not args.skip_e2e:
             e2e = run_e2e(runner, args.e2e_rows)
     except KeyboardInterrupt:
@@ -540,46 +361,25 @@ def main(argv: list[str] | None = None) -> int:
         stack_mem = stack.memory_mb()
         stack.stop()
 
-    table, rows_json = throughput_table(runner.results, args.sizes)
-    out = ["", "### Throughput (ours = bedrock_assets code path; baseline = bare pyarrow/json)", "", *table]
-    if len(args.sizes) > 1:
-        out += [
-            "",
-            "### Peak RSS per stage (each stage in its own process)",
-            "",
-            *rss_table(runner.results, args.sizes),
-        ]
-    if e2e is not None:
-        out += [
-            "",
-            "### End to end through Dagster on the local stack (time-scale 0, 1% emulated record errors)",
-            "",
-            *e2e_table(e2e),
-        ]
-    notes = details(runner.results)
-    if notes:
-        out += ["", "Details:", *notes]
-    out += [
+    total = time.perf_counter() - started
+    out = [
         "",
-        f"Notes: MB/s is MB of JSONL written (prep) or of .jsonl.out read (merge); ratio = ours / baseline "
-        f"(target ≤ {RATIO_TARGET:.0f}×). Embedding merges run on fewer rows (the row count is shown). "
-        "The local stack runs in its own process; its peak RSS was "
-        f"{stack_mem.get('VmHWM', float('nan')):,.0f} MB. Total benchmark wall time "
-        f"{time.perf_counter() - started:.0f} s.",
+        *markdown(runner.runs, args.sizes, e2e, args.poll_seconds, args.repeats),
+        "",
+        f"The local stack's peak RSS was {stack_mem.get('VmHWM', float('nan')):,.0f} MB (its own process). "
+        f"Total benchmark wall time {total:.0f} s.",
     ]
     if runner.failures:
-        out += ["", f"FAILED stages: {len(runner.failures)} (see logs under {runner.logs})"]
+        out += ["", f"FAILED stages: {len(runner.failures)} (logs under {runner.logs})"]
     print("\n".join(out), flush=True)
-
     report = {
         "command": command,
         "machine": machine,
         "sizes": args.sizes,
-        "e2e_rows": None if args.skip_e2e else args.e2e_rows,
-        "table": rows_json,
-        "stages": runner.results,
-        "e2e": e2e,
+        **report_json(runner.runs, args.sizes, e2e),
+        "stages": [asdict(r) for r in runner.runs] + ([asdict(e2e)] if e2e else []),
         "local_stack_memory_mb": stack_mem,
+        "total_s": total,
         "failures": runner.failures,
         "markdown": "\n".join(out),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,7 @@ import pyarrow.parquet as pq
 
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.spec import PipelineSpec
-from bedrock_assets.storage import S3Access, download_file
+from bedrock_assets.storage import S3Access, local_copy
 
 if TYPE_CHECKING:
     import pandas
@@ -35,6 +34,5 @@ def read_merged_dataset(
         (pipeline,) = load_pipelines(Path(pipeline))
     loc = PipelineLayout.for_uri(pipeline.output_uri).merged_dataset
     access = S3Access(s3 or boto3.client("s3"), pipeline.expected_bucket_owner)
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-read-") as tmp:
-        path = download_file(access, loc, Path(tmp) / "data.parquet")
+    with local_copy(access, loc) as path:
         return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()

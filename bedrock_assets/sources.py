@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bedrock_assets.storage import download_file, list_objects
+from bedrock_assets.storage import list_objects, local_copy, open_ranged
 from bedrock_assets.uris import is_s3_uri, parse_s3_uri
 
 EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -82,32 +81,41 @@ def resolve_files(uri: str, declared_format: str | None, s3: Any | None) -> list
 
 @contextmanager
 def _local_copy(file: SourceFile, s3: Any | None) -> Iterator[Path]:
-    """A local path for the file: itself, or a temporary download (deleted afterwards)."""
+    """A local path for the file: itself, or a temporary copy of the object."""
     if not is_s3_uri(file.uri):
         yield Path(file.uri)
         return
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-src-") as tmp:
-        loc = parse_s3_uri(file.uri)
-        yield download_file(s3, loc, Path(tmp) / Path(loc.key).name)
+    with local_copy(s3, parse_s3_uri(file.uri)) as path:
+        yield path
 
 
 def read_columns(file: SourceFile, s3: Any | None) -> list[str]:
-    """Column names of one file (reads only the header / footer / first line)."""
+    """Column names of one file, from its header, footer or first line (ranged reads of an S3 object)."""
+    if file.size == 0:
+        raise SourceError(f"{file.uri}: the file is empty (0 bytes); expected {file.format} data with a header")
+    if is_s3_uri(file.uri):
+        with open_ranged(s3, parse_s3_uri(file.uri), file.size) as head:
+            try:
+                return _columns(head, file)
+            except (pa.ArrowInvalid, OSError):
+                pass  # unreadable: the local copy below says where
     with _local_copy(file, s3) as path:
-        if path.stat().st_size == 0:
-            raise SourceError(f"{file.uri}: the file is empty (0 bytes); expected {file.format} data with a header")
         try:
-            if file.format == "parquet":
-                return pq.read_schema(path).names
-            if file.format == "csv":
-                return pacsv.open_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True)).schema.names
+            return _columns(path, file)
         except (pa.ArrowInvalid, OSError) as e:
             raise SourceError(_unreadable(path, file, e)) from None
-        with open(path, "rb") as fh:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    return list(_json_row(line, file, number).keys())
-        raise SourceError(f"{file.uri}: empty JSONL file")
+
+
+def _columns(source: Path | BinaryIO, file: SourceFile) -> list[str]:
+    if file.format == "parquet":
+        return pq.read_schema(source).names
+    if file.format == "csv":
+        return pacsv.open_csv(source, parse_options=pacsv.ParseOptions(newlines_in_values=True)).schema.names
+    with open(source, "rb") if isinstance(source, Path) else nullcontext(source) as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                return list(_json_row(line, file, number).keys())
+    raise SourceError(f"{file.uri}: empty JSONL file")
 
 
 def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from bedrock_assets.local_copies import COPIES
 from bedrock_assets.uris import S3Location
 
 _CHUNK = 1 << 20
+SINGLE_PUT_BYTES = 64 * _CHUNK  # larger files are uploaded in parts
 
 
 @dataclass(frozen=True)
@@ -36,9 +44,82 @@ def _access(s3: S3Access | Any) -> S3Access:
 
 
 def upload_file(s3: S3Access | Any, path: Path, loc: S3Location) -> None:
-    """Multipart-capable upload of a local file (memory bounded by the transfer chunk size)."""
+    """Upload a local file (streamed; in parts above 64 MB) and keep it as this process's copy of the
+    object, so a later ``local_copy`` of it downloads nothing while it is unchanged."""
     s3 = _access(s3)
-    s3.client.upload_file(str(path), loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
+    if path.stat().st_size <= SINGLE_PUT_BYTES:
+        with open(path, "rb") as body:
+            etag = s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
+    else:
+        s3.client.upload_file(str(path), loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
+        if not COPIES.enabled:
+            return
+        etag = s3.client.head_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["ETag"]
+    COPIES.remember(loc, path, etag)
+
+
+@contextmanager
+def local_copy(s3: S3Access | Any, loc: S3Location) -> Iterator[Path]:
+    """A local file holding the object, removed afterwards. When this process wrote or read the object
+    before, one conditional GET (304 Not Modified while its ETag is unchanged) replaces the download."""
+    s3 = _access(s3)
+    with tempfile.TemporaryDirectory(prefix="bedrock-assets-read-") as tmp:
+        path = Path(tmp) / (Path(loc.key).name or "object")
+        known = COPIES.etag_of(loc)
+        response = None
+        try:
+            response = s3.client.get_object(
+                Bucket=loc.bucket, Key=loc.key, **({"IfNoneMatch": known} if known else {}), **s3.read_args()
+            )
+        except ClientError as e:
+            if known is None or e.response["Error"]["Code"] not in ("304", "NotModified"):
+                raise
+        if response is None and not COPIES.link(loc, known or "", path):  # evicted since: read it after all
+            response = s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())
+        if response is not None:
+            with response["Body"] as body, open(path, "wb") as out:
+                shutil.copyfileobj(body, out, 8 * _CHUNK)
+            COPIES.remember(loc, path, response["ETag"])
+        yield path
+
+
+class RangedReader(io.RawIOBase):
+    """A seekable, read-only S3 object over ranged GETs: for readers that need only its header or footer."""
+
+    def __init__(self, s3: S3Access | Any, loc: S3Location, size: int) -> None:
+        super().__init__()
+        self._s3 = _access(s3)
+        self._loc = loc
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._position + len(buffer), self._size)
+        if end <= self._position:
+            return 0
+        data = read_bytes(self._s3, self._loc, byte_range=f"bytes={self._position}-{end - 1}")
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def open_ranged(s3: S3Access | Any, loc: S3Location, size: int) -> io.BufferedReader:
+    """``RangedReader`` with a 1 MB buffer: a header or a Parquet footer costs one or two GETs."""
+    return io.BufferedReader(RangedReader(s3, loc, size), buffer_size=_CHUNK)
 
 
 def download_file(s3: S3Access | Any, loc: S3Location, path: Path) -> Path:
@@ -58,9 +139,10 @@ def put_json(s3: S3Access | Any, loc: S3Location, value: Any) -> None:
     put_bytes(s3, loc, json.dumps(value, indent=1).encode(), "application/json")
 
 
-def read_bytes(s3: S3Access | Any, loc: S3Location) -> bytes:
+def read_bytes(s3: S3Access | Any, loc: S3Location, byte_range: str | None = None) -> bytes:
     s3 = _access(s3)
-    return s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["Body"].read()
+    ranged = {"Range": byte_range} if byte_range else {}
+    return s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **ranged, **s3.read_args())["Body"].read()
 
 
 def get_json(s3: S3Access | Any, loc: S3Location) -> Any:

@@ -28,7 +28,7 @@ from bedrock_assets.ledger import JobAttempt, JobLedger
 from bedrock_assets.metadata import table
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
-from bedrock_assets.storage import download_file, iter_line_chunks, list_objects, read_bytes, upload_file
+from bedrock_assets.storage import iter_line_chunks, list_objects, local_copy, read_bytes, upload_file
 from bedrock_assets.structured import OutputSchema
 from bedrock_assets.uris import S3Location
 
@@ -366,8 +366,8 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
     manifest: dict[str, int] = {}
     files: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-out-") as tmp:
-        rows = download_file(s3, layout.shard_rows(shard), Path(tmp) / "rows.parquet")
-        ids = pq.read_table(rows, columns=[RECORD_ID, INPUT_ERROR])
+        with local_copy(s3, layout.shard_rows(shard)) as rows:  # kept for merged_results' read of the rows
+            ids = pq.read_table(rows, columns=[RECORD_ID, INPUT_ERROR])
         sent = ids.filter(pc.is_null(ids.column(INPUT_ERROR))).column(RECORD_ID).to_pylist()
         parser = OutputParser(adapter, expected_ids=sent)
         out_path = Path(tmp) / "outputs.parquet"

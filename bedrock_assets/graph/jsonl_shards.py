@@ -16,7 +16,7 @@ from bedrock_assets.graph.raw_dataset import BATCH_ROWS, ShardInfo
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.records import RECORD_ID, line_buffers, request_lines
 from bedrock_assets.spec import PipelineSpec
-from bedrock_assets.storage import download_file, upload_file
+from bedrock_assets.storage import local_copy, upload_file
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,10 @@ class ShardInput:
 def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> ShardInput:
     """Write the shard's Bedrock JSONL input from its rows; verify it matches the plan."""
     layout = PipelineLayout.for_uri(spec.output_uri)
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-shard-") as tmp:
-        rows_path = download_file(s3, layout.shard_rows(info.key), Path(tmp) / "rows.parquet")
+    with (
+        tempfile.TemporaryDirectory(prefix="bedrock-assets-shard-") as tmp,
+        local_copy(s3, layout.shard_rows(info.key)) as rows_path,
+    ):
         jsonl_path = Path(tmp) / "input.jsonl"
         digest = hashlib.sha256()
         records = 0

@@ -20,7 +20,7 @@ from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.metadata import table
 from bedrock_assets.records import RECORD_ID
-from bedrock_assets.storage import download_file, upload_file
+from bedrock_assets.storage import local_copy, upload_file
 
 # merged_dataset's record of which job of every shard it was built from
 JOBS_DIGEST = "jobs_digest"
@@ -72,20 +72,19 @@ def merge_dataset(
     totals: dict[str, int] = {}
     rows = 0
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-dataset-") as tmp:
-        retried = _final_retry_outcomes(s3, layout, retry_shards, Path(tmp))
+        retried = _final_retry_outcomes(s3, layout, retry_shards)
         out_path = Path(tmp) / "data.parquet"
         writer: pq.ParquetWriter | None = None
         try:
             for shard in shards:
-                part = download_file(s3, layout.merged(shard), Path(tmp) / f"{shard}.parquet")
-                table = with_final_outcomes(_plain(pq.read_table(part)), retried)
+                with local_copy(s3, layout.merged(shard)) as part:
+                    table = with_final_outcomes(_plain(pq.read_table(part)), retried)
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, table.schema)
                 writer.write_table(table)
                 for code, n in outcome_counts(table):
                     totals[code] = totals.get(code, 0) + n
                 rows += table.num_rows
-                part.unlink()
         finally:
             if writer is not None:
                 writer.close()
@@ -112,16 +111,15 @@ def _plain(table: pa.Table) -> pa.Table:
     )
 
 
-def _final_retry_outcomes(s3: Any, layout: PipelineLayout, retry_shards: Sequence[str], tmp: Path) -> pa.Table | None:
+def _final_retry_outcomes(s3: Any, layout: PipelineLayout, retry_shards: Sequence[str]) -> pa.Table | None:
     """Every retried record once, from the merged retry shards (held in memory: the retried rows only,
     the retriable share of the dataset, not the dataset)."""
     if not retry_shards:
         return None
     parts = []
     for key in retry_shards:  # in round order
-        part = download_file(s3, layout.merged(key), tmp / f"{key}.parquet")
-        parts.append(_plain(pq.read_table(part)))
-        part.unlink()
+        with local_copy(s3, layout.merged(key)) as part:
+            parts.append(_plain(pq.read_table(part)))
     return final_outcomes(parts)
 
 

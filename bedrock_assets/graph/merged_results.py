@@ -19,7 +19,7 @@ from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.metadata import table
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
-from bedrock_assets.storage import download_file, upload_file
+from bedrock_assets.storage import local_copy, upload_file
 
 # Which job attempt a merged shard holds: the merged_results materialization of a shard records it,
 # and the completion sensor compares it with the shard's latest attempt to know what is merged.
@@ -112,8 +112,8 @@ def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
     layout = PipelineLayout.for_uri(spec.output_uri)
     shard = job.shard
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
-        rows = pq.read_table(download_file(s3, layout.shard_rows(shard), Path(tmp) / "rows.parquet"))
-        outputs = pq.read_table(download_file(s3, layout.outputs(shard), Path(tmp) / "outputs.parquet"))
+        with local_copy(s3, layout.shard_rows(shard)) as rows_path, local_copy(s3, layout.outputs(shard)) as out:
+            rows, outputs = pq.read_table(rows_path), pq.read_table(out)
         merged = merge_shard(rows, outputs, job)
         path = Path(tmp) / "merged.parquet"
         pq.write_table(merged, path)

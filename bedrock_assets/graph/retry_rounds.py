@@ -35,7 +35,7 @@ from bedrock_assets.records import INPUT_ERROR, RECORD_ID, REQUEST, SOURCE_FILE,
 from bedrock_assets.sharding import Shard, ShardPlanner
 from bedrock_assets.sources import SourceError
 from bedrock_assets.spec import PipelineSpec, RetrySpec
-from bedrock_assets.storage import download_file, get_json, put_json, upload_file
+from bedrock_assets.storage import get_json, local_copy, put_json, upload_file
 
 _RETRY_KEY = re.compile(r"r(\d{1,2})-\d{5}")
 
@@ -218,7 +218,7 @@ def _cut_round(
 
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-retry-") as tmp:
         for source in sources:
-            rows = _retriable_rows(s3, layout, source, Path(tmp))
+            rows = _retriable_rows(s3, layout, source)
             if rows is None:
                 continue
             requests, errors = request_lines(rows, rows.column(RECORD_ID), adapter)
@@ -243,16 +243,15 @@ def _cut_round(
     return [replace(s, on_demand=on_demand) for s in shards]
 
 
-def _retriable_rows(s3: Any, layout: PipelineLayout, source: str, tmp: Path) -> pa.Table | None:
+def _retriable_rows(s3: Any, layout: PipelineLayout, source: str) -> pa.Table | None:
     """The rows of shard ``source`` whose merged outcome is a retriable error (None if there are none)."""
-    merged = pq.read_table(
-        download_file(s3, layout.merged(source), tmp / "merged.parquet"),
-        columns=[RECORD_ID, "error_code", "error_message"],
-    )
+    with local_copy(s3, layout.merged(source)) as path:
+        merged = pq.read_table(path, columns=[RECORD_ID, "error_code", "error_message"])
     ids = merged.column(RECORD_ID).filter(retriable_mask(merged.column("error_code"), merged.column("error_message")))
     if len(ids) == 0:
         return None
-    rows = pq.read_table(download_file(s3, layout.shard_rows(source), tmp / "rows.parquet"))
+    with local_copy(s3, layout.shard_rows(source)) as path:
+        rows = pq.read_table(path)
     rows = rows.filter(pc.is_in(rows.column(RECORD_ID), value_set=ids.combine_chunks()))
     rows = rows.filter(pc.is_null(rows.column(INPUT_ERROR)))
     # one plain type across shards (each part has its own dictionary)

@@ -7,6 +7,7 @@ _EXPORTS = {
     "BedrockBatchPipeline": "bedrock_assets.components.bedrock_batch_pipeline",
     "BedrockBatchResource": "bedrock_assets.bedrock.resource",
     "JobLedgerResource": "bedrock_assets.ledger",
+    "SharedS3Resource": "bedrock_assets.resources",
     "read_merged_dataset": "bedrock_assets.results",
 }
 

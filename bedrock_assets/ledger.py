@@ -6,8 +6,6 @@ instead of paying twice, and so that racing runs claim a submission only once.
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +16,7 @@ from botocore.exceptions import ClientError
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
-from bedrock_assets.aws import boto3_session, client_args
+from bedrock_assets.aws import boto3_session, client_args, shared
 from bedrock_assets.bedrock.job_status import JobStatus
 
 
@@ -222,10 +220,6 @@ class JobLedger:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-_ensured_tables: set[tuple[Any, ...]] = set()
-_ensure_lock = threading.Lock()
-
-
 class JobLedgerResource(ResourceWithBoto3Configuration):
     """DynamoDB job ledger. The table is created on first use when ``create_if_missing`` (once per process)."""
 
@@ -234,23 +228,18 @@ class JobLedgerResource(ResourceWithBoto3Configuration):
 
     def get_client(self) -> Any:
         """The DynamoDB client."""
-        return boto3_session(self).client("dynamodb", **client_args(self))
+        return shared("dynamodb", self, lambda: boto3_session(self).client("dynamodb", **client_args(self)))
 
     def get_ledger(self) -> JobLedger:
-        session = boto3_session(self)
-        table = session.resource("dynamodb", **client_args(self)).Table(self.table_name)
-        if self.create_if_missing:
-            where = (
-                self.table_name,
-                self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
-                session.region_name,
-                self.profile_name,
-            )
-            with _ensure_lock:
-                if where not in _ensured_tables:
-                    ensure_table(self.get_client(), self.table_name)
-                    _ensured_tables.add(where)
-        return JobLedger(table)
+        dynamodb = shared(
+            "dynamodb-resource",
+            self,
+            lambda: boto3_session(self).resource("dynamodb", **client_args(self)),
+            per_thread=True,
+        )
+        if self.create_if_missing:  # once per process for this table, endpoint and region
+            shared("ledger-table-exists", self, lambda: ensure_table(self.get_client(), self.table_name) or True)
+        return JobLedger(dynamodb.Table(self.table_name))
 
 
 def ensure_table(client: Any, name: str) -> None:

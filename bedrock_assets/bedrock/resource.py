@@ -9,7 +9,7 @@ from typing import Any
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
-from bedrock_assets.aws import boto3_session, client_args
+from bedrock_assets.aws import boto3_session, client_args, shared
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import check_tag, request_token
 from bedrock_assets.bedrock.quotas import model_key
@@ -94,11 +94,13 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
 
     def get_client(self) -> Any:
         """The ``bedrock`` control-plane client (CreateModelInvocationJob and friends)."""
-        return boto3_session(self).client("bedrock", **client_args(self))
+        return shared("bedrock", self, lambda: boto3_session(self).client("bedrock", **client_args(self)))
 
     def get_runtime_client(self) -> Any:
         """The ``bedrock-runtime`` client (InvokeModel, Converse) for on-demand calls, configured alike."""
-        return boto3_session(self).client("bedrock-runtime", **client_args(self))
+        return shared(
+            "bedrock-runtime", self, lambda: boto3_session(self).client("bedrock-runtime", **client_args(self))
+        )
 
     def recent_jobs(self, client: Any, counter: CallCounter | None = None) -> list[JobSummary]:
         """All jobs submitted in the lookback window, ours or not: one paginated list."""

@@ -38,16 +38,15 @@ RESOURCES_PY = '''\
 """Resources of the Bedrock batch pipelines in this project (see bedrock_assets.BedrockBatchResource)."""
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
-from bedrock_assets import BedrockBatchResource, JobLedgerResource
+from bedrock_assets import BedrockBatchResource, JobLedgerResource, SharedS3Resource
 
 
 @dg.definitions
 def bedrock_resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
-            "s3": S3Resource(),
+            "s3": SharedS3Resource(),  # dagster-aws's S3Resource, one client per process
             # account-wide settings: role_arn, quota_overrides, tags, output_kms_key_id, expected_bucket_owner, ...
             "bedrock": BedrockBatchResource(),
             "bedrock_ledger": JobLedgerResource(table_name="bedrock-assets-jobs"),

@@ -21,6 +21,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
 from bedrock_assets import chain
+from bedrock_assets.aws import shared
 from bedrock_assets.bedrock import cancel
 from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.costs import Bill, actual_cost
@@ -122,7 +123,7 @@ class StopConfig(dg.Config):
 def pipeline_storage(spec: PipelineSpec, s3: S3Resource, bedrock: BedrockBatchResource) -> S3Access:
     """S3 as a pipeline uses it: its bucket owner and KMS key, else the bedrock resource's, on every call."""
     return S3Access(
-        s3.get_client(),
+        shared("s3", s3, s3.get_client),
         spec.expected_bucket_owner or bedrock.expected_bucket_owner,
         spec.kms_key_id or bedrock.output_kms_key_id,
     )
@@ -528,6 +529,9 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
             selection=[keys.asset(n) for n in nodes],
             tags=stage_tags(spec.name, stage),
             description=f"{spec.name}: {stage} ({', '.join(nodes)})",
+            # the steps of a stage run one after another over the same shards: one process, no step
+            # subprocesses, and what a step wrote is read back from this process's local copies
+            executor_def=dg.in_process_executor,
         )
         for stage, nodes in STAGES.items()
     }

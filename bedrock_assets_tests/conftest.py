@@ -79,7 +79,8 @@ def bucket(s3: Any) -> str:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
+    # in memory: runs, events and sensor ticks as a sqlite instance keeps them, without a file per write
+    with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
 

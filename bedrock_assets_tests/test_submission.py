@@ -313,7 +313,7 @@ def test_a_lost_ledger_recovers_the_same_outcome_from_bedrock(make_pipelines, in
 
 def test_a_live_quota_below_ours_wastes_at_most_one_create_per_tick(make_pipelines, instance, stack, bucket):
     stack.emulator.concurrency_limits[CLAUDE] = 1  # the service allows 1 job; we believe 20
-    stack.configure(time_scale=1.0)  # each job holds the only slot for ~4 s
+    stack.configure(time_scale=0.25)  # each job holds the only slot for ~1 s
     defs, (spec,) = make_pipelines([pipeline_dict("probe", bucket, shards={"max_records": 100})], rows=600)
     summary = run(defs, spec, instance)
     creates = summary.bedrock_calls.calls["CreateModelInvocationJob"]

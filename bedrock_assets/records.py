@@ -40,7 +40,8 @@ _SHORT_ESCAPES = [
     ("\f", "\\f"),
 ]
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t\b\f"]
-_OTHER_CONTROL_RE = "[" + "".join(f"\\x{ord(c):02x}" for c in _OTHER_CONTROL) + "]"
+# every character json.dumps escapes (ensure_ascii=False), backslash first: later escapes add backslashes
+_ESCAPES = {**dict(_SHORT_ESCAPES), **{c: f"\\u{ord(c):04x}" for c in _OTHER_CONTROL}}
 
 
 @dataclass
@@ -53,13 +54,35 @@ class PreparedBatch:
 
 
 def json_escape(texts: pa.Array) -> pa.Array:
-    """JSON string-body escaping of every value, exactly as ``json.dumps(ensure_ascii=False)``."""
-    for raw, escaped in _SHORT_ESCAPES:
-        texts = pc.replace_substring(texts, raw, escaped)
-    if pc.any(pc.match_substring_regex(texts, _OTHER_CONTROL_RE)).as_py():
-        for char in _OTHER_CONTROL:
-            texts = pc.replace_substring(texts, char, f"\\u{ord(char):04x}")
+    """JSON string-body escaping of every value, exactly as ``json.dumps(ensure_ascii=False)``.
+
+    One replace pass per character that needs escaping and occurs in the values (usually just the
+    newline), found with one vectorized pass over their bytes.
+    """
+    present = _escaped_characters_in(texts)
+    for raw, escaped in _ESCAPES.items():
+        if raw in present:
+            texts = pc.replace_substring(texts, raw, escaped)
     return texts
+
+
+def _escaped_characters_in(texts: pa.Array) -> set[str]:
+    """Which characters that JSON escapes (quote, backslash, control characters) occur in the values.
+
+    Scans the UTF-8 bytes: every such character is one ASCII byte, and no byte of a multi-byte
+    sequence is ASCII.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        return set().union(*(_escaped_characters_in(chunk) for chunk in texts.chunks))
+    if len(texts) == 0 or texts.buffers()[2] is None:
+        return set()
+    offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(texts.buffers()[1], dtype=offset_type, count=texts.offset + len(texts) + 1)
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)[offsets[texts.offset] : offsets[-1]]
+    special = data < 0x20
+    special |= data == ord('"')
+    special |= data == ord("\\")
+    return {chr(b) for b in np.unique(data[special])}
 
 
 def derived_record_ids(first_position: int, count: int) -> pa.Array:
@@ -84,8 +107,7 @@ def request_chars(table: pa.Table, adapter: ModelAdapter) -> int:
     sent = table.filter(pc.is_null(table.column(INPUT_ERROR))) if INPUT_ERROR in table.column_names else table
     if sent.num_rows == 0:
         return 0
-    chars = pc.sum(pc.utf8_length(adapter.texts(sent))).as_py() or 0
-    return int(chars) + sent.num_rows * len(adapter.prompt.system or "")
+    return adapter.text_chars(sent) + sent.num_rows * len(adapter.prompt.system or "")
 
 
 def prepare_batch(sb: SourceBatch, position: int, adapter: ModelAdapter, id_column: str | None) -> PreparedBatch:

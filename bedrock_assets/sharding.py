@@ -124,7 +124,7 @@ class ShardPlanner:
 
     def _shard(self, pending: _Pending) -> Shard:
         table, _, _ = pending.rows()
-        return Shard(table.combine_chunks(), pending.records, pending.bytes)
+        return Shard(table, pending.records, pending.bytes)
 
     def _rebalance(self, prev: _Pending, cur: _Pending) -> Iterator[Shard]:
         """Split a short tail and its (full) neighbour evenly within every limit."""

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
-from bedrock_assets.records import derived_record_ids, line_buffers, prepare_batch
+from bedrock_assets.records import derived_record_ids, json_escape, line_buffers, prepare_batch
 from bedrock_assets.sample.simplecot import generate_simplecot_table
 from bedrock_assets.sources import SourceBatch, SourceError, SourceFile
 
@@ -152,3 +152,25 @@ def test_joined_lines_skips_rejected_rows():
     lines = pa.chunked_array([pa.array(["a", None, "b"]), pa.array([None, "c"])])
     assert joined_lines(lines) == b"a\nb\nc\n"
     assert joined_lines(pa.array([None, None], pa.string())) == b""
+
+
+def test_json_escape_equals_json_dumps_for_every_character_it_escapes_in_slices_and_chunks():
+    every = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "é", "日本", "🎉", "\u2028"]
+    values = [f"a{c}b{c}" for c in every] + ["", None, "only plain text"] + ["\\n literal", '\\"']
+    array = pa.array(values, pa.string())
+    expected = [None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in values]
+    assert json_escape(array).to_pylist() == expected
+    assert json_escape(array.slice(5, 20)).to_pylist() == expected[5:25]  # offsets that do not start at 0
+    chunked = pa.chunked_array([array.slice(0, 10), array.slice(10)])
+    assert pa.concat_arrays(json_escape(chunked).chunks).to_pylist() == expected
+    assert json_escape(pa.array(["no escapes here"] * 3)).to_pylist() == ["no escapes here"] * 3
+    assert json_escape(pa.array([], pa.string())).to_pylist() == []
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_text_chars_counts_the_rendered_texts_without_rendering_them(name):
+    adapter = ADAPTERS[name]
+    table = pa.table({"q": TRICKY, "task": ["t"] * len(TRICKY)})
+    rendered = [adapter.text_for(row) for row in table.to_pylist()]
+    assert adapter.text_chars(table) == sum(len(t) for t in rendered) > 0
+    assert adapter.texts(table).to_pylist() == rendered

@@ -157,32 +157,47 @@ class ModelAdapter(ABC):
         is escaped once, not once per row (escaping is per character, so the result is the same).
         """
         fixed = (lambda text: json.dumps(text, ensure_ascii=False)[1:-1]) if escape else (lambda text: text)
-
-        def column(name: str) -> Any:
-            values = batch.column(name)
-            if pa.types.is_nested(values.type) or pa.types.is_binary(values.type):
-                raise ValueError(
-                    f"column {name!r} is {values.type}; the prompt needs text, numbers or dates "
-                    "(flatten or convert it first)"
-                )
-            values = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-            values = _as_array(pc.fill_null(values, ""))
-            return escape(values) if escape else values
-
-        if self.prompt.template is None:
-            return column(self.prompt.input_column)
+        literals, names = self._template_parts()
+        if not names:
+            return pa.array([fixed("".join(literals))] * batch.num_rows, pa.string())
         parts: list[Any] = []
-        for literal, name, _, _ in string.Formatter().parse(self.prompt.template):
+        for literal, name in zip(literals, [*names, None]):
             if literal:
                 parts.append(pa.scalar(fixed(literal)))
             if name is not None:
-                parts.append(column(name))
-        if self.asks_json_in_prompt:
-            parts.append(pa.scalar(fixed(self.asks_json_in_prompt)))
-        if not any(isinstance(p, (pa.Array, pa.ChunkedArray)) for p in parts):
-            text = fixed(self.prompt.template + self.asks_json_in_prompt)
-            return pa.array([text] * batch.num_rows, pa.string())
-        return _as_array(pc.binary_join_element_wise(*parts, ""))
+                values = self._column_text(batch, name)
+                parts.append(escape(values) if escape else values)
+        return _as_array(pc.binary_join_element_wise(*parts, "")) if len(parts) > 1 else parts[0]
+
+    def text_chars(self, batch: pa.RecordBatch | pa.Table) -> int:
+        """Characters of ``texts(batch)`` in all, counted without rendering them."""
+        literals, names = self._template_parts()
+        chars = sum(len(literal) for literal in literals) * batch.num_rows
+        return chars + sum(int(pc.sum(pc.utf8_length(self._column_text(batch, n))).as_py() or 0) for n in names)
+
+    def _template_parts(self) -> tuple[list[str], list[str]]:
+        """The row text as fixed text around column values: literals (one more than names) and column names."""
+        if self.prompt.template is None:
+            return ["", ""], [self.prompt.input_column]
+        literals, names = [""], []
+        for literal, name, _, _ in string.Formatter().parse(self.prompt.template):
+            literals[-1] += literal
+            if name is not None:
+                names.append(name)
+                literals.append("")
+        literals[-1] += self.asks_json_in_prompt
+        return literals, names
+
+    @staticmethod
+    def _column_text(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
+        """A column's values as prompt text (nulls empty); ValueError for a column that cannot be text."""
+        values = batch.column(name)
+        if pa.types.is_nested(values.type) or pa.types.is_binary(values.type):
+            raise ValueError(
+                f"column {name!r} is {values.type}; the prompt needs text, numbers or dates (flatten or convert it first)"
+            )
+        values = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+        return _as_array(pc.fill_null(values, ""))
 
     def request_frame(self) -> tuple[str, str]:
         """The body's JSON text before and after the row's (escaped) text; same bytes as json.dumps."""

@@ -160,25 +160,21 @@ def list_objects(s3: S3Access | Any, prefix: S3Location) -> Iterator[tuple[S3Loc
             yield S3Location(prefix.bucket, obj["Key"]), obj["Size"]
 
 
-def line_chunks(read: Callable[[int], bytes], chunk_bytes: int = 8 * _CHUNK) -> Iterator[bytes]:
-    """Chunks of a byte stream that each end on a line boundary (the last one gets a newline)."""
+def line_chunks(read: Callable[[int], bytes], chunk_bytes: int = 32 * _CHUNK) -> Iterator[memoryview]:
+    """Views of a byte stream, each ending on a line boundary (the last one gets a newline): every read
+    is copied once at most, to join the partial line left by the read before it."""
     pending = b""
-    while True:
-        chunk = read(chunk_bytes)
-        if not chunk:
-            break
+    while chunk := read(chunk_bytes):
         data = pending + chunk if pending else chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            pending = data
-            continue
-        pending = data[cut + 1 :]
-        yield data[: cut + 1]
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield memoryview(data)[:cut]
+        pending = data[cut:]
     if pending.strip():
-        yield pending + b"\n"
+        yield memoryview(pending + b"\n")
 
 
-def iter_line_chunks(s3: S3Access | Any, loc: S3Location, chunk_bytes: int = 8 * _CHUNK) -> Iterator[bytes]:
+def iter_line_chunks(s3: S3Access | Any, loc: S3Location, chunk_bytes: int = 32 * _CHUNK) -> Iterator[memoryview]:
     """Stream an S3 object as line-aligned chunks (never the whole file at once)."""
     s3 = _access(s3)
     body = s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["Body"]

@@ -232,8 +232,9 @@ def test_line_chunks_end_on_line_boundaries_and_lose_nothing(s3, bucket):
     from bedrock_assets.storage import iter_line_chunks
     from bedrock_assets.uris import S3Location
 
-    body = b"\n".join(f'{{"n": {i}, "pad": "{"x" * (i % 13)}"}}'.encode() for i in range(200))  # no final newline
+    # lines shorter and (every 17th) longer than a read, and no final newline
+    body = b"\n".join(f'{{"n": {i}, "pad": "{"x" * (i % 13 + 90 * (i % 17 == 0))}"}}'.encode() for i in range(200))
     s3.put_object(Bucket=bucket, Key="out/x.jsonl.out", Body=body)
     chunks = list(iter_line_chunks(s3, S3Location(bucket, "out/x.jsonl.out"), chunk_bytes=37))
-    assert all(c.endswith(b"\n") for c in chunks) and len(chunks) > 10
+    assert all(bytes(c).endswith(b"\n") for c in chunks) and len(chunks) > 10
     assert b"".join(chunks) == body + b"\n"

@@ -6,7 +6,6 @@ when a chunk has an unexpected shape); the first line per recordId we sent is ke
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from collections.abc import Iterable
@@ -86,18 +85,21 @@ class OutputParser:
             ]
         )
 
-    def parse_chunk(self, data: bytes, where: str = "") -> pa.RecordBatch:
+    def parse_chunk(self, data: bytes | memoryview, where: str = "") -> pa.RecordBatch:
         """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
-        if data.strip():
+        if len(data):
             try:
                 return self._parse_arrow(data)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                self.stats.fallback_chunks += 1  # an unexpected shape in the chunk: the line path names it
-        return self.parse_lines([line for line in data.split(b"\n") if line.strip()], where)
+                lines = [line for line in bytes(data).split(b"\n") if line.strip()]
+                if lines:
+                    self.stats.fallback_chunks += 1  # an unexpected shape in the chunk: the line path names it
+                return self.parse_lines(lines, where)
+        return self.parse_lines([], where)
 
-    def _parse_arrow(self, data: bytes) -> pa.RecordBatch:
+    def _parse_arrow(self, data: bytes | memoryview) -> pa.RecordBatch:
         table = pj.read_json(
-            io.BytesIO(data),
+            pa.BufferReader(pa.py_buffer(data)),  # the chunk itself, not a copy
             read_options=pj.ReadOptions(block_size=2 << 20),
             parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
         )

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from bedrock_assets.local_stack import BatchJobEmulator, FaultConfig, LocalStack
+from bedrock_assets.local_stack import BatchJobEmulator, FaultConfig, LocalStack, jobs, synthetic
 from bedrock_assets.local_stack.catalog import CATALOG, batch_model_error, lookup, runtime_model_error
-from bedrock_assets.local_stack.synthetic import INPUT_TOO_LONG, synthesize_batch
+from bedrock_assets.local_stack.jobs import answer_chunk
+from bedrock_assets.local_stack.synthetic import (
+    INPUT_TOO_LONG,
+    format_vectors,
+    round_significant,
+    synthesize_batch,
+    synthesize_bulk,
+)
+from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
+from bedrock_assets.records import derived_record_ids, request_lines
+from bedrock_assets.structured import OutputSchema
 
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchRole"
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -820,6 +834,162 @@ def test_throttling(stack: LocalStack, bedrock: Any) -> None:
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
     for _ in range(3):  # the default client retries throttling transparently
         bedrock.list_model_invocation_jobs(maxResults=1)
+
+
+# ---- bulk answers: byte for byte the one-by-one answers --------------------------------------------
+
+SCHEMA = OutputSchema.parse({"type": "object", "properties": {"label": {"type": "string", "enum": ["a", "b"]}}})
+# texts that test the bulk shapes: escapes, non-ASCII, a field's closing literal, blank, JSON asked, limits
+TRICKY = [
+    "plain",
+    'a quote " and a backslash \\ and \\\\n',
+    "tab\tnew\nline\r form\x0c back\x08",
+    "é ✓ 😀 \u2028 \x7f",
+    '"}]}],"system":"x',
+    '\\"}]}]}',
+    '","dimensions":256,"normalize":true}',
+    " \n\t",
+    "\u3000\xa0",
+    "control \x01",
+    "y" * 800_004,
+    "z" * 50_001,
+    "é" * 50_000,
+    "Answer." + SCHEMA.instruction(),
+]
+WORDS = np.array('the quick brown fox é ü \\ " \n 😀 jumps over'.split(" "))
+BULK_CASES = [  # model, invocation type, prompt, inference settings, whether the bulk path answers them
+    (CLAUDE, "InvokeModel", PromptSettings(template="{text}"), InferenceSettings(), True),
+    (CLAUDE, "InvokeModel", PromptSettings(template="Q: {text}", system='Be "brief" \\ ✓'), InferenceSettings(), True),
+    (CLAUDE, "InvokeModel", PromptSettings(template="{text}", system="s"), InferenceSettings(max_tokens=9), True),
+    (TITAN, "InvokeModel", PromptSettings(input_column="text"), InferenceSettings(dimensions=256), True),
+    (
+        TITAN,
+        "InvokeModel",
+        PromptSettings(input_column="text"),
+        InferenceSettings(dimensions=512, normalize=False),
+        True,
+    ),
+    (TITAN, "InvokeModel", PromptSettings(input_column="text"), InferenceSettings(dimensions=1024), True),
+    (CLAUDE, "InvokeModel", PromptSettings(template="{text}", structured=SCHEMA), InferenceSettings(), False),
+    (CLAUDE, "InvokeModel", PromptSettings(template="{text}"), InferenceSettings(temperature=0.5), False),
+    (CLAUDE, "Converse", PromptSettings(template="{text}", system="s"), InferenceSettings(), False),
+    (NOVA, "InvokeModel", PromptSettings(template="{text}", structured=SCHEMA), InferenceSettings(), False),
+    ("meta.llama3-3-70b-instruct-v1:0", "InvokeModel", PromptSettings(template="{text}"), InferenceSettings(), False),
+    ("mistral.mistral-small-2402-v1:0", "InvokeModel", PromptSettings(template="{text}"), InferenceSettings(), False),
+    ("mistral.mistral-large-2407-v1:0", "InvokeModel", PromptSettings(template="{text}"), InferenceSettings(), False),
+    ("cohere.embed-english-v3", "InvokeModel", PromptSettings(input_column="text"), InferenceSettings(), False),
+]
+
+
+def rendered_lines(
+    model: str, invocation: str, prompt: PromptSettings, inference: InferenceSettings
+) -> tuple[list[bytes], list[bytes]]:
+    """(request lines as the pipeline writes them for TRICKY and random texts, hand-written odd records)."""
+    rng = np.random.default_rng(7)
+    texts = TRICKY + [" ".join(rng.choice(WORDS, rng.integers(1, 30))) for _ in range(300)]
+    lines, _ = request_lines(
+        pa.table({"text": texts}), derived_record_ids(0, len(texts)), adapter_for(model, invocation, prompt, inference)
+    )
+    body = claude_input(1)
+    odd = [
+        json.dumps({"recordId": "spaced", "modelInput": body}),  # json.dumps's default separators
+        json.dumps({"modelInput": body}),  # a made-up recordId
+        json.dumps({"recordId": "", "modelInput": body}, separators=(",", ":")),
+        json.dumps({"recordId": "ïd", "modelInput": body}, separators=(",", ":"), ensure_ascii=False),
+        json.dumps({"recordId": "extra", "modelInput": body, "x": 1}, separators=(",", ":")),
+        '{"recordId":"u","modelInput":{"inputText":"\\u00e9t\\u00E9","dimensions":256,"normalize":true}}',
+        '{"recordId":"slash","modelInput":{"inputText":"a\\/b","dimensions":256,"normalize":true}}',
+        json.dumps({"recordId": "v1", "modelInput": {"inputText": "bare"}}, separators=(",", ":")),
+        json.dumps({"recordId": "mt", "modelInput": claude_input(1, max_tokens=10**20)}, separators=(",", ":")),
+    ]
+    return [line.encode() for line in lines.to_pylist() if line is not None], [line.encode() for line in odd]
+
+
+@pytest.mark.parametrize(
+    "faults", [FaultConfig(), FaultConfig(record_error_rate=0.2, drop_rate=0.1)], ids=["", "faults"]
+)
+@pytest.mark.parametrize("model, invocation, prompt, inference, in_bulk", BULK_CASES)
+def test_bulk_answers_are_the_one_by_one_answers(
+    model: str,
+    invocation: str,
+    prompt: PromptSettings,
+    inference: InferenceSettings,
+    in_bulk: bool,
+    faults: FaultConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rendered, odd = rendered_lines(model, invocation, prompt, inference)
+    rows = np.random.default_rng(3).permutation(len(rendered) + len(odd))  # a shuffled chunk
+    chunk = [(rendered + odd)[i] for i in rows]
+    job = {"modelId": model, "modelInvocationType": invocation, "jobName": "bulk-check"}
+    singly: dict[bool, list] = {True: [], False: []}
+    runs = {}
+    for bulk in (True, False):
+
+        def one_by_one(model_id: str, invocation_type: str, inputs: list, bulk: bool = bulk) -> list:
+            singly[bulk].extend(inputs)
+            return synthesize_batch(model_id, invocation_type, inputs)
+
+        monkeypatch.setattr(jobs, "synthesize_batch", one_by_one)
+        totals: Counter[str] = Counter()
+        runs[bulk] = bytes(answer_chunk(job, "in.jsonl", chunk, rows, faults, totals, bulk=bulk)), totals
+    assert runs[True] == runs[False]
+    if in_bulk:  # the odd records and a few TRICKY ones are answered one by one
+        assert len(singly[True]) < 0.1 * len(singly[False])
+    else:
+        assert singly[True] == singly[False]
+
+
+def test_bulk_texts_that_need_more_draws_come_from_the_one_by_one_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synthetic, "_DRAWS", 30)  # too few for most texts
+    bodies = [claude_input(i, max_tokens=1 + i % 150) for i in range(300)]
+    texts = pa.array([json.dumps(body, separators=(",", ":")) for body in bodies])
+    answers = synthesize_bulk(CLAUDE, "InvokeModel", texts)
+    results = synthesize_batch(CLAUDE, "InvokeModel", bodies)
+    assert answers.rows.tolist() == list(range(300))
+    assert answers.outputs.to_pylist() == [r.output_json for r in results]
+    assert answers.output_tokens.tolist() == [r.output_tokens for r in results]
+
+
+def test_vectors_are_written_as_arrow_writes_their_values() -> None:
+    rng = np.random.default_rng(11)
+    matrices = [round_significant(rng.standard_normal((300, 256)) * scale) for scale in (1e-5, 1 / 32, 0.05, 0.3, 3)]
+    matrices.append(round_significant(rng.uniform(-1, 1, (300, 64)) * 10.0 ** rng.integers(-9, 2, (300, 64))))
+    matrices.append(
+        np.array([[0.0, -0.0, 1.0, 0.1, 1e-6, -9.999999e-7, 0.9999999, 1e-7, 12.5, 5e-324, np.nan, np.inf]])
+    )
+    mantissas = np.arange(10**6, 10**7, 61, dtype=np.float64)[:147_000]
+    matrices += [
+        (mantissas / 10.0 ** (6 - exponent)).reshape(-1, 1000) for exponent in range(-7, 1)
+    ]  # digits, trailing zeros
+    for matrix in matrices:
+        values = pc.cast(pa.array(matrix.ravel()), pa.string()).to_pylist()
+        rows = [values[i : i + matrix.shape[1]] for i in range(0, len(values), matrix.shape[1])]
+        assert format_vectors(matrix) == ["[" + ",".join(row) + "]" for row in rows]
+
+
+class OneObjectS3:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def get_object(self, Bucket: str, Key: str) -> dict:
+        return {"Body": io.BytesIO(self.data)}
+
+
+def test_input_lines_split_as_splitlines_across_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "READ_BYTES", 3)
+    data = b"ab\r\ncd\re\n\n  \nfgh\r\n\r\n\tij\r\n\rk"
+    lines = list(BatchJobEmulator(OneObjectS3(data))._iter_lines("b", "k"))
+    assert lines == [line for line in data.splitlines() if line.strip()] == [b"ab", b"cd", b"e", b"fgh", b"\tij", b"k"]
+
+
+def test_validation_names_the_first_bad_line(s3: Any, bedrock: Any, bucket: str) -> None:
+    good = [json.dumps(r, separators=(",", ":")) for r in claude_records(3000)]  # bulk-shaped
+    body = "\r\n".join(good[:2500] + ["", '{"recordId":"x"}', "{not json"] + good[2500:])
+    s3.put_object(Bucket=bucket, Key="in/data.jsonl", Body=body.encode())
+    job = wait_terminal(bedrock, create_job(bedrock, bucket))
+    assert job["status"] == "Failed" and job["message"].startswith("Line 2501 of ")
+    assert job["message"].endswith("is missing the required 'modelInput' field.")
 
 
 # ---- persistence -------------------------------------------------------------------------------

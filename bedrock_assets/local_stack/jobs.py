@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -26,6 +27,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bedrock_assets.bedrock.job_status import JobStatus
 
@@ -33,7 +36,7 @@ from .catalog import EMBEDDING_FAMILIES, batch_model_error
 from .errors import EmulatorError
 from .faults import FaultConfig
 from .runtime import RuntimeEmulator
-from .synthetic import model_family, synthesize_batch
+from .synthetic import INPUT_TOO_LONG, in_bulk_shape, model_family, synthesize_batch, synthesize_bulk
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -54,6 +57,10 @@ MAX_RECORDS_PER_JOB = 50_000
 MAX_FILE_BYTES = 1024**3
 MAX_JOB_BYTES = 5 * 1024**3
 CHUNK_RECORDS = 2048
+READ_BYTES = 1 << 24
+BULK_BYTES = 1 << 30  # larger chunks are answered one by one (Arrow's string arrays hold up to 2 GB)
+# how a record line in compact form starts when json.dumps writes its recordId as it is
+RECORD_START = r'^\{"recordId":"[ !#-\[\]-~]+","modelInput":\{'
 
 
 class JobFailure(Exception):
@@ -570,10 +577,15 @@ class BatchJobEmulator:
         return bucket, job["inputFiles"]
 
     def _iter_lines(self, bucket: str, key: str) -> Iterator[bytes]:
+        """The object's non-blank lines (split as bytes.splitlines does), read in blocks."""
         body = self._require_s3().get_object(Bucket=bucket, Key=key)["Body"]
-        for line in body.iter_lines(chunk_size=1 << 20):
-            if line.strip():
-                yield line
+        pending = b""
+        while block := body.read(READ_BYTES):
+            lines = (pending + block).splitlines()
+            pending = b"" if block.endswith((b"\n", b"\r")) else lines.pop()
+            yield from filter(bytes.strip, lines)
+        if pending.strip():
+            yield pending
 
     def _validate_inputs(self, job: dict) -> None:
         """Check the input files as the service does at the Validating step (raises JobFailure)."""
@@ -592,14 +604,12 @@ class BatchJobEmulator:
             if total_bytes > MAX_JOB_BYTES:
                 raise JobFailure("The total size of the input files exceeds the 5 GB per-job limit.")
             count = 0
-            for lineno, line in enumerate(self._iter_lines(bucket, key), start=1):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    raise JobFailure(f"Line {lineno} of {uri} is not valid JSON.") from None
-                if not isinstance(record, dict) or "modelInput" not in record:
-                    raise JobFailure(f"Line {lineno} of {uri} is missing the required 'modelInput' field.")
-                count += 1
+            lines = self._iter_lines(bucket, key)
+            while chunk := list(itertools.islice(lines, min(CHUNK_RECORDS, MAX_RECORDS_PER_FILE + 1 - count))):
+                shaped = _bulk_lines(job, chunk)  # valid records; the others are parsed
+                for offset in np.flatnonzero(~shaped).tolist():
+                    _check_record(chunk[offset], count + offset + 1, uri)
+                count += len(chunk)
                 if count > MAX_RECORDS_PER_FILE:
                     raise JobFailure(
                         f"Input file {uri} has more than {MAX_RECORDS_PER_FILE} records, the per-file limit."
@@ -638,7 +648,8 @@ class BatchJobEmulator:
                 order = order[: len(raw) // 2]
             with tempfile.TemporaryFile() as out:
                 for start in range(0, len(order), CHUNK_RECORDS):
-                    self._process_chunk(job, key, raw, order[start : start + CHUNK_RECORDS], out, totals)
+                    positions = order[start : start + CHUNK_RECORDS]
+                    out.write(answer_chunk(job, key, [raw[i] for i in positions], positions, self.faults, totals))
                 size = out.tell()
                 out.seek(0)
                 out_key = out_prefix + PurePosixPath(key).name + ".out"
@@ -665,46 +676,146 @@ class BatchJobEmulator:
         )
         return totals["error"] > 0 or totals["processed"] < totals["total"]
 
-    def _process_chunk(
-        self, job: dict, key: str, raw: list[bytes], indices: np.ndarray, out: Any, totals: dict
-    ) -> None:
-        faults = self.faults
-        name = job["jobName"]  # fault draws are per (job, record): a retry job draws afresh
-        kept: list[tuple[str, Any]] = []
-        injected: dict[int, tuple[int, str]] = {}
-        for idx in indices:
-            record = json.loads(raw[idx])
-            record_id = record.get("recordId")
-            if not isinstance(record_id, str) or not record_id:
-                record_id = f"R{_seed(key, str(int(idx))) % 10**11:011d}"
-            if faults.drop_rate and _unit_hash("drop", name, record_id) < faults.drop_rate:
-                continue
-            if faults.record_error_rate and _unit_hash("error", name, record_id) < faults.record_error_rate:
-                injected[len(kept)] = (
-                    (429, "[emulated] ThrottlingException: Too many tokens, please wait before trying again.")
-                    if _unit_hash("code", name, record_id) < 0.5
-                    else (500, "[emulated] InternalServerException: The model encountered an unexpected error.")
-                )
-            kept.append((record_id, record["modelInput"]))
-        to_run = [i for i in range(len(kept)) if i not in injected]
-        results = dict(
-            zip(to_run, synthesize_batch(job["modelId"], job["modelInvocationType"], [kept[i][1] for i in to_run]))
-        )
-        lines = []
-        for i, (record_id, model_input) in enumerate(kept):
-            head = f'{{"recordId":{json.dumps(record_id)},"modelInput":{json.dumps(model_input, separators=(",", ":"), ensure_ascii=False)},'
-            res = results.get(i)
-            if res is not None and res.error is None:
-                lines.append(f'{head}"modelOutput":{res.output_json}}}\n')
-                totals["success"] += 1
-                totals["input_tokens"] += res.input_tokens
-                totals["output_tokens"] += res.output_tokens
-            else:
-                code, msg = injected.get(i) or (400, res.error)
-                lines.append(f'{head}"error":{json.dumps({"errorCode": code, "errorMessage": msg})}}}\n')
-                totals["error"] += 1
-        totals["processed"] += len(kept)
-        out.write("".join(lines).encode())
+
+def _check_record(line: bytes, lineno: int, uri: str) -> None:
+    """Raise JobFailure unless the line is a JSON object with a modelInput."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        raise JobFailure(f"Line {lineno} of {uri} is not valid JSON.") from None
+    if not isinstance(record, dict) or "modelInput" not in record:
+        raise JobFailure(f"Line {lineno} of {uri} is missing the required 'modelInput' field.")
+
+
+def _split_records(lines: list[bytes]) -> tuple[pa.Array, np.ndarray, pa.Array, pa.Array]:
+    """(the lines as text, indices of the records in compact form, their recordIds, their modelInput texts)."""
+    texts = pa.array([], pa.string())
+    if sum(map(len, lines)) <= BULK_BYTES:
+        try:
+            texts = pa.array(lines, pa.string())
+        except pa.ArrowInvalid:  # not UTF-8
+            pass
+    starts = pc.and_(pc.match_substring_regex(texts, RECORD_START), pc.ends_with(texts, "}"))
+    rows = np.flatnonzero(starts.to_numpy(zero_copy_only=False))
+    halves = pc.split_pattern(texts.take(rows), '","modelInput":', max_splits=1)
+    ids = pc.utf8_slice_codeunits(pc.list_element(halves, 0), len('{"recordId":"'))
+    return texts, rows, ids, pc.utf8_slice_codeunits(pc.list_element(halves, 1), 0, -1)
+
+
+def _bulk_lines(job: dict, lines: list[bytes]) -> np.ndarray:
+    """Which lines are records whose modelInput is in a bulk shape (so valid JSON)."""
+    _, rows, _, bodies = _split_records(lines)
+    shaped = np.zeros(len(lines), bool)
+    shaped[rows] = in_bulk_shape(job["modelId"], job["modelInvocationType"], bodies)
+    return shaped
+
+
+def answer_chunk(
+    job: dict, key: str, lines: list[bytes], positions: np.ndarray, faults: FaultConfig, totals: dict, bulk: bool = True
+) -> bytes | memoryview:
+    """The output lines for input ``lines`` (``positions``: their indices in the file, for made-up recordIds).
+
+    With ``bulk``, the records in compact form whose modelInput is in a bulk shape are answered
+    column-wise (``synthesize_bulk``) and the others one by one; without, all one by one (the
+    reference). Adds the record and token counts to ``totals``.
+    """
+    texts, rows, ids, bodies = _split_records(lines if bulk else [])
+    answers = synthesize_bulk(job["modelId"], job["modelInvocationType"], bodies)
+    bulk_rows = rows[answers.rows]
+    record_ids: list[str | None] = [None] * len(lines)
+    for row, record_id in zip(bulk_rows.tolist(), ids.take(answers.rows).to_pylist()):
+        record_ids[row] = record_id
+    model_inputs: dict[int, Any] = {}
+    for row in sorted(set(range(len(lines))) - set(bulk_rows.tolist())):
+        record = json.loads(lines[row])
+        record_id = record.get("recordId")
+        if not isinstance(record_id, str) or not record_id:
+            record_id = f"R{_seed(key, str(int(positions[row]))) % 10**11:011d}"
+        record_ids[row], model_inputs[row] = record_id, record["modelInput"]
+    dropped, injected = _draw_faults(job["jobName"], record_ids, faults)
+    totals["processed"] += len(lines) - len(dropped)
+    written = _single_lines(job, lines, record_ids, model_inputs, dropped, injected, totals)
+    if not len(bulk_rows):
+        return "".join(written.values()).encode()
+    answered = ~np.isin(bulk_rows, [*dropped, *injected])
+    outputs = answers.outputs.filter(pa.array(answered))
+    ok = pc.is_valid(outputs).to_numpy(zero_copy_only=False)
+    totals["success"] += int(ok.sum())
+    totals["error"] += len(ok) - int(ok.sum())
+    totals["input_tokens"] += int(answers.input_tokens[answered][ok].sum())
+    totals["output_tokens"] += int(answers.output_tokens[answered][ok].sum())
+    heads = pc.utf8_slice_codeunits(texts.take(bulk_rows[answered]), 0, -1)
+    out = pc.binary_join_element_wise(heads, ',"modelOutput":', outputs, "}\n", "")
+    if out.null_count:  # INPUT_TOO_LONG
+        out = pc.coalesce(out, pc.binary_join_element_wise(heads, f",{_error(400, INPUT_TOO_LONG)}}}\n", ""))
+    out_rows = np.concatenate([bulk_rows[answered], np.fromiter(written, np.intp, len(written))])
+    if written or (np.diff(out_rows) < 0).any():
+        singly = pa.array([line.encode() for line in written.values()], pa.binary())
+        out = pa.concat_arrays([out.cast(pa.binary()), singly]).take(pa.array(np.argsort(out_rows)))
+    return _concatenated(out)
+
+
+def _draw_faults(name: str, record_ids: list, faults: FaultConfig) -> tuple[set[int], dict[int, tuple[int, str]]]:
+    """(the records dropped, the error lines injected for others): drawn per (job, record), so a retry
+    job draws afresh."""
+    dropped: set[int] = set()
+    injected: dict[int, tuple[int, str]] = {}
+    for row, record_id in enumerate(record_ids):
+        if faults.drop_rate and _unit_hash("drop", name, record_id) < faults.drop_rate:
+            dropped.add(row)
+        elif faults.record_error_rate and _unit_hash("error", name, record_id) < faults.record_error_rate:
+            injected[row] = (
+                (429, "[emulated] ThrottlingException: Too many tokens, please wait before trying again.")
+                if _unit_hash("code", name, record_id) < 0.5
+                else (500, "[emulated] InternalServerException: The model encountered an unexpected error.")
+            )
+    return dropped, injected
+
+
+def _single_lines(
+    job: dict,
+    lines: list[bytes],
+    record_ids: list,
+    model_inputs: dict[int, Any],
+    dropped: set[int],
+    injected: dict[int, tuple[int, str]],
+    totals: dict,
+) -> dict[int, str]:
+    """The output line of each record answered one by one (``model_inputs``) or given an injected error,
+    by row; adds their counts to ``totals``."""
+    singles = [row for row in model_inputs if row not in dropped and row not in injected]
+    inputs = [model_inputs[row] for row in singles]
+    results = dict(zip(singles, synthesize_batch(job["modelId"], job["modelInvocationType"], inputs)))
+    written: dict[int, str] = {}
+    for row in sorted(results.keys() | injected.keys()):
+        if row in model_inputs:
+            model_input = json.dumps(model_inputs[row], separators=(",", ":"), ensure_ascii=False)
+            head = f'{{"recordId":{json.dumps(record_ids[row])},"modelInput":{model_input},'
+        else:  # a bulk record's line is already its compact JSON
+            head = lines[row][:-1].decode() + ","
+        res = results.get(row)
+        if res is not None and res.error is None:
+            written[row] = f'{head}"modelOutput":{res.output_json}}}\n'
+            totals["success"] += 1
+            totals["input_tokens"] += res.input_tokens
+            totals["output_tokens"] += res.output_tokens
+        else:
+            code, msg = injected.get(row) or (400, res.error)
+            written[row] = f"{head}{_error(code, msg)}}}\n"
+            totals["error"] += 1
+    return written
+
+
+def _error(code: int, message: str) -> str:
+    return f'"error":{json.dumps({"errorCode": code, "errorMessage": message})}'
+
+
+def _concatenated(values: pa.Array) -> bytes | memoryview:
+    """The values of a string or binary array without nulls, one after another."""
+    if not len(values):
+        return b""
+    offsets = np.frombuffer(values.buffers()[1], np.int32, len(values) + 1, values.offset * 4)
+    return memoryview(values.buffers()[2])[offsets[0] : offsets[-1]]
 
 
 def _seed(*parts: str) -> int:

@@ -79,10 +79,9 @@ def _escaped_characters_in(texts: pa.Array) -> set[str]:
     offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
     offsets = np.frombuffer(texts.buffers()[1], dtype=offset_type, count=texts.offset + len(texts) + 1)
     data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)[offsets[texts.offset] : offsets[-1]]
-    special = data < 0x20
-    special |= data == ord('"')
-    special |= data == ord("\\")
-    return {chr(b) for b in np.unique(data[special])}
+    control = data < 0x20
+    present = {chr(b) for b in np.unique(data[control])} if control.any() else set()
+    return present | {c for c in '"\\' if (data == ord(c)).any()}
 
 
 def derived_record_ids(first_position: int, count: int) -> pa.Array:
@@ -104,7 +103,8 @@ def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: Mode
 
 def request_chars(table: pa.Table, adapter: ModelAdapter) -> int:
     """Characters of prompt text the rows with a request send (their text and the system prompt)."""
-    sent = table.filter(pc.is_null(table.column(INPUT_ERROR))) if INPUT_ERROR in table.column_names else table
+    errors = table.column(INPUT_ERROR) if INPUT_ERROR in table.column_names else None
+    sent = table if errors is None or errors.null_count == len(errors) else table.filter(pc.is_null(errors))
     if sent.num_rows == 0:
         return 0
     return adapter.text_chars(sent) + sent.num_rows * len(adapter.prompt.system or "")

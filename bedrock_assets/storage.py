@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
@@ -47,15 +47,21 @@ def upload_file(s3: S3Access | Any, path: Path, loc: S3Location) -> None:
     """Upload a local file (streamed; in parts above 64 MB) and keep it as this process's copy of the
     object, so a later ``local_copy`` of it downloads nothing while it is unchanged."""
     s3 = _access(s3)
-    if path.stat().st_size <= SINGLE_PUT_BYTES:
-        with open(path, "rb") as body:
-            etag = s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
-    else:
-        s3.client.upload_file(str(path), loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
-        if not COPIES.enabled:
-            return
+    with open(path, "rb") as body:
+        etag = upload_fileobj(s3, body, path.stat().st_size, loc)
+    if etag is None and COPIES.enabled:
         etag = s3.client.head_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["ETag"]
-    COPIES.remember(loc, path, etag)
+    if etag is not None:
+        COPIES.remember(loc, path, etag)
+
+
+def upload_fileobj(s3: S3Access | Any, body: BinaryIO, size: int, loc: S3Location) -> str | None:
+    """Upload an open file from its start: one PUT up to 64 MB (its ETag is returned), in parts above."""
+    s3 = _access(s3)
+    if size <= SINGLE_PUT_BYTES:
+        return s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
+    s3.client.upload_fileobj(body, loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
+    return None
 
 
 @contextmanager

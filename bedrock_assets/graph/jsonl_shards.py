@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -16,7 +15,7 @@ from bedrock_assets.graph.raw_dataset import BATCH_ROWS, ShardInfo
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.records import RECORD_ID, line_buffers, request_lines
 from bedrock_assets.spec import PipelineSpec
-from bedrock_assets.storage import local_copy, upload_file
+from bedrock_assets.storage import SINGLE_PUT_BYTES, local_copy, upload_fileobj
 
 
 @dataclass(frozen=True)
@@ -39,29 +38,31 @@ class ShardInput:
 
 
 def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> ShardInput:
-    """Write the shard's Bedrock JSONL input from its rows; verify it matches the plan."""
+    """Write the shard's Bedrock JSONL input from its rows; verify it matches the plan.
+
+    The lines are rendered into memory up to the single-PUT size (a temporary file beyond it).
+    """
     layout = PipelineLayout.for_uri(spec.output_uri)
+    adapter = spec.adapter()
+    columns = [*dict.fromkeys([*adapter.input_columns(), RECORD_ID])]
+    digest = hashlib.sha256()
+    records = 0
     with (
-        tempfile.TemporaryDirectory(prefix="bedrock-assets-shard-") as tmp,
         local_copy(s3, layout.shard_rows(info.key)) as rows_path,
+        tempfile.SpooledTemporaryFile(max_size=SINGLE_PUT_BYTES, prefix="bedrock-assets-shard-") as out,
     ):
-        jsonl_path = Path(tmp) / "input.jsonl"
-        digest = hashlib.sha256()
-        records = 0
-        adapter = spec.adapter()
-        columns = [*dict.fromkeys([*adapter.input_columns(), RECORD_ID])]
-        with open(jsonl_path, "wb") as out:
-            for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
-                requests, _ = request_lines(batch, batch.column(RECORD_ID), adapter)
-                for piece in line_buffers(requests):
-                    out.write(piece)
-                    digest.update(piece)
-                records += len(requests) - requests.null_count
-        size = jsonl_path.stat().st_size
+        for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
+            requests, _ = request_lines(batch, batch.column(RECORD_ID), adapter)
+            for piece in line_buffers(requests):
+                out.write(piece)
+                digest.update(piece)
+            records += len(requests) - requests.null_count
+        size = out.tell()
         if digest.hexdigest() != info.digest or records != info.records:
             raise RuntimeError(
                 f"shard {info.key}: rows in {layout.shard_rows(info.key).uri} no longer match the shard plan "
                 "(re-materialize raw_dataset)"
             )
-        upload_file(s3, jsonl_path, layout.shard_input(info.key))
+        out.seek(0)
+        upload_fileobj(s3, out, size, layout.shard_input(info.key))
     return ShardInput(info.key, records, size, layout.shard_input(info.key).uri)

@@ -1,7 +1,7 @@
 """``make bench``: ours against the physical limit plus the S3 floor, in one run on the same files.
 
     python -m bench.run [--sizes 220000,2200000] [--e2e-rows 2200000] [--skip-e2e]
-                        [--poll-seconds 1] [--repeats 1] [--work-dir bench/results] [--keep-data]
+                        [--poll-seconds 1] [--repeats 2] [--work-dir bench/results] [--keep-data]
 
 Starts the local stack (S3 + DynamoDB + Bedrock emulator) in a process of its own, then runs every
 stage in a child process of its own (``python -m bench.stages``; each peak RSS is that stage's alone).
@@ -310,7 +310,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end Dagster run")
     ap.add_argument("--poll-seconds", type=float, default=1.0, help="e2e: seconds between completion-sensor ticks")
     ap.add_argument(
-        "--repeats", type=int, default=1, help="run each measured stage this many times and keep the fastest"
+        "--repeats", type=int, default=2, help="run each measured stage this many times and keep the fastest"
     )
     ap.add_argument(
         "--work-dir",

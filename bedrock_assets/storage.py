@@ -7,6 +7,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,10 +182,25 @@ def line_chunks(read: Callable[[int], bytes], chunk_bytes: int = 32 * _CHUNK) ->
 
 
 def iter_line_chunks(s3: S3Access | Any, loc: S3Location, chunk_bytes: int = 32 * _CHUNK) -> Iterator[memoryview]:
-    """Stream an S3 object as line-aligned chunks (never the whole file at once)."""
+    """Stream an S3 object as line-aligned chunks (never the whole file at once); the next read
+    downloads while the caller works on the current chunk (two chunks in memory at most)."""
     s3 = _access(s3)
     body = s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["Body"]
     try:
-        yield from line_chunks(body.read, chunk_bytes)
+        with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-read-ahead") as pool:
+            yield from line_chunks(read_ahead(body.read, pool), chunk_bytes)
     finally:
         body.close()
+
+
+def read_ahead(read: Callable[[int], bytes], pool: ThreadPoolExecutor) -> Callable[[int], bytes]:
+    """``read`` with the following call already under way on ``pool`` (reads stay one at a time)."""
+    following: Future[bytes] | None = None
+
+    def next_block(size: int) -> bytes:
+        nonlocal following
+        block = (following or pool.submit(read, size)).result()
+        following = pool.submit(read, size) if block else None
+        return block
+
+    return next_block

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from bedrock_assets.sharding import Shard, ShardPlanner
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.spec import PipelineSpec
 from bedrock_assets.storage import get_json, put_json, upload_file
+from bedrock_assets.uris import S3Location
 
 BATCH_ROWS = 16_384
 
@@ -118,7 +120,11 @@ def prepare_dataset(
     shards: list[ShardInfo] = []
     position = rejected = 0
 
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-prep-") as tmp:
+    uploads: list[Future[None]] = []  # a part uploads while the next shard is read and rendered
+    with (
+        tempfile.TemporaryDirectory(prefix="bedrock-assets-prep-") as tmp,
+        ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload") as uploader,
+    ):
 
         def write(shard: Shard) -> None:
             key = shard_key(len(shards))
@@ -126,8 +132,9 @@ def prepare_dataset(
                 path = Path(tmp) / f"{key}.parquet"
                 # request lines are not stored: jsonl_shards renders them again (cheaply) from the rows
                 pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
-                upload_file(s3, path, layout.shard_rows(key))
-                path.unlink()
+                if uploads:
+                    uploads.pop().result()  # one part in flight at most: disk bounded by two parts
+                uploads.append(uploader.submit(_upload_part, s3, path, layout.shard_rows(key)))
             first = int(shard.table.column("source_row")[0].as_py()) if shard.table.num_rows else 0
             chars = request_chars(shard.table, adapter)
             shards.append(
@@ -150,6 +157,8 @@ def prepare_dataset(
                 write(shard)
         for shard in planner.finish():
             write(shard)
+        for upload in uploads:
+            upload.result()  # every part is in S3 before the plan that names it
 
     duplicates = ids.duplicate_positions()
     if duplicates.size:
@@ -161,6 +170,11 @@ def prepare_dataset(
     if write_parts:
         put_json(s3, layout.shard_index, asdict(plan))
     return plan
+
+
+def _upload_part(s3: Any, path: Path, loc: S3Location) -> None:
+    upload_file(s3, path, loc)
+    path.unlink()
 
 
 class MissingShardPlan(SourceError):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,8 +19,9 @@ from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_cli
 from pydantic import BaseModel
 
 T = TypeVar("T")
-_shared: dict[str, Any] = {}
-_shared_lock = threading.RLock()
+SHARED_FOR_SECONDS = 900.0
+_shared: dict[str, tuple[float, Any]] = {}
+_shared_lock = threading.Lock()
 
 
 def boto3_session(config: ResourceWithBoto3Configuration) -> boto3.session.Session:
@@ -45,21 +47,28 @@ def client_args(config: ResourceWithBoto3Configuration) -> dict[str, Any]:
 
 
 def shared(kind: str, config: BaseModel, make: Callable[[], T], per_thread: bool = False) -> T:
-    """``make()`` once per process for the same kind, resource class and configuration, and ``AWS_*`` environment.
+    """``make()`` once per process for the same kind, resource class and configuration, and ``AWS_*``
+    environment, remade after ``SHARED_FOR_SECONDS`` (a profile's static credentials may be rotated).
 
     Creating a session and a client costs tens of milliseconds, and every step and sensor tick asks for
     them; clients are thread-safe, so one is shared. boto3 resource objects are not: ``per_thread``.
-    The key is a digest, so no credential is held in it.
+    The key is a digest, so no credential is held in it. ``make`` runs outside the lock (two threads
+    may both make one; the first kept wins).
     """
     environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
     scope = threading.get_ident() if per_thread else None
+    cls = f"{type(config).__module__}.{type(config).__qualname__}"
     key = hashlib.sha256(
-        json.dumps(
-            [kind, type(config).__qualname__, scope, config.model_dump(mode="json"), environment], default=str
-        ).encode()
+        json.dumps([kind, cls, scope, config.model_dump(mode="json"), environment], default=str).encode()
     ).hexdigest()
+    now = time.monotonic()
     with _shared_lock:
-        made = _shared.get(key)
-        if made is None:
-            made = _shared[key] = make()
-    return made
+        entry = _shared.get(key)
+    if entry is not None and now - entry[0] < SHARED_FOR_SECONDS:
+        return entry[1]
+    made = make()
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is None or now - entry[0] >= SHARED_FOR_SECONDS:
+            entry = _shared[key] = (now, made)
+    return entry[1]

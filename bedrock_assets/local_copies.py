@@ -1,11 +1,13 @@
 """Local copies of the S3 objects this process wrote or read, each kept with its ETag.
 
-A step that reads what an earlier step of the same run (or process) wrote, such as jsonl_shards
-reading raw_dataset's canonical parts or merged_results reading batch_job_outputs' Parquet, then
-pays one HEAD instead of a download. A copy is used only while the object's ETag is unchanged, so
-a change made by anyone else is always seen. The copies live in one temporary directory, removed at
-exit, and are evicted least recently used beyond ``BEDROCK_ASSETS_LOCAL_COPIES_MB`` (default 2048;
-0 turns them off); an object larger than a quarter of that is not kept.
+A step that reads what an earlier step in the same process wrote, such as merged_results reading
+batch_job_outputs' Parquet in one stage run (or jsonl_shards reading raw_dataset's canonical parts
+in one headless ``bedrock-assets run``), then pays one conditional GET instead of a download. A copy
+is used only while the object's ETag is unchanged, so a change made by anyone else is always seen.
+The copies live in one temporary directory, removed at exit (not after a SIGKILL), and are evicted
+least recently used beyond ``BEDROCK_ASSETS_LOCAL_COPIES_MB`` (default 2048; 0 turns them off); an
+object larger than a quarter of that is not kept. A kept file is never written again: ``adopt``
+takes the caller's file over, and readers get hard links they must only read.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class LocalCopies:
             weakref.finalize(self, shutil.rmtree, self._dir, True)
         return self._dir
 
-    def remember(self, loc: S3Location, path: Path, etag: str) -> None:
-        """Keep a copy of ``path`` (a hard link when possible) as the object at ``loc`` with ``etag``."""
+    def adopt(self, loc: S3Location, path: Path, etag: str) -> None:
+        """Keep ``path`` as the object at ``loc`` with ``etag``: the file is moved here (the caller hands
+        it over and must not use the path again); too large a file stays where it is."""
         size = path.stat().st_size
         if not self.enabled or size * 4 > self.limit_bytes:
             self.forget(loc)
@@ -59,9 +62,13 @@ class LocalCopies:
             self._serial += 1
             target = self._directory() / f"{self._serial}{path.suffix}"
         try:
-            os.link(path, target)
-        except OSError:
-            shutil.copyfile(path, target)
+            shutil.move(path, target)
+        except OSError:  # the directory was removed under us (a /tmp cleaner): keep nothing, start afresh
+            with self._lock:
+                self._copies.clear()
+                self._bytes = 0
+                self._dir = None
+            return
         with self._lock:
             self._drop(loc)
             self._copies[loc] = LocalCopy(target, etag, size)
@@ -87,9 +94,13 @@ class LocalCopies:
                 return False
             self._copies.move_to_end(loc)
             try:
-                os.link(copy.path, target)
-            except OSError:
-                shutil.copyfile(copy.path, target)
+                try:
+                    os.link(copy.path, target)
+                except OSError:
+                    shutil.copyfile(copy.path, target)
+            except OSError:  # the copy is gone (a /tmp cleaner): the caller downloads the object
+                self._drop(loc)
+                return False
             return True
 
     def forget(self, loc: S3Location) -> None:

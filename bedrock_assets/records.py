@@ -74,6 +74,8 @@ def _escaped_characters_in(texts: pa.Array) -> set[str]:
     """
     if isinstance(texts, pa.ChunkedArray):
         return set().union(*(_escaped_characters_in(chunk) for chunk in texts.chunks))
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        return set(_ESCAPES)  # another layout (views, dictionaries): every replace pass, as before
     if len(texts) == 0 or texts.buffers()[2] is None:
         return set()
     offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32

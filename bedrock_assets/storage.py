@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,20 +45,21 @@ def _access(s3: S3Access | Any) -> S3Access:
     return s3 if isinstance(s3, S3Access) else S3Access(s3)
 
 
-def upload_file(s3: S3Access | Any, path: Path, loc: S3Location) -> None:
-    """Upload a local file (streamed; in parts above 64 MB) and keep it as this process's copy of the
-    object, so a later ``local_copy`` of it downloads nothing while it is unchanged."""
+def upload_file(s3: S3Access | Any, path: Path, loc: S3Location, keep: bool = False) -> None:
+    """Upload a local file (streamed; in parts above 64 MB).
+
+    ``keep``: the file becomes this process's copy of the object (it is moved away; the caller must not
+    use the path again), so a later ``local_copy`` of it downloads nothing while it is unchanged.
+    """
     s3 = _access(s3)
     with open(path, "rb") as body:
         etag = upload_fileobj(s3, body, path.stat().st_size, loc)
-    if etag is None and COPIES.enabled:
-        etag = s3.client.head_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["ETag"]
-    if etag is not None:
-        COPIES.remember(loc, path, etag)
+    if keep and etag is not None:
+        COPIES.adopt(loc, path, etag)
 
 
 def upload_fileobj(s3: S3Access | Any, body: BinaryIO, size: int, loc: S3Location) -> str | None:
-    """Upload an open file from its start: one PUT up to 64 MB (its ETag is returned), in parts above."""
+    """Upload an open file positioned at its start: one PUT up to 64 MB (its ETag is returned), in parts above."""
     s3 = _access(s3)
     if size <= SINGLE_PUT_BYTES:
         return s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
@@ -66,9 +68,10 @@ def upload_fileobj(s3: S3Access | Any, body: BinaryIO, size: int, loc: S3Locatio
 
 
 @contextmanager
-def local_copy(s3: S3Access | Any, loc: S3Location) -> Iterator[Path]:
-    """A local file holding the object, removed afterwards. When this process wrote or read the object
-    before, one conditional GET (304 Not Modified while its ETag is unchanged) replaces the download."""
+def local_copy(s3: S3Access | Any, loc: S3Location, keep: bool = False) -> Iterator[Path]:
+    """A local file holding the object (read it, never write it), removed afterwards. When this process
+    keeps a copy of the object, one conditional GET (304 Not Modified while its ETag is unchanged)
+    replaces the download; ``keep`` keeps what is downloaded for the next reader in this process."""
     s3 = _access(s3)
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-read-") as tmp:
         path = Path(tmp) / (Path(loc.key).name or "object")
@@ -86,7 +89,10 @@ def local_copy(s3: S3Access | Any, loc: S3Location) -> Iterator[Path]:
         if response is not None:
             with response["Body"] as body, open(path, "wb") as out:
                 shutil.copyfileobj(body, out, 8 * _CHUNK)
-            COPIES.remember(loc, path, response["ETag"])
+            if keep and COPIES.enabled:
+                kept = Path(tmp) / "kept"
+                os.link(path, kept)
+                COPIES.adopt(loc, kept, response["ETag"])
         yield path
 
 
@@ -183,7 +189,7 @@ def line_chunks(read: Callable[[int], bytes], chunk_bytes: int = 32 * _CHUNK) ->
 
 def iter_line_chunks(s3: S3Access | Any, loc: S3Location, chunk_bytes: int = 32 * _CHUNK) -> Iterator[memoryview]:
     """Stream an S3 object as line-aligned chunks (never the whole file at once); the next read
-    downloads while the caller works on the current chunk (two chunks in memory at most)."""
+    downloads while the caller works on the current chunk (about three chunks in memory at most)."""
     s3 = _access(s3)
     body = s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["Body"]
     try:

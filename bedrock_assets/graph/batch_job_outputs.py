@@ -368,7 +368,7 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
     manifest: dict[str, int] = {}
     files: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-out-") as tmp:
-        with local_copy(s3, layout.shard_rows(shard)) as rows:  # kept for merged_results' read of the rows
+        with local_copy(s3, layout.shard_rows(shard), keep=True) as rows:  # kept for merged_results' read of the rows
             ids = pq.read_table(rows, columns=[RECORD_ID, INPUT_ERROR])
         sent = ids.filter(pc.is_null(ids.column(INPUT_ERROR))).column(RECORD_ID).to_pylist()
         parser = OutputParser(adapter, expected_ids=sent)
@@ -383,7 +383,7 @@ def collect_job_outputs(spec: Any, s3: Any, attempt: JobAttempt) -> JobOutputs:
                         files.append(loc.uri)
                         for chunk in iter_line_chunks(s3, loc):
                             writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
-        upload_file(s3, out_path, layout.outputs(shard))
+        upload_file(s3, out_path, layout.outputs(shard), keep=True)
     stats = parser.stats
     return JobOutputs(
         shard=shard,

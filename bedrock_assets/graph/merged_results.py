@@ -117,7 +117,7 @@ def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
         merged = merge_shard(rows, outputs, job)
         path = Path(tmp) / "merged.parquet"
         pq.write_table(merged, path)
-        upload_file(s3, path, layout.merged(shard))
+        upload_file(s3, path, layout.merged(shard), keep=True)
     outcome = dict(outcome_counts(merged))
     return MergedShard(
         shard=shard,

@@ -173,8 +173,8 @@ def prepare_dataset(
 
 
 def _upload_part(s3: Any, path: Path, loc: S3Location) -> None:
-    upload_file(s3, path, loc)
-    path.unlink()
+    upload_file(s3, path, loc, keep=True)
+    path.unlink(missing_ok=True)  # kept: moved to this process's local copies
 
 
 class MissingShardPlan(SourceError):

@@ -135,13 +135,6 @@ def open_ranged(s3: S3Access | Any, loc: S3Location, size: int) -> io.BufferedRe
     return io.BufferedReader(RangedReader(s3, loc, size), buffer_size=_CHUNK)
 
 
-def download_file(s3: S3Access | Any, loc: S3Location, path: Path) -> Path:
-    s3 = _access(s3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    s3.client.download_file(loc.bucket, loc.key, str(path), ExtraArgs=s3.read_args() or None)
-    return path
-
-
 def put_bytes(s3: S3Access | Any, loc: S3Location, body: bytes, content_type: str | None = None) -> None:
     s3 = _access(s3)
     extra = {"ContentType": content_type} if content_type else {}

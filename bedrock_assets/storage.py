@@ -48,14 +48,16 @@ def _access(s3: S3Access | Any) -> S3Access:
 def upload_file(s3: S3Access | Any, path: Path, loc: S3Location, keep: bool = False) -> None:
     """Upload a local file (streamed; in parts above 64 MB).
 
-    ``keep``: the file becomes this process's copy of the object (it is moved away; the caller must not
-    use the path again), so a later ``local_copy`` of it downloads nothing while it is unchanged.
+    ``keep``: the caller hands the file over (the path is gone afterwards); it becomes this process's copy
+    of the object when it fits, so a later ``local_copy`` of it downloads nothing while it is unchanged.
     """
     s3 = _access(s3)
     with open(path, "rb") as body:
         etag = upload_fileobj(s3, body, path.stat().st_size, loc)
-    if keep and etag is not None:
-        COPIES.adopt(loc, path, etag)
+    if keep:
+        if etag is not None:
+            COPIES.adopt(loc, path, etag)
+        path.unlink(missing_ok=True)  # not kept (too large, or uploaded in parts)
 
 
 def upload_fileobj(s3: S3Access | Any, body: BinaryIO, size: int, loc: S3Location) -> str | None:

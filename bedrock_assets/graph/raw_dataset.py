@@ -27,7 +27,6 @@ from bedrock_assets.sharding import Shard, ShardPlanner
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.spec import PipelineSpec
 from bedrock_assets.storage import get_json, put_json, upload_file
-from bedrock_assets.uris import S3Location
 
 BATCH_ROWS = 16_384
 
@@ -134,7 +133,7 @@ def prepare_dataset(
                 pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
                 if uploads:
                     uploads.pop().result()  # one part in flight at most: disk bounded by two parts
-                uploads.append(uploader.submit(_upload_part, s3, path, layout.shard_rows(key)))
+                uploads.append(uploader.submit(upload_file, s3, path, layout.shard_rows(key), keep=True))
             first = int(shard.table.column("source_row")[0].as_py()) if shard.table.num_rows else 0
             chars = request_chars(shard.table, adapter)
             shards.append(
@@ -170,11 +169,6 @@ def prepare_dataset(
     if write_parts:
         put_json(s3, layout.shard_index, asdict(plan))
     return plan
-
-
-def _upload_part(s3: Any, path: Path, loc: S3Location) -> None:
-    upload_file(s3, path, loc, keep=True)
-    path.unlink(missing_ok=True)  # kept: moved to this process's local copies
 
 
 class MissingShardPlan(SourceError):

@@ -209,8 +209,7 @@ def _cut_round(
         key = retry_key(number, len(shards))
         path = Path(tmp) / f"{key}.parquet"
         pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
-        upload_file(s3, path, layout.shard_rows(key), keep=True)
-        path.unlink(missing_ok=True)  # kept: moved to this process's local copies
+        upload_file(s3, path, layout.shard_rows(key), keep=True)  # the file is handed over
         chars = request_chars(shard.table, adapter)
         shards.append(
             ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), -1, chars)

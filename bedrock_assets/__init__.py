@@ -8,7 +8,7 @@ _EXPORTS = {
     "BedrockBatchResource": "bedrock_assets.bedrock.resource",
     "JobLedgerResource": "bedrock_assets.ledger",
     "SharedS3Resource": "bedrock_assets.resources",
-    "read_merged_dataset": "bedrock_assets.results",
+    "read_merged_dataset": "bedrock_assets.graph.merged_dataset",
 }
 
 

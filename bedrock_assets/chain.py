@@ -17,6 +17,7 @@ from dagster import AssetKey, DagsterInstance
 
 from bedrock_assets.records import LINEAGE, OUTCOME, RECORD_ID
 from bedrock_assets.sources import SourceError
+from bedrock_assets.spec import SourceSpec
 
 
 def upstream_key(pipeline: str) -> AssetKey:
@@ -42,6 +43,13 @@ class ChainView:
     upstream: str
     succeeded_only: bool = True
     columns: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, source: SourceSpec) -> ChainView | None:
+        """The upstream view of a chained pipeline's source (None for a source that is a dataset)."""
+        if source.pipeline is None:
+            return None
+        return cls(source.pipeline, source.succeeded_only, tuple(source.columns) if source.columns else None)
 
     def selected(self, upstream_columns: list[str]) -> list[str]:
         """The upstream columns carried (record_id always), checked against what the upstream has."""

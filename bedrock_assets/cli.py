@@ -60,7 +60,7 @@ def cmd_seed_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipelines(path: Path, pipelines: Sequence[str] | None) -> tuple[list, object]:
+def _pipelines(path: Path, pipelines: Sequence[str] | None) -> tuple[list, Any]:
     """The selected pipelines (default: all) of a defs.yaml or folder, and their Definitions."""
     import dagster as dg
 
@@ -89,7 +89,7 @@ def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, t
 
 def stop_defs(path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None) -> list[str]:
     """Run each selected pipeline's __stop job; one report line per pipeline."""
-    from bedrock_assets.components.pipeline_keys import PipelineKeys
+    from bedrock_assets.keys import PipelineKeys
     from bedrock_assets.runner import QUIET, PipelineRunError
 
     specs, defs = _pipelines(path, pipelines)
@@ -159,23 +159,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
     """Each selected pipeline's plan (shards, records, tokens, cost range), with nothing written or submitted."""
     from bedrock_assets.chain import upstream_uri
-    from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
     from bedrock_assets.graph.raw_dataset import prepare_dataset
-    from bedrock_assets.planning import PipelinePlan
+    from bedrock_assets.pipeline import Pipeline
+    from bedrock_assets.plan import PipelinePlan
 
     specs, defs = _pipelines(path, pipelines)
-    s3, bedrock = defs.resources["s3"], defs.resources["bedrock"]
     lines = []
     for spec in specs:
+        step = Pipeline.of(spec).step(defs.resources["s3"], defs.resources["bedrock"])
         upstream = spec.source.pipeline
-        shards = prepare_dataset(
-            spec,
-            pipeline_storage(spec, s3, bedrock),
-            bedrock.quota_overrides,
-            write_parts=False,
-            source_uri=upstream_uri(_instance(), upstream) if upstream else None,
-        )
-        lines += PipelinePlan.of(spec, shards, bedrock.price_overrides).lines()
+        source_uri = upstream_uri(_instance(), upstream) if upstream else None
+        lines += PipelinePlan.of(step, prepare_dataset(step, write_parts=False, source_uri=source_uri)).lines()
     return lines
 
 

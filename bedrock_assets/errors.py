@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import dagster as dg
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -28,6 +35,41 @@ def is_transient(error: BaseException) -> bool:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return code in TRANSIENT_CODES or status >= 500
     return False
+
+
+# A step's AWS calls: a blip past botocore's own retries retries the step; anything else fails it at once.
+AWS_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def failing_at_once() -> Iterator[None]:
+    """Inside, an error ends the step at once (no retry) unless it is an outage or throttling."""
+    try:
+        yield
+    except Exception as error:
+        if is_transient(error) or isinstance(error, dg.Failure):
+            raise  # as it is: the step's retry policy applies
+        raise dg.Failure(description=f"{type(error).__name__}: {error}", allow_retries=False) from error
+
+
+def final_unless_transient(body: F) -> F:
+    """A step body (a function or a generator) whose errors end it at once unless they are transient."""
+    if inspect.isgeneratorfunction(body):
+
+        @functools.wraps(body)
+        def steps(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with failing_at_once():
+                yield from body(*args, **kwargs)
+
+        return steps  # type: ignore[return-value]
+
+    @functools.wraps(body)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        with failing_at_once():
+            return body(*args, **kwargs)
+
+    return step  # type: ignore[return-value]
 
 
 # What to do, by the error's class name (live exceptions and Dagster's serialized step errors alike)

@@ -13,7 +13,6 @@ of every shard.
 from __future__ import annotations
 
 import functools
-import json
 import operator
 import time
 from collections.abc import Callable, Sequence
@@ -27,27 +26,22 @@ from bedrock_assets.bedrock.budget import held_by_budget
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.chain import upstream_key
-from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
-from bedrock_assets.components.pipeline_keys import (
-    STAGES,
-    TAG_JOB_STATUS,
-    TAG_STAGE,
-    PipelineKeys,
-    partition_tags,
-    stage_tags,
-)
 from bedrock_assets.errors import hint, is_transient
-from bedrock_assets.graph.job_completion import (
+from bedrock_assets.graph.job_completion import contiguous_groups
+from bedrock_assets.keys import STAGES, TAG_JOB_STATUS, TAG_STAGE, PipelineKeys, partition_tags, stage_tags
+from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.pipeline import Pipeline
+from bedrock_assets.progress import (
     PipelineStatus,
-    contiguous_groups,
+    RoundProgress,
     jobs_digest,
     latest_merges,
+    merged_jobs,
+    retry_due,
     run_partitions,
-    span,
 )
-from bedrock_assets.graph.merged_dataset import JOBS_DIGEST
-from bedrock_assets.graph.retry_rounds import RoundProgress, retry_due
-from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.report import JOBS_DIGEST, PipelineReport
+from bedrock_assets.shards import span
 from bedrock_assets.spec import PipelineSpec
 
 # run logs (and a failed step's traceback) stay in the instance and the UI; the console shows our own lines
@@ -60,41 +54,91 @@ class PipelineRunError(RuntimeError):
 
 @dataclass
 class RunSummary:
+    """What a headless run of one pipeline did; the figures of its result are its merged_dataset's report."""
+
     pipeline: str
-    rows: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    merged_uri: str = ""
+    max_error_rate: float = 0.0
+    report: PipelineReport | None = None
     shards: int = 0
     job_statuses: dict[str, int] = field(default_factory=dict)
     runs_launched: int = 0
     sensor_ticks: int = 0
     bedrock_calls: CallCounter = field(default_factory=CallCounter)
     seconds: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    max_error_rate: float = 0.0
-    retried: int = 0
-    retry_rounds: int = 0
-    resent_in_batch_jobs: int = 0
-    resent_on_demand: int = 0
-    cost: float | None = None  # the bill by tokens; None: no price
-    cost_batch: float = 0.0
-    cost_on_demand: float = 0.0
-    planned_expected: float | None = None
-    planned_worst: float | None = None
+
+    def _report(self) -> PipelineReport:
+        if self.report is None:
+            raise ValueError(f"{self.pipeline} has no merged dataset yet")
+        return self.report
+
+    @property
+    def rows(self) -> int:
+        return self._report().dataset.rows
+
+    @property
+    def succeeded(self) -> int:
+        return self._report().dataset.succeeded
+
+    @property
+    def failed(self) -> int:
+        return self._report().dataset.failed
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return self._report().dataset.errors
+
+    @property
+    def merged_uri(self) -> str:
+        return self._report().dataset.uri
+
+    @property
+    def retried(self) -> int:
+        return self._report().dataset.retried
+
+    @property
+    def retry_rounds(self) -> int:
+        return self._report().dataset.retry_rounds
+
+    @property
+    def resent_in_batch_jobs(self) -> int:
+        return self._report().dataset.resent_in_batch_jobs
+
+    @property
+    def resent_on_demand(self) -> int:
+        return self._report().dataset.resent_on_demand
+
+    @property
+    def input_tokens(self) -> int:
+        return self._report().input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self._report().output_tokens
+
+    @property
+    def cost(self) -> float | None:
+        """The bill by tokens; None: no price."""
+        return self._report().cost.total
+
+    @property
+    def planned_expected(self) -> float | None:
+        return self._report().planned_expected
+
+    @property
+    def planned_worst(self) -> float | None:
+        return self._report().planned_worst
 
     @property
     def error_rate(self) -> float:
-        return self.failed / self.rows if self.rows else 0.0
+        return self._report().dataset.error_rate
 
     @property
     def within_error_limit(self) -> bool:
         return self.error_rate <= self.max_error_rate
 
     def lines(self) -> list[str]:
-        calls = self.bedrock_calls.calls
+        report, calls = self._report(), self.bedrock_calls.calls
+        d, cost = report.dataset, report.cost
         verdict = (
             f"within max_error_rate {self.max_error_rate:.1%}"
             if self.within_error_limit
@@ -102,23 +146,23 @@ class RunSummary:
         )
         retries = (
             [
-                f"  retried {self.retried} records in {self.retry_rounds} round(s): {self.resent_in_batch_jobs} "
-                f"sent again in batch jobs, {self.resent_on_demand} answered on demand"
+                f"  retried {d.retried} records in {d.retry_rounds} round(s): {d.resent_in_batch_jobs} "
+                f"sent again in batch jobs, {d.resent_on_demand} answered on demand"
             ]
-            if self.retry_rounds
+            if d.retry_rounds
             else []
         )
         return [
-            f"pipeline {self.pipeline}: {self.rows} rows -> {self.succeeded} succeeded, {self.failed} failed"
-            + (f" {self.errors}" if self.errors else "")
+            f"pipeline {self.pipeline}: {d.rows} rows -> {d.succeeded} succeeded, {d.failed} failed"
+            + (f" {d.errors}" if d.errors else "")
             + f" ({verdict})",
-            f"  merged results: {self.merged_uri}",
+            f"  merged results: {d.uri}",
             f"  shards: {self.shards}; jobs: {self.job_statuses}",
             *retries,
-            f"  tokens: {self.input_tokens} in / {self.output_tokens} out",
-            f"  cost: {usd(self.cost)} (batch {usd(self.cost_batch)}, on demand {usd(self.cost_on_demand)}); planned "
-            f"{usd(self.planned_expected)} expected, {usd(self.planned_worst)} at most"
-            if self.cost is not None
+            f"  tokens: {report.input_tokens} in / {report.output_tokens} out",
+            f"  cost: {usd(cost.total)} (batch {usd(cost.batch)}, on demand {usd(cost.on_demand)}); planned "
+            f"{usd(report.planned_expected)} expected, {usd(report.planned_worst)} at most"
+            if cost.total is not None
             else "  cost unknown: no price for this model (set price_overrides on the bedrock resource)",
             f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
             f"calls {calls}, {self.seconds:.1f} s",
@@ -208,10 +252,31 @@ class Runner:
         result = execute_stage(self.defs, self.instance, p.spec.name, stage, shards, assets, tags)
         p.summary.runs_launched += 1
         for evaluation in result.get_asset_check_evaluations():
-            calls = evaluation.metadata.get("bedrock_calls")
-            if calls is not None:
-                p.summary.bedrock_calls.merge(calls.value)
+            p.summary.bedrock_calls.add_metadata(evaluation.metadata)
         return result
+
+    def start(self, pipelines: list[_Pipeline]) -> Any:
+        """What a user's click does: materialize each raw_dataset (a chain's waits for its upstream).
+
+        The automation sensor has been ticking before a user clicks "Materialize": its first evaluation
+        only records the state that later ones compare with ("newly" missing or updated); its cursor is
+        returned.
+        """
+        cursor, _ = self.automation_round(pipelines, None)
+        names = {p.spec.name for p in pipelines}
+        for p in pipelines:
+            upstream = p.spec.source.pipeline
+            if upstream and self.instance.get_latest_materialization_event(upstream_key(upstream)) is None:
+                if upstream not in names:
+                    raise PipelineRunError(
+                        f"{p.spec.name} reads {upstream}'s merged dataset, which does not exist yet: run {upstream} "
+                        "first (or both together)"
+                    )
+                self.log(f"[{p.spec.name}] waits for {upstream}'s merged dataset (a chain); automation starts it")
+                continue
+            self.log(f"[{p.spec.name}] materializing raw_dataset")
+            self.execute(p, "prepare")
+        return cursor
 
     def automation_round(self, pipelines: list[_Pipeline], cursor: Any) -> tuple[Any, bool]:
         """Evaluate the automation conditions of the pipelines' assets; run what they request."""
@@ -242,9 +307,9 @@ class Runner:
         assert isinstance(tick, dg.SensorResult)
         p.sensor_cursor = tick.cursor
         p.summary.sensor_ticks += 1
-        p.summary.bedrock_calls.merge(json.loads(tick.cursor or "{}").get("calls", {}))
         for event in tick.asset_events or []:
             self.instance.report_runless_asset_event(event)
+            p.summary.bedrock_calls.add_metadata(event.metadata)
         order = self.instance.get_dynamic_partitions(p.keys.partitions)
         for request in tick.run_requests or []:
             stage = request.tags[TAG_STAGE]
@@ -258,38 +323,37 @@ class Runner:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
         latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
         marks = latest_merges(self.instance, p.keys.merged_results)
-        status = PipelineStatus.of(shards, latest, {k: m.job for k, m in marks.items()})
-        record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
-        meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
-        current = bool(shards) and JOBS_DIGEST in meta and meta[JOBS_DIGEST].value == jobs_digest(shards, latest)
+        status = PipelineStatus.of(shards, latest, merged_jobs(marks))
+        report = self.report(p)
+        current = bool(shards) and report is not None and report.jobs_digest == jobs_digest(shards, latest)
         due = False
         if status.all_merged and not current:
-            bedrock = self.resources["bedrock"]
-            due = retry_due(
-                p.spec,
-                pipeline_storage(p.spec, self.resources["s3"], bedrock),
-                RoundProgress.of(shards, latest, marks),
-                p.spec.quotas(bedrock.quota_overrides).min_records_per_job,
-            )
+            step = Pipeline.of(p.spec).step(self.resources["s3"], self.resources["bedrock"])
+            due = retry_due(step, RoundProgress.of(shards, latest, marks))
         return PipelineState(status, {k: latest[k] for k in shards if k in latest}, current, due)
 
-    def finish(self, p: _Pipeline) -> None:
+    def report(self, p: _Pipeline) -> PipelineReport | None:
+        """The report of the pipeline's latest merged dataset (None: none yet)."""
         record = self.instance.get_latest_materialization_event(p.keys.merged_dataset)
-        assert record is not None and record.asset_materialization is not None
-        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        s = p.summary
-        s.rows, s.succeeded, s.failed = int(meta["rows"]), int(meta["succeeded"]), int(meta["failed"])
-        s.errors, s.merged_uri = dict(meta["errors"]), str(meta["uri"])
-        s.input_tokens, s.output_tokens = int(meta["input_tokens"]), int(meta["output_tokens"])
-        s.max_error_rate = p.spec.max_error_rate
-        s.retried, s.retry_rounds = int(meta.get("records_retried", 0)), int(meta.get("retry_rounds", 0))
-        s.resent_in_batch_jobs = int(meta.get("resent_in_batch_jobs", 0))
-        s.resent_on_demand = int(meta.get("resent_on_demand", 0))
-        if "cost_usd" in meta:
-            s.cost, s.cost_batch = float(meta["cost_usd"]), float(meta["cost_batch_usd"])
-            s.cost_on_demand = float(meta["cost_on_demand_usd"])
-        s.planned_expected = float(meta["planned_cost_expected_usd"]) if "planned_cost_expected_usd" in meta else None
-        s.planned_worst = float(meta["planned_cost_worst_usd"]) if "planned_cost_worst_usd" in meta else None
+        meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
+        return PipelineReport.from_metadata(meta) if JOBS_DIGEST in meta else None
+
+    def settle(self, p: _Pipeline, state: PipelineState, progress: _Progress) -> PipelineState:
+        """After a round: publish what automation did not, say what changed, and finish a pipeline that is done."""
+        if state.status.all_merged and not state.dataset_current and not state.retry_due:
+            # merged_dataset is built by automation once the last shard merges; if this round's
+            # automation did not (a crash or failed run came between), nothing else will
+            self.log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
+            self.execute(p, "publish")
+            state = self.state(p)
+        p.summary.shards, p.summary.job_statuses = state.status.shards, state.status.jobs
+        progress.show(p.spec.name, state.status.line(p.spec.name))
+        if state.finished:
+            p.done = True
+            p.summary.report = self.report(p)
+            p.summary.seconds = progress.seconds
+            self.log(f"[{p.spec.name}] merged dataset is current")
+        return state
 
 
 def budget_blocked(state: PipelineState) -> str | None:
@@ -302,13 +366,49 @@ def budget_blocked(state: PipelineState) -> str | None:
 
 
 @dataclass
+class _Progress:
+    """The progress lines printed so far (one per change), and the time since the run started."""
+
+    log: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    last: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def show(self, pipeline: str, line: str) -> None:
+        if line != self.last.get(pipeline):
+            self.log(f"{line} ({self.seconds:.0f} s)")
+            self.last[pipeline] = line
+
+
+@dataclass
 class _Outage:
-    since: float
+    """Control-plane outages and throttling past botocore's retries, waited out with backoff up to a limit."""
+
+    limit: float
+    since: float | None = None
     waits: int = 0
 
-    def next_wait(self) -> float:
+    def wait(self, error: Exception, log: Callable[[str], None]) -> None:
+        """Wait before the next round; re-raise what is not transient, PipelineRunError past the limit."""
+        if not is_transient(error):
+            raise error
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        if now - self.since > self.limit:
+            raise PipelineRunError(
+                f"AWS did not answer for {now - self.since:.0f} s ({type(error).__name__}: "
+                f"{error}). The jobs keep running in Bedrock; run the same command again to re-attach."
+            ) from error
         self.waits += 1
-        return min(2.0**self.waits, 60.0)
+        wait = min(2.0**self.waits, 60.0)
+        log(f"AWS is not answering ({type(error).__name__}); retrying in {wait:.0f} s")
+        time.sleep(wait)
+
+    def over(self) -> None:
+        self.since, self.waits = None, 0
 
 
 def _timeout_message(seconds: float, states: list[PipelineState]) -> str:
@@ -345,28 +445,12 @@ def run_pipelines(
     Control-plane outages and throttling while waiting are waited out with backoff for up to
     ``outage_seconds``; PipelineRunError when a run fails, the outage lasts longer, or on timeout.
     """
-    started = time.monotonic()
+    progress = _Progress(log)
     runner = Runner(defs, instance, log)
-    pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name)) for s in specs]
-    # the automation sensor has been ticking before a user clicks "Materialize": its first
-    # evaluation only records the state that later ones compare with ("newly" missing or updated)
-    cursor, _ = runner.automation_round(pipelines, None)
-    names = {p.spec.name for p in pipelines}
-    for p in pipelines:
-        upstream = p.spec.source.pipeline
-        if upstream and instance.get_latest_materialization_event(upstream_key(upstream)) is None:
-            if upstream not in names:
-                raise PipelineRunError(
-                    f"{p.spec.name} reads {upstream}'s merged dataset, which does not exist yet: run {upstream} first "
-                    "(or both together)"
-                )
-            log(f"[{p.spec.name}] waits for {upstream}'s merged dataset (a chain); automation starts it")
-            continue
-        log(f"[{p.spec.name}] materializing raw_dataset")
-        runner.execute(p, "prepare")
-    last_progress: dict[str, str] = {}
+    pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name, s.max_error_rate)) for s in specs]
+    cursor = runner.start(pipelines)
     last_state: dict[str, PipelineState] = {}
-    outage: _Outage | None = None
+    outage = _Outage(outage_seconds)
     while True:
         active = [p for p in pipelines if not p.done]
         try:
@@ -375,38 +459,11 @@ def run_pipelines(
             ran = ran or ran_automation
             states = {p.spec.name: runner.state(p) for p in active}
         except Exception as error:  # an outage or throttling past botocore's retries: wait, then carry on
-            if not is_transient(error):
-                raise
-            outage = outage or _Outage(time.monotonic())
-            if time.monotonic() - outage.since > outage_seconds:
-                raise PipelineRunError(
-                    f"AWS did not answer for {time.monotonic() - outage.since:.0f} s ({type(error).__name__}: "
-                    f"{error}). The jobs keep running in Bedrock; run the same command again to re-attach."
-                ) from error
-            wait = outage.next_wait()
-            log(f"AWS is not answering ({type(error).__name__}); retrying in {wait:.0f} s")
-            time.sleep(wait)
+            outage.wait(error, log)
             continue
-        outage = None
+        outage.over()
         for p in active:
-            state = states[p.spec.name]
-            if state.status.all_merged and not state.dataset_current and not state.retry_due:
-                # merged_dataset is built by automation once the last shard merges; if this round's
-                # automation did not (a crash or failed run came between), nothing else will
-                log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
-                runner.execute(p, "publish")
-                state = runner.state(p)
-            p.summary.shards, p.summary.job_statuses = state.status.shards, state.status.jobs
-            line = state.status.line(p.spec.name)
-            if line != last_progress.get(p.spec.name):
-                log(f"{line} ({time.monotonic() - started:.0f} s)")
-                last_progress[p.spec.name] = line
-            if state.finished:
-                p.done = True
-                runner.finish(p)
-                p.summary.seconds = time.monotonic() - started
-                log(f"[{p.spec.name}] merged dataset is current")
-            last_state[p.spec.name] = state
+            state = last_state[p.spec.name] = runner.settle(p, states[p.spec.name], progress)
             if not ran and not p.done and (held := budget_blocked(state)):
                 raise PipelineRunError(
                     f"{p.spec.name}: {held}. Everything the budget allowed is done; raise budget_usd in the "
@@ -414,12 +471,8 @@ def run_pipelines(
                 )
         if all(p.done for p in pipelines):
             return [p.summary for p in pipelines]
-        if time.monotonic() - started > timeout_seconds:
-            raise PipelineRunError(
-                _timeout_message(
-                    timeout_seconds,
-                    [last_state[p.spec.name] for p in pipelines if not p.done and p.spec.name in last_state],
-                )
-            )
+        if progress.seconds > timeout_seconds:
+            unfinished = [last_state[p.spec.name] for p in pipelines if not p.done and p.spec.name in last_state]
+            raise PipelineRunError(_timeout_message(timeout_seconds, unfinished))
         if not ran:
             time.sleep(poll_seconds)

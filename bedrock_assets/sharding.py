@@ -51,8 +51,8 @@ class Shard:
     bytes: int  # bytes of the shard's JSONL file
 
 
-class ShardPlanner:
-    """Feed prepared rows with ``add``; collect finished shards from ``add`` and ``finish``."""
+class ShardCutter:
+    """Cuts rows into shards: feed prepared rows with ``add``; collect finished shards from ``add`` and ``finish``."""
 
     def __init__(self, quotas: BatchQuotas) -> None:
         self.quotas = quotas

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +15,6 @@ import pyarrow.parquet as pq
 
 from bedrock_assets.storage import list_objects, local_copy, open_ranged
 from bedrock_assets.uris import is_s3_uri, parse_s3_uri
-
-EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 class SourceError(ValueError):
@@ -40,9 +38,9 @@ class SourceBatch:
 def _format_of(name: str, declared: str | None) -> str | None:
     if declared:
         return declared
-    for ext, fmt in EXTENSIONS.items():
-        if name.lower().endswith(ext):
-            return fmt
+    for fmt in FORMATS.values():
+        if name.lower().endswith(fmt.extensions):
+            return fmt.name
     return None
 
 
@@ -70,8 +68,7 @@ def resolve_files(uri: str, declared_format: str | None, s3: Any | None) -> list
             files.append(SourceFile(name, fmt, size))
     if not files:
         raise SourceError(
-            f"source {uri!r}: no data files found (expected {sorted(set(EXTENSIONS.values()))}, "
-            "by extension or source.format)"
+            f"source {uri!r}: no data files found (expected {sorted(FORMATS)}, by extension or source.format)"
         )
     formats = {f.format for f in files}
     if len(formats) > 1:
@@ -96,31 +93,19 @@ def read_columns(file: SourceFile, s3: Any | None) -> list[str]:
     if is_s3_uri(file.uri):
         with open_ranged(s3, parse_s3_uri(file.uri), file.size) as head:
             try:
-                return _columns(head, file)
+                return FORMATS[file.format].columns(head, file)
             except (pa.ArrowInvalid, OSError):
                 pass  # unreadable: the local copy below says where
     with _local_copy(file, s3) as path:
         try:
-            return _columns(path, file)
+            return FORMATS[file.format].columns(path, file)
         except (pa.ArrowInvalid, OSError) as e:
             raise SourceError(_unreadable(path, file, e)) from None
 
 
-def _columns(source: Path | BinaryIO, file: SourceFile) -> list[str]:
-    if file.format == "parquet":
-        return pq.read_schema(source).names
-    if file.format == "csv":
-        return pacsv.open_csv(source, parse_options=pacsv.ParseOptions(newlines_in_values=True)).schema.names
-    with open(source, "rb") if isinstance(source, Path) else nullcontext(source) as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                return list(_json_row(line, file, number).keys())
-    raise SourceError(f"{file.uri}: empty JSONL file")
-
-
 def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:
     """Why a file cannot be read, naming the first line that is not UTF-8 when that is the cause."""
-    if file.format in ("csv", "jsonl") and "UTF8" in str(error).replace("UTF-8", "UTF8"):
+    if FORMATS[file.format].text and "UTF8" in str(error).replace("UTF-8", "UTF8"):
         with open(path, "rb") as fh:
             for number, line in enumerate(fh, start=1):
                 try:
@@ -152,25 +137,49 @@ def iter_batches(files: list[SourceFile], s3: Any | None, batch_rows: int = 16_3
 
 def _read(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
     try:
-        if file.format == "parquet":
-            # pre_buffer would cache every row group read until the file closes: memory = file size
-            yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows)
-        elif file.format == "csv":
-            # all columns as text: type inference per block would disagree between blocks
-            parse = pacsv.ParseOptions(newlines_in_values=True)
-            names = pacsv.open_csv(path, parse_options=parse).schema.names
-            reader = pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(block_size=8 << 20),
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
-            )
-            for batch in reader:
-                yield from (batch.slice(i, batch_rows) for i in range(0, batch.num_rows, batch_rows))
-        else:
-            yield from _read_jsonl(path, file, batch_rows)
+        yield from FORMATS[file.format].batches(path, file, batch_rows)
     except (pa.ArrowInvalid, OSError) as e:
         raise SourceError(_unreadable(path, file, e)) from None
+
+
+# ---- the formats ---------------------------------------------------------------------------------
+
+
+def _parquet_columns(source: Path | BinaryIO, file: SourceFile) -> list[str]:
+    return pq.read_schema(source).names
+
+
+def _parquet_batches(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    # pre_buffer would cache every row group read until the file closes: memory = file size
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows)
+
+
+_CSV = pacsv.ParseOptions(newlines_in_values=True)
+
+
+def _csv_columns(source: Path | BinaryIO, file: SourceFile) -> list[str]:
+    return pacsv.open_csv(source, parse_options=_CSV).schema.names
+
+
+def _csv_batches(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    # all columns as text: type inference per block would disagree between blocks
+    names = pacsv.open_csv(path, parse_options=_CSV).schema.names
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=8 << 20),
+        parse_options=_CSV,
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+    )
+    for batch in reader:
+        yield from (batch.slice(i, batch_rows) for i in range(0, batch.num_rows, batch_rows))
+
+
+def _jsonl_columns(source: Path | BinaryIO, file: SourceFile) -> list[str]:
+    with open(source, "rb") if isinstance(source, Path) else nullcontext(source) as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                return list(_json_row(line, file, number).keys())
+    raise SourceError(f"{file.uri}: empty JSONL file")
 
 
 def _json_row(line: bytes, file: SourceFile, number: int) -> dict[str, Any]:
@@ -217,3 +226,26 @@ def _scalar(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Format:
+    """A source format: its file extensions, how to read its column names (from a local file, or from
+    the ranged reads of an S3 object) and its rows, and whether it is text (an unreadable file may have
+    a line that is not UTF-8)."""
+
+    name: str
+    extensions: tuple[str, ...]
+    columns: Callable[[Path | BinaryIO, SourceFile], list[str]]
+    batches: Callable[[Path, SourceFile, int], Iterator[pa.RecordBatch]]
+    text: bool
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        Format("parquet", (".parquet", ".pq"), _parquet_columns, _parquet_batches, text=False),
+        Format("csv", (".csv",), _csv_columns, _csv_batches, text=True),
+        Format("jsonl", (".jsonl", ".ndjson"), _jsonl_columns, _read_jsonl, text=True),
+    )
+}

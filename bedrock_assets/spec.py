@@ -18,8 +18,8 @@ from pydantic.fields import FieldInfo
 from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, check_tag, validate_job_name
 from bedrock_assets.bedrock.quotas import BatchQuotas, quotas_for
 from bedrock_assets.models import InferenceSettings, ModelAdapter, PromptSettings, adapter_for
+from bedrock_assets.output_schema import OutputSchema, SchemaError
 from bedrock_assets.records import INTERNAL_COLUMNS, LINEAGE, OUTCOME, RECORD_ID
-from bedrock_assets.structured import OutputSchema, SchemaError
 from bedrock_assets.uris import is_s3_uri, parse_s3_uri
 
 PIPELINE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")

@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from bedrock_assets.chain import ChainView
-from bedrock_assets.components.pipeline_keys import PipelineKeys
+from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.runner import run_pipelines
 from bedrock_assets.sources import SourceError
 from bedrock_assets.spec import SpecError
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import one_spec, pipeline_dict
+from bedrock_assets_tests.helpers import one_spec, pipeline_dict
 
 
 def stage2(bucket: str, **source) -> dict:

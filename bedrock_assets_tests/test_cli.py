@@ -13,9 +13,9 @@ import yaml
 from bedrock_assets.bedrock.prices import price_for, usd
 from bedrock_assets.cli import EXIT_FAILED_ROWS, EXIT_NOT_FINISHED, EXIT_OK, main
 from bedrock_assets.graph.raw_dataset import prepare_dataset
-from bedrock_assets.planning import worst_cost
+from bedrock_assets.plan import worst_cost
 from bedrock_assets.sample.seed import seed_sample
-from bedrock_assets_tests.conftest import CLAUDE, NO_RECOURSE, one_spec, pipeline_dict
+from bedrock_assets_tests.helpers import CLAUDE, NO_RECOURSE, one_spec, pipeline_dict, step_of
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_a_budget_smaller_than_the_second_shards_estimate_holds_it_until_it_is_r
     s3.upload_file(str(tmp_path / "rows.parquet"), bucket, "raw/sample.parquet")
     attributes = {"shards": {"max_records": 150}, "retry": NO_RECOURSE}
     spec = one_spec(pipeline_dict("budgeted", bucket, **attributes))
-    shards = prepare_dataset(spec, s3, write_parts=False).shards
+    shards = prepare_dataset(step_of(spec), write_parts=False).shards
     first, second = (worst_cost(s, spec.adapter(), price_for(CLAUDE)) for s in shards)
     assert first < second
     path = defs_folder("budgeted", budget_usd=round((first + second) / 2, 6), **attributes)

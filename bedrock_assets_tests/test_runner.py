@@ -18,11 +18,11 @@ from botocore.exceptions import ClientError
 
 from bedrock_assets.bedrock.prices import price_for
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.components.pipeline_keys import PipelineKeys
-from bedrock_assets.results import read_merged_dataset
+from bedrock_assets.graph.merged_dataset import read_merged_dataset
+from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.runner import execute_stage, run_pipelines
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import NO_RECOURSE, TITAN, ledger_of, pipeline_dict, run, tick
+from bedrock_assets_tests.helpers import NO_RECOURSE, TITAN, ledger_of, pipeline_dict, run, tick
 
 
 def read_merged(s3, uri: str, tmp_path):
@@ -332,9 +332,12 @@ def test_a_control_plane_outage_while_waiting_is_waited_out(make_pipelines, inst
 def test_an_outage_inside_a_step_is_retried_by_its_retry_policy(make_pipelines, instance, stack, bucket):
     defs, (spec,) = make_pipelines([pipeline_dict("stepretry", bucket)], rows=300)
     defs.resources["bedrock"] = BedrockBatchResource(max_attempts=1)  # no botocore retries: the step sees it
+    keys = PipelineKeys(spec.name)
     execute_stage(defs, instance, spec.name, "prepare")
-    stack.configure(unavailable_until=time.time() + 3)
-    result = execute_stage(defs, instance, spec.name, "submit", instance.get_dynamic_partitions("stepretry__shards"))
+    shards = instance.get_dynamic_partitions(keys.partitions)
+    execute_stage(defs, instance, spec.name, "submit", shards, assets=[keys.jsonl_shards])
+    stack.configure(unavailable_until=time.time() + 3)  # from now: the step's first Bedrock call meets it
+    result = execute_stage(defs, instance, spec.name, "submit", shards, assets=[keys.batch_jobs])
     retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert result.success and retried and retried[0].step_key == "stepretry__batch_jobs"
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from bedrock_assets.bedrock.quotas import BatchQuotas
-from bedrock_assets.sharding import ShardingError, ShardPlanner
+from bedrock_assets.sharding import ShardCutter, ShardingError
 
 
 def rows(n: int, start: int = 0) -> pa.Table:
@@ -18,12 +18,12 @@ def plan(sizes, quotas: BatchQuotas, weights=None, batch: int | None = None):
     sizes = np.asarray(sizes, dtype=np.int64)
     weights = np.ones(len(sizes), np.int64) if weights is None else np.asarray(weights, np.int64)
     table = rows(len(sizes))
-    planner = ShardPlanner(quotas)
+    cutter = ShardCutter(quotas)
     shards = []
     step = batch or len(sizes) or 1
     for i in range(0, len(sizes), step):
-        shards += list(planner.add(table.slice(i, step), weights[i : i + step], sizes[i : i + step]))
-    shards += list(planner.finish())
+        shards += list(cutter.add(table.slice(i, step), weights[i : i + step], sizes[i : i + step]))
+    shards += list(cutter.finish())
     return shards
 
 
@@ -110,10 +110,10 @@ def test_impossible_split_is_reported():
 
 
 def test_shards_are_released_while_streaming_not_held_to_the_end():
-    planner = ShardPlanner(Q)
+    cutter = ShardCutter(Q)
     released = []
     for start in range(0, 70, 10):  # 50 fill shard 1; shard 2 reaches the minimum of 10 at 60
         table = rows(10, start)
-        released += list(planner.add(table, np.ones(10, np.int64), np.full(10, 10, np.int64)))
+        released += list(cutter.add(table, np.ones(10, np.int64), np.full(10, 10, np.int64)))
     assert [s.records for s in released] == [50]
-    assert [s.records for s in planner.finish()] == [20]
+    assert [s.records for s in cutter.finish()] == [20]

@@ -8,7 +8,7 @@ import pytest
 
 from bedrock_assets.records import prepare_batch
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
-from bedrock_assets_tests.conftest import one_spec, pipeline_dict
+from bedrock_assets_tests.helpers import one_spec, pipeline_dict
 
 
 def first_error(path) -> str:

@@ -9,7 +9,7 @@ import yaml
 
 from bedrock_assets.components.loading import load_pipelines
 from bedrock_assets.spec import PipelineSpec, SpecError, schema_model
-from bedrock_assets_tests.conftest import TITAN, one_spec, pipeline_dict
+from bedrock_assets_tests.helpers import TITAN, one_spec, pipeline_dict
 
 COMPONENT = "bedrock_assets.components.BedrockBatchPipeline"
 

@@ -18,7 +18,7 @@ from bedrock_assets.local_copies import COPIES, LocalCopies
 from bedrock_assets.sources import read_columns, resolve_files
 from bedrock_assets.storage import S3Access, local_copy, upload_file
 from bedrock_assets.uris import S3Location
-from bedrock_assets_tests.conftest import NO_RECOURSE, ledger_of, pipeline_dict, run
+from bedrock_assets_tests.helpers import NO_RECOURSE, ledger_of, pipeline_dict, run
 
 OWNER = "123456789012"
 KEY = "alias/bedrock-assets-test"

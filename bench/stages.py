@@ -8,8 +8,8 @@ which runs in a process of its own (its memory and CPU are not in these figures)
 The data: N SimpleCoT-like rows as one Parquet file, on local disk and in S3
 (``s3://bench/source/``); the Claude text pipeline of ``pipeline_spec``, 50,000-record shards.
 
-- ``prep`` (ours): ``raw_dataset.prepare_dataset(spec, s3)`` then ``jsonl_shards.write_shard_input(spec,
-  s3, info)`` for every shard of the plan, in this one process with the pipeline's S3 access, as one
+- ``prep`` (ours): ``raw_dataset.prepare_dataset(step)`` then ``jsonl_shards.write_shard_input(step,
+  info)`` for every shard of the plan, in this one process with the pipeline's S3 access, as one
   Dagster run with the in-process executor does them.
 - ``prep_limit`` (physical limit): ``ParquetFile.iter_batches`` of the local copy of the same source;
   the same request lines built with Arrow compute only (``records.json_escape`` of the column values,
@@ -18,8 +18,8 @@ The data: N SimpleCoT-like rows as one Parquet file, on local disk and in S3
   JSONL file must equal ours byte for byte (sha256 against ours' shard digest).
 - ``prep_floor`` (S3 floor): plain boto3 against the same local S3, no processing: GET the source
   object, PUT ours' canonical parts, PUT ours' JSONL inputs.
-- ``merge`` (ours): per shard ``batch_job_outputs.collect_job_outputs(spec, s3, attempt)`` then
-  ``merged_results.merge_results(spec, s3, attempt)``, in this one process.
+- ``merge`` (ours): per shard ``batch_job_outputs.collect_job_outputs(step, attempt)`` then
+  ``merged_results.merge_results(step, attempt)``, in this one process.
 - ``merge_limit``: per shard ``pyarrow.json.read_json`` of the same ``.jsonl.out`` file on local disk
   (explicit schema: recordId, modelOutput as the adapter types it, error), a join onto the shard's input
   rows (ours' canonical part on local disk; ``pc.index_in`` + ``take``, input order) and
@@ -69,16 +69,18 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.components.bedrock_batch_pipeline import pipeline_storage
 from bedrock_assets.graph.batch_job_outputs import collect_job_outputs
 from bedrock_assets.graph.jsonl_shards import write_shard_input
 from bedrock_assets.graph.merged_results import merge_results
-from bedrock_assets.graph.raw_dataset import BATCH_ROWS, load_shard_plan, prepare_dataset
+from bedrock_assets.graph.raw_dataset import prepare_dataset
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID, SOURCE_FILE, SOURCE_ROW, derived_record_ids, json_escape
 from bedrock_assets.resources import bedrock_resources
+from bedrock_assets.shards import BATCH_ROWS, load_shard_index
 from bedrock_assets.spec import PipelineSpec, parse_pipeline
+from bedrock_assets.storage import S3Access
 from bedrock_assets.uris import S3Location
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -141,10 +143,10 @@ def pipeline_spec(rows: int, prefix: str = "prep", name: str = "bench_text") -> 
     )
 
 
-def assets_s3(spec: PipelineSpec):
-    """S3 as the pipeline's assets get it: ``pipeline_storage`` over the default resources."""
+def assets_step(spec: PipelineSpec) -> Step:
+    """The pipeline as its assets' steps get it, over the default resources."""
     resources = bedrock_resources()
-    return pipeline_storage(spec, resources["s3"], resources["bedrock"])
+    return Pipeline.of(spec).step(resources["s3"], resources["bedrock"])
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def stage_mkout(args) -> dict[str, Any]:
     spec = pipeline_spec(args.rows)
     layout = PipelineLayout.for_uri(spec.output_uri)
     s3 = boto3.client("s3")
-    plan = load_shard_plan(spec, s3)
+    plan = load_shard_index(Step.of(spec, S3Access(s3)))
     cache = outputs_dir(args.work_dir, args.rows)
     cache.mkdir(parents=True, exist_ok=True)
     for stale in [*cache.glob("*.parquet"), *cache.glob("*.out")]:
@@ -266,11 +268,11 @@ def write_outputs(s3, layout: PipelineLayout, key: str, target: Path) -> None:
 
 def stage_prep(args) -> dict[str, Any]:
     spec = pipeline_spec(args.rows)
-    s3 = assets_s3(spec)
+    step = assets_step(spec)
     t0 = time.perf_counter()
-    plan = prepare_dataset(spec, s3)
+    plan = prepare_dataset(step)
     t1 = time.perf_counter()
-    written = [write_shard_input(spec, s3, info) for info in plan.shards]
+    written = [write_shard_input(step, info) for info in plan.shards]
     t2 = time.perf_counter()
     return {
         "seconds": t2 - t0,
@@ -285,16 +287,16 @@ def stage_prep(args) -> dict[str, Any]:
 
 def stage_merge(args) -> dict[str, Any]:
     spec = pipeline_spec(args.rows)
-    s3 = assets_s3(spec)
+    step = assets_step(spec)
     shards = load_shards(args.work_dir, args.rows)
     collect_s = merge_s = 0.0
     rows = succeeded = 0
     for shard in shards:
         attempt = shard.attempt(spec)
         t0 = time.perf_counter()
-        collect_job_outputs(spec, s3, attempt)
+        collect_job_outputs(step, attempt)
         t1 = time.perf_counter()
-        merged = merge_results(spec, s3, attempt)
+        merged = merge_results(step, attempt)
         merge_s += time.perf_counter() - t1
         collect_s += t1 - t0
         if not merged.every_row_once:
@@ -575,7 +577,7 @@ def stage_merge_floor(args) -> dict[str, Any]:
 def run_breakdown(instance) -> dict[str, Any]:
     """Step and run time from the instance's event log: steps STEP_START -> STEP_SUCCESS/FAILURE, runs
     from their first event to their last; step seconds per stage (the run's stage tag)."""
-    from bedrock_assets.components.pipeline_keys import STAGES, TAG_STAGE
+    from bedrock_assets.keys import STAGES, TAG_STAGE
 
     run_s = 0.0
     per_stage = dict.fromkeys(STAGES, 0.0)

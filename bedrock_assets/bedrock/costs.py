@@ -110,12 +110,3 @@ class Bill:
         for shard, cost in self.by_shard.items():
             rounds[round_of(shard)] = rounds.get(round_of(shard), 0.0) + cost
         return [{"round": n, "cost": usd(None if self.unpriced else c)} for n, c in sorted(rounds.items())]
-
-    def metadata(self) -> dict[str, Any]:
-        if self.total is None:
-            return {"cost": "cost unknown (no price for this model: set price_overrides on the bedrock resource)"}
-        return {
-            "cost_usd": round(self.total, 10),
-            "cost_batch_usd": round(self.batch, 10),
-            "cost_on_demand_usd": round(self.on_demand, 10),
-        }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from bedrock_assets.bedrock.quotas import model_key
+from bedrock_assets.bedrock.model_ids import model_key
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 OVERRIDE_KEYS = ("on_demand_input", "on_demand_output", "batch_input", "batch_output")

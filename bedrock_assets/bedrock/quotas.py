@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from bedrock_assets.bedrock.model_ids import base_model_id, model_key
+
 GB = 1024**3
 
 
@@ -56,19 +58,6 @@ _MODEL_DEFAULTS: dict[str, dict[str, int]] = {
     "meta.llama4-scout-17b-instruct-v1:0": {"min_records_per_job": 50},
     "amazon.nova-pro-v1:0": {"max_job_bytes": 100 * GB},
 }
-
-
-def base_model_id(model_id: str) -> str:
-    """Strip a cross-region inference profile prefix (``us.``, ``eu.``, ``apac.``, ``global.``)."""
-    head, _, rest = model_id.partition(".")
-    if head in {"us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"} and rest:
-        return rest
-    return model_id
-
-
-def model_key(model_id: str) -> str:
-    """Comparable model identity: ARNs and inference-profile prefixes reduce to the base model id."""
-    return base_model_id(model_id.rsplit("/", 1)[-1])
 
 
 def quotas_for(model_id: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> BatchQuotas:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dagster import MetadataValue
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
 from bedrock_assets.aws import boto3_session, client_args, shared
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.bedrock.naming import check_tag, request_token
-from bedrock_assets.bedrock.quotas import model_key
 
 # A job in flight was submitted at most its timeout (<= 168 h) ago; list a little further back.
 LOOKBACK = timedelta(hours=170)
@@ -20,16 +22,27 @@ LOOKBACK = timedelta(hours=170)
 
 @dataclass
 class CallCounter:
-    """Control-plane calls made, by operation (for reports and the benchmark)."""
+    """Control-plane calls made, by operation (for reports and the benchmark). A step or tick records its
+    calls as metadata (``metadata()``); the headless runner adds them up (``add_metadata``)."""
 
     calls: dict[str, int] = field(default_factory=dict)
+
+    METADATA_KEY = "bedrock_calls"
 
     def add(self, op: str, n: int = 1) -> None:
         self.calls[op] = self.calls.get(op, 0) + n
 
-    def merge(self, other: dict[str, int]) -> None:
+    def merge(self, other: Mapping[str, int]) -> None:
         for op, n in other.items():
             self.add(op, n)
+
+    def metadata(self) -> dict[str, Any]:
+        return {self.METADATA_KEY: MetadataValue.json(dict(self.calls))}
+
+    def add_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Add the calls recorded in a step's or tick's metadata (none recorded: nothing)."""
+        if self.METADATA_KEY in metadata:
+            self.merge(metadata[self.METADATA_KEY].value)
 
 
 @dataclass(frozen=True)

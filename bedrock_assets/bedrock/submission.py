@@ -1,9 +1,9 @@
 """Quota-aware, idempotent job submission: decide per shard, then carry the decisions out.
 
-``plan_submissions`` is the whole decision and touches nothing: which shards re-attach to the job
+``decide_submissions`` is the whole decision and touches nothing: which shards re-attach to the job
 they have, which attach to a job found by name (created before a crash), which wait for a slot and
-which are created now. ``submit_shards`` reads the ledger and Bedrock once, plans, and applies the
-plan with conditional ledger writes, so racing runs create each job at most once.
+which are created now. ``submit_shards`` reads the ledger and Bedrock once, decides, and applies the
+decisions with conditional ledger writes, so racing runs create each job at most once.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def decide(
     return Decision(shard, Action.CREATE, attempt, name)
 
 
-def plan_submissions(
+def decide_submissions(
     shards: Sequence[ShardToSubmit],
     latest: Mapping[str, JobAttempt],
     jobs_by_name: Mapping[str, JobSummary],
@@ -202,7 +202,7 @@ def submit_shards(
     jobs = bedrock.recent_jobs(client, counter)
     free = settings.quotas.max_concurrent_jobs - slots_in_use(jobs, settings.model_id)
     latest = {s.shard: a for s in shards if (a := ledger.latest(settings.pipeline, s.shard)) is not None}
-    decisions = plan_submissions(
+    decisions = decide_submissions(
         shards,
         latest,
         {j.job_name: j for j in jobs},

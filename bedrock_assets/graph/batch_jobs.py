@@ -1,16 +1,20 @@
-"""batch_jobs: one Bedrock batch job per shard, submitted within quotas and at most once per input."""
+"""batch_jobs: one Bedrock batch job per shard, submitted within quotas and at most once per input.
 
-from __future__ import annotations
+Shards without a free slot are queued in the ledger and submitted by the completion sensor; a retry
+remainder below a job's minimum is answered on demand (the runtime API) instead.
+"""
 
 from typing import Any
 
-from dagster import MetadataValue
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
 
 from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import job_name
 from bedrock_assets.bedrock.on_demand import run_on_demand
-from bedrock_assets.bedrock.prices import Mode, price_for
+from bedrock_assets.bedrock.prices import Mode
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.bedrock.submission import (
     Action,
@@ -21,25 +25,102 @@ from bedrock_assets.bedrock.submission import (
     attempt_record,
     submit_shards,
 )
-from bedrock_assets.graph.raw_dataset import ShardInfo
-from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.ledger import JobLedger, now_iso
-from bedrock_assets.planning import worst_cost
-from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.keys import TAG_RENEW
+from bedrock_assets.ledger import JobLedger, JobLedgerResource, now_iso
+from bedrock_assets.metadata import table
+from bedrock_assets.pipeline import Pipeline, Step
+from bedrock_assets.plan import worst_cost
+from bedrock_assets.shards import ShardInfo, load_retry_state, select_shards
+
+SUBMITTED_CHECK = "submitted"
 
 
-def pipeline_budget(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -> Budget | None:
+class SubmitConfig(dg.Config):
+    """Run configuration of batch_jobs."""
+
+    resubmit_failed: bool = Field(
+        default=False,
+        description="create a new (paid) attempt for the selected shards whose job Failed, Expired or was "
+        "Stopped; without it a rerun re-attaches to every existing job",
+    )
+
+
+def build(p: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.keys.batch_jobs,
+        retry_policy=AWS_RETRY,
+        group_name=p.keys.shard_group,
+        deps=[p.keys.jsonl_shards],
+        partitions_def=p.keys.partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"bedrock", "s3"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                SUBMITTED_CHECK,
+                asset=p.keys.batch_jobs,
+                description="every shard has a Bedrock job or waits for a slot",
+            )
+        ],
+        description="Bedrock batch job per shard: quota-aware, idempotent submission (re-attaches on rerun). "
+        "Shards without a free slot are queued and submitted by the completion sensor. A retry remainder "
+        "below a job's minimum is answered on demand (runtime API).",
+    )
+    @final_unless_transient
+    def batch_jobs(
+        context: dg.AssetExecutionContext,
+        config: SubmitConfig,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> dg.MaterializeResult:
+        return materialize(context, config, p.step(s3, bedrock), bedrock_ledger.get_ledger())
+
+    return batch_jobs
+
+
+def materialize(
+    context: dg.AssetExecutionContext, config: SubmitConfig, step: Step, ledger: JobLedger
+) -> dg.MaterializeResult:
+    """Submit, re-attach, queue or answer on demand every shard of the run; the check fails for a refused job."""
+    shards = select_shards(step, context.partition_keys)
+    counter = CallCounter()
+    renew = context.run.tags.get(TAG_RENEW) == "true"  # the sensor's runs apply the resubmission policy
+    outcomes = []
+    if stopped_at := load_retry_state(step).stopped_at:  # a person stopped the pipeline
+        outcomes, shards = stopped_instead(step, ledger, shards, stopped_at)
+        renew = False
+    batch = [s for s in shards if not s.on_demand]
+    outcomes += submit(step, ledger, batch, counter, config.resubmit_failed, renew)
+    outcomes += answer_on_demand(step, ledger, [s for s in shards if s.on_demand], counter)
+    for o in outcomes:
+        context.log.info(f"{o.shard}: {o.status.value} {o.job_arn or ''} {o.detail}".strip())
+        context.add_asset_metadata(outcome_metadata(o), partition_key=o.shard)
+    failed = [o for o in outcomes if o.status is JobStatus.SUBMIT_FAILED]
+    rows = [{"shard": o.shard, "message": o.attempt.message or o.detail} for o in failed]
+    return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=SUBMITTED_CHECK,
+                passed=not failed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"failed": table(rows, ["shard", "message"]), **counter.metadata()},
+            )
+        ]
+    )
+
+
+def pipeline_budget(step: Step, ledger: JobLedger) -> Budget | None:
     """What is left of the pipeline's budget_usd after its jobs (None: no budget)."""
-    if spec.budget_usd is None:
+    if step.spec.budget_usd is None:
         return None
-    price = price_for(spec.model.id, bedrock.price_overrides)
-    return Budget.of(spec.budget_usd, ledger.attempts_of(spec.name), price)
+    return Budget.of(step.spec.budget_usd, ledger.attempts_of(step.name), step.price)
 
 
-def job_settings(
-    spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger | None = None, renew: bool = False
-) -> JobSettings:
+def job_settings(step: Step, ledger: JobLedger | None = None, renew: bool = False) -> JobSettings:
     """``renew``: apply the resubmission policy (the completion sensor's submit runs only)."""
+    spec = step.spec
     return JobSettings(
         pipeline=spec.name,
         prefix=spec.job_prefix,
@@ -48,17 +129,16 @@ def job_settings(
         role_arn=spec.role_arn,
         timeout_hours=spec.timeout_hours,
         tags=spec.tags,
-        quotas=spec.quotas(bedrock.quota_overrides),
+        quotas=step.quotas,
         expected_bucket_owner=spec.expected_bucket_owner,
         kms_key_id=spec.kms_key_id,
         max_job_attempts=spec.retry.max_job_attempts if renew else 1,
-        budget=pipeline_budget(spec, bedrock, ledger) if ledger is not None else None,
+        budget=pipeline_budget(step, ledger) if ledger is not None else None,
     )
 
 
-def to_submit_of(spec: PipelineSpec, shard: ShardInfo, bedrock: BedrockBatchResource) -> ShardToSubmit:
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    price = price_for(spec.model.id, bedrock.price_overrides)
+def to_submit_of(step: Step, shard: ShardInfo) -> ShardToSubmit:
+    layout = step.layout
     mode = Mode.ON_DEMAND if shard.on_demand else Mode.BATCH
     return ShardToSubmit(
         shard.key,
@@ -66,13 +146,12 @@ def to_submit_of(spec: PipelineSpec, shard: ShardInfo, bedrock: BedrockBatchReso
         shard.records,
         layout.shard_input(shard.key).uri,
         layout.job_output(shard.key).uri,
-        worst_cost(shard, spec.adapter(), price, mode),
+        worst_cost(shard, step.adapter, step.price, mode),
     )
 
 
 def submit(
-    spec: PipelineSpec,
-    bedrock: BedrockBatchResource,
+    step: Step,
     ledger: JobLedger,
     shards: list[ShardInfo],
     counter: CallCounter,
@@ -80,24 +159,27 @@ def submit(
     renew: bool = False,
 ) -> list[SubmitOutcome]:
     """Submit (or re-attach, or queue) the job of each shard; ``resubmit``: new attempts for failed jobs."""
-    to_submit = [to_submit_of(spec, s, bedrock) for s in shards]
-    return submit_shards(bedrock, ledger, job_settings(spec, bedrock, ledger, renew), to_submit, counter, resubmit)
+    to_submit = [to_submit_of(step, s) for s in shards]
+    settings = job_settings(step, ledger, renew)
+    return submit_shards(step.bedrock, ledger, settings, to_submit, counter, resubmit)
 
 
 def stopped_instead(
-    spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger, shards: list[ShardInfo], stopped_at: str
+    step: Step, ledger: JobLedger, shards: list[ShardInfo], stopped_at: str
 ) -> tuple[list[SubmitOutcome], list[ShardInfo]]:
     """After a whole-pipeline stop, a shard that has no job for its input is recorded Stopped instead of
     getting one; the others (re-attaching costs nothing) are returned to go on."""
-    settings, held, rest = job_settings(spec, bedrock), [], []
+    settings = job_settings(step)
+    held: list[SubmitOutcome] = []
+    rest: list[ShardInfo] = []
     for shard in shards:
-        latest = ledger.latest(spec.name, shard.key)
+        latest = ledger.latest(step.name, shard.key)
         if latest is not None and latest.input_digest == shard.digest and latest.job_arn:
             rest.append(shard)
             continue
         number = 1 if latest is None else latest.attempt + (latest.input_digest != shard.digest)
         name = job_name(settings.prefix, shard.key, shard.digest, number)
-        decision = Decision(to_submit_of(spec, shard, bedrock), Action.QUEUE, number, name)
+        decision = Decision(to_submit_of(step, shard), Action.QUEUE, number, name)
         attempt = attempt_record(ledger, settings, decision, latest)
         reason = f"not submitted: the pipeline was stopped at {stopped_at}"
         if attempt.status is not JobStatus.STOPPED:
@@ -107,25 +189,13 @@ def stopped_instead(
 
 
 def answer_on_demand(
-    spec: PipelineSpec,
-    bedrock: BedrockBatchResource,
-    ledger: JobLedger,
-    s3: Any,
-    shards: list[ShardInfo],
-    counter: CallCounter | None = None,
+    step: Step, ledger: JobLedger, shards: list[ShardInfo], counter: CallCounter | None = None
 ) -> list[SubmitOutcome]:
     """Answer each (small) retry shard through the runtime API instead of a batch job."""
-    settings = job_settings(spec, bedrock, ledger)
+    settings = job_settings(step, ledger)
+    concurrency = step.spec.retry.on_demand_concurrency
     return [
-        run_on_demand(
-            bedrock,
-            ledger,
-            s3,
-            settings,
-            to_submit_of(spec, s, bedrock),
-            spec.retry.on_demand_concurrency,
-            counter,
-        )
+        run_on_demand(step.bedrock, ledger, step.s3, settings, to_submit_of(step, s), concurrency, counter)
         for s in shards
     ]
 
@@ -144,5 +214,5 @@ def outcome_metadata(outcome: SubmitOutcome) -> dict[str, Any]:
     if outcome.detail:
         meta["detail"] = outcome.detail
     if a.message:
-        meta["message"] = MetadataValue.text(a.message)
+        meta["message"] = dg.MetadataValue.text(a.message)
     return meta

@@ -10,46 +10,184 @@ latest ``merged_results`` materialization says so) or a merge run for it is in p
 shard is submitted when a slot frees.
 """
 
-from __future__ import annotations
-
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from dagster import (
-    AssetKey,
-    AssetRecordsFilter,
-    DagsterEventType,
-    DagsterInstance,
-    DagsterRunStatus,
-    MetadataValue,
-    RunsFilter,
-)
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
+import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.budget import Budget, held_by_budget
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.bedrock.submission import resubmitted_automatically
-from bedrock_assets.graph.merged_results import MERGED_JOB, RETRIABLE
-from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger
-from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.keys import TAG_JOB_STATUS, TAG_RENEW, partition_tags, stage_tags
+from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource
+from bedrock_assets.pipeline import Pipeline, Step
+from bedrock_assets.progress import (
+    PipelineStatus,
+    RoundProgress,
+    busy_shards,
+    latest_merges,
+    merged_jobs,
+    retry_due,
+    unmerged,
+)
+from bedrock_assets.shards import load_retry_state, span
 
+COMPLETION_INTERVAL_SECONDS = 30
 MAX_GETS_PER_TICK = 50
 CAPACITY_REFUSED = "ServiceQuotaExceededException"
 MAX_SHARDS_PER_RUN = 16  # finished shards read and merged in one run (a partition range)
 T = TypeVar("T")
-IN_PROGRESS = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
+
+
+def build(p: Pipeline, jobs: Mapping[str, Any]) -> dg.SensorDefinition:
+    """The completion sensor, which requests runs of the stage jobs ``submit``, ``merge`` and ``retry``."""
+
+    @dg.sensor(
+        name=p.keys.completion_sensor,
+        minimum_interval_seconds=COMPLETION_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[jobs["submit"], jobs["merge"], jobs["retry"]],
+        description=f"Polls the Bedrock batch jobs of {p.name!r}: merges finished ones, submits queued shards "
+        "when a slot frees.",
+    )
+    def job_completion(
+        context: dg.SensorEvaluationContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> dg.SensorResult:
+        step = p.step(s3, bedrock)
+        return completion_tick(step, bedrock_ledger.get_ledger(), context.instance, context.cursor, context.log)
+
+    return job_completion
+
+
+@dataclass(frozen=True)
+class TickCursor:
+    """What a tick leaves for the next: the status it last recorded, and the Bedrock calls made since
+    (recorded with the next status observation)."""
+
+    status: str = ""
+    unreported_calls: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> "TickCursor | None":
+        if not cursor:
+            return None
+        data = json.loads(cursor)
+        return cls(str(data.get("status", "")), dict(data.get("unreported_calls", {})))
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def completion_tick(
+    step: Step, ledger: JobLedger, instance: dg.DagsterInstance, cursor: str | None, log: Any = None
+) -> dg.SensorResult:
+    """One tick of the completion sensor: poll, record, and request merge, submit and retry-round runs."""
+    keys = step.keys
+    shards = instance.get_dynamic_partitions(keys.partitions)
+    polled = poll(step, ledger)
+    busy = busy_shards(instance, [keys.job("merge"), keys.job("submit")], shards)
+    marks = latest_merges(instance, keys.merged_results)
+    merged = merged_jobs(marks)
+    decision = decide_tick(
+        polled.latest, shards, merged, busy, polled.free_slots, _max_job_attempts(step, polled), _budget(step, polled)
+    )
+    requests = _stage_requests(step, decision, shards)
+    if retry_due(step, progress := RoundProgress.of(shards, polled.latest, marks)):
+        requests.append(
+            dg.RunRequest(
+                run_key=f"retry:r{progress.round + 1}:{progress.basis}",
+                job_name=keys.job("retry"),
+                tags=stage_tags(step.name, "retry"),
+            )
+        )
+    status = PipelineStatus.of(shards, polled.latest, merged)
+    if log is not None:
+        log.debug(status.line(step.name))
+    events, next_cursor = _observations(step, polled, status, TickCursor.parse(cursor))
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=next_cursor.dump())
+
+
+def _budget(step: Step, polled: "Poll") -> Budget | None:
+    if step.spec.budget_usd is None:
+        return None
+    return Budget.of(step.spec.budget_usd, polled.latest.values(), step.price)
+
+
+def _max_job_attempts(step: Step, polled: "Poll") -> int:
+    """The resubmission policy's cap; after a person stopped the pipeline, 1: no job is renewed (one small
+    read, only when a job could be)."""
+    cap = step.spec.retry.max_job_attempts
+    renewable = any(a.status.is_terminal and resubmitted_automatically(a, cap) for a in polled.latest.values())
+    return 1 if renewable and load_retry_state(step).stopped_at is not None else cap
+
+
+def _stage_requests(step: Step, decision: "TickDecision", shards: Sequence[str]) -> list[dg.RunRequest]:
+    """Merge runs for finished jobs and submit runs for queued shards, each over consecutive shards."""
+    keys, requests = step.keys, []
+    for group in decision.merge_groups:
+        names = [a.shard for a in group]
+        requests.append(
+            dg.RunRequest(
+                run_key=merge_run_key(group),
+                job_name=keys.job("merge"),
+                partition_key=names[0] if len(names) == 1 else None,
+                tags={
+                    **stage_tags(step.name, "merge", names),
+                    **partition_tags(names),
+                    TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group})),
+                },
+            )
+        )
+    for group in contiguous_groups(decision.submit, shards, shard_of):
+        names = [a.shard for a in group]
+        requests.append(
+            dg.RunRequest(
+                run_key=submit_run_key(group),
+                job_name=keys.job("submit"),
+                partition_key=names[0] if len(names) == 1 else None,
+                tags={**stage_tags(step.name, "submit", names), **partition_tags(names), TAG_RENEW: "true"},
+            )
+        )
+    return requests
+
+
+def _observations(
+    step: Step, polled: "Poll", status: PipelineStatus, previous: TickCursor | None
+) -> tuple[list[dg.AssetObservation], TickCursor]:
+    """Each changed job on batch_jobs; the pipeline at a glance on merged_dataset when it changed, with the
+    Bedrock calls made since the last one."""
+    keys = step.keys
+    events = [
+        dg.AssetObservation(
+            keys.batch_jobs,
+            partition=a.shard,
+            metadata={
+                "status": a.status.value,
+                "job_arn": a.job_arn or "",
+                "attempt": a.attempt,
+                "records_total": a.counts.total,
+                "records_processed": a.counts.processed,
+                "records_succeeded": a.counts.succeeded,
+                "records_errored": a.counts.errored,
+            },
+        )
+        for a in polled.changed
+    ]
+    calls = CallCounter(dict(previous.unreported_calls) if previous else {})
+    calls.merge(polled.calls.calls)
+    line = status.line(step.name)
+    if previous is not None and previous.status == line:
+        return events, TickCursor(line, calls.calls)
+    events.append(dg.AssetObservation(keys.merged_dataset, metadata={**status.metadata(), **calls.metadata()}))
+    return events, TickCursor(line)
 
 
 @dataclass(frozen=True)
@@ -73,17 +211,6 @@ def contiguous_groups(
         else:
             groups.append([item])
     return groups
-
-
-def jobs_digest(shards: Sequence[str], latest: Mapping[str, JobAttempt]) -> str:
-    """Which job attempt of every shard a merged dataset (or a retry round) was built from, as one short digest."""
-    text = "|".join(f"{k}={latest[k].identity if k in latest else ''}" for k in shards)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def unmerged(shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> list[str]:
-    """Shards whose latest job attempt is not what their last merge holds (or that have no attempt yet)."""
-    return [k for k in shards if k not in latest or merged.get(k) != latest[k].identity]
 
 
 def decide_tick(
@@ -150,7 +277,7 @@ class Poll:
     calls: CallCounter = field(default_factory=CallCounter)
 
 
-def refreshed(attempt: JobAttempt, job: JobSummary) -> dict:
+def refreshed(attempt: JobAttempt, job: JobSummary) -> dict[str, Any]:
     """The ledger fields that differ between an attempt and what Bedrock now says of its job."""
     fields = {"status": job.status, "counts": JobCounts.from_job(job.counts)}
     if job.message:
@@ -160,9 +287,10 @@ def refreshed(attempt: JobAttempt, job: JobSummary) -> dict:
     return {k: v for k, v in fields.items() if getattr(attempt, k) != v}
 
 
-def poll(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -> Poll:
+def poll(step: Step, ledger: JobLedger) -> Poll:
     """Refresh every open job of the pipeline from Bedrock and record changes in the ledger."""
-    result = Poll(latest=ledger.latest_by_shard(spec.name))
+    bedrock = step.bedrock
+    result = Poll(latest=ledger.latest_by_shard(step.name))
     open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
     queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())
     if not open_attempts and not queued:
@@ -181,112 +309,8 @@ def poll(spec: PipelineSpec, bedrock: BedrockBatchResource, ledger: JobLedger) -
             updated = ledger.update(attempt, **changes)
             result.latest[attempt.shard] = updated
             result.changed.append(updated)
-    result.free_slots = spec.quotas(bedrock.quota_overrides).max_concurrent_jobs - slots_in_use(jobs, spec.model.id)
+    result.free_slots = step.quotas.max_concurrent_jobs - slots_in_use(jobs, step.spec.model.id)
     return result
-
-
-@dataclass(frozen=True)
-class PipelineStatus:
-    """A pipeline at a glance: its shards' jobs by state, records processed, shards merged, what waits and why."""
-
-    jobs: dict[str, int]
-    records: int
-    processed: int
-    shards: int
-    merged: int
-    queued_because: str | None = None
-
-    @classmethod
-    def of(cls, shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> PipelineStatus:
-        attempts = [latest[k] for k in shards if k in latest]
-        jobs: dict[str, int] = {}
-        for a in attempts:
-            jobs[a.status.value] = jobs.get(a.status.value, 0) + 1
-        queued = [a.message for a in attempts if a.status is JobStatus.QUEUED and a.message]
-        return cls(
-            jobs=jobs,
-            records=sum(a.records for a in attempts),
-            processed=sum(a.counts.processed for a in attempts),
-            shards=len(shards),
-            merged=len(shards) - len(unmerged(shards, latest, merged)),
-            queued_because=queued[0] if queued else None,
-        )
-
-    @property
-    def all_merged(self) -> bool:
-        return self.shards > 0 and self.merged == self.shards
-
-    def line(self, pipeline: str) -> str:
-        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items())) or "none yet"
-        why = f"; queued: {self.queued_because}" if self.queued_because else ""
-        return (
-            f"[{pipeline}] jobs: {jobs}; records processed {self.processed}/{self.records}; "
-            f"merged {self.merged}/{self.shards} shards{why}"
-        )
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "jobs_by_status": MetadataValue.json(self.jobs),
-            "records_processed": self.processed,
-            "records_total": self.records,
-            "shards_merged": self.merged,
-            "shards": self.shards,
-            **({"queued_because": MetadataValue.text(self.queued_because)} if self.queued_because else {}),
-        }
-
-
-# ---- what the Dagster instance knows ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MergedMark:
-    """What a shard's latest merged_results materialization says: the job attempt it merged, and how
-    many of its rows carry a retriable error."""
-
-    job: str
-    retriable: int = 0
-
-
-def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, MergedMark]:
-    """Shard -> its latest merged_results materialization's mark (two queries)."""
-    ids = instance.get_latest_storage_id_by_partition(merged_results, DagsterEventType.ASSET_MATERIALIZATION)
-    if not ids:
-        return {}
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids)
-    ).records
-    marks = {}
-    for record in records:
-        meta = record.asset_materialization.metadata if record.asset_materialization else {}
-        if record.partition_key and MERGED_JOB in meta:
-            retriable = meta[RETRIABLE].value if RETRIABLE in meta else 0
-            marks[record.partition_key] = MergedMark(str(meta[MERGED_JOB].value), int(retriable or 0))
-    return marks
-
-
-def run_partitions(tags: Mapping[str, str], order: Sequence[str]) -> list[str]:
-    """The shard partitions a run (or run request) covers: its partition, or its partition range."""
-    if PARTITION_NAME_TAG in tags:
-        return [tags[PARTITION_NAME_TAG]]
-    first, last = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
-    if first in order and last in order:
-        return list(order[order.index(first) : order.index(last) + 1])
-    return []
-
-
-def busy_shards(instance: DagsterInstance, job_names: Sequence[str], order: Sequence[str]) -> set[str]:
-    """Shards that a queued or running run of these jobs already covers."""
-    busy: set[str] = set()
-    for job_name in job_names:
-        for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_PROGRESS)):
-            busy.update(run_partitions(run.tags, order))
-    return busy
-
-
-def span(shards: Sequence[str]) -> str:
-    if not shards:
-        return ""
-    return shards[0] if len(shards) == 1 else f"{shards[0]}..{shards[-1]}"
 
 
 def merge_run_key(group: Sequence[JobAttempt]) -> str:

@@ -1,21 +1,73 @@
 """jsonl_shards: each shard's Bedrock input file (``{"recordId", "modelInput"}`` lines), rendered from its rows."""
 
-from __future__ import annotations
-
 import hashlib
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+import dagster as dg
 import pyarrow.parquet as pq
-from dagster import MetadataValue
+from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.quotas import BatchQuotas
-from bedrock_assets.graph.raw_dataset import BATCH_ROWS, ShardInfo
-from bedrock_assets.layout import PipelineLayout
+from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.metadata import table
+from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import RECORD_ID, line_buffers, request_lines
-from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.shards import BATCH_ROWS, ShardInfo, select_shards
 from bedrock_assets.storage import SINGLE_PUT_BYTES, local_copy, upload_fileobj
+
+QUOTAS_CHECK = "within_batch_quotas"
+
+
+def build(p: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.keys.jsonl_shards,
+        retry_policy=AWS_RETRY,
+        group_name=p.keys.shard_group,
+        deps=[p.keys.raw_dataset],
+        partitions_def=p.keys.partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"jsonl", "s3"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUOTAS_CHECK,
+                asset=p.keys.jsonl_shards,
+                blocking=True,
+                description="record count and bytes inside the model's batch quotas",
+            )
+        ],
+        description="Each shard's Bedrock input file ({recordId, modelInput} lines); retry shards hold only "
+        "the retriable records of the previous round.",
+    )
+    @final_unless_transient
+    def jsonl_shards(
+        context: dg.AssetExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource
+    ) -> dg.MaterializeResult:
+        return materialize(context, p.step(s3, bedrock))
+
+    return jsonl_shards
+
+
+def materialize(context: dg.AssetExecutionContext, step: Step) -> dg.MaterializeResult:
+    """Write the input file of every shard of the run; the check fails for a shard outside the quotas."""
+    violations = []
+    for info in select_shards(step, context.partition_keys):
+        written = write_shard_input(step, info)
+        if not info.on_demand and (why := written.violation(step.quotas)) is not None:
+            violations.append({"shard": written.shard, "violation": why})
+        context.add_asset_metadata(written.metadata(), partition_key=written.shard)
+    return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=QUOTAS_CHECK,
+                passed=not violations,
+                metadata={"shards_checked": len(context.partition_keys), "violations": table(violations)},
+            )
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -34,21 +86,20 @@ class ShardInput:
         return None
 
     def metadata(self) -> dict[str, Any]:
-        return {"records": self.records, "bytes": self.bytes, "uri": MetadataValue.path(self.uri)}
+        return {"records": self.records, "bytes": self.bytes, "uri": dg.MetadataValue.path(self.uri)}
 
 
-def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> ShardInput:
-    """Write the shard's Bedrock JSONL input from its rows; verify it matches the plan.
+def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
+    """Write the shard's Bedrock JSONL input from its rows; verify it matches the shard index.
 
     The lines are rendered into memory up to the single-PUT size (a temporary file beyond it).
     """
-    layout = PipelineLayout.for_uri(spec.output_uri)
-    adapter = spec.adapter()
+    layout, adapter = step.layout, step.adapter
     columns = [*dict.fromkeys([*adapter.input_columns(), RECORD_ID])]
     digest = hashlib.sha256()
     records = 0
     with (
-        local_copy(s3, layout.shard_rows(info.key)) as rows_path,
+        local_copy(step.s3, layout.shard_rows(info.key)) as rows_path,
         tempfile.SpooledTemporaryFile(max_size=SINGLE_PUT_BYTES, prefix="bedrock-assets-shard-") as out,
     ):
         for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
@@ -64,5 +115,5 @@ def write_shard_input(spec: PipelineSpec, s3: Any, info: ShardInfo) -> ShardInpu
                 "(re-materialize raw_dataset)"
             )
         out.seek(0)
-        upload_fileobj(s3, out, size, layout.shard_input(info.key))
+        upload_fileobj(step.s3, out, size, layout.shard_input(info.key))
     return ShardInput(info.key, records, size, layout.shard_input(info.key).uri)

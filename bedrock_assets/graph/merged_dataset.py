@@ -1,90 +1,211 @@
-"""merged_dataset: every first-pass shard, one at a time, each record with its final outcome after the retry rounds."""
+"""merged_dataset: every first-pass shard, one at a time, each record with its final outcome after the retry rounds.
 
-from __future__ import annotations
+Published once every shard and retry round is merged (until then the ``complete`` check warns why
+and nothing is materialized); its materialization is the pipeline's report (``report.PipelineReport``):
+rows and outcomes, retries, tokens, the bill, and which job of every shard it was built from.
+``read_merged_dataset`` reads it back as a DataFrame.
+"""
 
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster_aws.s3 import S3Resource
 
+from bedrock_assets.bedrock.costs import Bill
+from bedrock_assets.bedrock.prices import usd
+from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.errors import AWS_RETRY, final_unless_transient
 from bedrock_assets.graph.merged_results import outcome_counts
-from bedrock_assets.graph.retry_rounds import RetryRound
-from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
+from bedrock_assets.pipeline import Pipeline, Step
+from bedrock_assets.plan import PipelinePlan
+from bedrock_assets.progress import (
+    MergedMark,
+    PipelineStatus,
+    RoundProgress,
+    jobs_digest,
+    latest_merges,
+    merged_jobs,
+    retry_due,
+    unmerged,
+)
 from bedrock_assets.records import RECORD_ID
-from bedrock_assets.storage import local_copy, upload_file
+from bedrock_assets.report import Cost, MergedDataset, PipelineReport
+from bedrock_assets.shards import (
+    MissingShardIndex,
+    RetryRound,
+    ShardIndex,
+    load_retry_state,
+    load_shard_index,
+    round_of,
+    span,
+)
+from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.storage import S3Access, local_copy, upload_file
 
-# merged_dataset's record of which job of every shard it was built from
-JOBS_DIGEST = "jobs_digest"
-# how many rounds (first pass + retry rounds) sent the record to Bedrock
-ATTEMPTS = "attempts"
+if TYPE_CHECKING:
+    import pandas
+
+COMPLETE_CHECK = "complete"
+ATTEMPTS = "attempts"  # how many rounds (first pass + retry rounds) sent the record to Bedrock
 
 
-@dataclass(frozen=True)
-class MergedDataset:
-    rows: int
-    succeeded: int
-    errors: dict[str, int]
-    shards: int
-    uri: str
-    retried: int = 0  # records sent again in retry rounds
-    retry_rounds: int = 0
-    resent_in_batch_jobs: int = 0  # records sent in retry rounds' batch jobs (a record once per round)
-    resent_on_demand: int = 0  # records answered through the runtime API
+def build(p: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.keys.merged_dataset,
+        retry_policy=AWS_RETRY,
+        group_name=p.name,
+        deps=[p.keys.merged_results],
+        kinds={"parquet", "s3"},
+        automation_condition=dg.AutomationCondition.eager(),
+        output_required=False,
+        check_specs=[
+            dg.AssetCheckSpec(
+                COMPLETE_CHECK,
+                asset=p.keys.merged_dataset,
+                description="every input row is in the merged dataset and at most max_error_rate of them failed "
+                "(warns while shards are still being merged)",
+            )
+        ],
+        description="All merged shards in one Parquet dataset, each record with its outcome from the last retry "
+        "round that holds it (materialized once every shard and retry round is merged).",
+    )
+    @final_unless_transient
+    def merged_dataset(
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> Iterator[Any]:
+        yield from materialize(context, p.step(s3, bedrock), bedrock_ledger.get_ledger())
 
-    @property
-    def failed(self) -> int:
-        return self.rows - self.succeeded
+    return merged_dataset
 
-    @property
-    def error_rate(self) -> float:
-        return self.failed / self.rows if self.rows else 0.0
 
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "errors": MetadataValue.json(self.errors),
-            "shards": self.shards,
-            "records_retried": self.retried,
-            "retry_rounds": self.retry_rounds,
-            "resent_in_batch_jobs": self.resent_in_batch_jobs,
-            "resent_on_demand": self.resent_on_demand,
-            "uri": MetadataValue.path(self.uri),
+def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger) -> Iterator[Any]:
+    """The dataset and its report once every shard and retry round is merged; else why not (the run succeeds)."""
+    try:
+        index = load_shard_index(step)
+    except MissingShardIndex:
+        yield _not_complete(
+            context,
+            "the shards are not planned yet (raw_dataset had not run when this step started); "
+            "merged_dataset is materialized automatically once every shard is merged",
+            waiting=None,
+        )
+        return
+    latest = ledger.latest_by_shard(step.name)
+    partitions = context.instance.get_dynamic_partitions(step.keys.partitions)
+    marks = latest_merges(context.instance, step.keys.merged_results)
+    waiting = waiting_for(step, partitions, latest, marks)
+    if waiting is not None:
+        yield _not_complete(context, *waiting)
+        return
+    state = load_retry_state(step)
+    retry_keys = [k for r in state.rounds for k in r.keys if k in partitions]
+    dataset = merge_dataset(step, index.keys, retry_keys, state.rounds)
+    check = complete_check(dataset, index.rows, step.spec.max_error_rate, latest, partitions)
+    if not check.passed:
+        context.log.warning(f"{step.name}: {check.description}")
+    report = pipeline_report(step, ledger, index, dataset, {k: latest[k] for k in partitions})
+    yield dg.MaterializeResult(metadata=report.metadata(), check_results=[check])
+
+
+def waiting_for(
+    step: Step, partitions: Sequence[str], latest: Mapping[str, JobAttempt], marks: Mapping[str, MergedMark]
+) -> tuple[str, int] | None:
+    """Why the dataset cannot be published yet, and how many shards are not merged (None: it can)."""
+    waiting = unmerged(partitions, latest, merged_jobs(marks))
+    if waiting:
+        return (
+            f"{len(waiting)} of {len(partitions)} shards are not merged yet ({span(waiting)}); "
+            "merged_dataset is materialized automatically once they are",
+            len(waiting),
+        )
+    progress = RoundProgress.of(partitions, latest, marks)
+    if retry_due(step, progress):
+        return (
+            f"retry round {progress.round + 1} is due ({progress.retriable} retriable rows); merged_dataset is "
+            "materialized automatically after the last round",
+            0,
+        )
+    return None
+
+
+def _not_complete(context: dg.AssetExecutionContext, reason: str, waiting: int | None) -> dg.AssetCheckResult:
+    """merged_dataset cannot be built yet: say why, and leave the asset unmaterialized (the run succeeds)."""
+    context.log.warning(reason)
+    return dg.AssetCheckResult(
+        check_name=COMPLETE_CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=reason,
+        metadata={"shards_not_merged": waiting} if waiting is not None else {},
+    )
+
+
+def pipeline_report(
+    step: Step, ledger: JobLedger, index: ShardIndex, dataset: MergedDataset, latest: Mapping[str, JobAttempt]
+) -> PipelineReport:
+    """The report of a published dataset: ``latest`` holds the current attempt of every shard partition."""
+    shards = list(latest)
+    price = step.price
+    bill = Bill.of(ledger.attempts_of(step.name), price)  # every attempt that ran
+    estimate = PipelinePlan.of(step, index).estimate.cost(price)
+    jobs = [
+        {
+            "shard": k,
+            "status": a.status.value,
+            "job_arn": a.job_arn or "",
+            "cost_usd": usd(bill.by_shard.get(k) if price is not None else None),
         }
+        for k, a in latest.items()
+    ]
+    return PipelineReport(
+        dataset=dataset,
+        input_tokens=sum(a.input_tokens or 0 for a in latest.values()),
+        output_tokens=sum(a.output_tokens or 0 for a in latest.values()),
+        jobs_digest=jobs_digest(shards, latest),
+        cost=Cost(bill.total, bill.batch, bill.on_demand),
+        planned_expected=estimate.expected if estimate is not None else None,
+        planned_worst=estimate.worst if estimate is not None else None,
+        cost_by_round=bill.by_round(round_of),
+        job_statuses=PipelineStatus.of(shards, latest, {}).jobs,
+        jobs=jobs,
+    )
 
 
 def merge_dataset(
-    spec: Any, s3: Any, shards: list[str], retry_shards: Sequence[str] = (), rounds: Sequence[RetryRound] = ()
+    step: Step, shards: list[str], retry_shards: Sequence[str] = (), rounds: Sequence[RetryRound] = ()
 ) -> MergedDataset:
     """Write ``merged_dataset/data.parquet``: the first-pass shards in order, one at a time, each record
     with its outcome from the last retry round that holds it, and how many rounds it took (``attempts``)."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
+    layout, s3 = step.layout, step.s3
     totals: dict[str, int] = {}
     rows = 0
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-dataset-") as tmp:
-        retried = _final_retry_outcomes(s3, layout, retry_shards)
+        retried = _final_retry_outcomes(step, retry_shards)
         out_path = Path(tmp) / "data.parquet"
         writer: pq.ParquetWriter | None = None
         try:
             for shard in shards:
                 with local_copy(s3, layout.merged(shard)) as part:
-                    table = with_final_outcomes(_plain(pq.read_table(part)), retried)
+                    merged = with_final_outcomes(_plain(pq.read_table(part)), retried)
                 if writer is None:
-                    writer = pq.ParquetWriter(out_path, table.schema)
-                writer.write_table(table)
-                for code, n in outcome_counts(table):
+                    writer = pq.ParquetWriter(out_path, merged.schema)
+                writer.write_table(merged)
+                for code, n in outcome_counts(merged):
                     totals[code] = totals.get(code, 0) + n
-                rows += table.num_rows
+                rows += merged.num_rows
         finally:
             if writer is not None:
                 writer.close()
@@ -104,21 +225,21 @@ def merge_dataset(
     )
 
 
-def _plain(table: pa.Table) -> pa.Table:
+def _plain(rows: pa.Table) -> pa.Table:
     """Dictionary columns (shard, job_arn, source_file) differ per part: plain text in the dataset."""
-    return table.cast(
-        pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema])
+    return rows.cast(
+        pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in rows.schema])
     )
 
 
-def _final_retry_outcomes(s3: Any, layout: PipelineLayout, retry_shards: Sequence[str]) -> pa.Table | None:
+def _final_retry_outcomes(step: Step, retry_shards: Sequence[str]) -> pa.Table | None:
     """Every retried record once, from the merged retry shards (held in memory: the retried rows only,
     the retriable share of the dataset, not the dataset)."""
     if not retry_shards:
         return None
     parts = []
     for key in retry_shards:  # in round order
-        with local_copy(s3, layout.merged(key)) as part:
+        with local_copy(step.s3, step.layout.merged(key)) as part:
             parts.append(_plain(pq.read_table(part)))
     return final_outcomes(parts)
 
@@ -133,18 +254,18 @@ def final_outcomes(rounds: Sequence[pa.Table]) -> pa.Table:
     return final.append_column(ATTEMPTS, pc.add(pc.cast(last.column("_row_count"), pa.int64()), 1))
 
 
-def with_final_outcomes(table: pa.Table, retried: pa.Table | None) -> pa.Table:
+def with_final_outcomes(rows: pa.Table, retried: pa.Table | None) -> pa.Table:
     """A first-pass shard's rows, each replaced by its final retry outcome where it has one (shard kept)."""
-    n = table.num_rows
+    n = rows.num_rows
     if retried is None:
-        return table.append_column(ATTEMPTS, pa.array(np.ones(n, np.int64)))
-    index = pc.index_in(table.column(RECORD_ID), value_set=retried.column(RECORD_ID))
+        return rows.append_column(ATTEMPTS, pa.array(np.ones(n, np.int64)))
+    index = pc.index_in(rows.column(RECORD_ID), value_set=retried.column(RECORD_ID))
     replaced = pc.is_valid(index)
-    first_pass = table.append_column(ATTEMPTS, pa.array(np.ones(n, np.int64)))
+    first_pass = rows.append_column(ATTEMPTS, pa.array(np.ones(n, np.int64)))
     candidates = pa.concat_tables([first_pass, retried.select(first_pass.column_names).cast(first_pass.schema)])
     positions = pc.if_else(replaced, pc.add(pc.cast(index, pa.int64()), n), pa.array(np.arange(n), pa.int64()))
     final = candidates.take(positions)
-    return final.set_column(final.schema.get_field_index("shard"), "shard", table.column("shard"))
+    return final.set_column(final.schema.get_field_index("shard"), "shard", rows.column("shard"))
 
 
 def complete_check(
@@ -166,7 +287,7 @@ def complete_check(
         )
     failed_jobs = [latest[k] for k in shards if k in latest and not latest[k].status.has_output]
     return AssetCheckResult(
-        check_name="complete",
+        check_name=COMPLETE_CHECK,
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
         description="; ".join(problems) or None,
@@ -183,3 +304,25 @@ def complete_check(
             ),
         },
     )
+
+
+def read_merged_dataset(
+    pipeline: PipelineSpec | str | Path, columns: Sequence[str] | None = None, s3: Any = None
+) -> "pandas.DataFrame":
+    """A pipeline's merged dataset (every input row with its output or error) as a DataFrame.
+
+    ``pipeline`` is the pipeline's ``defs.yaml`` (or its folder) or a loaded spec; S3 is reached
+    with boto3's standard configuration unless a client is given.
+
+        from bedrock_assets import read_merged_dataset
+        df = read_merged_dataset("bedrock_assets/defs/cot_answers")
+    """
+    import boto3
+
+    if not isinstance(pipeline, PipelineSpec):
+        from bedrock_assets.components.loading import load_pipelines
+
+        (pipeline,) = load_pipelines(Path(pipeline))
+    step = Step.of(pipeline, S3Access(s3 or boto3.client("s3"), pipeline.expected_bucket_owner))
+    with local_copy(step.s3, step.layout.merged_dataset) as path:
+        return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()

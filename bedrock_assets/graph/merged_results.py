@@ -1,6 +1,9 @@
-"""merged_results: a left join of a shard's outputs onto its input rows, every input row exactly once."""
+"""merged_results: a left join of a shard's outputs onto its input rows, every input row exactly once.
 
-from __future__ import annotations
+A shard's materialization carries its merge mark (``progress.MergedMark``: the job attempt it
+merged and how many rows could be retried), from which the completion sensor, the retry rounds and
+merged_dataset know what is merged.
+"""
 
 import json
 import tempfile
@@ -9,23 +12,71 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, retriable_mask
-from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.graph.batch_job_outputs import finished_attempt
+from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
+from bedrock_assets.pipeline import Pipeline, Step
+from bedrock_assets.progress import MergedMark
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
 from bedrock_assets.storage import local_copy, upload_file
 
-# Which job attempt a merged shard holds: the merged_results materialization of a shard records it,
-# and the completion sensor compares it with the shard's latest attempt to know what is merged.
-MERGED_JOB = "merged_job"
-# How many of a merged shard's rows carry a retriable error (what the next retry round would send).
-RETRIABLE = "retriable"
+ROWS_CHECK = "every_input_row_once"
+ERROR_RATE_CHECK = "error_rate"
+
+
+def build(p: Pipeline) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=p.keys.merged_results,
+        retry_policy=AWS_RETRY,
+        group_name=p.keys.shard_group,
+        deps=[p.keys.batch_job_outputs],
+        partitions_def=p.keys.partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"parquet", "s3"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                ROWS_CHECK,
+                asset=p.keys.merged_results,
+                blocking=True,
+                description="each input row of the shard appears exactly once",
+            ),
+            dg.AssetCheckSpec(
+                ERROR_RATE_CHECK,
+                asset=p.keys.merged_results,
+                description="no shard has more failed rows than max_error_rate allows",
+            ),
+        ],
+        description="Left join of outputs onto the shard's input rows: every row once, with output or error.",
+    )
+    @final_unless_transient
+    def merged_results(
+        context: dg.AssetExecutionContext,
+        s3: S3Resource,
+        bedrock: BedrockBatchResource,
+        bedrock_ledger: JobLedgerResource,
+    ) -> dg.MaterializeResult:
+        return materialize(context, p.step(s3, bedrock), bedrock_ledger.get_ledger())
+
+    return merged_results
+
+
+def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger) -> dg.MaterializeResult:
+    merged = []
+    for shard in context.partition_keys:
+        result = merge_results(step, finished_attempt(ledger, step.name, shard))
+        merged.append(result)
+        context.add_asset_metadata(result.metadata(), partition_key=shard)
+    return dg.MaterializeResult(check_results=[rows_check(merged), error_rate_check(merged, step.spec.max_error_rate)])
 
 
 def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
@@ -94,22 +145,22 @@ class MergedShard:
         return self.rows == self.input_rows == self.unique_ids
 
     def metadata(self) -> dict[str, Any]:
-        """Per-shard metadata; only a shard that holds every input row once is recorded as merged."""
+        """Per-shard metadata; only a shard that holds every input row once is marked as merged."""
+        mark = MergedMark(self.job.identity, self.retriable).metadata()
         return {
-            **({MERGED_JOB: self.job.identity} if self.every_row_once else {}),
+            **(mark if self.every_row_once else {MergedMark.RETRIABLE: self.retriable}),
             "job_status": self.job.status.value,
             "rows": self.rows,
             "succeeded": self.succeeded,
             "failed": self.rows - self.succeeded,
-            RETRIABLE: self.retriable,
             "errors": MetadataValue.json(self.errors),
             "uri": MetadataValue.path(self.uri),
         }
 
 
-def merge_results(spec: Any, s3: Any, job: JobAttempt) -> MergedShard:
+def merge_results(step: Step, job: JobAttempt) -> MergedShard:
     """Write ``merged/<shard>.parquet``: every input row of the shard with its output or error."""
-    layout = PipelineLayout.for_uri(spec.output_uri)
+    layout, s3 = step.layout, step.s3
     shard = job.shard
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
         with local_copy(s3, layout.shard_rows(shard)) as rows_path, local_copy(s3, layout.outputs(shard)) as out:
@@ -136,7 +187,7 @@ def rows_check(results: list[MergedShard]) -> AssetCheckResult:
     """``every_input_row_once`` (blocking): each merged shard holds every input row exactly once."""
     bad = [m for m in results if not m.every_row_once]
     return AssetCheckResult(
-        check_name="every_input_row_once",
+        check_name=ROWS_CHECK,
         passed=not bad,
         metadata={
             "shards_checked": len(results),
@@ -155,7 +206,7 @@ def error_rate_check(results: list[MergedShard], max_error_rate: float) -> Asset
     """``error_rate`` (warning): no shard has more failed rows than the pipeline allows."""
     over = [m for m in results if m.error_rate > max_error_rate]
     return AssetCheckResult(
-        check_name="error_rate",
+        check_name=ERROR_RATE_CHECK,
         passed=not over,
         severity=AssetCheckSeverity.WARN,
         description=None

@@ -15,7 +15,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import secrets
 import string
 import tempfile
@@ -32,11 +31,12 @@ import pyarrow.compute as pc
 
 from bedrock_assets.bedrock.job_status import JobStatus
 
-from .catalog import EMBEDDING_FAMILIES, batch_model_error
+from .bulk import in_bulk_shape, synthesize_bulk
 from .errors import EmulatorError
 from .faults import FaultConfig
+from .job_requests import int_param, parse_time, validate_create, validation_error
 from .runtime import RuntimeEmulator
-from .synthetic import INPUT_TOO_LONG, in_bulk_shape, model_family, synthesize_batch, synthesize_bulk
+from .synthetic import INPUT_TOO_LONG, synthesize_batch
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -45,11 +45,6 @@ ACTIVE_STATUSES = frozenset(s.value for s in JobStatus if s.holds_slot)
 TERMINAL_STATUSES = frozenset(s.value for s in JobStatus if s.is_terminal and s.is_bedrock)
 ALL_STATUSES = frozenset(JobStatus.bedrock_values())
 
-JOB_NAME_RE = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
-TOKEN_RE = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
-ROLE_ARN_RE = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
-S3_URI_RE = re.compile(r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?")
-TAG_RE = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
 JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 MAX_RECORDS_PER_FILE = 50_000
@@ -67,27 +62,11 @@ class JobFailure(Exception):
     """Raised inside the state machine when a job must end as Failed with a message."""
 
 
-def _validation(message: str) -> EmulatorError:
-    return EmulatorError("ValidationException", message, 400)
-
-
 def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO8601 UTC with milliseconds (what the service returns)."""
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_time(value: str, field: str) -> float:
-    try:
-        if re.fullmatch(r"\d+(\.\d+)?", value):
-            return float(value)
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    except ValueError:
-        raise _validation(f"{field}: '{value}' is not a valid ISO 8601 timestamp") from None
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -201,7 +180,7 @@ class BatchJobEmulator:
         """CreateModelInvocationJob: validate, dedupe by token, enforce quota; returns {jobArn}."""
         with self._lock:
             self._tick()
-            req = self._validate_create(body)
+            req = validate_create(body)
             token = req["clientRequestToken"]
             for job in self._jobs.values():
                 if token and job["clientRequestToken"] == token:
@@ -274,18 +253,18 @@ class BatchJobEmulator:
         """ListModelInvocationJobs with the documented filters, sorting and pagination."""
         with self._lock:
             self._tick()
-            max_results = self._int_param(params, "maxResults", 1, 1000, default=None)
+            max_results = int_param(params, "maxResults", 1, 1000, default=None)
             status = params.get("statusEquals")
             if status is not None and status not in ALL_STATUSES:
-                raise _validation(f"statusEquals: '{status}' is not one of {sorted(ALL_STATUSES)}")
+                raise validation_error(f"statusEquals: '{status}' is not one of {sorted(ALL_STATUSES)}")
             sort_order = params.get("sortOrder", "Descending")
             if sort_order not in ("Ascending", "Descending"):
-                raise _validation("sortOrder: must be 'Ascending' or 'Descending'")
+                raise validation_error("sortOrder: must be 'Ascending' or 'Descending'")
             if params.get("sortBy", "CreationTime") != "CreationTime":
-                raise _validation("sortBy: must be 'CreationTime'")
-            after = _parse_time(params["submitTimeAfter"], "submitTimeAfter") if params.get("submitTimeAfter") else None
+                raise validation_error("sortBy: must be 'CreationTime'")
+            after = parse_time(params["submitTimeAfter"], "submitTimeAfter") if params.get("submitTimeAfter") else None
             before = (
-                _parse_time(params["submitTimeBefore"], "submitTimeBefore") if params.get("submitTimeBefore") else None
+                parse_time(params["submitTimeBefore"], "submitTimeBefore") if params.get("submitTimeBefore") else None
             )
             name_contains = params.get("nameContains")
             if self._advance_all():
@@ -304,7 +283,7 @@ class BatchJobEmulator:
                 try:
                     start = int(base64.urlsafe_b64decode(params["nextToken"].encode()).decode())
                 except ValueError:
-                    raise _validation("nextToken: invalid pagination token") from None
+                    raise validation_error("nextToken: invalid pagination token") from None
             end = len(jobs) if max_results is None else start + max_results
             result: dict[str, Any] = {"invocationJobSummaries": [self._view(j) for j in jobs[start:end]]}
             if end < len(jobs):
@@ -323,7 +302,7 @@ class BatchJobEmulator:
             self._advance(job)
             if job["status"] in TERMINAL_STATUSES:
                 self._save()
-                raise _validation(f"The job {job['jobArn']} is in status {job['status']} and cannot be stopped.")
+                raise validation_error(f"The job {job['jobArn']} is in status {job['status']} and cannot be stopped.")
             if job["status"] != JobStatus.STOPPING.value:
                 now = self.clock()
                 job.update(
@@ -345,93 +324,6 @@ class BatchJobEmulator:
         every = self.faults.throttle_every
         if every and self._calls % every == 0:
             raise EmulatorError("ThrottlingException", "Rate exceeded (emulated throttling).", 429)
-
-    @staticmethod
-    def _int_param(params: dict, name: str, lo: int, hi: int, default: int | None) -> int | None:
-        if params.get(name) in (None, ""):
-            return default
-        try:
-            value = int(params[name])
-        except (TypeError, ValueError):
-            raise _validation(f"{name}: must be an integer") from None
-        if not lo <= value <= hi:
-            raise _validation(f"{name}: must be between {lo} and {hi}, got {value}")
-        return value
-
-    def _validate_create(self, body: dict) -> dict:
-        if not isinstance(body, dict):
-            raise _validation("Request body must be a JSON object.")
-        for field in ("jobName", "roleArn", "modelId", "inputDataConfig", "outputDataConfig"):
-            if body.get(field) in (None, ""):
-                raise _validation(
-                    f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-                )
-        name = body["jobName"]
-        if not isinstance(name, str) or not 1 <= len(name) <= 63 or not JOB_NAME_RE.fullmatch(name):
-            raise _validation(f"jobName: '{name}' must be 1-63 characters matching {JOB_NAME_RE.pattern}")
-        token = body.get("clientRequestToken")
-        if token is not None and (
-            not isinstance(token, str) or not 1 <= len(token) <= 256 or not TOKEN_RE.fullmatch(token)
-        ):
-            raise _validation(f"clientRequestToken: '{token}' must be 1-256 characters matching {TOKEN_RE.pattern}")
-        role = body["roleArn"]
-        if not isinstance(role, str) or len(role) > 2048 or not ROLE_ARN_RE.fullmatch(role):
-            raise _validation(f"roleArn: '{role}' is not a valid IAM role ARN")
-        model_id = body["modelId"]
-        if not isinstance(model_id, str) or not 1 <= len(model_id) <= 2048:
-            raise _validation(f"modelId: the provided model identifier '{model_id}' is invalid.")
-        problem = batch_model_error(model_id)
-        if problem:
-            raise _validation(problem)
-        inv_type = body.get("modelInvocationType") or "InvokeModel"
-        if inv_type not in ("InvokeModel", "Converse"):
-            raise _validation(f"modelInvocationType: '{inv_type}' must be one of ['InvokeModel', 'Converse']")
-        if inv_type == "Converse" and model_family(model_id) in EMBEDDING_FAMILIES:
-            raise _validation(f"modelInvocationType: model '{model_id}' does not support Converse.")
-        inp = (
-            (body["inputDataConfig"] or {}).get("s3InputDataConfig")
-            if isinstance(body["inputDataConfig"], dict)
-            else None
-        )
-        if not isinstance(inp, dict) or not inp.get("s3Uri"):
-            raise _validation("inputDataConfig.s3InputDataConfig.s3Uri: Member must not be null")
-        self._check_s3_uri(inp["s3Uri"], "inputDataConfig.s3InputDataConfig.s3Uri")
-        if inp.get("s3InputFormat", "JSONL") != "JSONL":
-            raise _validation("inputDataConfig.s3InputDataConfig.s3InputFormat: must be 'JSONL'")
-        out = (
-            (body["outputDataConfig"] or {}).get("s3OutputDataConfig")
-            if isinstance(body["outputDataConfig"], dict)
-            else None
-        )
-        if not isinstance(out, dict) or not out.get("s3Uri"):
-            raise _validation("outputDataConfig.s3OutputDataConfig.s3Uri: Member must not be null")
-        self._check_s3_uri(out["s3Uri"], "outputDataConfig.s3OutputDataConfig.s3Uri")
-        timeout = body.get("timeoutDurationInHours", 168)
-        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 24 <= timeout <= 168:
-            raise _validation(f"timeoutDurationInHours: {timeout} must be an integer between 24 and 168")
-        tags = body.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, dict) and "key" in t and "value" in t for t in tags):
-            raise _validation("tags: each tag must have 'key' and 'value'")
-        for i, tag in enumerate(tags):  # the service's TagKey / TagValue constraints
-            key, value = str(tag["key"]), str(tag["value"])
-            if not (1 <= len(key) <= 128 and TAG_RE.fullmatch(key)) or key.lower().startswith("aws:"):
-                raise _validation(
-                    f"1 validation error detected: Value at 'tags.{i + 1}.member.key' failed to "
-                    "satisfy constraint: Member must satisfy regular expression pattern: "
-                    "^[a-zA-Z0-9\\s._:/=+@-]*$ and not begin with aws:"
-                )
-            if len(value) > 256 or not TAG_RE.fullmatch(value):
-                raise _validation(
-                    f"1 validation error detected: Value at 'tags.{i + 1}.member.value' failed to "
-                    "satisfy constraint: Member must have length less than or equal to 256 and "
-                    "satisfy regular expression pattern: ^[a-zA-Z0-9\\s._:/=+@-]*$"
-                )
-        return {**body, "clientRequestToken": token, "modelInvocationType": inv_type, "timeoutDurationInHours": timeout}
-
-    @staticmethod
-    def _check_s3_uri(uri: Any, field: str) -> None:
-        if not isinstance(uri, str) or len(uri) > 1024 or not S3_URI_RE.fullmatch(uri):
-            raise _validation(f"{field}: '{uri}' is not a valid S3 URI")
 
     def _list_input_files(self, uri: str) -> list[str]:
         """Return the input object keys: the object itself, or every *.jsonl under the prefix."""
@@ -455,11 +347,11 @@ class BatchJobEmulator:
                 if obj["Key"].endswith(".jsonl")
             ]
         except s3.exceptions.ClientError as exc:
-            raise _validation(
+            raise validation_error(
                 f"inputDataConfig: cannot access input location {uri}: {exc.response['Error'].get('Code')}"
             ) from None
         if not keys:
-            raise _validation(f"inputDataConfig: no input object or .jsonl files found at {uri}")
+            raise validation_error(f"inputDataConfig: no input object or .jsonl files found at {uri}")
         return sorted(keys)
 
     def _require_s3(self) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bedrock_assets.bedrock.quotas import model_key
+from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.models.base import InferenceSettings, ModelAdapter, ParsedOutput, PromptSettings
 from bedrock_assets.models.claude import ClaudeMessagesAdapter
 from bedrock_assets.models.cohere_embed import COHERE_MODELS, CohereEmbedAdapter

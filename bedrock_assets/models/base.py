@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.structured import OutputSchema
+from bedrock_assets.output_schema import OutputSchema
 
 OutputKind = Literal["text", "embedding"]
 

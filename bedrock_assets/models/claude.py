@@ -15,7 +15,7 @@ from bedrock_assets.models.base import (
     join_text_blocks,
     reject_model_id,
 )
-from bedrock_assets.structured import TOOL_DESCRIPTION, TOOL_NAME
+from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.bedrock.quotas import model_key
+from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.models.base import (
     ParsedOutput,
     PromptStringAdapter,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bedrock_assets.bedrock.quotas import model_key
+from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.models.base import check_keys, reject_model_id
 from bedrock_assets.models.converse import ConverseAdapter, validate_messages
 

@@ -12,11 +12,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.graph.job_completion import contiguous_groups, decide_tick, run_partitions
+from bedrock_assets.graph.job_completion import contiguous_groups, decide_tick
 from bedrock_assets.ledger import JobAttempt, JobCounts
+from bedrock_assets.progress import run_partitions
 from bedrock_assets.runner import execute_stage
-from bedrock_assets_tests.conftest import CLAUDE, ledger_of, pipeline_dict, tick
-from bedrock_assets_tests.test_submission import foreign_job
+from bedrock_assets_tests.helpers import CLAUDE, foreign_job, ledger_of, pipeline_dict, tick
 
 SHARDS = [f"s{i:05d}" for i in range(6)]
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from bedrock_assets.components import BedrockBatchPipeline
+from bedrock_assets_tests.helpers import new_project
 
-ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
 
@@ -97,13 +95,7 @@ def test_component_in_python_equals_component_from_yaml(tmp_path):
     assert from_yaml == in_python and from_yaml.adapter().kind == "embedding"
 
 
-def dg_command(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    dg_exe = Path(sys.executable).parent / "dg"
-    environment = {**os.environ, "VIRTUAL_ENV": sys.prefix, **(env or {})}
-    return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180)
-
-
-def test_dg_check_and_list_defs_see_the_sample_pipelines():
+def test_dg_check_and_list_defs_see_the_sample_pipelines(dg_command):
     check = dg_command("check", "defs")
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
     assert "All definitions loaded successfully" in check.stdout
@@ -113,8 +105,8 @@ def test_dg_check_and_list_defs_see_the_sample_pipelines():
     assert {"cot_answers/merged_dataset", "cot_review/raw_dataset", "source_embeddings/merged_dataset"} <= keys
 
 
-def test_dg_list_components_shows_the_component_from_the_entry_point(tmp_path):
-    listed = dg_command("list", "components", "--json", cwd=ROOT)
+def test_dg_list_components_shows_the_component_from_the_entry_point(dg_command):
+    listed = dg_command("list", "components", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert "bedrock_assets.components.BedrockBatchPipeline" in {c["key"] for c in json.loads(listed.stdout)["items"]}
 
@@ -125,9 +117,7 @@ def test_dg_list_components_shows_the_component_from_the_entry_point(tmp_path):
         ("    max_tokens: 512", "'max_tokns' was unexpected"),
     ],
 )
-def test_dg_check_defs_points_at_the_line_of_a_bad_field(tmp_path, typo, message):
-    from bedrock_assets_tests.test_scaffold import new_project
-
+def test_dg_check_defs_points_at_the_line_of_a_bad_field(tmp_path, typo, message, dg_command):
     project = new_project(tmp_path)
     assert (
         dg_command("scaffold", "defs", "bedrock_assets.components.BedrockBatchPipeline", "pipe", cwd=project).returncode

@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from bedrock_assets.bedrock.quotas import GB, quotas_for
-from bedrock_assets.graph.batch_job_outputs import OutputParser
 from bedrock_assets.local_stack.synthetic import synthesize_batch
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
+from bedrock_assets.output_lines import OutputParser
 from bedrock_assets.records import prepare_batch
 from bedrock_assets.sources import SourceBatch, SourceFile
 from bedrock_assets.spec import SpecError, parse_pipeline
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import NO_RECOURSE, pipeline_dict, run
+from bedrock_assets_tests.helpers import NO_RECOURSE, pipeline_dict, run
 
 ROW = {"source": "What is 2+2?", "task": "arith"}
 TEXT = PromptSettings(template="[{task}] {source}", system="Be brief.")

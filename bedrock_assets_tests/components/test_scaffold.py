@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -12,45 +11,10 @@ import yaml
 from bedrock_assets.components.loading import load_pipelines
 from bedrock_assets.runner import run_pipelines
 from bedrock_assets.sample.seed import seed_sample
-from bedrock_assets_tests.conftest import ROLE
-
-PYPROJECT = """\
-[project]
-name = "userproj"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["bedrock_assets"]
-
-[tool.dg]
-directory_type = "project"
-
-[tool.dg.project]
-root_module = "userproj"
-"""
-
-DEFINITIONS = """\
-from pathlib import Path
-
-import dagster as dg
-
-defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-"""
+from bedrock_assets_tests.helpers import ROLE, new_project
 
 
-def new_project(parent: Path) -> Path:
-    """What `create-dagster project userproj` lays out, minus its virtualenv (this one's is used)."""
-    root = parent / "userproj"
-    (root / "userproj" / "defs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(PYPROJECT)
-    (root / "userproj" / "__init__.py").write_text("")
-    (root / "userproj" / "defs" / "__init__.py").write_text("")
-    (root / "userproj" / "definitions.py").write_text(DEFINITIONS)
-    return root
-
-
-def test_scaffold_writes_a_defs_yaml_to_fill_in_and_the_resources_once(tmp_path):
-    from bedrock_assets_tests.test_bedrock_batch_pipeline import dg_command
-
+def test_scaffold_writes_a_defs_yaml_to_fill_in_and_the_resources_once(tmp_path, dg_command):
     project = new_project(tmp_path)
     for name in ("first_pipe", "second_pipe"):
         done = dg_command("scaffold", "defs", "bedrock_assets.components.BedrockBatchPipeline", name, cwd=project)
@@ -65,9 +29,7 @@ def test_scaffold_writes_a_defs_yaml_to_fill_in_and_the_resources_once(tmp_path)
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
 
 
-def test_a_scaffolded_pipeline_filled_in_runs_on_the_local_stack(tmp_path, stack, s3, bucket, monkeypatch):
-    from bedrock_assets_tests.test_bedrock_batch_pipeline import dg_command
-
+def test_a_scaffolded_pipeline_filled_in_runs_on_the_local_stack(tmp_path, stack, s3, bucket, monkeypatch, dg_command):
     project = new_project(tmp_path)
     assert (
         dg_command(

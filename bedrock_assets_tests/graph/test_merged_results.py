@@ -6,9 +6,9 @@ import pyarrow as pa
 
 from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.graph.batch_job_outputs import OutputParser
 from bedrock_assets.graph.merged_results import merge_shard
-from bedrock_assets_tests.outputs import claude, err_line, input_rows, job, ok_line, parse
+from bedrock_assets.output_lines import OutputParser
+from bedrock_assets_tests.helpers import claude, err_line, input_rows, job, ok_line, parse
 
 
 def test_merge_of_out_of_order_duplicated_and_missing_lines():

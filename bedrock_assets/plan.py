@@ -7,15 +7,17 @@ its metadata in the UI.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import MetadataValue
 
 from bedrock_assets.bedrock.costs import CHARS_PER_TOKEN, EXPECTED_OUTPUT_SHARE, TokenEstimate
-from bedrock_assets.bedrock.prices import Mode, ModelPrice, price_for, usd
-from bedrock_assets.graph.raw_dataset import ShardInfo, ShardPlan
+from bedrock_assets.bedrock.prices import Mode, ModelPrice, usd
 from bedrock_assets.models import ModelAdapter
-from bedrock_assets.spec import PipelineSpec
+from bedrock_assets.shards import ShardIndex, ShardInfo
+
+if TYPE_CHECKING:
+    from bedrock_assets.pipeline import Step
 
 
 def max_output_tokens(adapter: ModelAdapter) -> int:
@@ -37,16 +39,21 @@ def worst_cost(
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    spec: PipelineSpec
-    shards: ShardPlan
+    """What ``bedrock-assets plan`` prints and raw_dataset records: the shards and the cost range."""
+
+    name: str
+    model_id: str
+    max_tokens: int  # of a text model's requests; 0 for embeddings
+    budget_usd: float | None
+    shards: ShardIndex
     estimate: TokenEstimate
     price: ModelPrice | None
 
     @classmethod
-    def of(cls, spec: PipelineSpec, shards: ShardPlan, price_overrides: dict | None = None) -> PipelinePlan:
-        adapter = spec.adapter()
+    def of(cls, step: Step, shards: ShardIndex) -> PipelinePlan:
+        adapter, spec = step.adapter, step.spec
         estimate = sum((shard_estimate(s, adapter) for s in shards.shards), TokenEstimate())
-        return cls(spec, shards, estimate, price_for(spec.model.id, price_overrides))
+        return cls(spec.name, spec.model.id, max_output_tokens(adapter), spec.budget_usd, shards, estimate, step.price)
 
     @property
     def bytes(self) -> int:
@@ -54,10 +61,10 @@ class PipelinePlan:
 
     def lines(self) -> list[str]:
         e, cost = self.estimate, self.estimate.cost(self.price)
-        max_tokens = self.spec.adapter().inference.max_tokens if e.output_worst else 0
-        budget = f"; budget_usd {usd(self.spec.budget_usd)}" if self.spec.budget_usd is not None else ""
+        max_tokens = self.max_tokens if e.output_worst else 0
+        budget = f"; budget_usd {usd(self.budget_usd)}" if self.budget_usd is not None else ""
         lines = [
-            f"plan {self.spec.name}: {self.shards.rows} rows ({self.shards.rejected} rejected before submission) -> "
+            f"plan {self.name}: {self.shards.rows} rows ({self.shards.rejected} rejected before submission) -> "
             f"{e.records} records in {len(self.shards.shards)} shards = {len(self.shards.shards)} batch jobs, "
             f"{self.bytes:,} bytes of JSONL",
             f"  input tokens ~{e.input_tokens:,} (prompt characters / {CHARS_PER_TOKEN})",
@@ -67,7 +74,7 @@ class PipelinePlan:
             else "  output tokens: none (embeddings)",
             f"  cost at the batch price: {cost}{budget}"
             if cost is not None
-            else f"  cost unknown: no price for {self.spec.model.id} (set price_overrides on the bedrock resource)",
+            else f"  cost unknown: no price for {self.model_id} (set price_overrides on the bedrock resource)",
         ]
         return lines + ([f"  price: {self.price.describe()}"] if self.price else [])
 

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from bedrock_assets.bedrock.error_classes import ErrorClass, classify
-from bedrock_assets.graph.batch_job_outputs import OutputParser
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
-from bedrock_assets.structured import JSON_INSTRUCTION, TOOL_DESCRIPTION, TOOL_NAME, OutputSchema, SchemaError
+from bedrock_assets.output_lines import OutputParser
+from bedrock_assets.output_schema import JSON_INSTRUCTION, TOOL_DESCRIPTION, TOOL_NAME, OutputSchema, SchemaError
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import CLAUDE, pipeline_dict, run
+from bedrock_assets_tests.helpers import CLAUDE, pipeline_dict, run
 
 LABELS = {
     "type": "object",

@@ -7,9 +7,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from bedrock_assets.graph.batch_job_outputs import OutputParser
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
-from bedrock_assets_tests.outputs import claude, err_line, ok_line
+from bedrock_assets.output_lines import OutputParser
+from bedrock_assets_tests.helpers import claude, err_line, ok_line
 
 
 def test_unparseable_model_output_becomes_an_error_row():

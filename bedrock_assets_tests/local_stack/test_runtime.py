@@ -15,19 +15,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from bedrock_assets.local_stack import FaultConfig, LocalStack
-from bedrock_assets_tests.test_local_stack import make_client
+from bedrock_assets_tests.local_stack.helpers import make_client
 
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchRole"
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
 TERMINAL = {"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"}
 NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(port=0, time_scale=0) as st:
-        yield st
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.error_classes import retriable_mask
-from bedrock_assets.components.pipeline_keys import PipelineKeys
+from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.runner import execute_stage
 from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.conftest import ledger_of, pipeline_dict, run
+from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, run
 
 
 def read(s3, uri: str, tmp_path, name: str = "t.parquet"):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from bedrock_assets.graph.job_completion import span
+from bedrock_assets.shards import span
 
 TAG_PIPELINE = "bedrock_assets/pipeline"
 TAG_STAGE = "bedrock_assets/stage"
@@ -55,6 +55,11 @@ class PipelineKeys:
     @property
     def partitions(self) -> str:
         return f"{self.pipeline}__shards"
+
+    @property
+    def partitions_def(self) -> dg.DynamicPartitionsDefinition:
+        """The shard partitions (first pass ``s00000``..., retry rounds ``r1-00000``...) of the shard assets."""
+        return dg.DynamicPartitionsDefinition(name=self.partitions)
 
     @property
     def shard_group(self) -> str:

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.graph.job_completion import MergedMark
-from bedrock_assets.graph.retry_rounds import RoundProgress, retry_key, round_of
 from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.progress import MergedMark, RoundProgress
+from bedrock_assets.shards import retry_key, round_of
 from bedrock_assets.spec import RetrySpec
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import boto3
@@ -12,13 +11,24 @@ import pyarrow.parquet as pq
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import job_name, request_token
 from bedrock_assets.bedrock.resource import BedrockBatchResource, JobSummary
-from bedrock_assets.bedrock.submission import Action, ShardToSubmit, plan_submissions
-from bedrock_assets.components.pipeline_keys import PipelineKeys
-from bedrock_assets.graph.raw_dataset import load_shard_plan
+from bedrock_assets.bedrock.submission import Action, ShardToSubmit, decide_submissions
+from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.runner import execute_stage
-from bedrock_assets_tests.conftest import CLAUDE, NO_RECOURSE, ROLE, ledger_of, pipeline_defs, pipeline_dict, run, tick
+from bedrock_assets.shards import load_shard_index
+from bedrock_assets_tests.helpers import (
+    CLAUDE,
+    NO_RECOURSE,
+    ROLE,
+    foreign_job,
+    ledger_of,
+    pipeline_defs,
+    pipeline_dict,
+    run,
+    step_of,
+    tick,
+)
 
 # ---- decisions, without any service ---------------------------------------------------------
 
@@ -49,19 +59,19 @@ def actions(decisions) -> list[tuple[str, str, int]]:
 
 def test_free_slots_go_to_shards_in_order_and_the_rest_queue():
     shards = [shard(f"s0000{i}") for i in range(4)]
-    assert actions(plan_submissions(shards, {}, {}, 2, "p")) == [
+    assert actions(decide_submissions(shards, {}, {}, 2, "p")) == [
         ("s00000", "create", 1),
         ("s00001", "create", 1),
         ("s00002", "queue", 1),
         ("s00003", "queue", 1),
     ]
-    assert {d.action for d in plan_submissions(shards, {}, {}, 0, "p")} == {Action.QUEUE}
+    assert {d.action for d in decide_submissions(shards, {}, {}, 0, "p")} == {Action.QUEUE}
 
 
 def test_live_or_finished_jobs_reattach_and_take_no_slot():
     a, b, c = shard("s00000"), shard("s00001"), shard("s00002")
     latest = {"s00000": attempt(a, JobStatus.IN_PROGRESS), "s00001": attempt(b, JobStatus.COMPLETED)}
-    assert actions(plan_submissions([a, b, c], latest, {}, 1, "p")) == [
+    assert actions(decide_submissions([a, b, c], latest, {}, 1, "p")) == [
         ("s00000", "re-attach", 1),
         ("s00001", "re-attach", 1),
         ("s00002", "create", 1),
@@ -71,15 +81,15 @@ def test_live_or_finished_jobs_reattach_and_take_no_slot():
 def test_a_queued_attempt_is_reused_and_a_refused_submission_is_tried_again():
     a, b = shard("s00000"), shard("s00001")
     latest = {"s00000": attempt(a, JobStatus.QUEUED, arn=None), "s00001": attempt(b, JobStatus.SUBMIT_FAILED, arn=None)}
-    assert actions(plan_submissions([a, b], latest, {}, 5, "p")) == [("s00000", "create", 1), ("s00001", "create", 2)]
+    assert actions(decide_submissions([a, b], latest, {}, 5, "p")) == [("s00000", "create", 1), ("s00001", "create", 2)]
 
 
 def test_failed_expired_and_stopped_jobs_get_a_new_attempt_only_when_asked():
     shards = [shard("s00000"), shard("s00001"), shard("s00002"), shard("s00003")]
     ended = [JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.STOPPED, JobStatus.COMPLETED]
     latest = {s.shard: attempt(s, status) for s, status in zip(shards, ended)}
-    assert {d.action for d in plan_submissions(shards, latest, {}, 5, "p")} == {Action.REATTACH}
-    asked = plan_submissions(shards, latest, {}, 5, "p", resubmit=True)
+    assert {d.action for d in decide_submissions(shards, latest, {}, 5, "p")} == {Action.REATTACH}
+    asked = decide_submissions(shards, latest, {}, 5, "p", resubmit=True)
     assert actions(asked) == [
         ("s00000", "create", 2),
         ("s00001", "create", 2),
@@ -98,7 +108,7 @@ def test_the_resubmission_policy_renews_expired_and_transient_failures_up_to_the
         attempt(shards[4], JobStatus.EXPIRED, n=2),  # the cap of 2 attempts is reached
     ]
     latest = {a.shard: a for a in ended}
-    assert actions(plan_submissions(shards, latest, {}, 5, "p", max_job_attempts=2)) == [
+    assert actions(decide_submissions(shards, latest, {}, 5, "p", max_job_attempts=2)) == [
         ("s00000", "create", 2),
         ("s00001", "create", 2),
         ("s00002", "re-attach", 1),
@@ -107,12 +117,12 @@ def test_the_resubmission_policy_renews_expired_and_transient_failures_up_to_the
     ]
     # a shard a stop dequeued (no job) stays stopped; only an explicit resubmit makes a new attempt
     dequeued = {"s00000": replace(attempt(shards[0], JobStatus.STOPPED, arn=None), message="dequeued")}
-    assert actions(plan_submissions(shards[:1], dequeued, {}, 5, "p", max_job_attempts=2)) == [
+    assert actions(decide_submissions(shards[:1], dequeued, {}, 5, "p", max_job_attempts=2)) == [
         ("s00000", "re-attach", 1)
     ]
-    assert actions(plan_submissions(shards[:1], dequeued, {}, 5, "p", resubmit=True)) == [("s00000", "create", 2)]
+    assert actions(decide_submissions(shards[:1], dequeued, {}, 5, "p", resubmit=True)) == [("s00000", "create", 2)]
     # with the policy off (one attempt), nothing is renewed: reruns never create attempts outside it
-    assert {d.action for d in plan_submissions(shards, latest, {}, 5, "p", max_job_attempts=1)} == {Action.REATTACH}
+    assert {d.action for d in decide_submissions(shards, latest, {}, 5, "p", max_job_attempts=1)} == {Action.REATTACH}
 
 
 def test_without_a_ledger_the_latest_attempt_bedrock_has_is_attached():
@@ -123,14 +133,14 @@ def test_without_a_ledger_the_latest_attempt_bedrock_has_is_attached():
         jobs[name] = JobSummary(
             job_arn=f"arn:{n}", job_name=name, model_id=CLAUDE, status=status, input_uri=a.input_uri
         )
-    (d,) = plan_submissions([a], {}, jobs, 5, "p")
+    (d,) = decide_submissions([a], {}, jobs, 5, "p")
     assert (d.action, d.attempt, d.found.job_arn) == (Action.ATTACH_FOUND, 2, "arn:2")
 
 
 def test_changed_input_means_a_new_job_even_after_success():
     old = shard("s00000", "a" * 64)
     new = shard("s00000", "b" * 64)
-    (decision,) = plan_submissions([new], {"s00000": attempt(old, JobStatus.COMPLETED)}, {}, 1, "p")
+    (decision,) = decide_submissions([new], {"s00000": attempt(old, JobStatus.COMPLETED)}, {}, 1, "p")
     assert (decision.action, decision.attempt) == (Action.CREATE, 2) and "bbbbbbbbbb" in decision.job_name
 
 
@@ -140,12 +150,12 @@ def test_a_job_bedrock_has_by_our_name_is_attached_or_refused_if_it_reads_other_
     ours = JobSummary(
         job_arn="arn:x", job_name=name, model_id=CLAUDE, status=JobStatus.SCHEDULED, input_uri=a.input_uri
     )
-    (found,) = plan_submissions([a], {}, {name: ours}, 0, "p")
+    (found,) = decide_submissions([a], {}, {name: ours}, 0, "p")
     assert found.action is Action.ATTACH_FOUND and found.found == ours
     other = JobSummary(
         job_arn="arn:y", job_name=name, model_id=CLAUDE, status=JobStatus.COMPLETED, input_uri="s3://b/elsewhere.jsonl"
     )
-    (taken,) = plan_submissions([a], {}, {name: other}, 5, "p")
+    (taken,) = decide_submissions([a], {}, {name: other}, 5, "p")
     assert taken.action is Action.NAME_TAKEN and "set a distinct job_name_prefix" in taken.reason
 
 
@@ -155,35 +165,6 @@ def test_a_job_bedrock_has_by_our_name_is_attached_or_refused_if_it_reads_other_
 def with_quota(defs, limit: int):
     defs.resources["bedrock"] = BedrockBatchResource(quota_overrides={CLAUDE: {"max_concurrent_jobs": limit}})
     return defs
-
-
-def foreign_job(bucket: str, name: str) -> str:
-    """A job of the same model that some other team submitted (not in our ledger)."""
-    s3 = boto3.client("s3")
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"other/{name}.jsonl",
-        Body=b"\n".join(
-            json.dumps(
-                {
-                    "recordId": f"R{i:011d}",
-                    "modelInput": {
-                        "anthropic_version": "bedrock-2023-05-31",
-                        "max_tokens": 5,
-                        "messages": [{"role": "user", "content": "hi"}],
-                    },
-                }
-            ).encode()
-            for i in range(100)
-        ),
-    )
-    return boto3.client("bedrock").create_model_invocation_job(
-        jobName=name,
-        roleArn=ROLE,
-        modelId=CLAUDE,
-        inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/other/{name}.jsonl"}},
-        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/other-out/"}},
-    )["jobArn"]
 
 
 def test_jobs_of_other_teams_take_slots_and_queued_shards_wait(make_pipelines, instance, stack, bucket):
@@ -212,7 +193,7 @@ def test_job_created_before_a_crash_is_reattached_by_name(make_pipelines, instan
     execute_stage(defs, instance, spec.name, "prepare")
     shards = instance.get_dynamic_partitions("crash__shards")
     execute_stage(defs, instance, spec.name, "submit", shards, assets=[PipelineKeys("crash").jsonl_shards])
-    info = load_shard_plan(spec, boto3.client("s3")).shards[0]
+    info = load_shard_index(step_of(spec)).shards[0]
     layout = PipelineLayout.for_uri(spec.output_uri)
     name = job_name(spec.job_prefix, info.key, info.digest, 1)
     input_uri, output_uri = layout.shard_input(info.key).uri, layout.job_output(info.key).uri
@@ -326,7 +307,7 @@ def test_two_racing_submitters_create_each_job_once(make_pipelines, instance, st
 
     from bedrock_assets.bedrock.resource import CallCounter
     from bedrock_assets.graph import batch_jobs
-    from bedrock_assets.graph.raw_dataset import load_shard_plan
+    from bedrock_assets.shards import load_shard_index
 
     stack.configure(time_scale=3600)  # jobs stay in flight: every shard is submitted exactly once or re-attached
     defs, (spec,) = make_pipelines([pipeline_dict("race", bucket, shards={"max_records": 100})], rows=600)
@@ -339,13 +320,13 @@ def test_two_racing_submitters_create_each_job_once(make_pipelines, instance, st
         instance.get_dynamic_partitions("race__shards"),
         assets=[PipelineKeys("race").jsonl_shards],
     )
-    shards = load_shard_plan(spec, boto3.client("s3")).shards
+    shards = load_shard_index(step_of(spec)).shards
     counters = [CallCounter(), CallCounter()]
     barrier = threading.Barrier(2)
 
     def submitter(counter):
         barrier.wait()
-        batch_jobs.submit(spec, defs.resources["bedrock"], ledger_of(defs), shards, counter)
+        batch_jobs.submit(step_of(spec, defs), ledger_of(defs), shards, counter)
 
     threads = [threading.Thread(target=submitter, args=(c,)) for c in counters]
     for t in threads:
@@ -360,12 +341,12 @@ def test_two_racing_submitters_create_each_job_once(make_pipelines, instance, st
 def test_a_claim_left_by_a_submitter_that_died_is_taken_over_after_it_expires(make_pipelines, instance, bucket):
     from bedrock_assets.bedrock.resource import CallCounter
     from bedrock_assets.graph import batch_jobs
-    from bedrock_assets.graph.raw_dataset import load_shard_plan
+    from bedrock_assets.shards import load_shard_index
 
     defs, (spec,) = make_pipelines([pipeline_dict("orphan", bucket)], rows=150)
     execute_stage(defs, instance, spec.name, "prepare")
     execute_stage(defs, instance, spec.name, "submit", ["s00000"], assets=[PipelineKeys("orphan").jsonl_shards])
-    (info,) = load_shard_plan(spec, boto3.client("s3")).shards
+    (info,) = load_shard_index(step_of(spec)).shards
     ledger = ledger_of(defs)
     layout = PipelineLayout.for_uri(spec.output_uri)
     orphan = ledger.create(
@@ -384,7 +365,7 @@ def test_a_claim_left_by_a_submitter_that_died_is_taken_over_after_it_expires(ma
     ledger.update(orphan, status=JobStatus.SUBMITTING)  # the submitter died here, before calling Bedrock
 
     fresh = CallCounter()
-    (outcome,) = batch_jobs.submit(spec, defs.resources["bedrock"], ledger, [info], fresh)
+    (outcome,) = batch_jobs.submit(step_of(spec, defs), ledger, [info], fresh)
     assert outcome.status is JobStatus.SUBMITTING and "CreateModelInvocationJob" not in fresh.calls  # still held
 
     key = {"pipeline": "orphan", "shard_attempt": "s00000#0001"}
@@ -392,5 +373,5 @@ def test_a_claim_left_by_a_submitter_that_died_is_taken_over_after_it_expires(ma
         Key=key, UpdateExpression="SET updated_at = :t", ExpressionAttributeValues={":t": "2026-01-01T00:00:00+00:00"}
     )  # long ago
     later = CallCounter()
-    (outcome,) = batch_jobs.submit(spec, defs.resources["bedrock"], ledger, [info], later)
+    (outcome,) = batch_jobs.submit(step_of(spec, defs), ledger, [info], later)
     assert outcome.status is JobStatus.SUBMITTED and later.calls["CreateModelInvocationJob"] == 1

@@ -10,7 +10,7 @@ from bedrock_assets.bedrock.budget import BUDGET_HELD, Budget
 from bedrock_assets.bedrock.costs import Bill, TokenEstimate
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.prices import Mode, price_for, usd
-from bedrock_assets.bedrock.submission import Action, ShardToSubmit, plan_submissions
+from bedrock_assets.bedrock.submission import Action, ShardToSubmit, decide_submissions
 from bedrock_assets.ledger import JobAttempt
 
 CUSTOM = {"my.model-v1": {"batch_input": 0.001, "batch_output": 0.002}}
@@ -84,9 +84,9 @@ def test_a_budget_counts_the_bill_of_finished_jobs_and_the_worst_case_of_running
 
 def test_shards_beyond_the_budget_wait_and_the_ones_before_are_created():
     shards = [ShardToSubmit(f"s0000{i}", "d" * 64, 100, f"s3://b/{i}", f"s3://b/o{i}", worst_usd=1.0) for i in range(3)]
-    decisions = plan_submissions(shards, {}, {}, 10, "p", budget=Budget(2.5))
+    decisions = decide_submissions(shards, {}, {}, 10, "p", budget=Budget(2.5))
     assert [d.action for d in decisions] == [Action.CREATE, Action.CREATE, Action.QUEUE]
     assert decisions[2].reason.startswith("budget_usd $2.50: $0.00 spent, $2.00 committed, $0.50 left")
     unpriced = replace(shards[0], worst_usd=None)
-    (d,) = plan_submissions([unpriced], {}, {}, 10, "p", budget=Budget(100.0))
+    (d,) = decide_submissions([unpriced], {}, {}, 10, "p", budget=Budget(100.0))
     assert d.action is Action.QUEUE and "no price" in d.reason

@@ -1,0 +1,290 @@
+"""Bedrock's output lines (``.jsonl.out``) normalized into rows: output columns, or an error code and message.
+
+Lines are parsed in line-aligned chunks with Arrow's JSON reader (line by line only when a chunk has
+an unexpected shape, and as the reference the Arrow path is held equal to); the first line per
+recordId we sent is kept, repeats and unknown ids are counted. An answer that does not have the
+family's shape is an ``UnparseableOutput`` row; one that does not match the pipeline's
+``output_schema`` is an ``InvalidStructuredOutput`` row whose tokens still count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from bedrock_assets.bedrock.error_classes import INVALID_STRUCTURED, UNPARSEABLE
+from bedrock_assets.models import ModelAdapter, ParsedOutput
+from bedrock_assets.output_schema import OutputSchema
+from bedrock_assets.records import RECORD_ID
+
+
+def output_schema(adapter: ModelAdapter) -> pa.Schema:
+    value = (
+        pa.field("embedding", pa.list_(pa.float32(), adapter.embedding_dimensions))
+        if adapter.kind == "embedding"
+        else pa.field("output_text", pa.string())
+    )
+    structured = adapter.prompt.structured
+    properties = [pa.field(n, structured.arrow_type(n)) for n in structured.properties] if structured else []
+    return pa.schema(
+        [
+            pa.field(RECORD_ID, pa.string()),
+            value,
+            *properties,
+            pa.field("stop_reason", pa.string()),
+            pa.field("input_tokens", pa.int64()),
+            pa.field("output_tokens", pa.int64()),
+            pa.field("error_code", pa.string()),
+            pa.field("error_message", pa.string()),
+        ]
+    )
+
+
+@dataclass
+class OutputStats:
+    lines: int = 0
+    succeeded: int = 0
+    errored: int = 0
+    duplicates: int = 0
+    unknown_ids: int = 0
+    fallback_chunks: int = 0  # chunks the Arrow reader could not take, parsed line by line
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+
+class OutputParser:
+    """Turns blocks of output lines into Arrow batches; keeps the first line per recordId."""
+
+    def __init__(self, adapter: ModelAdapter, expected_ids: Iterable[str] | None = None) -> None:
+        self.adapter = adapter
+        self.schema = output_schema(adapter)
+        self.expected = pa.array(list(expected_ids), pa.string()) if expected_ids is not None else None
+        self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
+        self.stats = OutputStats()
+        self._shape_message = f"modelOutput does not have the {adapter.family} shape"
+        self._json_schema = pa.schema(
+            [
+                ("recordId", pa.string()),
+                ("modelOutput", adapter.output_type),
+                ("error", pa.struct([("errorCode", pa.int64()), ("errorMessage", pa.string())])),
+            ]
+        )
+
+    def parse_chunk(self, data: bytes | memoryview, where: str = "") -> pa.RecordBatch:
+        """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
+        if len(data):
+            try:
+                return self._parse_arrow(data)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                lines = [line for line in bytes(data).split(b"\n") if line.strip()]
+                if lines:
+                    self.stats.fallback_chunks += 1  # an unexpected shape in the chunk: the line path names it
+                return self.parse_lines(lines, where)
+        return self.parse_lines([], where)
+
+    def _parse_arrow(self, data: bytes | memoryview) -> pa.RecordBatch:
+        table = pj.read_json(
+            pa.BufferReader(pa.py_buffer(data)),  # the chunk itself, not a copy
+            read_options=pj.ReadOptions(block_size=2 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
+        )
+        ids = table.column("recordId").combine_chunks()
+        if ids.null_count:
+            raise pa.ArrowInvalid("a line without recordId")
+        model_output = table.column("modelOutput").combine_chunks()
+        error = table.column("error").combine_chunks()
+        columns = self.adapter.parse_arrow(model_output)
+        value_name = self.schema.field(1).name
+        has_output = pc.is_valid(model_output)
+        unparseable = pc.and_(has_output, pc.is_null(columns[value_name]))
+        parsed = pc.and_(has_output, pc.invert(unparseable))
+        none = pa.scalar(None, pa.string())
+        invalid = pa.nulls(len(ids), pa.string())  # why a parsed answer does not match the output schema
+        structured = self.adapter.prompt.structured
+        if structured is not None:
+            answers, invalid = self._structured_answers(structured, columns)
+            invalid = pc.if_else(parsed, invalid, none)
+            columns |= structured.columns(answers, pc.and_(parsed, pc.is_null(invalid)))
+        ok = pc.and_(parsed, pc.is_null(invalid))
+        code = pc.if_else(
+            has_output,
+            pc.if_else(unparseable, pa.scalar(UNPARSEABLE), pc.if_else(pc.is_valid(invalid), INVALID_STRUCTURED, none)),
+            pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"),
+        )
+        message = pc.if_else(
+            has_output,
+            pc.if_else(unparseable, pa.scalar(self._shape_message), invalid),
+            pc.coalesce(pc.struct_field(error, "errorMessage"), _NO_OUTPUT),
+        )
+
+        self.stats.lines += len(ids)
+        mask = pa.array(self._keep(ids))
+        ok_kept = pc.and_(ok, mask)
+        paid = ("input_tokens", "output_tokens")  # an answer that does not match its schema was still paid for
+        arrays = [
+            ids,
+            columns[value_name],
+            *(columns[name] for name in self._property_names),
+            *(
+                pc.if_else(parsed if name in paid else ok, columns[name], pa.scalar(None, columns[name].type))
+                for name in ("stop_reason", *paid)
+            ),
+            code,
+            message,
+        ]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema).filter(mask)
+        succeeded = pc.sum(ok_kept).as_py() or 0
+        self.stats.succeeded += succeeded
+        self.stats.errored += batch.num_rows - succeeded
+        self.stats.input_tokens += pc.sum(batch.column("input_tokens")).as_py() or 0
+        self.stats.output_tokens += pc.sum(batch.column("output_tokens")).as_py() or 0
+        for item in pc.value_counts(pc.drop_null(batch.column("error_code"))).to_pylist():
+            self.stats.error_codes[item["values"]] = self.stats.error_codes.get(item["values"], 0) + item["counts"]
+        return batch
+
+    @property
+    def _property_names(self) -> list[str]:
+        structured = self.adapter.prompt.structured
+        return list(structured.properties) if structured else []
+
+    def _structured_answers(self, structured: OutputSchema, columns: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array]:
+        """The typed answers and, per row, why the answer does not match (null when it does)."""
+        if self.adapter.native_structured:
+            answers = columns["structured"]
+            return answers, structured.check_struct(answers)
+        found = [structured.from_text(t) for t in columns["output_text"].to_pylist()]
+        return structured.rows_to_struct([v for v, _ in found]), pa.array([p for _, p in found], pa.string())
+
+    def _keep(self, ids: pa.Array) -> np.ndarray:
+        """Which lines to keep: the first line per recordId, for ids we sent; counts the rest."""
+        n = len(ids)
+        known = pc.is_in(ids, value_set=self.expected) if self.expected is not None else pa.array(np.ones(n, bool))
+        seen = pc.is_in(ids, value_set=self.seen)
+        if pc.count_distinct(ids).as_py() == n:
+            keep = pc.and_(known, pc.invert(seen)).to_numpy(zero_copy_only=False)
+            self.stats.duplicates += pc.sum(seen).as_py() or 0
+        else:  # repeats inside this chunk: the first occurrence in order wins
+            taken = set(self.seen.to_pylist())
+            keep = np.zeros(n, dtype=bool)
+            for i, (rid, ok) in enumerate(zip(ids.to_pylist(), known.to_pylist())):
+                if rid in taken:
+                    self.stats.duplicates += 1
+                elif ok:
+                    taken.add(rid)
+                    keep[i] = True
+        seen_np = seen.to_numpy(zero_copy_only=False)
+        self.stats.unknown_ids += int((~known.to_numpy(zero_copy_only=False) & ~seen_np & ~keep).sum())
+        self.seen = pa.concat_arrays([self.seen, ids.filter(pa.array(keep))])
+        return keep
+
+    def parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
+        """Line by line: the fallback of ``parse_chunk`` and the reference its Arrow path is held equal to."""
+        records = []
+        for line in lines:
+            self.stats.lines += 1
+            try:
+                record = json.loads(line)
+                records.append((record["recordId"], record))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(
+                    f"{where}: line {self.stats.lines}: not a Bedrock output record: {line[:120]!r}"
+                ) from None
+        keep = self._keep(pa.array([rid for rid, _ in records], pa.string()))
+        kept = [(rid, self._outcome(record)) for (rid, record), k in zip(records, keep) if k]
+        for _, o in kept:
+            self._count(o)
+        return self._batch([rid for rid, _ in kept], [o for _, o in kept])
+
+    def _outcome(self, record: dict[str, Any]) -> _LineOutcome:
+        """One output line's model answer (parsed and checked) or its error."""
+        if record.get("modelOutput") is None:
+            error = record.get("error") or {}
+            code = str(error.get("errorCode", "Unknown"))
+            return _LineOutcome(None, None, code, str(error.get("errorMessage", _NO_OUTPUT)))
+        try:
+            parsed = self.adapter.parse(record["modelOutput"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return _LineOutcome(None, None, UNPARSEABLE, f"{self._shape_message}: {type(e).__name__}: {e}")
+        structured = self.adapter.prompt.structured
+        if structured is None:
+            return _LineOutcome(parsed)
+        if self.adapter.native_structured:
+            answer = parsed.structured
+            problem = structured.check(answer) if answer is not None else "the model gave no structured answer"
+        else:
+            answer, problem = structured.from_text(parsed.text)
+        if problem:  # an answer that does not match its schema was still paid for: parsed is kept
+            return _LineOutcome(parsed, None, INVALID_STRUCTURED, problem)
+        return _LineOutcome(parsed, answer)
+
+    def _count(self, o: _LineOutcome) -> None:
+        if o.ok:
+            self.stats.succeeded += 1
+        else:
+            self.stats.errored += 1
+            code = o.code or ""
+            self.stats.error_codes[code] = self.stats.error_codes.get(code, 0) + 1
+        if o.parsed is not None:
+            self.stats.input_tokens += o.parsed.input_tokens or 0
+            self.stats.output_tokens += o.parsed.output_tokens or 0
+
+    def _batch(self, ids: list[str], outcomes: list[_LineOutcome]) -> pa.RecordBatch:
+        paid = [o.parsed for o in outcomes]  # the tokens (and text) of every answer the model gave
+        answered = [o.parsed if o.ok else None for o in outcomes]
+        dims = self.adapter.embedding_dimensions
+        if dims is not None:
+            value = _embedding_array([p.embedding if p else None for p in answered], dims)
+        else:
+            value = pa.array([p.text if p else None for p in paid], pa.string())
+        structured = self.adapter.prompt.structured
+        properties = structured.rows_to_struct([o.answer for o in outcomes]).flatten() if structured else []
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array(ids, pa.string()),
+                value,
+                *properties,
+                pa.array([p.stop_reason if p else None for p in answered], pa.string()),
+                pa.array([p.input_tokens if p else None for p in paid], pa.int64()),
+                pa.array([p.output_tokens if p else None for p in paid], pa.int64()),
+                pa.array([o.code for o in outcomes], pa.string()),
+                pa.array([o.message for o in outcomes], pa.string()),
+            ],
+            schema=self.schema,
+        )
+
+
+@dataclass(frozen=True)
+class _LineOutcome:
+    """One kept output line: the parsed answer (kept when it was paid for), its typed answer, or its error."""
+
+    parsed: ParsedOutput | None
+    answer: Any = None
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None
+
+
+_NO_OUTPUT = "no modelOutput and no error in the output line"
+
+
+def _embedding_array(vectors: list[list[float] | None], dims: int) -> pa.Array:
+    """Fixed-size float32 lists; one numpy buffer for the block, nulls where a record failed."""
+    flat = np.zeros((len(vectors), dims), dtype=np.float32)
+    valid = np.zeros(len(vectors), dtype=bool)
+    for i, v in enumerate(vectors):
+        if v is not None:
+            flat[i] = v
+            valid[i] = True
+    values = pa.array(flat.reshape(-1), pa.float32())
+    return pa.FixedSizeListArray.from_arrays(values, dims, mask=pa.array(~valid))

@@ -1,0 +1,203 @@
+"""Where a pipeline stands, from its ledger and the Dagster instance.
+
+Which shards are merged (each shard's latest ``merged_results`` materialization carries a merge
+mark: the job attempt it merged), which job of every shard a merged dataset or retry round was built
+from (``jobs_digest``), the pipeline at a glance (``PipelineStatus``), the retry round in progress
+(``RoundProgress``), and which runs are already working on which shards. The completion sensor, the
+assets that gate on them and the headless runner all read progress here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import MetadataValue as Meta
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.shards import load_retry_state, round_of
+from bedrock_assets.spec import RetrySpec
+
+if TYPE_CHECKING:
+    from bedrock_assets.pipeline import Step
+
+IN_PROGRESS = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+@dataclass(frozen=True)
+class MergedMark:
+    """What a shard's latest merged_results materialization says: the job attempt it merged, and how
+    many of its rows carry a retriable error (what the next retry round would send)."""
+
+    job: str
+    retriable: int = 0
+
+    JOB = "merged_job"  # metadata keys, written with the merge and read back here
+    RETRIABLE = "retriable"
+
+    def metadata(self) -> dict[str, Any]:
+        return {self.JOB: self.job, self.RETRIABLE: self.retriable}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> MergedMark | None:
+        """The mark of a merged_results materialization (None: it holds no complete merge)."""
+        if cls.JOB not in meta:
+            return None
+        retriable = meta[cls.RETRIABLE].value if cls.RETRIABLE in meta else 0
+        return cls(str(meta[cls.JOB].value), int(retriable or 0))
+
+
+def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, MergedMark]:
+    """Shard -> its latest merged_results materialization's mark (two queries)."""
+    ids = instance.get_latest_storage_id_by_partition(merged_results, DagsterEventType.ASSET_MATERIALIZATION)
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    marks = {}
+    for record in records:
+        meta = record.asset_materialization.metadata if record.asset_materialization else {}
+        mark = MergedMark.from_metadata(meta)
+        if record.partition_key and mark is not None:
+            marks[record.partition_key] = mark
+    return marks
+
+
+def merged_jobs(marks: Mapping[str, MergedMark]) -> dict[str, str]:
+    """Shard -> the attempt identity its latest merge holds."""
+    return {k: m.job for k, m in marks.items()}
+
+
+def jobs_digest(shards: Sequence[str], latest: Mapping[str, JobAttempt]) -> str:
+    """Which job attempt of every shard a merged dataset (or a retry round) was built from, as one short digest."""
+    text = "|".join(f"{k}={latest[k].identity if k in latest else ''}" for k in shards)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def unmerged(shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> list[str]:
+    """Shards whose latest job attempt is not what their last merge holds (or that have no attempt yet)."""
+    return [k for k in shards if k not in latest or merged.get(k) != latest[k].identity]
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    """A pipeline at a glance: its shards' jobs by state, records processed, shards merged, what waits and why."""
+
+    jobs: dict[str, int]
+    records: int
+    processed: int
+    shards: int
+    merged: int
+    queued_because: str | None = None
+
+    @classmethod
+    def of(cls, shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> PipelineStatus:
+        attempts = [latest[k] for k in shards if k in latest]
+        jobs: dict[str, int] = {}
+        for a in attempts:
+            jobs[a.status.value] = jobs.get(a.status.value, 0) + 1
+        queued = [a.message for a in attempts if a.status is JobStatus.QUEUED and a.message]
+        return cls(
+            jobs=jobs,
+            records=sum(a.records for a in attempts),
+            processed=sum(a.counts.processed for a in attempts),
+            shards=len(shards),
+            merged=len(shards) - len(unmerged(shards, latest, merged)),
+            queued_because=queued[0] if queued else None,
+        )
+
+    @property
+    def all_merged(self) -> bool:
+        return self.shards > 0 and self.merged == self.shards
+
+    def line(self, pipeline: str) -> str:
+        jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items())) or "none yet"
+        why = f"; queued: {self.queued_because}" if self.queued_because else ""
+        return (
+            f"[{pipeline}] jobs: {jobs}; records processed {self.processed}/{self.records}; "
+            f"merged {self.merged}/{self.shards} shards{why}"
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "jobs_by_status": Meta.json(self.jobs),
+            "records_processed": self.processed,
+            "records_total": self.records,
+            "shards_merged": self.merged,
+            "shards": self.shards,
+            **({"queued_because": Meta.text(self.queued_because)} if self.queued_because else {}),
+        }
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """The latest round with shards: are they all merged, and how many of their rows could be retried."""
+
+    round: int
+    keys: list[str]
+    all_merged: bool
+    retriable: int
+    basis: str
+
+    @classmethod
+    def of(
+        cls, partitions: Sequence[str], latest: Mapping[str, JobAttempt], marks: Mapping[str, MergedMark]
+    ) -> RoundProgress:
+        current = max((round_of(k) for k in partitions), default=0)
+        keys = [k for k in partitions if round_of(k) == current]
+        return cls(
+            round=current,
+            keys=keys,
+            all_merged=bool(keys) and not unmerged(keys, latest, merged_jobs(marks)),
+            retriable=sum(marks[k].retriable for k in keys if k in marks),
+            basis=jobs_digest(keys, latest),
+        )
+
+    def next_round_due(self, retry: RetrySpec, min_records: int) -> bool:
+        """Another round would send records: this one is merged, left retriable rows, and rounds remain."""
+        if not self.all_merged or self.retriable == 0 or self.round >= retry.max_rounds:
+            return False
+        return self.retriable >= min_records or retry.small_remainder == "on_demand"
+
+
+def retry_due(step: Step, progress: RoundProgress) -> bool:
+    """The next round should be cut now (and nobody stopped the pipeline)."""
+    due = progress.next_round_due(step.spec.retry, step.quotas.min_records_per_job)
+    return due and not load_retry_state(step).stopped_at
+
+
+# ---- runs the instance has in progress --------------------------------------------------------
+
+
+def run_partitions(tags: Mapping[str, str], order: Sequence[str]) -> list[str]:
+    """The shard partitions a run (or run request) covers: its partition, or its partition range."""
+    if PARTITION_NAME_TAG in tags:
+        return [tags[PARTITION_NAME_TAG]]
+    first, last = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if first in order and last in order:
+        return list(order[order.index(first) : order.index(last) + 1])
+    return []
+
+
+def busy_shards(instance: DagsterInstance, job_names: Sequence[str], order: Sequence[str]) -> set[str]:
+    """Shards that a queued or running run of these jobs already covers."""
+    busy: set[str] = set()
+    for job_name in job_names:
+        for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_PROGRESS)):
+            busy.update(run_partitions(run.tags, order))
+    return busy

@@ -1,0 +1,274 @@
+"""The shard catalogue: a pipeline's shards (first pass and retry rounds), their keys, and where they are recorded.
+
+raw_dataset writes the shard index (``canonical/_shards.json``): every first-pass shard ``s00000``...
+with its rows, records, bytes and the digest of its JSONL input. retry_rounds writes the retry state
+(``retries/_rounds.json``): the planned rounds, each with its shards ``r<N>-00000``..., and whether a
+person stopped the pipeline. Both write their shards' rows as parts (``canonical/<shard>.parquet``)
+with ``ShardParts``. Every shard step finds its shards here (``select_shards``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+from dagster import MetadataValue
+
+from bedrock_assets.ledger import now_iso
+from bedrock_assets.metadata import table
+from bedrock_assets.records import REQUEST, line_buffers, request_chars
+from bedrock_assets.sharding import Shard
+from bedrock_assets.sources import SourceError
+from bedrock_assets.storage import get_json, put_json, upload_file
+
+if TYPE_CHECKING:
+    from bedrock_assets.pipeline import Step
+
+BATCH_ROWS = 16_384  # rows per record batch read, and per row group written
+_RETRY_KEY = re.compile(r"r(\d{1,2})-\d{5}")
+
+
+def shard_key(index: int) -> str:
+    """Partition key of the first-pass shard at ``index`` (also part of S3 keys and job names)."""
+    return f"s{index:05d}"
+
+
+def retry_key(round_number: int, index: int) -> str:
+    """Partition key of a retry shard (also part of S3 keys and job names)."""
+    return f"r{round_number}-{index:05d}"
+
+
+def round_of(key: str) -> int:
+    """The round a shard partition belongs to: 0 for first-pass shards."""
+    match = _RETRY_KEY.fullmatch(key)
+    return int(match.group(1)) if match else 0
+
+
+def span(shards: Sequence[str]) -> str:
+    """A run of shard keys as text: ``s00000`` or ``s00000..s00015``."""
+    if not shards:
+        return ""
+    return shards[0] if len(shards) == 1 else f"{shards[0]}..{shards[-1]}"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    key: str
+    rows: int  # input rows, including rows rejected before submission
+    records: int  # rows with a Bedrock request
+    bytes: int  # size of the JSONL input file
+    digest: str  # sha256 of the JSONL input: names the job, so changed input means a new job
+    input_chars: int = 0  # prompt text sent (for the token estimate)
+    on_demand: bool = False  # a retry shard too small for a batch job: sent through the runtime API
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShardInfo:
+        """A recorded shard (fields an older version recorded and no one reads are left out)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """The prepared dataset: where it came from and its first-pass shards, in order."""
+
+    files: list[str]
+    rows: int
+    rejected: int
+    shards: list[ShardInfo]
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.shards]
+
+    def select(self, keys: list[str]) -> list[ShardInfo]:
+        """The named shards; SourceError if the index no longer has one of them."""
+        index = {s.key: s for s in self.shards}
+        missing = [k for k in keys if k not in index]
+        if missing:
+            raise SourceError(f"shard(s) {missing} are not in the current shard plan; re-materialize raw_dataset")
+        return [index[k] for k in keys]
+
+    def same_shards(self, other: ShardIndex) -> bool:
+        """Both cut the same shards with the same inputs."""
+        return [(s.key, s.digest) for s in self.shards] == [(s.key, s.digest) for s in other.shards]
+
+    def metadata(self, step: Step) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "rejected_rows": self.rejected,
+            "shards": len(self.shards),
+            "source_files": len(self.files),
+            "shard_plan": table(
+                [{"shard": s.key, "rows": s.rows, "records": s.records, "bytes": s.bytes} for s in self.shards]
+            ),
+            "canonical_uri": MetadataValue.path(step.layout.root.join("canonical").uri),
+        }
+
+
+class MissingShardIndex(SourceError):
+    """raw_dataset has not written a shard index under this output_uri yet."""
+
+
+def _missing(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] in ("NoSuchKey", "404")
+
+
+def load_shard_index(step: Step) -> ShardIndex:
+    """The index raw_dataset wrote last; MissingShardIndex if it never ran for this output_uri."""
+    loc = step.layout.shard_index
+    try:
+        data = get_json(step.s3, loc)
+    except ClientError as e:
+        if not _missing(e):
+            raise
+        raise MissingShardIndex(f"no shard plan at {loc.uri}: materialize {step.name}/raw_dataset first") from None
+    return ShardIndex(data["files"], data["rows"], data["rejected"], [ShardInfo.from_dict(s) for s in data["shards"]])
+
+
+def load_shard_index_if_any(step: Step) -> ShardIndex | None:
+    try:
+        return load_shard_index(step)
+    except MissingShardIndex:
+        return None
+
+
+def save_shard_index(step: Step, index: ShardIndex) -> None:
+    put_json(step.s3, step.layout.shard_index, asdict(index))
+
+
+@dataclass(frozen=True)
+class RetryRound:
+    round: int
+    basis: str  # which merged jobs of the previous round it was cut from (progress.jobs_digest)
+    records: int
+    on_demand: bool
+    shards: list[ShardInfo]
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.shards]
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """The planned rounds (``retries/_rounds.json``), and whether a person stopped the pipeline."""
+
+    rounds: list[RetryRound] = field(default_factory=list)
+    stopped_at: str | None = None
+
+    def shard(self, key: str) -> ShardInfo | None:
+        for r in self.rounds:
+            for s in r.shards:
+                if s.key == key:
+                    return s
+        return None
+
+
+def load_retry_state(step: Step) -> RetryState:
+    try:
+        data = get_json(step.s3, step.layout.retry_state)
+    except ClientError as e:
+        if not _missing(e):
+            raise
+        return RetryState()
+    rounds = [
+        RetryRound(r["round"], r["basis"], r["records"], r["on_demand"], [ShardInfo.from_dict(s) for s in r["shards"]])
+        for r in data["rounds"]
+    ]
+    return RetryState(rounds, data.get("stopped_at"))
+
+
+def save_retry_state(step: Step, state: RetryState) -> None:
+    put_json(step.s3, step.layout.retry_state, asdict(state))
+
+
+def mark_stopped(step: Step) -> None:
+    """A person stopped the pipeline: no further retry round is cut (until raw_dataset is re-planned)."""
+    state = load_retry_state(step)
+    if not state.stopped_at:
+        save_retry_state(step, replace(state, stopped_at=now_iso()))
+
+
+def select_shards(step: Step, keys: Sequence[str]) -> list[ShardInfo]:
+    """The named shards, first-pass or retry; SourceError if the current index or rounds lack one."""
+    first = [k for k in keys if round_of(k) == 0]
+    infos = {s.key: s for s in load_shard_index(step).select(first)} if first else {}
+    retried = [k for k in keys if round_of(k) > 0]
+    if retried:
+        state = load_retry_state(step)
+        for key in retried:
+            info = state.shard(key)
+            if info is None:
+                raise SourceError(
+                    f"retry shard {key} is not in the current retry rounds ({step.layout.retry_state.uri}); "
+                    "it was replaced or removed"
+                )
+            infos[key] = info
+    return [infos[k] for k in keys]
+
+
+def shard_digest(rows: pa.Table) -> str:
+    """sha256 of the shard's JSONL input file (as jsonl_shards writes it)."""
+    digest = hashlib.sha256()
+    for piece in line_buffers(rows.column(REQUEST)):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+class ShardParts:
+    """Writes shards' rows as parts (``canonical/<shard>.parquet``, without the request lines, which
+    jsonl_shards renders again from the rows) and describes each shard. A part uploads while the next
+    shard is cut: one upload in flight, so local disk holds two parts at most. ``write=False`` (a plan)
+    describes the shards and writes nothing."""
+
+    def __init__(self, step: Step, write: bool = True) -> None:
+        self.step = step
+        self.write = write
+        self.shards: list[ShardInfo] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="bedrock-assets-parts-")
+        self._uploader = ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload")
+        self._upload: Future[None] | None = None
+
+    def __enter__(self) -> ShardParts:
+        return self
+
+    def add(self, key: str, shard: Shard, on_demand: bool = False) -> ShardInfo:
+        if self.write:
+            path = Path(self._tmp.name) / f"{key}.parquet"
+            pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
+            self._wait()
+            # the file is handed over: it becomes this process's local copy of the part
+            self._upload = self._uploader.submit(
+                upload_file, self.step.s3, path, self.step.layout.shard_rows(key), True
+            )
+        chars = request_chars(shard.table, self.step.adapter)
+        info = ShardInfo(
+            key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), chars, on_demand
+        )
+        self.shards.append(info)
+        return info
+
+    def _wait(self) -> None:
+        if self._upload is not None:
+            self._upload.result()
+            self._upload = None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        try:
+            if kind is None:
+                self._wait()  # every part is in S3 before the index or state that names it
+        finally:
+            self._uploader.shutdown(wait=True)
+            self._tmp.cleanup()

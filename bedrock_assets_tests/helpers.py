@@ -1,0 +1,224 @@
+"""Helpers shared by the tests: pipeline attributes and definitions over the local stack, one sensor tick,
+Bedrock's output lines and the rows raw_dataset writes, a user's own dg project, and a foreign job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import pyarrow as pa
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
+from bedrock_assets.ledger import JobAttempt, JobLedgerResource
+from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
+from bedrock_assets.output_lines import OutputParser
+from bedrock_assets.pipeline import Step
+from bedrock_assets.resources import bedrock_resources
+from bedrock_assets.runner import RunSummary, run_pipelines
+from bedrock_assets.spec import PipelineSpec, parse_pipeline
+from bedrock_assets.storage import S3Access
+
+CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+ROLE = "arn:aws:iam::123456789012:role/BedrockBatchInference"
+# no retry rounds and no automatic resubmission: failures stay as they happened
+NO_RECOURSE = {"max_rounds": 0, "max_job_attempts": 1}
+ROOT = Path(__file__).resolve().parent.parent  # this repository: a dg project
+
+
+# ---- pipelines on the local stack ------------------------------------------------------------------
+
+
+def run(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> RunSummary:
+    """run_pipelines with fast polling and a timeout that fails a stuck test instead of hanging it."""
+    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=120, log=lambda _: None)
+    return summary
+
+
+def pipeline_dict(name: str, bucket: str, *, model: str = CLAUDE, **overrides: Any) -> dict[str, Any]:
+    """Valid pipeline attributes (a defs.yaml's ``attributes:``) over the sample dataset in ``bucket``."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "source": {"uri": f"s3://{bucket}/raw/sample.parquet"},
+        "model": {"id": model},
+        "output_uri": f"s3://{bucket}/out/{name.replace('_', '-')}",
+        "role_arn": ROLE,
+        "shards": {"max_records": 200},
+    }
+    if model == TITAN:
+        spec["prompt"] = {"input_column": "source"}
+        spec["inference"] = {"dimensions": 256}
+    else:
+        spec["prompt"] = {"template": "Task: {task}\n\n{source}", "system": "Answer briefly."}
+    spec.update(overrides)
+    return spec
+
+
+def one_spec(data: dict[str, Any]) -> PipelineSpec:
+    return parse_pipeline(data)
+
+
+def pipeline_defs(specs: list[PipelineSpec], ledger_table: str) -> dg.Definitions:
+    resources = bedrock_resources(bedrock_ledger=JobLedgerResource(table_name=ledger_table))
+    return dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs), dg.Definitions(resources=resources))
+
+
+def ledger_of(defs: dg.Definitions) -> Any:
+    return defs.resources["bedrock_ledger"].get_ledger()
+
+
+def tick(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> dg.SensorResult:
+    """One evaluation of the pipeline's completion sensor, as the daemon makes it."""
+    sensor = defs.resolve_sensor_def(f"{spec.name}__job_completion")
+    return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs))
+
+
+def step_of(spec: PipelineSpec, defs: dg.Definitions | None = None) -> Step:
+    """The pipeline as a step of it sees it, with S3 from the standard configuration (the local stack)."""
+    bedrock = defs.resources["bedrock"] if defs is not None else None
+    return Step.of(spec, S3Access(boto3.client("s3")), bedrock)
+
+
+def foreign_job(bucket: str, name: str) -> str:
+    """A job of the same model that some other team submitted (not in our ledger)."""
+    s3 = boto3.client("s3")
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"other/{name}.jsonl",
+        Body=b"\n".join(
+            json.dumps(
+                {
+                    "recordId": f"R{i:011d}",
+                    "modelInput": {
+                        "anthropic_version": "bedrock-2023-05-31",
+                        "max_tokens": 5,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                }
+            ).encode()
+            for i in range(100)
+        ),
+    )
+    return boto3.client("bedrock").create_model_invocation_job(
+        jobName=name,
+        roleArn=ROLE,
+        modelId=CLAUDE,
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/other/{name}.jsonl"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/other-out/"}},
+    )["jobArn"]
+
+
+# ---- output lines and input rows ----------------------------------------------------------------
+
+
+def claude():
+    return adapter_for(
+        "anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel", PromptSettings(template="{q}"), InferenceSettings()
+    )
+
+
+def ok_line(rid: str, text: str) -> bytes:
+    return json.dumps(
+        {
+            "recordId": rid,
+            "modelInput": {},
+            "modelOutput": {
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 3, "output_tokens": 2},
+            },
+        }
+    ).encode()
+
+
+def err_line(rid: str) -> bytes:
+    return json.dumps(
+        {"recordId": rid, "modelInput": {}, "error": {"errorCode": 400, "errorMessage": "Malformed input request"}}
+    ).encode()
+
+
+def input_rows(n: int, rejected: set[int] = frozenset()) -> pa.Table:
+    return pa.table(
+        {
+            "q": [f"question {i}" for i in range(n)],
+            "record_id": [f"id{i}" for i in range(n)],
+            "source_file": ["f.parquet"] * n,
+            "source_row": list(range(n)),
+            "_request": [None if i in rejected else "{}" for i in range(n)],
+            "_input_error": ["ValueError: empty" if i in rejected else None for i in range(n)],
+        }
+    )
+
+
+def parse(lines, expected):
+    parser = OutputParser(claude(), expected_ids=expected)
+    table = pa.Table.from_batches(
+        [parser.parse_chunk(b"\n".join(lines[:2])), parser.parse_chunk(b"\n".join(lines[2:]))]
+    )
+    return parser, table
+
+
+def job(shard: str, status: JobStatus, message: str | None = None, arn: str | None = "arn:job") -> JobAttempt:
+    return JobAttempt(
+        pipeline="p",
+        shard=shard,
+        attempt=1,
+        job_name=f"p-{shard}-abc",
+        input_digest="d",
+        model_id="m",
+        records=0,
+        input_uri="",
+        output_uri="",
+        status=status,
+        job_arn=arn,
+        message=message,
+    )
+
+
+# ---- a user's own dg project ---------------------------------------------------------------------
+
+PYPROJECT = """\
+[project]
+name = "userproj"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["bedrock_assets"]
+
+[tool.dg]
+directory_type = "project"
+
+[tool.dg.project]
+root_module = "userproj"
+"""
+
+DEFINITIONS = """\
+from pathlib import Path
+
+import dagster as dg
+
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+"""
+
+
+def new_project(parent: Path) -> Path:
+    """What `create-dagster project userproj` lays out, minus its virtualenv (this one's is used)."""
+    root = parent / "userproj"
+    (root / "userproj" / "defs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "userproj" / "__init__.py").write_text("")
+    (root / "userproj" / "defs" / "__init__.py").write_text("")
+    (root / "userproj" / "definitions.py").write_text(DEFINITIONS)
+    return root
+
+
+def dg_command(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    dg_exe = Path(sys.executable).parent / "dg"
+    environment = {**os.environ, "VIRTUAL_ENV": sys.prefix, **(env or {})}
+    return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180)

@@ -290,7 +290,14 @@ def _pipeline_arguments(p: argparse.ArgumentParser, verb: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bedrock-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _local_stack_commands(sub)
+    _pipeline_commands(sub)
+    _demo_commands(sub)
+    return parser
 
+
+def _local_stack_commands(sub: Any) -> None:
+    """local-stack, env, seed-sample."""
     p = sub.add_parser("local-stack", help="serve S3 + DynamoDB (moto) + the Bedrock batch emulator on loopback")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_STACK_PORT)
@@ -310,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uri", default="s3://bedrock-assets-demo/raw/simplecot_sample.parquet")
     p.set_defaults(func=cmd_seed_sample)
 
+
+def _pipeline_commands(sub: Any) -> None:
+    """run, plan, stop: over the pipelines of a defs.yaml or folder."""
     p = sub.add_parser(
         "run",
         help="run pipelines to completion against the configured endpoints",
@@ -343,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
     p.set_defaults(func=cmd_stop)
 
+
+def _demo_commands(sub: Any) -> None:
+    """demo and dev: the sample pipelines on an embedded local stack."""
     for name, func, text in (
         ("demo", cmd_demo, "run the sample pipelines end to end on an embedded local stack"),
         ("dev", cmd_dev, "start the local stack and the Dagster UI (dg dev) on the same data"),
@@ -364,7 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.choices["dev"].add_argument("--port", type=int, default=3000, help="Dagster UI port")
     sub.choices["dev"].add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,11 +7,6 @@ from dataclasses import dataclass
 from bedrock_assets.uris import S3Location, parse_s3_uri
 
 
-def shard_key(index: int) -> str:
-    """Partition key of the shard at ``index`` (also part of S3 keys and job names)."""
-    return f"s{index:05d}"
-
-
 @dataclass(frozen=True)
 class PipelineLayout:
     root: S3Location
@@ -50,7 +45,3 @@ class PipelineLayout:
     @property
     def merged_dataset(self) -> S3Location:
         return self.root.join("merged_dataset", "data.parquet")
-
-    @property
-    def report(self) -> S3Location:
-        return self.root.join("merged_dataset", "report.json")

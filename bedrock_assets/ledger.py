@@ -238,15 +238,15 @@ class JobLedgerResource(ResourceWithBoto3Configuration):
             per_thread=True,
         )
         if self.create_if_missing:  # once per process for this table, endpoint and region
-            shared("ledger-table-exists", self, lambda: ensure_table(self.get_client(), self.table_name) or True)
+            shared("ledger-table-exists", self, lambda: ensure_table(self.get_client(), self.table_name))
         return JobLedger(dynamodb.Table(self.table_name))
 
 
-def ensure_table(client: Any, name: str) -> None:
-    """Create the ledger table if it does not exist (a concurrent creation is fine) and wait for it."""
+def ensure_table(client: Any, name: str) -> bool:
+    """Create the ledger table if it does not exist (a concurrent creation is fine) and wait for it; True."""
     try:
         client.describe_table(TableName=name)
-        return
+        return True
     except ClientError as e:
         if e.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
@@ -267,3 +267,4 @@ def ensure_table(client: Any, name: str) -> None:
         if e.response["Error"]["Code"] != "ResourceInUseException":  # created by a concurrent run
             raise
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    return True

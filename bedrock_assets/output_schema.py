@@ -106,7 +106,7 @@ class OutputSchema:
                 continue
             if isinstance(v, bool) and prop["type"] != "boolean" or not isinstance(v, _PY_TYPES[prop["type"]]):
                 return f"property {name!r} must be {prop['type']}, got {json.dumps(v)[:60]}"
-            if prop["type"] == "integer" and not -(2**63) <= v < 2**63:
+            if prop["type"] == "integer" and isinstance(v, int) and not -(2**63) <= v < 2**63:
                 return f"property {name!r} is out of the 64-bit integer range"
             if "enum" in prop and v not in prop["enum"]:
                 return f"property {name!r} must be one of {prop['enum']}, got {v!r}"

@@ -10,13 +10,16 @@ quotas and price after the resource's overrides.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.aws import shared
 from bedrock_assets.bedrock.prices import ModelPrice, price_for
 from bedrock_assets.bedrock.quotas import BatchQuotas
 from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.errors import AWS_RETRY
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.models import ModelAdapter
@@ -40,6 +43,23 @@ class Pipeline:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def asset(self, key: dg.AssetKey, **settings: Any) -> Any:
+        """The asset decorator of one of the pipeline's own assets (its group; AWS calls retry transient errors)."""
+        return dg.asset(key=key, retry_policy=AWS_RETRY, group_name=self.name, **settings)
+
+    def shard_asset(self, key: dg.AssetKey, upstream: dg.AssetKey, **settings: Any) -> Any:
+        """The asset decorator of a per-shard asset: the shard partitions, the shard group, one run per range
+        of shards (a single-run backfill policy), AWS calls retrying transient errors."""
+        return dg.asset(
+            key=key,
+            retry_policy=AWS_RETRY,
+            group_name=self.keys.shard_group,
+            deps=[upstream],
+            partitions_def=self.keys.partitions_def,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            **settings,
+        )
 
     def step(self, s3: S3Resource, bedrock: BedrockBatchResource) -> Step:
         """The pipeline bound to a step's resources."""

@@ -289,7 +289,8 @@ class Runner:
                 assets = [p.keys.asset(n) for n in nodes if result.get_requested_partitions(p.keys.asset(n))]
                 if not assets:
                     continue
-                partitions = set().union(*(result.get_requested_partitions(a) for a in assets)) - {None}
+                requested = set().union(*(result.get_requested_partitions(a) for a in assets))
+                partitions = {k for k in requested if k is not None}
                 if not partitions:
                     self.execute(p, stage, assets=assets)
                 for group in contiguous_groups(partitions, order, str, limit=max(len(order), 1)):

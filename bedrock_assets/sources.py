@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bedrock_assets.storage import list_objects, local_copy, open_ranged
+from bedrock_assets.storage import S3Access, list_objects, local_copy, open_ranged
 from bedrock_assets.uris import is_s3_uri, parse_s3_uri
 
 
@@ -44,7 +44,7 @@ def _format_of(name: str, declared: str | None) -> str | None:
     return None
 
 
-def resolve_files(uri: str, declared_format: str | None, s3: Any | None) -> list[SourceFile]:
+def resolve_files(uri: str, declared_format: str | None, s3: S3Access) -> list[SourceFile]:
     """The data files a source URI names: the file itself, or every data file under a prefix/dir."""
     candidates: list[tuple[str, int]]
     if is_s3_uri(uri):
@@ -77,7 +77,7 @@ def resolve_files(uri: str, declared_format: str | None, s3: Any | None) -> list
 
 
 @contextmanager
-def _local_copy(file: SourceFile, s3: Any | None) -> Iterator[Path]:
+def _local_copy(file: SourceFile, s3: S3Access) -> Iterator[Path]:
     """A local path for the file: itself, or a temporary copy of the object."""
     if not is_s3_uri(file.uri):
         yield Path(file.uri)
@@ -86,7 +86,7 @@ def _local_copy(file: SourceFile, s3: Any | None) -> Iterator[Path]:
         yield path
 
 
-def read_columns(file: SourceFile, s3: Any | None) -> list[str]:
+def read_columns(file: SourceFile, s3: S3Access) -> list[str]:
     """Column names of one file, from its header, footer or first line (ranged reads of an S3 object)."""
     if file.size == 0:
         raise SourceError(f"{file.uri}: the file is empty (0 bytes); expected {file.format} data with a header")
@@ -118,7 +118,7 @@ def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:
     return f"{file.uri}: cannot read as {file.format}: {error}"
 
 
-def iter_batches(files: list[SourceFile], s3: Any | None, batch_rows: int = 16_384) -> Iterator[SourceBatch]:
+def iter_batches(files: list[SourceFile], s3: S3Access, batch_rows: int = 16_384) -> Iterator[SourceBatch]:
     """Every row of every file in order, as record batches; columns must agree across files."""
     columns: list[str] | None = None
     for file in files:

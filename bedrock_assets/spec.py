@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -327,13 +327,16 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+S = TypeVar("S", bound="PipelineSpec")
+
+
 def parse_pipeline(
     data: Any,
     *,
     origin: str = "<defs.yaml>",
     base_dir: Path | None = None,
-    spec_class: type[PipelineSpec] = PipelineSpec,
-) -> PipelineSpec:
+    spec_class: type[S] = PipelineSpec,  # type: ignore[assignment]
+) -> S:
     """Validate a component's attributes; local source paths resolve against ``base_dir``.
 
     Raises SpecError with one line per problem, each naming ``origin`` and the field.
@@ -367,7 +370,7 @@ def schema_model(model: type[BaseModel], optional: frozenset[str] = frozenset())
     """
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        annotation = info.annotation
+        annotation: Any = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             annotation = schema_model(annotation)
         elif get_origin(annotation) is not None and any(

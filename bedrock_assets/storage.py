@@ -40,18 +40,12 @@ class S3Access:
         return {**self.read_args(), **kms}
 
 
-def _access(s3: S3Access | Any) -> S3Access:
-    """The storage helpers take an S3Access, or a plain client (no owner or KMS settings)."""
-    return s3 if isinstance(s3, S3Access) else S3Access(s3)
-
-
-def upload_file(s3: S3Access | Any, path: Path, loc: S3Location, keep: bool = False) -> None:
+def upload_file(s3: S3Access, path: Path, loc: S3Location, keep: bool = False) -> None:
     """Upload a local file (streamed; in parts above 64 MB).
 
     ``keep``: the caller hands the file over (the path is gone afterwards); it becomes this process's copy
     of the object when it fits, so a later ``local_copy`` of it downloads nothing while it is unchanged.
     """
-    s3 = _access(s3)
     with open(path, "rb") as body:
         etag = upload_fileobj(s3, body, path.stat().st_size, loc)
     if keep:
@@ -60,9 +54,8 @@ def upload_file(s3: S3Access | Any, path: Path, loc: S3Location, keep: bool = Fa
         path.unlink(missing_ok=True)  # not kept (too large, or uploaded in parts)
 
 
-def upload_fileobj(s3: S3Access | Any, body: BinaryIO, size: int, loc: S3Location) -> str | None:
+def upload_fileobj(s3: S3Access, body: BinaryIO, size: int, loc: S3Location) -> str | None:
     """Upload an open file positioned at its start: one PUT up to 64 MB (its ETag is returned), in parts above."""
-    s3 = _access(s3)
     if size <= SINGLE_PUT_BYTES:
         return s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
     s3.client.upload_fileobj(body, loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
@@ -70,11 +63,10 @@ def upload_fileobj(s3: S3Access | Any, body: BinaryIO, size: int, loc: S3Locatio
 
 
 @contextmanager
-def local_copy(s3: S3Access | Any, loc: S3Location, keep: bool = False) -> Iterator[Path]:
+def local_copy(s3: S3Access, loc: S3Location, keep: bool = False) -> Iterator[Path]:
     """A local file holding the object (read it, never write it), removed afterwards. When this process
     keeps a copy of the object, one conditional GET (304 Not Modified while its ETag is unchanged)
     replaces the download; ``keep`` keeps what is downloaded for the next reader in this process."""
-    s3 = _access(s3)
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-read-") as tmp:
         path = Path(tmp) / (Path(loc.key).name or "object")
         known = COPIES.etag_of(loc)
@@ -101,9 +93,9 @@ def local_copy(s3: S3Access | Any, loc: S3Location, keep: bool = False) -> Itera
 class RangedReader(io.RawIOBase):
     """A seekable, read-only S3 object over ranged GETs: for readers that need only its header or footer."""
 
-    def __init__(self, s3: S3Access | Any, loc: S3Location, size: int) -> None:
+    def __init__(self, s3: S3Access, loc: S3Location, size: int) -> None:
         super().__init__()
-        self._s3 = _access(s3)
+        self._s3 = s3
         self._loc = loc
         self._size = size
         self._position = 0
@@ -132,34 +124,31 @@ class RangedReader(io.RawIOBase):
         return len(data)
 
 
-def open_ranged(s3: S3Access | Any, loc: S3Location, size: int) -> io.BufferedReader:
+def open_ranged(s3: S3Access, loc: S3Location, size: int) -> io.BufferedReader:
     """``RangedReader`` with a 1 MB buffer: a header or a Parquet footer costs one or two GETs."""
     return io.BufferedReader(RangedReader(s3, loc, size), buffer_size=_CHUNK)
 
 
-def put_bytes(s3: S3Access | Any, loc: S3Location, body: bytes, content_type: str | None = None) -> None:
-    s3 = _access(s3)
+def put_bytes(s3: S3Access, loc: S3Location, body: bytes, content_type: str | None = None) -> None:
     extra = {"ContentType": content_type} if content_type else {}
     s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **extra, **s3.write_args())
 
 
-def put_json(s3: S3Access | Any, loc: S3Location, value: Any) -> None:
+def put_json(s3: S3Access, loc: S3Location, value: Any) -> None:
     put_bytes(s3, loc, json.dumps(value, indent=1).encode(), "application/json")
 
 
-def read_bytes(s3: S3Access | Any, loc: S3Location, byte_range: str | None = None) -> bytes:
-    s3 = _access(s3)
+def read_bytes(s3: S3Access, loc: S3Location, byte_range: str | None = None) -> bytes:
     ranged = {"Range": byte_range} if byte_range else {}
     return s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **ranged, **s3.read_args())["Body"].read()
 
 
-def get_json(s3: S3Access | Any, loc: S3Location) -> Any:
+def get_json(s3: S3Access, loc: S3Location) -> Any:
     return json.loads(read_bytes(s3, loc))
 
 
-def list_objects(s3: S3Access | Any, prefix: S3Location) -> Iterator[tuple[S3Location, int]]:
+def list_objects(s3: S3Access, prefix: S3Location) -> Iterator[tuple[S3Location, int]]:
     """Objects whose key starts with the prefix (paginated), as (location, size), in key order."""
-    s3 = _access(s3)
     pages = s3.client.get_paginator("list_objects_v2").paginate(
         Bucket=prefix.bucket, Prefix=prefix.key, **s3.read_args()
     )
@@ -182,10 +171,9 @@ def line_chunks(read: Callable[[int], bytes], chunk_bytes: int = 32 * _CHUNK) ->
         yield memoryview(pending + b"\n")
 
 
-def iter_line_chunks(s3: S3Access | Any, loc: S3Location, chunk_bytes: int = 32 * _CHUNK) -> Iterator[memoryview]:
+def iter_line_chunks(s3: S3Access, loc: S3Location, chunk_bytes: int = 32 * _CHUNK) -> Iterator[memoryview]:
     """Stream an S3 object as line-aligned chunks (never the whole file at once); the next read
     downloads while the caller works on the current chunk (about three chunks in memory at most)."""
-    s3 = _access(s3)
     body = s3.client.get_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())["Body"]
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-read-ahead") as pool:

@@ -13,17 +13,22 @@ from typing import Any
 import boto3
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
+from bedrock_assets.components.loading import load_pipelines
 from bedrock_assets.ledger import JobAttempt, JobLedgerResource
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
 from bedrock_assets.output_lines import OutputParser
 from bedrock_assets.pipeline import Step
 from bedrock_assets.resources import bedrock_resources
 from bedrock_assets.runner import RunSummary, run_pipelines
-from bedrock_assets.spec import PipelineSpec, parse_pipeline
+from bedrock_assets.spec import PipelineSpec, SpecError, parse_pipeline
 from bedrock_assets.storage import S3Access
+from bedrock_assets.uris import parse_s3_uri
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -113,6 +118,48 @@ def foreign_job(bucket: str, name: str) -> str:
         inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/other/{name}.jsonl"}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/other-out/"}},
     )["jobArn"]
+
+
+def read_parquet(s3: Any, uri: str, tmp_path: Path, name: str = "read.parquet") -> pa.Table:
+    """A Parquet object (a merged dataset, a merged shard) downloaded and read whole."""
+    loc = parse_s3_uri(uri)
+    path = tmp_path / name
+    s3.download_file(loc.bucket, loc.key, str(path))
+    return pq.read_table(path)
+
+
+# ---- defs.yaml files -----------------------------------------------------------------------------
+
+COMPONENT = "bedrock_assets.components.BedrockBatchPipeline"
+
+
+def write_defs(folder, attributes, type_name=COMPONENT):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "defs.yaml").write_text(yaml.safe_dump({"type": type_name, "attributes": attributes}))
+    return folder / "defs.yaml"
+
+
+def spec_error(tmp_path, **overrides) -> str:
+    attributes = pipeline_dict("p1", "bkt", **overrides)
+    path = write_defs(tmp_path / "p1", attributes)
+    with pytest.raises(SpecError) as info:
+        load_pipelines(path)
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+# ---- ledger attempts -----------------------------------------------------------------------------
+
+CUSTOM_PRICE = {"my.model-v1": {"batch_input": 0.001, "batch_output": 0.002}}  # price_overrides of my.model-v1
+
+
+def priced_attempt(shard: str, arn: str | None, tokens: tuple[int, int] | None = None, worst: float | None = None):
+    """An attempt of model ``my.model-v1``: finished with its tokens, else in progress (with its worst case)."""
+    return JobAttempt(
+        "p", shard, 1, f"p-{shard}", "d", "my.model-v1", 100, "s3://b/i", "s3://b/o",
+        JobStatus.COMPLETED if tokens else JobStatus.IN_PROGRESS, arn,
+        input_tokens=tokens[0] if tokens else None, output_tokens=tokens[1] if tokens else None, worst_usd=worst,
+    )  # fmt: skip
 
 
 # ---- output lines and input rows ----------------------------------------------------------------
@@ -222,3 +269,14 @@ def dg_command(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subproc
     dg_exe = Path(sys.executable).parent / "dg"
     environment = {**os.environ, "VIRTUAL_ENV": sys.prefix, **(env or {})}
     return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180)
+
+
+class S3Calls:
+    """GetObject calls a client makes: HTTP status and bytes received."""
+
+    def __init__(self, client) -> None:
+        self.gets: list[tuple[int, int]] = []
+        client.meta.events.register("after-call.s3.GetObject", self._record)
+
+    def _record(self, http_response, **_) -> None:
+        self.gets.append((http_response.status_code, int(http_response.headers.get("content-length") or 0)))

@@ -226,15 +226,3 @@ def test_unexpected_shape_falls_back_and_still_parses():
     batch = parser.parse_chunk(b"\n".join(lines))
     assert batch.column("error_code").to_pylist() == [None, "UnparseableOutput"]
     assert parser.stats.fallback_chunks == 1
-
-
-def test_line_chunks_end_on_line_boundaries_and_lose_nothing(s3, bucket):
-    from bedrock_assets.storage import iter_line_chunks
-    from bedrock_assets.uris import S3Location
-
-    # lines shorter and (every 17th) longer than a read, and no final newline
-    body = b"\n".join(f'{{"n": {i}, "pad": "{"x" * (i % 13 + 90 * (i % 17 == 0))}"}}'.encode() for i in range(200))
-    s3.put_object(Bucket=bucket, Key="out/x.jsonl.out", Body=body)
-    chunks = list(iter_line_chunks(s3, S3Location(bucket, "out/x.jsonl.out"), chunk_bytes=37))
-    assert all(bytes(c).endswith(b"\n") for c in chunks) and len(chunks) > 10
-    assert b"".join(chunks) == body + b"\n"

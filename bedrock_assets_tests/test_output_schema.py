@@ -14,6 +14,7 @@ from bedrock_assets.output_lines import OutputParser
 from bedrock_assets.output_schema import JSON_INSTRUCTION, TOOL_DESCRIPTION, TOOL_NAME, OutputSchema, SchemaError
 from bedrock_assets.uris import parse_s3_uri
 from bedrock_assets_tests.helpers import CLAUDE, pipeline_dict, run
+from bedrock_assets_tests.models.oracles import build
 
 LABELS = {
     "type": "object",
@@ -106,15 +107,15 @@ def tool_line(rid: str, answer: dict) -> bytes:
 
 
 def test_claude_asks_with_a_forced_tool_and_converse_with_tool_config():
-    body = labels_adapter().build({"source": "2+2"})
+    body = build(labels_adapter(), {"source": "2+2"})
     assert body["tools"] == [{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": LABELS}]
     assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
-    converse = labels_adapter(invocation="Converse").build({"source": "2+2"})
+    converse = build(labels_adapter(invocation="Converse"), {"source": "2+2"})
     assert converse["toolConfig"] == {
         "tools": [{"toolSpec": {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "inputSchema": {"json": LABELS}}}],
         "toolChoice": {"tool": {"name": TOOL_NAME}},
     }
-    llama = labels_adapter("meta.llama3-3-70b-instruct-v1:0").build({"source": "2+2"})
+    llama = build(labels_adapter("meta.llama3-3-70b-instruct-v1:0"), {"source": "2+2"})
     assert "tools" not in llama and JSON_INSTRUCTION in llama["prompt"]  # no tool use: the prompt asks
 
 

@@ -9,7 +9,6 @@ import pytest
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.progress import MergedMark, RoundProgress
-from bedrock_assets.shards import retry_key, round_of
 from bedrock_assets.spec import RetrySpec
 
 
@@ -21,11 +20,6 @@ def progress(partitions, merged_retriable: dict[str, int], unmerged: tuple[str, 
     latest = {k: attempt(k) for k in partitions}
     marks = {k: MergedMark(latest[k].identity, n) for k, n in merged_retriable.items() if k not in unmerged}
     return RoundProgress.of(partitions, latest, marks)
-
-
-def test_keys_name_their_round():
-    assert retry_key(1, 0) == "r1-00000" and retry_key(2, 13) == "r2-00013"
-    assert [round_of(k) for k in ("s00000", "r1-00000", "r2-00013", "r10-00001")] == [0, 1, 2, 10]
 
 
 def test_the_latest_round_is_the_one_that_counts():

@@ -21,15 +21,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.graph.merged_dataset import read_merged_dataset
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.runner import execute_stage, run_pipelines
-from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.helpers import NO_RECOURSE, TITAN, ledger_of, pipeline_dict, run, tick
-
-
-def read_merged(s3, uri: str, tmp_path):
-    loc = parse_s3_uri(uri)
-    path = tmp_path / "merged.parquet"
-    s3.download_file(loc.bucket, loc.key, str(path))
-    return pq.read_table(path)
+from bedrock_assets_tests.helpers import NO_RECOURSE, TITAN, ledger_of, pipeline_dict, read_parquet, run, tick
 
 
 def read_source(s3, bucket, tmp_path):
@@ -48,7 +40,7 @@ def test_claude_pipeline_every_row_once_with_output(make_pipelines, instance, s3
 
     assert summary.shards == 3  # 450 rows, max 200 per shard -> 200 + a 50-row tail rebalanced to 125 + 125
     assert (summary.rows, summary.succeeded, summary.failed) == (450, 450, 0)
-    merged = read_merged(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     source = read_source(s3, bucket, tmp_path)
     assert merged.num_rows == source.num_rows
     assert pc.count_distinct(merged.column("record_id")).as_py() == 450
@@ -62,20 +54,6 @@ def test_claude_pipeline_every_row_once_with_output(make_pipelines, instance, s3
     assert summary.bedrock_calls.calls["CreateModelInvocationJob"] == 3
     frame = read_merged_dataset(spec, columns=["record_id", "output_text", "error_code"])
     assert list(frame.columns) == ["record_id", "output_text", "error_code"] and len(frame) == 450
-
-
-def test_merged_dataset_waits_for_every_shard_with_a_warning_not_a_failure(make_pipelines, instance, bucket):
-    defs, (spec,) = make_pipelines([pipeline_dict("early", bucket)], rows=300)
-    keys = PipelineKeys("early")
-    before_plan = execute_stage(defs, instance, spec.name, "publish")  # "Materialize all" on a fresh pipeline
-    (check,) = before_plan.get_asset_check_evaluations()
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert "the shards are not planned yet" in check.description
-    execute_stage(defs, instance, spec.name, "prepare")
-    execute_stage(defs, instance, spec.name, "submit", instance.get_dynamic_partitions("early__shards"))
-    (check,) = execute_stage(defs, instance, spec.name, "publish").get_asset_check_evaluations()
-    assert check.metadata["shards_not_merged"].value == 2
-    assert instance.get_latest_materialization_event(keys.merged_dataset) is None
 
 
 def test_runs_carry_readable_names_tags_and_each_shards_own_numbers(make_pipelines, instance, bucket):
@@ -103,7 +81,7 @@ def test_titan_pipeline_gives_fixed_size_float32_vectors(make_pipelines, instanc
     defs, (spec,) = make_pipelines([pipeline_dict("emb", bucket, model=TITAN)], rows=300)
     summary = run(defs, spec, instance)
 
-    merged = read_merged(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     column = merged.column("embedding")
     assert pa.types.is_fixed_size_list(column.type) and column.type.list_size == 256
     assert column.type.value_type == pa.float32()
@@ -124,7 +102,7 @@ def test_record_errors_and_dropped_records_are_kept_as_error_rows(
     defs, (spec,) = make_pipelines([pipeline_dict("faulty", bucket, retry=NO_RECOURSE)], rows=450)
     summary = run(defs, spec, instance)
 
-    merged = read_merged(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     assert merged.num_rows == 450 and pc.count_distinct(merged.column("record_id")).as_py() == 450
     codes = merged.column("error_code").to_pylist()
     not_returned = codes.count("RecordNotReturned")
@@ -143,7 +121,7 @@ def test_failed_job_marks_its_rows_and_other_shards_still_merge(make_pipelines, 
     defs, (spec,) = make_pipelines([pipeline_dict("partial", bucket, retry=NO_RECOURSE)], rows=450)
     summary = run(defs, spec, instance)
 
-    merged = read_merged(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     by_shard = {
         shard: merged.filter(pc.equal(merged.column("shard"), shard)).column("error_code").to_pylist()
         for shard in ("s00000", "s00001", "s00002")
@@ -261,38 +239,6 @@ def test_two_concurrent_headless_runs_both_finish_without_duplicate_jobs(stack, 
     prefix = name.replace("_", "-") + "-"
     jobs = stack.client("bedrock").list_model_invocation_jobs(nameContains=prefix)["invocationJobSummaries"]
     assert len(jobs) == 3 and len({j["jobName"] for j in jobs}) == 3  # each shard's job created once
-
-
-def latest_check(instance, key: dg.AssetKey, name: str):
-    (record,) = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(key, name), limit=1)
-    return record.event.dagster_event.event_specific_data
-
-
-def test_a_failed_job_shows_as_failed_checks_with_its_message(make_pipelines, instance, stack, bucket):
-    stack.configure(fail_jobs_matching="visible-s00001-")
-    defs, (spec,) = make_pipelines([pipeline_dict("visible", bucket, retry=NO_RECOURSE)], rows=300)
-    run(defs, spec, instance)
-    keys = PipelineKeys("visible")
-    job = latest_check(instance, keys.batch_job_outputs, "job_succeeded")
-    assert not job.passed and job.severity == dg.AssetCheckSeverity.ERROR
-    assert job.description.startswith("s00001: job Failed (") and "emulated" in job.description
-    complete = latest_check(instance, keys.merged_dataset, "complete")
-    assert not complete.passed and complete.severity == dg.AssetCheckSeverity.ERROR
-    assert "100 of 300 rows failed (33.3%, max_error_rate 0.0%): JobFailed 100" in complete.description
-    rate = latest_check(instance, keys.merged_results, "error_rate")
-    assert not rate.passed and rate.severity == dg.AssetCheckSeverity.WARN and "s00001 100.0%" in rate.description
-
-
-def test_the_pipeline_status_is_observed_on_merged_dataset_as_it_changes(make_pipelines, instance, stack, bucket):
-    stack.configure(time_scale=1)  # jobs in flight for 4 s: a tick sees them even on a busy machine
-    defs, (spec,) = make_pipelines([pipeline_dict("glance", bucket)], rows=300)
-    run(defs, spec, instance)
-    records = instance.fetch_observations(PipelineKeys("glance").merged_dataset, limit=50).records  # newest first
-    seen = [r.asset_observation.metadata["jobs_by_status"].value for r in records]
-    in_flight = {"Submitted", "Validating", "Scheduled", "InProgress"}
-    assert any(set(jobs) & in_flight for jobs in seen) and {"Completed": 2} in seen  # seen running, then done
-    newest = records[0].asset_observation.metadata
-    assert (newest["records_processed"].value, newest["records_total"].value, newest["shards"].value) == (300, 300, 2)
 
 
 TICK_CALLS = {"n": 0}

@@ -8,15 +8,16 @@ import pytest
 
 from bedrock_assets.records import prepare_batch
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
+from bedrock_assets.storage import S3Access
 from bedrock_assets_tests.helpers import one_spec, pipeline_dict
 
 
 def first_error(path) -> str:
-    files = resolve_files(str(path), None, None)
+    files = resolve_files(str(path), None, S3Access(None))
     spec = one_spec(pipeline_dict("src", "bkt", prompt={"template": "{q} {task}"}))
     with pytest.raises(SourceError) as info:
-        read_columns(files[0], None)
-        for sb in iter_batches(files, None):
+        read_columns(files[0], S3Access(None))
+        for sb in iter_batches(files, S3Access(None)):
             prepare_batch(sb, 0, spec.adapter(), None)
     assert "\n" not in str(info.value)
     return str(info.value)

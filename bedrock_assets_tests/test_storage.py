@@ -3,22 +3,16 @@ of what this process wrote, ranged reads of a source's schema, and clients made 
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import boto3
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
-from bedrock_assets import aws
-from bedrock_assets.aws import shared
-from bedrock_assets.local_copies import COPIES, LocalCopies
 from bedrock_assets.sources import read_columns, resolve_files
-from bedrock_assets.storage import S3Access, local_copy, upload_file
+from bedrock_assets.storage import S3Access
 from bedrock_assets.uris import S3Location
-from bedrock_assets_tests.helpers import NO_RECOURSE, ledger_of, pipeline_dict, run
+from bedrock_assets_tests.helpers import NO_RECOURSE, S3Calls, ledger_of, pipeline_dict, run
 
 OWNER = "123456789012"
 KEY = "alias/bedrock-assets-test"
@@ -90,82 +84,6 @@ def test_no_credential_reaches_logs_metadata_or_errors(make_pipelines, instance,
     assert len(seen) > 50 and not [s for s in seen if secret in s or key_id in s]
 
 
-class S3Calls:
-    """GetObject calls a client makes: HTTP status and bytes received."""
-
-    def __init__(self, client) -> None:
-        self.gets: list[tuple[int, int]] = []
-        client.meta.events.register("after-call.s3.GetObject", self._record)
-
-    def _record(self, http_response, **_) -> None:
-        self.gets.append((http_response.status_code, int(http_response.headers.get("content-length") or 0)))
-
-
-def test_a_copy_this_process_wrote_is_read_back_without_a_download_until_someone_changes_it(stack, bucket, tmp_path):
-    client = boto3.client("s3")
-    calls = S3Calls(client)
-    loc = S3Location(bucket, "canonical/s00000.parquet")
-    written = tmp_path / "part.parquet"
-    pq.write_table(pa.table({"x": list(range(1000))}), written)
-    upload_file(client, written, loc, keep=True)
-    assert not written.exists()  # handed over: nobody can rewrite the kept bytes through this path
-    with local_copy(client, loc) as path:
-        assert pq.read_table(path).column("x").to_pylist() == list(range(1000))
-    assert calls.gets == [(304, 0)]  # one conditional GET, nothing downloaded
-
-    pq.write_table(pa.table({"x": [7]}), tmp_path / "other.parquet")
-    boto3.client("s3").upload_file(str(tmp_path / "other.parquet"), bucket, loc.key)  # another writer
-    with local_copy(client, loc, keep=True) as path:
-        assert pq.read_table(path).column("x").to_pylist() == [7]
-    assert calls.gets[1][0] == 200 and calls.gets[1][1] > 0
-    with local_copy(client, loc) as path:  # what it just read is kept too
-        assert pq.read_table(path).column("x").to_pylist() == [7]
-    assert calls.gets[2] == (304, 0)
-
-
-def test_without_local_copies_or_with_their_files_gone_every_read_downloads(stack, bucket, tmp_path, monkeypatch):
-    client = boto3.client("s3")
-    calls = S3Calls(client)
-    loc = S3Location(bucket, "outputs/s00000.parquet")
-    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "a.parquet")
-    upload_file(client, tmp_path / "a.parquet", loc, keep=True)
-    shutil.rmtree(COPIES._directory())  # a /tmp cleaner removed the copies
-    with local_copy(client, loc) as path:
-        assert pq.read_table(path).column("x").to_pylist() == [1, 2]
-    assert [status for status, _ in calls.gets] == [304, 200]  # the 304 found no file: downloaded after all
-
-    monkeypatch.setattr(COPIES, "limit_bytes", 0)  # BEDROCK_ASSETS_LOCAL_COPIES_MB=0
-    pq.write_table(pa.table({"x": [3]}), tmp_path / "b.parquet")
-    upload_file(client, tmp_path / "b.parquet", loc, keep=True)
-    for _ in range(2):
-        with local_copy(client, loc, keep=True) as path:
-            assert pq.read_table(path).column("x").to_pylist() == [3]
-    assert [status for status, _ in calls.gets[2:]] == [200, 200]
-
-
-def test_local_copies_keep_the_most_recently_used_within_their_limit(tmp_path):
-    copies = LocalCopies(limit_bytes=4000)
-
-    def file(name: str, size: int = 900) -> Path:
-        path = tmp_path / name
-        path.write_bytes(name.encode()[:1] * size)
-        return path
-
-    a, b, c = (S3Location("bucket", k) for k in "abc")
-    copies.adopt(a, file("a"), '"a"')
-    copies.adopt(b, file("b"), '"b"')
-    assert copies.link(a, '"a"', tmp_path / "a.out")  # a is now the most recently used
-    copies.adopt(c, file("c"), '"c"')
-    big = file("big", 1500)  # over a quarter of the limit: not kept, and left where it is
-    copies.adopt(S3Location("bucket", "big"), big, '"big"')
-    assert copies.etag_of(S3Location("bucket", "big")) is None and big.exists()
-    copies.adopt(S3Location("bucket", "d"), file("d"), '"d"')  # 3600 bytes held: still within 4000
-    copies.adopt(S3Location("bucket", "e"), file("e"), '"e"')  # over: b, the least recently used, goes
-    assert copies.etag_of(b) is None and copies.etag_of(a) == '"a"' and copies.etag_of(c) == '"c"'
-    assert not copies.link(a, '"changed"', tmp_path / "stale.out")  # another ETag: not this copy
-    assert (tmp_path / "a.out").read_bytes() == b"a" * 900
-
-
 def test_the_source_schema_is_read_with_ranged_gets_not_a_download(stack, bucket, tmp_path):
     client = boto3.client("s3")
     calls = S3Calls(client)
@@ -173,20 +91,18 @@ def test_the_source_schema_is_read_with_ranged_gets_not_a_download(stack, bucket
     distinct = [f"{i:010d}" * 30 for i in range(50_000)]  # 15 MB that neither dictionaries nor codecs shrink
     pq.write_table(pa.table({"task": distinct, "source": distinct}), path, compression="none", use_dictionary=False)
     boto3.client("s3").upload_file(str(path), bucket, "raw/big.parquet")
-    (file,) = resolve_files(f"s3://{bucket}/raw/big.parquet", None, client)
-    assert read_columns(file, client) == ["task", "source"]
+    (file,) = resolve_files(f"s3://{bucket}/raw/big.parquet", None, S3Access(client))
+    assert read_columns(file, S3Access(client)) == ["task", "source"]
     assert len(calls.gets) <= 2 and all(status == 206 for status, _ in calls.gets)
     assert sum(size for _, size in calls.gets) < file.size / 10
 
 
-def test_clients_are_made_once_per_configuration_and_aws_environment(monkeypatch):
-    made = []
-    resource = S3Resource(region_name="us-east-1")
-    first = shared("s3", resource, lambda: made.append(1) or object())
-    assert shared("s3", S3Resource(region_name="us-east-1"), lambda: made.append(2) or object()) is first
-    assert shared("s3", S3Resource(region_name="eu-west-1"), lambda: made.append(3) or object()) is not first
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
-    assert shared("s3", resource, lambda: made.append(4) or object()) is not first
-    monkeypatch.setattr(aws, "SHARED_FOR_SECONDS", 0.0)  # past its time a client is made again
-    assert shared("s3", resource, lambda: made.append(5) or object()) is not first
-    assert made == [1, 3, 4, 5]
+def test_line_chunks_end_on_line_boundaries_and_lose_nothing(s3, bucket):
+    from bedrock_assets.storage import iter_line_chunks
+
+    # lines shorter and (every 17th) longer than a read, and no final newline
+    body = b"\n".join(f'{{"n": {i}, "pad": "{"x" * (i % 13 + 90 * (i % 17 == 0))}"}}'.encode() for i in range(200))
+    s3.put_object(Bucket=bucket, Key="out/x.jsonl.out", Body=body)
+    chunks = list(iter_line_chunks(S3Access(s3), S3Location(bucket, "out/x.jsonl.out"), chunk_bytes=37))
+    assert all(bytes(c).endswith(b"\n") for c in chunks) and len(chunks) > 10
+    assert b"".join(chunks) == body + b"\n"

@@ -24,8 +24,6 @@ UNPARSEABLE = "UnparseableOutput"  # an output line we could not read
 INVALID_STRUCTURED = "InvalidStructuredOutput"  # an answer that does not match the pipeline's output_schema
 JOB_FAILED = "JobFailed"
 JOB_EXPIRED = "JobExpired"
-JOB_STOPPED = "JobStopped"
-JOB_SUBMIT_FAILED = "JobSubmitFailed"
 
 # A job failure message that reads like the service's trouble, not the input's.
 _TRANSIENT_MESSAGE = re.compile(

@@ -35,7 +35,7 @@ from bedrock_assets.bedrock.submission import (
 )
 from bedrock_assets.errors import is_transient
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, now_iso
-from bedrock_assets.storage import list_objects, put_bytes, read_bytes
+from bedrock_assets.storage import S3Access, list_objects, put_bytes, read_bytes
 from bedrock_assets.uris import S3Location, parse_s3_uri
 
 MAX_TRIES = 5  # per record, on top of botocore's own retries
@@ -84,7 +84,7 @@ def answer(
 def run_on_demand(
     bedrock: BedrockBatchResource,
     ledger: JobLedger,
-    s3: Any,
+    s3: S3Access,
     settings: JobSettings,
     shard: ShardToSubmit,
     concurrency: int,
@@ -139,7 +139,7 @@ def _record(ledger: JobLedger, attempt: JobAttempt, name: str, counts: JobCounts
     )
 
 
-def _finished_counts(s3: Any, prefix: S3Location) -> JobCounts | None:
+def _finished_counts(s3: S3Access, prefix: S3Location) -> JobCounts | None:
     """The counts of a manifest already written under the prefix, or None."""
     for loc, _ in list_objects(s3, S3Location(prefix.bucket, prefix.key + "/")):
         if loc.key.endswith("manifest.json.out"):

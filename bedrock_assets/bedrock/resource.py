@@ -68,7 +68,7 @@ class JobSummary:
             status=JobStatus(job["status"]),
             input_uri=job.get("inputDataConfig", {}).get("s3InputDataConfig", {}).get("s3Uri", ""),
             message=job.get("message") or None,
-            end_time=end.isoformat() if hasattr(end, "isoformat") else end,
+            end_time=end.isoformat() if isinstance(end, datetime) else end,
             counts={
                 k: int(job.get(k, 0))
                 for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")

@@ -96,7 +96,7 @@ class BedrockBatchPipeline(dg.Component, dg.Resolvable, PipelineSpec):
     """
 
     # redeclared: Resolvable has a classmethod named ``model`` that pydantic would take for this field's default
-    model: ModelSpec = Field(description="the Bedrock model and invocation type")
+    model: ModelSpec = Field(description="the Bedrock model and invocation type")  # type: ignore[assignment]
     automation_sensor: bool = Field(
         default=True,
         description="define a RUNNING automation sensor for this pipeline's assets; set false if your "

@@ -19,7 +19,7 @@ from dagster_aws.s3 import S3Resource
 from bedrock_assets.bedrock.costs import actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.output_lines import OutputParser
@@ -32,13 +32,9 @@ JOB_CHECK = "job_succeeded"
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=p.keys.batch_job_outputs,
-        retry_policy=AWS_RETRY,
-        group_name=p.keys.shard_group,
-        deps=[p.keys.batch_jobs],
-        partitions_def=p.keys.partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @p.shard_asset(
+        p.keys.batch_job_outputs,
+        p.keys.batch_jobs,
         kinds={"bedrock", "s3"},
         check_specs=[
             dg.AssetCheckSpec(

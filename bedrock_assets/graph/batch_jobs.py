@@ -25,7 +25,7 @@ from bedrock_assets.bedrock.submission import (
     attempt_record,
     submit_shards,
 )
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.keys import TAG_RENEW
 from bedrock_assets.ledger import JobLedger, JobLedgerResource, now_iso
 from bedrock_assets.metadata import table
@@ -47,13 +47,9 @@ class SubmitConfig(dg.Config):
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=p.keys.batch_jobs,
-        retry_policy=AWS_RETRY,
-        group_name=p.keys.shard_group,
-        deps=[p.keys.jsonl_shards],
-        partitions_def=p.keys.partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @p.shard_asset(
+        p.keys.batch_jobs,
+        p.keys.jsonl_shards,
         kinds={"bedrock", "s3"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[
@@ -87,7 +83,7 @@ def materialize(
     shards = select_shards(step, context.partition_keys)
     counter = CallCounter()
     renew = context.run.tags.get(TAG_RENEW) == "true"  # the sensor's runs apply the resubmission policy
-    outcomes = []
+    outcomes: list[SubmitOutcome] = []
     if stopped_at := load_retry_state(step).stopped_at:  # a person stopped the pipeline
         outcomes, shards = stopped_instead(step, ledger, shards, stopped_at)
         renew = False

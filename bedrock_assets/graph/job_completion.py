@@ -131,32 +131,34 @@ def _max_job_attempts(step: Step, polled: "Poll") -> int:
 
 def _stage_requests(step: Step, decision: "TickDecision", shards: Sequence[str]) -> list[dg.RunRequest]:
     """Merge runs for finished jobs and submit runs for queued shards, each over consecutive shards."""
-    keys, requests = step.keys, []
-    for group in decision.merge_groups:
-        names = [a.shard for a in group]
-        requests.append(
-            dg.RunRequest(
-                run_key=merge_run_key(group),
-                job_name=keys.job("merge"),
-                partition_key=names[0] if len(names) == 1 else None,
-                tags={
-                    **stage_tags(step.name, "merge", names),
-                    **partition_tags(names),
-                    TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group})),
-                },
-            )
+    merges = [
+        _range_request(
+            step,
+            "merge",
+            group,
+            merge_run_key(group),
+            {TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group}))},
         )
-    for group in contiguous_groups(decision.submit, shards, shard_of):
-        names = [a.shard for a in group]
-        requests.append(
-            dg.RunRequest(
-                run_key=submit_run_key(group),
-                job_name=keys.job("submit"),
-                partition_key=names[0] if len(names) == 1 else None,
-                tags={**stage_tags(step.name, "submit", names), **partition_tags(names), TAG_RENEW: "true"},
-            )
-        )
-    return requests
+        for group in decision.merge_groups
+    ]
+    submits = [
+        _range_request(step, "submit", group, submit_run_key(group), {TAG_RENEW: "true"})
+        for group in contiguous_groups(decision.submit, shards, shard_of)
+    ]
+    return merges + submits
+
+
+def _range_request(
+    step: Step, stage: str, group: Sequence[JobAttempt], run_key: str, tags: Mapping[str, str]
+) -> dg.RunRequest:
+    """A run of a stage job over one shard or a range of consecutive shards."""
+    names = [a.shard for a in group]
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=step.keys.job(stage),
+        partition_key=names[0] if len(names) == 1 else None,
+        tags={**stage_tags(step.name, stage, names), **partition_tags(names), **tags},
+    )
 
 
 def _observations(

@@ -11,7 +11,7 @@ from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.quotas import BatchQuotas
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import RECORD_ID, line_buffers, request_lines
@@ -22,13 +22,9 @@ QUOTAS_CHECK = "within_batch_quotas"
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=p.keys.jsonl_shards,
-        retry_policy=AWS_RETRY,
-        group_name=p.keys.shard_group,
-        deps=[p.keys.raw_dataset],
-        partitions_def=p.keys.partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @p.shard_asset(
+        p.keys.jsonl_shards,
+        p.keys.raw_dataset,
         kinds={"jsonl", "s3"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[
@@ -115,5 +111,5 @@ def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
                 "(re-materialize raw_dataset)"
             )
         out.seek(0)
-        upload_fileobj(step.s3, out, size, layout.shard_input(info.key))
+        upload_fileobj(step.s3, out, size, layout.shard_input(info.key))  # type: ignore[arg-type]  # a binary file
     return ShardInput(info.key, records, size, layout.shard_input(info.key).uri)

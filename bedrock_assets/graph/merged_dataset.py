@@ -22,7 +22,7 @@ from dagster_aws.s3 import S3Resource
 from bedrock_assets.bedrock.costs import Bill
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.graph.merged_results import outcome_counts
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
@@ -60,10 +60,8 @@ ATTEMPTS = "attempts"  # how many rounds (first pass + retry rounds) sent the re
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=p.keys.merged_dataset,
-        retry_policy=AWS_RETRY,
-        group_name=p.name,
+    @p.asset(
+        p.keys.merged_dataset,
         deps=[p.keys.merged_results],
         kinds={"parquet", "s3"},
         automation_condition=dg.AutomationCondition.eager(),

@@ -21,7 +21,7 @@ from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, retriable_mask
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.graph.batch_job_outputs import finished_attempt
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
@@ -35,13 +35,9 @@ ERROR_RATE_CHECK = "error_rate"
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=p.keys.merged_results,
-        retry_policy=AWS_RETRY,
-        group_name=p.keys.shard_group,
-        deps=[p.keys.batch_job_outputs],
-        partitions_def=p.keys.partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @p.shard_asset(
+        p.keys.merged_results,
+        p.keys.batch_job_outputs,
         kinds={"parquet", "s3"},
         check_specs=[
             dg.AssetCheckSpec(

@@ -13,7 +13,7 @@ from dagster_aws.s3 import S3Resource
 
 from bedrock_assets import chain
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.plan import PipelinePlan
 from bedrock_assets.records import RECORD_ID, RecordIdIndex, prepare_batch
@@ -35,10 +35,8 @@ from bedrock_assets.sources import SourceError, SourceFile, iter_batches, read_c
 def build(p: Pipeline) -> dg.AssetsDefinition:
     upstream = p.spec.source.pipeline  # a chain: another pipeline's merged dataset is the source
 
-    @dg.asset(
-        key=p.keys.raw_dataset,
-        retry_policy=AWS_RETRY,
-        group_name=p.name,
+    @p.asset(
+        p.keys.raw_dataset,
         kinds={"parquet", "s3"},
         deps=[chain.upstream_key(upstream)] if upstream else None,
         # a chain follows its upstream: a new merged dataset there re-reads this source (unchanged shards

@@ -23,7 +23,7 @@ from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.error_classes import retriable_mask
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.errors import AWS_RETRY, final_unless_transient
+from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
@@ -36,10 +36,8 @@ from bedrock_assets.storage import local_copy
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=p.keys.retry_rounds,
-        retry_policy=AWS_RETRY,
-        group_name=p.name,
+    @p.asset(
+        p.keys.retry_rounds,
         deps=[p.keys.merged_results],
         kinds={"parquet", "s3"},
         description="Cuts the next retry round: the retriable records of every shard of the finished round, "

@@ -294,5 +294,7 @@ def synthesize_bulk(model_id: str, invocation_type: str, bodies: pa.Array) -> Bu
         return BulkAnswers(
             np.zeros(0, np.intp), pa.array([], pa.string()), np.zeros(0, np.int64), np.zeros(0, np.int64)
         )
-    rows, outputs, n_in, n_out = zip(*parts)
-    return BulkAnswers(np.concatenate(rows), pa.concat_arrays(outputs), np.concatenate(n_in), np.concatenate(n_out))
+    kept, answers, tokens_in, tokens_out = zip(*parts)
+    return BulkAnswers(
+        np.concatenate(kept), pa.concat_arrays(answers), np.concatenate(tokens_in), np.concatenate(tokens_out)
+    )

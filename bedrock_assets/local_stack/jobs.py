@@ -10,6 +10,7 @@ output), so all side effects happen inside API calls and no background thread is
 from __future__ import annotations
 
 import base64
+import builtins
 import dataclasses
 import hashlib
 import itertools
@@ -325,7 +326,7 @@ class BatchJobEmulator:
         if every and self._calls % every == 0:
             raise EmulatorError("ThrottlingException", "Rate exceeded (emulated throttling).", 429)
 
-    def _list_input_files(self, uri: str) -> list[str]:
+    def _list_input_files(self, uri: str) -> builtins.list[str]:
         """Return the input object keys: the object itself, or every *.jsonl under the prefix."""
         bucket, key = split_s3_uri(uri)
         s3 = self._require_s3()
@@ -464,7 +465,7 @@ class BatchJobEmulator:
             return JobStatus.FAILED.value, f"Internal error while processing the job: {type(exc).__name__}: {exc}"
         raise AssertionError(f"unexpected status {status}")
 
-    def _input_location(self, job: dict) -> tuple[str, list[str]]:
+    def _input_location(self, job: dict) -> tuple[str, builtins.list[str]]:
         bucket, _ = split_s3_uri(job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"])
         return bucket, job["inputFiles"]
 
@@ -692,7 +693,7 @@ def _single_lines(
             totals["input_tokens"] += res.input_tokens
             totals["output_tokens"] += res.output_tokens
         else:
-            code, msg = injected.get(row) or (400, res.error)
+            code, msg = injected.get(row) or (400, (res.error if res is not None else None) or "no answer")
             written[row] = f"{head}{_error(code, msg)}}}\n"
             totals["error"] += 1
     return written

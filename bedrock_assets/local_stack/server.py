@@ -288,7 +288,9 @@ def restore_snapshot(stack: LocalStack, source: Path) -> None:
         ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         items = table["items"]
         for start in range(0, len(items), 25):
-            request = {name: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
+            request: dict[str, Any] | None = {
+                name: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            }
             while request:
                 request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
 

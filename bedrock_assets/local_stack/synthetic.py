@@ -220,6 +220,7 @@ def _tool_output(invocation_type: str, model_id: str, tool: tuple[str, dict], se
     name, schema = tool
     answer = structured_answer(schema, seed)
     n_out = _tokens(len(json.dumps(answer)))
+    block: dict[str, Any]
     if invocation_type == "Converse":
         block = {"toolUse": {"toolUseId": f"tooluse_emulated_{seed:016x}", "name": name, "input": answer}}
         out: dict[str, Any] = {
@@ -281,6 +282,7 @@ def _text_output(
             return json.dumps(structured_answer(asked, seed)), False
         return emulated_text(seed, model_id, max_tokens)
 
+    out: dict[str, Any]
     if invocation_type == "Converse" or family in (NOVA, GENERIC):
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
         text, cut = say(max_tokens)

@@ -42,6 +42,12 @@ def _require(cond: bool, message: str) -> None:
         raise RecordValidationError(message)
 
 
+def _non_empty_list(body: dict, key: str) -> list:
+    value = body.get(key)
+    _require(isinstance(value, list) and len(value) > 0, f"{key}: must be a non-empty list")
+    return value  # type: ignore[return-value]
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -54,8 +60,7 @@ def _validate_claude(body: dict) -> None:
     )
     _require(_is_int(body.get("max_tokens")), "max_tokens: required integer field")
     _require(body["max_tokens"] > 0, "max_tokens: must be greater than 0")
-    messages = body.get("messages")
-    _require(isinstance(messages, list) and len(messages) > 0, "messages: must be a non-empty list")
+    messages = _non_empty_list(body, "messages")
     for i, msg in enumerate(messages):
         _require(isinstance(msg, dict), f"messages.{i}: must be an object")
         _require(msg.get("role") in ("user", "assistant"), f"messages.{i}.role: must be 'user' or 'assistant'")
@@ -104,13 +109,12 @@ def _validate_titan_v1(body: dict) -> None:
 
 def _validate_messages(body: dict, allowed: tuple[str, ...], config_keys: tuple[str, ...]) -> None:
     """The Converse / Nova messages schema: content blocks with text, system text blocks, inferenceConfig."""
-    messages = body.get("messages")
-    _require(isinstance(messages, list) and len(messages) > 0, "messages: must be a non-empty list")
+    messages = _non_empty_list(body, "messages")
     for i, msg in enumerate(messages):
         _require(isinstance(msg, dict), f"messages.{i}: must be an object")
         _require(msg.get("role") in ("user", "assistant"), f"messages.{i}.role: must be 'user' or 'assistant'")
         content = msg.get("content")
-        _require(isinstance(content, list) and content, f"messages.{i}.content: must be a non-empty list")
+        _require(isinstance(content, list) and bool(content), f"messages.{i}.content: must be a non-empty list")
         for j, block in enumerate(content):
             _require(
                 isinstance(block, dict) and isinstance(block.get("text"), str),
@@ -192,8 +196,7 @@ def _validate_mistral(body: dict) -> None:
 
 def _validate_mistral_chat(body: dict) -> None:
     """Mistral chat completion (Large 2, 24.07)."""
-    messages = body.get("messages")
-    _require(isinstance(messages, list) and len(messages) > 0, "messages: must be a non-empty list")
+    messages = _non_empty_list(body, "messages")
     for i, msg in enumerate(messages):
         _require(isinstance(msg, dict), f"messages.{i}: must be an object")
         _require(
@@ -223,7 +226,7 @@ def _validate_cohere_embed(body: dict) -> None:
     if "embedding_types" in body:
         types = body["embedding_types"]
         _require(
-            isinstance(types, list) and types and set(types) <= set(COHERE_EMBEDDING_TYPES),
+            isinstance(types, list) and bool(types) and set(types) <= set(COHERE_EMBEDDING_TYPES),
             f"embedding_types: must be a non-empty list of {list(COHERE_EMBEDDING_TYPES)}",
         )
 

@@ -1,11 +1,11 @@
-"""The model-adapter contract: build ``modelInput``, validate it, parse ``modelOutput``."""
+"""The model-adapter contract: build ``modelInput``, say which rows it cannot take, parse ``modelOutput``."""
 
 from __future__ import annotations
 
 import json
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -102,10 +102,6 @@ class ModelAdapter(ABC):
         """The ``modelInput`` body around a row's text (rendered prompt or input text)."""
 
     @abstractmethod
-    def validate(self, body: Mapping[str, Any]) -> None:
-        """Raise ValueError if Bedrock would reject this body record by record."""
-
-    @abstractmethod
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         """Normalize a ``modelOutput`` object."""
 
@@ -138,20 +134,10 @@ class ModelAdapter(ABC):
         structured = self.prompt.structured
         return structured.instruction() if structured is not None and not self.native_structured else ""
 
-    def text_for(self, row: Mapping[str, Any]) -> str:
-        """A row's variable text: the rendered template, or the input column's value."""
-        if self.prompt.template is None:
-            return _text(row[self.prompt.input_column])
-        text = self.prompt.template.format_map({c: _text(row[c]) for c in self.input_columns()})
-        return text + self.asks_json_in_prompt
-
-    def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``modelInput`` body for one row."""
-        return self.body_for_text(self.text_for(row))
-
     # whole batches --------------------------------------------------------------------------
     def texts(self, batch: pa.RecordBatch | pa.Table, escape: Callable[[pa.Array], pa.Array] | None = None) -> pa.Array:
-        """``text_for`` over a batch, in Arrow (nulls render as empty text, like ``text_for``).
+        """Each row's variable text (the rendered template, or the input column's value), in Arrow; nulls
+        render as empty text.
 
         ``escape`` (JSON string escaping): applied to the column values only; the template's fixed text
         is escaped once, not once per row (escaping is per character, so the result is the same).
@@ -178,7 +164,7 @@ class ModelAdapter(ABC):
     def _template_parts(self) -> tuple[list[str], list[str]]:
         """The row text as fixed text around column values: literals (one more than names) and column names."""
         if self.prompt.template is None:
-            return ["", ""], [self.prompt.input_column]
+            return ["", ""], [self.prompt.input_column or ""]
         literals, names = [""], []
         for literal, name, _, _ in string.Formatter().parse(self.prompt.template):
             literals[-1] += literal
@@ -237,16 +223,6 @@ class PromptStringAdapter(TemplatedAdapter):
         before, after = self.prompt_frame()
         return before + text + after
 
-    def unwrap(self, prompt: Any) -> str:
-        """The row's text inside a ``prompt``; ValueError unless it is this adapter's template around non-blank text."""
-        before, after = self.prompt_frame()
-        if not isinstance(prompt, str) or not prompt.startswith(before) or not prompt.endswith(after):
-            raise ValueError(f"prompt must be a string in the {self.family} chat template")
-        text = prompt[len(before) : len(prompt) - len(after)]
-        if not text.strip():
-            raise ValueError("prompt: the user turn has no text but whitespace (the rendered prompt is blank)")
-        return text
-
 
 class EmbeddingAdapter(ModelAdapter):
     """Embedding models: the row's text is one column's value; the output is one fixed-size vector.
@@ -298,15 +274,6 @@ class EmbeddingAdapter(ModelAdapter):
             )
         blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
         return pc.if_else(blank, pa.scalar(f"ValueError: {self.text_field} must be a non-empty string"), errors)
-
-    def check_text(self, text: Any) -> None:
-        """``validate``'s check of the row's text (the same rules as ``text_errors``)."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{self.text_field} must be a non-empty string")
-        if self.max_chars is not None and len(text) > self.max_chars:
-            raise ValueError(
-                f"{self.text_field} has {len(text)} characters; {self.model_id} accepts at most {self.max_chars}"
-            )
 
     @abstractmethod
     def vector_of(self, model_output: Mapping[str, Any]) -> Any:
@@ -373,23 +340,6 @@ def required_str(value: Any, field: str) -> str:
     return value
 
 
-def check_keys(body: Mapping[str, Any], allowed: Collection[str], family: str) -> None:
-    """ValueError naming the keys of ``body`` the family's InvokeModel schema does not have."""
-    extra = sorted(set(body) - set(allowed))
-    if extra:
-        raise ValueError(f"{family} bodies take only {sorted(allowed)}; remove {extra}")
-
-
-def check_number(body: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False) -> None:
-    """ValueError unless ``body[key]`` (when present) is a number (an integer) in [low, high]."""
-    if key not in body:
-        return
-    value = body[key]
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        raise ValueError(f"{key} must be {'an integer' if integer else 'a number'} in [{low:g}, {high:g}]")
-
-
 def join_text_blocks(content: pa.ListArray, text: pa.Array, is_text: pa.Array | None = None) -> pa.Array:
     """Concatenate each record's text blocks (``content`` items) into one string per record."""
     if is_text is not None:
@@ -407,18 +357,9 @@ def first_chosen(content: pa.ListArray, values: pa.Array, chosen: pa.Array) -> p
     return values.filter(chosen).take(position)
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def _as_array(values: Any) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 _SENTINEL = "BedrockAssetsRowText7f3a9c"
 _EMPTY_PROMPT = "ValueError: the rendered prompt is empty or only whitespace (Bedrock rejects blank text)"
-
-
-def reject_model_id(body: Mapping[str, Any]) -> None:
-    if "modelId" in body:
-        raise ValueError("modelInput must not contain 'modelId' (Bedrock rejects it per record)")

@@ -13,7 +13,6 @@ from bedrock_assets.models.base import (
     TemplatedAdapter,
     first_chosen,
     join_text_blocks,
-    reject_model_id,
 )
 from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME
 
@@ -49,23 +48,6 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
             ]
             body["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return body
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        if body.get("anthropic_version") != ANTHROPIC_VERSION:
-            raise ValueError(f"anthropic_version must be {ANTHROPIC_VERSION!r}")
-        if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] <= 0:
-            raise ValueError("max_tokens must be a positive integer")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list")
-        for i, message in enumerate(messages):
-            if message.get("role") not in ("user", "assistant"):
-                raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
-            content = message.get("content")
-            texts = [content] if isinstance(content, str) else [c.get("text") or "" for c in content or []]
-            if not any(t.strip() for t in texts):
-                raise ValueError(f"messages[{i}].content has no text but whitespace (the rendered prompt is blank)")
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         text = "".join(block.get("text") or "" for block in model_output["content"] if block.get("type") == "text")

@@ -17,14 +17,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.models.base import EmbeddingAdapter, check_keys, reject_model_id, single_items
+from bedrock_assets.models.base import EmbeddingAdapter, single_items
 
 COHERE_MODELS = ("cohere.embed-english-v3", "cohere.embed-multilingual-v3")
 COHERE_DIMENSIONS = 1024
 COHERE_MAX_CHARS = 2048
 COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
 COHERE_TRUNCATE = ("NONE", "START", "END")
-COHERE_KEYS = ("texts", "images", "input_type", "truncate", "embedding_types")
 EMBEDDING_TYPES = ["float"]
 
 
@@ -50,20 +49,6 @@ class CohereEmbedAdapter(EmbeddingAdapter):
             "truncate": self.inference.truncate,
             "embedding_types": EMBEDDING_TYPES,
         }
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        check_keys(body, COHERE_KEYS, "Cohere Embed")
-        texts = body.get("texts")
-        if not isinstance(texts, list) or len(texts) != 1:
-            raise ValueError("texts must be a list holding the row's one text")
-        self.check_text(texts[0])
-        if body.get("input_type") not in COHERE_INPUT_TYPES:
-            raise ValueError(f"input_type is required: one of {COHERE_INPUT_TYPES}")
-        if body.get("truncate", "NONE") not in COHERE_TRUNCATE:
-            raise ValueError(f"truncate must be one of {COHERE_TRUNCATE}")
-        if body.get("embedding_types", EMBEDDING_TYPES) != EMBEDDING_TYPES:
-            raise ValueError(f"embedding_types must be {EMBEDDING_TYPES} (vectors are stored as float32)")
 
     def vector_of(self, model_output: Mapping[str, Any]) -> Any:
         embeddings = model_output.get("embeddings")

@@ -13,7 +13,6 @@ from bedrock_assets.models.base import (
     TemplatedAdapter,
     first_chosen,
     join_text_blocks,
-    reject_model_id,
 )
 from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME
 
@@ -46,12 +45,6 @@ class ConverseAdapter(TemplatedAdapter):
             }
             body["toolConfig"] = {"tools": [{"toolSpec": spec}], "toolChoice": {"tool": {"name": TOOL_NAME}}}
         return body
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        if "anthropic_version" in body or "inputText" in body:
-            raise ValueError("Converse jobs need Converse-shaped bodies, not InvokeModel bodies")
-        validate_messages(body)
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         content = model_output["output"]["message"]["content"]
@@ -95,21 +88,3 @@ class ConverseAdapter(TemplatedAdapter):
             tool_use = pc.struct_field(content.flatten(), "toolUse")
             columns["structured"] = first_chosen(content, pc.struct_field(tool_use, "input"), pc.is_valid(tool_use))
         return columns
-
-
-def validate_messages(body: Mapping[str, Any]) -> None:
-    """The Converse / Nova messages schema: user/assistant turns of non-blank text blocks, a positive maxTokens."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list")
-    for i, message in enumerate(messages):
-        content = message.get("content")
-        if message.get("role") not in ("user", "assistant"):
-            raise ValueError(f"messages[{i}].role must be 'user' or 'assistant'")
-        if not isinstance(content, list) or not any(
-            isinstance(c, dict) and str(c.get("text") or "").strip() for c in content
-        ):
-            raise ValueError(f"messages[{i}].content must be a list of {{'text': ...}} blocks with non-blank text")
-    max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
-        raise ValueError("inferenceConfig.maxTokens must be a positive integer")

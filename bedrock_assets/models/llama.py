@@ -21,14 +21,10 @@ from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.models.base import (
     ParsedOutput,
     PromptStringAdapter,
-    check_keys,
-    check_number,
-    reject_model_id,
     required_str,
 )
 
 LLAMA_MAX_GEN_LEN = 2048
-LLAMA_KEYS = ("prompt", "temperature", "top_p", "max_gen_len", "images")
 # (turn start, end of the role header, end of turn)
 LLAMA3_TURN = ("<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>")
 LLAMA4_TURN = ("<|header_start|>", "<|header_end|>\n\n", "<|eot|>")
@@ -61,16 +57,6 @@ class LlamaAdapter(PromptStringAdapter):
         if self.inference.top_p is not None:
             body["top_p"] = self.inference.top_p
         return body
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        check_keys(body, LLAMA_KEYS, "Meta Llama")
-        self.unwrap(body.get("prompt"))
-        if "max_gen_len" not in body:
-            raise ValueError("max_gen_len is required")
-        check_number(body, "max_gen_len", 1, LLAMA_MAX_GEN_LEN, integer=True)
-        check_number(body, "temperature", 0, 1)
-        check_number(body, "top_p", 0, 1)
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         return ParsedOutput(

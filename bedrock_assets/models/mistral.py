@@ -25,9 +25,6 @@ from bedrock_assets.models.base import (
     ParsedOutput,
     PromptStringAdapter,
     TemplatedAdapter,
-    check_keys,
-    check_number,
-    reject_model_id,
     required_str,
     single_item,
     single_items,
@@ -42,9 +39,6 @@ MISTRAL_COMPLETION_MAX_TOKENS = {
 }
 MISTRAL_CHAT_MODELS = ("mistral.mistral-large-2407",)
 MISTRAL_MAX_STOP = 10
-COMPLETION_KEYS = ("prompt", "max_tokens", "stop", "temperature", "top_p", "top_k")
-CHAT_KEYS = ("messages", "tools", "tool_choice", "max_tokens", "temperature", "top_p")
-CHAT_ROLES = ("system", "user", "assistant", "tool")
 
 
 def _sampling(adapter: TemplatedAdapter) -> dict[str, Any]:
@@ -55,12 +49,6 @@ def _sampling(adapter: TemplatedAdapter) -> dict[str, Any]:
     if adapter.inference.top_p is not None:
         body["top_p"] = adapter.inference.top_p
     return body
-
-
-def _check_sampling(body: Mapping[str, Any]) -> None:
-    check_number(body, "max_tokens", 1, float("inf"), integer=True)
-    check_number(body, "temperature", 0, 1)
-    check_number(body, "top_p", 0, 1)
 
 
 def _no_token_counts(model_output: pa.StructArray) -> dict[str, pa.Array]:
@@ -97,15 +85,6 @@ class MistralCompletionAdapter(PromptStringAdapter):
             body["stop"] = list(self.inference.stop)
         return body
 
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        check_keys(body, COMPLETION_KEYS, "Mistral text completion")
-        self.unwrap(body.get("prompt"))
-        _check_sampling(body)
-        stop = body.get("stop", [])
-        if not isinstance(stop, list) or len(stop) > MISTRAL_MAX_STOP or not all(isinstance(s, str) for s in stop):
-            raise ValueError(f"stop must be a list of at most {MISTRAL_MAX_STOP} strings")
-
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         output = single_item(model_output, "outputs")
         return ParsedOutput(
@@ -139,21 +118,6 @@ class MistralChatAdapter(TemplatedAdapter):
     def body_for_text(self, text: str) -> dict[str, Any]:
         system = [{"role": "system", "content": self.prompt.system}] if self.prompt.system else []
         return {"messages": [*system, {"role": "user", "content": text}], **_sampling(self)}
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        check_keys(body, CHAT_KEYS, "Mistral chat completion")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
-                raise ValueError(f"messages[{i}].role must be one of {CHAT_ROLES}")
-            if not isinstance(message.get("content"), str):
-                raise ValueError(f"messages[{i}].content must be a string")
-        if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
-            raise ValueError("messages: the last message must be the user's, with non-blank text (the prompt is blank)")
-        _check_sampling(body)
 
     def parse(self, model_output: Mapping[str, Any]) -> ParsedOutput:
         choice = single_item(model_output, "choices")

@@ -12,12 +12,10 @@ from Converse.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from bedrock_assets.bedrock.model_ids import model_key
-from bedrock_assets.models.base import check_keys, reject_model_id
-from bedrock_assets.models.converse import ConverseAdapter, validate_messages
+from bedrock_assets.models.converse import ConverseAdapter
 
 NOVA_SCHEMA_VERSION = "messages-v1"
 NOVA_TEXT_MODELS = (
@@ -27,7 +25,6 @@ NOVA_TEXT_MODELS = (
     "amazon.nova-premier",
     "amazon.nova-2-lite",
 )
-NOVA_KEYS = ("schemaVersion", "system", "messages", "inferenceConfig", "toolConfig")
 
 
 class NovaAdapter(ConverseAdapter):
@@ -41,10 +38,3 @@ class NovaAdapter(ConverseAdapter):
         if model_key(self.model_id).startswith("amazon.nova-2"):
             return body
         return {"schemaVersion": NOVA_SCHEMA_VERSION, **body}
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        check_keys(body, NOVA_KEYS, "Amazon Nova")
-        if body.get("schemaVersion", NOVA_SCHEMA_VERSION) != NOVA_SCHEMA_VERSION:
-            raise ValueError(f"schemaVersion must be {NOVA_SCHEMA_VERSION!r}")
-        validate_messages(body)

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.models.base import EmbeddingAdapter, reject_model_id
+from bedrock_assets.models.base import EmbeddingAdapter
 
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 TITAN_V2_MAX_CHARS = 50_000
@@ -64,12 +64,6 @@ class TitanEmbedV2Adapter(_TitanEmbedAdapter):
             "normalize": self.inference.normalize,
         }
 
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        self.check_text(body.get("inputText"))
-        if body.get("dimensions", 1024) not in TITAN_V2_DIMENSIONS:
-            raise ValueError(f"dimensions must be one of {TITAN_V2_DIMENSIONS}")
-
 
 class TitanEmbedV1Adapter(_TitanEmbedAdapter):
     """Titan Text Embeddings V1: no inference parameters; 1,536-d vectors."""
@@ -79,10 +73,3 @@ class TitanEmbedV1Adapter(_TitanEmbedAdapter):
 
     def body_for_text(self, text: str) -> dict[str, Any]:
         return {"inputText": text}
-
-    def validate(self, body: Mapping[str, Any]) -> None:
-        reject_model_id(body)
-        self.check_text(body.get("inputText"))
-        extra = sorted(set(body) - {"inputText"})
-        if extra:
-            raise ValueError(f"Titan Text Embeddings V1 takes only inputText; remove {extra}")

@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bedrock_assets.sample.simplecot import write_simplecot
-from bedrock_assets.storage import upload_file
+from bedrock_assets.storage import S3Access, upload_file
 from bedrock_assets.uris import parse_s3_uri
 
 SAMPLE_URI = "s3://bedrock-assets-demo/raw/simplecot_sample.parquet"
@@ -29,5 +29,5 @@ def seed_sample(s3: Any, uri: str = SAMPLE_URI, rows: int = SAMPLE_ROWS, seed: i
     ensure_bucket(s3, loc.bucket)
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-sample-") as tmp:
         path = write_simplecot(Path(tmp) / "sample.parquet", rows, seed=seed)
-        upload_file(s3, path, loc)
+        upload_file(S3Access(s3), path, loc)
     return uri

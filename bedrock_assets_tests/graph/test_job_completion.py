@@ -13,10 +13,18 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.graph.job_completion import contiguous_groups, decide_tick
+from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.ledger import JobAttempt, JobCounts
 from bedrock_assets.progress import run_partitions
 from bedrock_assets.runner import execute_stage
-from bedrock_assets_tests.helpers import CLAUDE, foreign_job, ledger_of, pipeline_dict, tick
+from bedrock_assets_tests.helpers import (
+    CLAUDE,
+    foreign_job,
+    ledger_of,
+    pipeline_dict,
+    run,
+    tick,
+)
 
 SHARDS = [f"s{i:05d}" for i in range(6)]
 
@@ -189,3 +197,15 @@ def test_the_policy_renews_an_expired_job_only_before_it_is_merged_and_only_if_i
     assert merges(decision) == [["s00001"]]  # what it answered is kept; the rest goes to the retry rounds
     # with the policy off (one attempt), the expired job is merged as it is
     assert merges(decide_tick(latest, SHARDS[:1], {}, set(), 10, max_job_attempts=1)) == [["s00000"]]
+
+
+def test_the_pipeline_status_is_observed_on_merged_dataset_as_it_changes(make_pipelines, instance, stack, bucket):
+    stack.configure(time_scale=1)  # jobs in flight for 4 s: a tick sees them even on a busy machine
+    defs, (spec,) = make_pipelines([pipeline_dict("glance", bucket)], rows=300)
+    run(defs, spec, instance)
+    records = instance.fetch_observations(PipelineKeys("glance").merged_dataset, limit=50).records  # newest first
+    seen = [r.asset_observation.metadata["jobs_by_status"].value for r in records]
+    in_flight = {"Submitted", "Validating", "Scheduled", "InProgress"}
+    assert any(set(jobs) & in_flight for jobs in seen) and {"Completed": 2} in seen  # seen running, then done
+    newest = records[0].asset_observation.metadata
+    assert (newest["records_processed"].value, newest["records_total"].value, newest["shards"].value) == (300, 300, 2)

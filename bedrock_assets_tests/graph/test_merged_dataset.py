@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pyarrow as pa
 
 from bedrock_assets.graph.merged_dataset import final_outcomes, with_final_outcomes
+from bedrock_assets.keys import PipelineKeys
+from bedrock_assets.runner import execute_stage
+from bedrock_assets_tests.helpers import pipeline_dict
 
 
 def merged(ids, shard, job, outputs, codes) -> pa.Table:
@@ -39,3 +43,17 @@ def test_the_last_round_holding_a_record_gives_its_outcome_and_attempts():
 def test_without_retries_every_record_took_one_attempt():
     first = merged(["a", "b"], "s00000", "job0", ["A", None], [None, "400"])
     assert with_final_outcomes(first, None).column("attempts").to_pylist() == [1, 1]
+
+
+def test_merged_dataset_waits_for_every_shard_with_a_warning_not_a_failure(make_pipelines, instance, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("early", bucket)], rows=300)
+    keys = PipelineKeys("early")
+    before_plan = execute_stage(defs, instance, spec.name, "publish")  # "Materialize all" on a fresh pipeline
+    (check,) = before_plan.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "the shards are not planned yet" in check.description
+    execute_stage(defs, instance, spec.name, "prepare")
+    execute_stage(defs, instance, spec.name, "submit", instance.get_dynamic_partitions("early__shards"))
+    (check,) = execute_stage(defs, instance, spec.name, "publish").get_asset_check_evaluations()
+    assert check.metadata["shards_not_merged"].value == 2
+    assert instance.get_latest_materialization_event(keys.merged_dataset) is None

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.error_classes import retriable_mask
-from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.layout import PipelineLayout
-from bedrock_assets.runner import execute_stage
-from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, run
-
-
-def read(s3, uri: str, tmp_path, name: str = "t.parquet"):
-    loc = parse_s3_uri(uri)
-    path = tmp_path / name
-    s3.download_file(loc.bucket, loc.key, str(path))
-    return pq.read_table(path)
-
-
-def ours(bedrock) -> list[dict]:
-    """The stop test's jobs (the local stack serves every test of the session)."""
-    return bedrock.list_model_invocation_jobs(nameContains="stopping-")["invocationJobSummaries"]
+from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, read_parquet, run
 
 
 def creates(stack) -> int:
@@ -39,7 +22,7 @@ def test_record_errors_are_retried_in_rounds_until_none_is_retriable(
     defs, (spec,) = make_pipelines([pipeline_dict("rounds", bucket, shards={"max_records": 1000})], rows=3000)
     summary = run(defs, spec, instance)
 
-    merged = read(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     assert merged.num_rows == 3000 and pc.count_distinct(merged.column("record_id")).as_py() == 3000
     assert merged.column("source_row").to_pylist() == list(range(3000))
     left = retriable_mask(merged.column("error_code"), merged.column("error_message"))
@@ -54,12 +37,16 @@ def test_record_errors_are_retried_in_rounds_until_none_is_retriable(
     assert len(by_round[0]) == 3 and 1 in by_round
 
     def sent(keys) -> set[str]:
-        return {i for k in keys for i in read(s3, layout.shard_rows(k).uri, tmp_path).column("record_id").to_pylist()}
+        return {
+            i
+            for k in keys
+            for i in read_parquet(s3, layout.shard_rows(k).uri, tmp_path).column("record_id").to_pylist()
+        }
 
     def retriable(keys) -> set[str]:
         found = set()
         for k in keys:
-            part = read(s3, layout.merged(k).uri, tmp_path)
+            part = read_parquet(s3, layout.merged(k).uri, tmp_path)
             mask = retriable_mask(part.column("error_code"), part.column("error_message"))
             found |= set(part.column("record_id").filter(mask).to_pylist())
         return found
@@ -95,7 +82,7 @@ def test_a_remainder_below_the_minimum_goes_on_demand_and_nothing_else(
     assert retry_keys == ["r1-00000"] and latest["r1-00000"].job_arn.startswith("on-demand/")
     assert creates(stack) - jobs_before == 2  # the two first-pass jobs; the remainder made no batch job
     assert summary.failed == 0
-    merged = read(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     retried = merged.filter(pc.equal(merged.column("attempts"), 2))
     assert 0 < retried.num_rows == latest["r1-00000"].records < 100
     assert set(retried.column("job_arn").to_pylist()) == {latest["r1-00000"].job_arn}
@@ -122,44 +109,15 @@ def test_an_expired_job_is_resubmitted_by_policy_then_its_rows_retried(
     assert ledger.latest("expiring", "s00001").attempt == 2  # resubmitted once (max_job_attempts 2), not more
     assert ledger.latest("expiring", "s00000").attempt == 1
     assert summary.failed == 0 and summary.rows == 300
-    merged = read(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     shard1 = merged.filter(pc.equal(merged.column("shard"), "s00001"))
     assert set(shard1.column("attempts").to_pylist()) == {2}
     assert set(shard1.column("job_arn").to_pylist()) == {ledger.latest("expiring", "r1-00000").job_arn}
 
 
-def test_stop_leaves_no_job_in_flight_and_every_row_once(make_pipelines, instance, stack, s3, bucket, tmp_path):
-    defs, (spec,) = make_pipelines([pipeline_dict("stopping", bucket)], rows=450)
-    stack.configure(time_scale=3)  # each job phase lasts 3 s: time to stop them while InProgress
-    execute_stage(defs, instance, spec.name, "prepare")
-    execute_stage(defs, instance, spec.name, "submit", ["s00000", "s00001", "s00002"])
-    bedrock = stack.client("bedrock")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until the jobs are running
-        statuses = {j["status"] for j in ours(bedrock)}
-        if statuses == {"InProgress"}:
-            break
-        time.sleep(0.1)
-    stop = defs.resolve_job_def(PipelineKeys(spec.name).job("stop"))
-    result = stop.execute_in_process(instance=instance)
-    assert result.success and "stopped 3 job(s)" in result.output_for_node("stopping__stop_jobs")
-
-    creates_before = creates(stack)
-    summary = run(defs, spec, instance)
-    assert creates(stack) == creates_before  # a stopped job is never resubmitted, and no retry round starts
-    in_flight = [j for j in ours(bedrock) if j["status"] != "Stopped"]
-    assert in_flight == [] and summary.job_statuses == {"Stopped": 3}
-    merged = read(s3, summary.merged_uri, tmp_path)
-    assert merged.num_rows == 450 and pc.count_distinct(merged.column("record_id")).as_py() == 450
-    codes = merged.column("error_code").to_pylist()
-    assert set(codes) <= {None, "JobStopped"} and "JobStopped" in codes
-    salvaged = codes.count(None)
-    assert salvaged > 0  # what the stopped jobs produced before the stop is kept
-
-
 def test_a_400_class_error_stays_failed_after_one_attempt(make_pipelines, instance, s3, bucket, tmp_path):
     defs, (spec,) = make_pipelines([pipeline_dict("toolong", bucket)], rows=300)
-    source = read(s3, f"s3://{bucket}/raw/sample.parquet", tmp_path, "source.parquet")
+    source = read_parquet(s3, f"s3://{bucket}/raw/sample.parquet", tmp_path, "source.parquet")
     texts = source.column("source").to_pylist()
     texts[7] = "word " * 200_000  # ~1 MB: beyond the model's context window, Bedrock answers 400
     source = source.set_column(source.schema.get_field_index("source"), "source", pa.array(texts))
@@ -168,20 +126,7 @@ def test_a_400_class_error_stays_failed_after_one_attempt(make_pipelines, instan
 
     summary = run(defs, spec, instance)
     assert summary.errors == {"400": 1} and summary.retry_rounds == 0  # final: no retry round for it
-    merged = read(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     row = merged.filter(pc.equal(merged.column("source_row"), 7))
     assert row.column("attempts").to_pylist() == [1]
     assert "Input is too long" in row.column("error_message")[0].as_py()
-
-
-def test_after_a_stop_shards_without_a_job_are_recorded_stopped_not_submitted(make_pipelines, instance, stack, bucket):
-    defs, (spec,) = make_pipelines([pipeline_dict("halted", bucket)], rows=300)
-    execute_stage(defs, instance, spec.name, "prepare")
-    stop = defs.resolve_job_def(PipelineKeys(spec.name).job("stop"))
-    assert stop.execute_in_process(instance=instance).success  # before any job: only the stop is recorded
-    jobs_before = creates(stack)
-    execute_stage(defs, instance, spec.name, "submit", ["s00000", "s00001"])
-    summary = run(defs, spec, instance)
-    assert creates(stack) == jobs_before  # nothing was submitted after the stop, by the stage or by automation
-    assert summary.errors == {"JobStopped": 300} and summary.job_statuses == {"Stopped": 2}
-    assert "the pipeline was stopped" in ledger_of(defs).latest("halted", "s00001").message

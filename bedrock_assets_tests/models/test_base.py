@@ -11,34 +11,32 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from bedrock_assets.bedrock.quotas import GB, quotas_for
 from bedrock_assets.local_stack.synthetic import synthesize_batch
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
 from bedrock_assets.output_lines import OutputParser
 from bedrock_assets.records import prepare_batch
 from bedrock_assets.sources import SourceBatch, SourceFile
-from bedrock_assets.spec import SpecError, parse_pipeline
-from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.helpers import NO_RECOURSE, pipeline_dict, run
+from bedrock_assets_tests.helpers import pipeline_dict, read_parquet, run
+from bedrock_assets_tests.models.oracles import (
+    COHERE,
+    LLAMA3,
+    LLAMA4,
+    MISTRAL,
+    MISTRAL_CHAT,
+    NOVA,
+    NOVA2,
+    ROW,
+    TITAN_V1,
+    build,
+    validate,
+)
 
-ROW = {"source": "What is 2+2?", "task": "arith"}
 TEXT = PromptSettings(template="[{task}] {source}", system="Be brief.")
 EMBED = PromptSettings(input_column="source")
 SAMPLING = InferenceSettings(max_tokens=64, temperature=0.1, top_p=0.9)
 WITH_STOP = InferenceSettings(max_tokens=64, temperature=0.1, top_p=0.9, stop=("\n\n",))
-
-NOVA = "us.amazon.nova-lite-v1:0"
-NOVA2 = "global.amazon.nova-2-lite-v1:0"
-LLAMA3 = "meta.llama3-1-8b-instruct-v1:0"
-LLAMA4 = "us.meta.llama4-maverick-17b-instruct-v1:0"
-MISTRAL = "mistral.mistral-small-2402-v1:0"
-MISTRAL_CHAT = "mistral.mistral-large-2407-v1:0"
-COHERE = "cohere.embed-english-v3"
-TITAN_V1 = "amazon.titan-embed-text-v1"
-SCOUT = "us.meta.llama4-scout-17b-instruct-v1:0"
 
 # (model, prompt, inference, the documented body for ROW)
 DOCUMENTED = {
@@ -129,9 +127,9 @@ def adapter(name: str):
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
 def test_the_body_built_from_a_row_is_the_documented_one(name):
     a = adapter(name)
-    body = a.build(ROW)
+    body = build(a, ROW)
     assert body == DOCUMENTED[name][3]
-    a.validate(body)
+    validate(a, body)
 
 
 def test_every_family_is_registered_for_invoke_model_and_profiles_and_arns():
@@ -206,10 +204,10 @@ def test_settings_a_family_cannot_take_are_refused_naming_the_spec_field(model, 
 )
 def test_a_malformed_body_is_rejected_naming_the_field(name, mutate, field):
     a = adapter(name)
-    body = a.build(ROW)
+    body = build(a, ROW)
     mutate(body)
     with pytest.raises(ValueError, match=field):
-        a.validate(body)
+        validate(a, body)
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
@@ -234,10 +232,10 @@ def test_a_row_the_model_would_reject_gets_no_request_and_says_why(name):
     for text, error in zip(texts, errors):
         body = a.body_for_text(text)
         if error is None:
-            a.validate(body)
+            validate(a, body)
         else:
             with pytest.raises(ValueError):
-                a.validate(body)
+                validate(a, body)
 
 
 # name -> (value column type, token counts the model returns, stop reasons: finished, cut at max tokens)
@@ -278,28 +276,6 @@ def test_the_local_stack_answer_parses_into_the_right_columns_and_token_counts(n
         assert in_tok == out_tok == [None] * 5  # not in the body: the job manifest has the totals
 
 
-def test_documented_quota_differences_per_model():
-    scout = quotas_for(SCOUT)
-    assert scout.min_records_per_job == 50 and scout.max_records_per_job == 50_000
-    assert quotas_for("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-pro-v1:0").max_job_bytes == 100 * GB
-    assert quotas_for("amazon.nova-pro-v1:0").max_shard_bytes == 1 * GB  # one file per job: the file limit binds
-    for model in (LLAMA3, LLAMA4, MISTRAL, MISTRAL_CHAT, NOVA, COHERE, "amazon.nova-lite-v1:0"):
-        q = quotas_for(model)
-        assert (q.min_records_per_job, q.max_records_per_job, q.max_job_bytes) == (100, 50_000, 5 * GB)
-    assert quotas_for(SCOUT, {SCOUT: {"min_records_per_job": 80}}).min_records_per_job == 80  # overrides still win
-
-
-def test_cohere_settings_come_from_the_spec():
-    def attrs(**inference):
-        return pipeline_dict("emb", "my-bucket", model=COHERE, prompt={"input_column": "source"}, inference=inference)
-
-    body = parse_pipeline(attrs(input_type="clustering", truncate="START")).adapter().build(ROW)
-    assert (body["input_type"], body["truncate"]) == ("clustering", "START")
-    assert parse_pipeline(attrs()).adapter().build(ROW)["input_type"] == "search_document"
-    with pytest.raises(SpecError, match="attributes.inference.truncate"):
-        parse_pipeline(attrs(truncate="MIDDLE"))
-
-
 # ---- end to end on the local stack ---------------------------------------------------------------
 
 E2E = {
@@ -311,12 +287,6 @@ E2E = {
 }
 
 
-def read_merged(s3, uri, tmp_path):
-    loc = parse_s3_uri(uri)
-    s3.download_file(loc.bucket, loc.key, str(tmp_path / "merged.parquet"))
-    return pq.read_table(tmp_path / "merged.parquet")
-
-
 @pytest.mark.parametrize("name", sorted(E2E))
 def test_pipeline_end_to_end_on_the_local_stack(name, make_pipelines, instance, s3, bucket, tmp_path):
     model, prompt, inference = E2E[name]
@@ -324,7 +294,7 @@ def test_pipeline_end_to_end_on_the_local_stack(name, make_pipelines, instance, 
     defs, (spec,) = make_pipelines([attrs], rows=150)
     summary = run(defs, spec, instance)
 
-    merged = read_merged(s3, summary.merged_uri, tmp_path)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     assert merged.column("source_row").to_pylist() == list(range(150))
     # Cohere takes at most 2,048 characters per text: longer rows are refused before submission
     too_long = [len(t) > 2048 for t in merged.column("source").to_pylist()] if name == "cohere" else [False] * 150
@@ -344,19 +314,54 @@ def test_pipeline_end_to_end_on_the_local_stack(name, make_pipelines, instance, 
         assert (summary.output_tokens > 0) == counted
 
 
-def test_titan_v1_has_no_batch_inference_but_its_bodies_are_answered_on_demand(
-    make_pipelines, instance, s3, bucket, stack, tmp_path
-):
-    attrs = pipeline_dict("titan_v1", bucket, model=TITAN_V1, prompt={"input_column": "source"}, retry=NO_RECOURSE)
-    defs, (spec,) = make_pipelines([attrs], rows=120)
-    summary = run(defs, spec, instance)
+def test_adapter_lookup_errors_name_the_model():
+    with pytest.raises(ValueError, match="'ai21.jamba-1-5-mini-v1:0' has no InvokeModel adapter"):
+        adapter_for("ai21.jamba-1-5-mini-v1:0", "InvokeModel", PromptSettings(template="{a}"), InferenceSettings())
+    with pytest.raises(ValueError, match="has no Converse adapter"):
+        adapter_for("amazon.titan-embed-text-v2:0", "Converse", PromptSettings(template="{a}"), InferenceSettings())
+    profile = adapter_for(
+        "eu.anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel", PromptSettings(template="{a}"), InferenceSettings()
+    )
+    assert profile.family == "anthropic-claude"
 
-    # as on Bedrock ("Supported Regions and models for batch inference" does not list it), the job is refused
-    assert (summary.succeeded, summary.failed, summary.errors) == (0, 120, {"JobSubmitFailed": 120})
-    merged = read_merged(s3, summary.merged_uri, tmp_path)
-    assert all("does not support batch inference" in m for m in merged.column("error_message").to_pylist())
-    # the runtime API (InvokeModel) takes the same body
-    a = spec.adapter()
-    response = stack.client("bedrock-runtime").invoke_model(modelId=TITAN_V1, body=json.dumps(a.build(ROW)))
-    parsed = a.parse(json.loads(response["body"].read()))
-    assert len(parsed.embedding) == 1536 and parsed.input_tokens > 0 and parsed.output_tokens == 0
+
+def test_template_missing_value_in_row_is_a_row_error():
+    import pyarrow as pa
+
+    from bedrock_assets.records import prepare_batch
+    from bedrock_assets.sources import SourceBatch, SourceFile
+
+    a = adapter_for(
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "InvokeModel",
+        PromptSettings(template="[{task}] {source}"),
+        InferenceSettings(),
+    )
+    batch = pa.RecordBatch.from_pydict({"source": ["ok", None], "task": ["t", "t"]})
+    prepared = prepare_batch(SourceBatch(SourceFile("mem.parquet", "parquet", 0), 0, batch), 0, a, None)
+    assert prepared.weights.tolist() == [1, 1]  # None renders as empty text but the task still fills the prompt
+
+    t = adapter_for(
+        "amazon.titan-embed-text-v2:0", "InvokeModel", PromptSettings(input_column="source"), InferenceSettings()
+    )
+    prepared = prepare_batch(SourceBatch(SourceFile("mem.parquet", "parquet", 0), 0, batch), 0, t, None)
+    assert prepared.weights.tolist() == [1, 0]
+    assert "inputText must be a non-empty string" in prepared.table.column("_input_error")[1].as_py()
+
+
+def test_a_blank_prompt_is_rejected_before_submission_for_every_text_family():
+    import pyarrow as pa
+
+    for model, invocation in (
+        ("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel"),
+        ("us.amazon.nova-lite-v1:0", "Converse"),
+        ("us.amazon.nova-lite-v1:0", "InvokeModel"),
+        ("meta.llama3-3-70b-instruct-v1:0", "InvokeModel"),
+        ("mistral.mistral-small-2402-v1:0", "InvokeModel"),
+        ("mistral.mistral-large-2407-v1:0", "InvokeModel"),
+    ):
+        adapter = adapter_for(model, invocation, PromptSettings(template="{q}"), InferenceSettings())
+        errors = adapter.text_errors(pa.array(["fine", " \n\t ", ""])).to_pylist()
+        assert errors[0] is None and errors[1] == errors[2] and "only whitespace" in errors[1]
+        with pytest.raises(ValueError, match="blank|non-blank"):
+            validate(adapter, adapter.body_for_text("   "))

@@ -1,0 +1,53 @@
+"""A pipeline's plan before anything is spent: records, bytes, tokens and the cost range, by hand."""
+
+from __future__ import annotations
+
+from bedrock_assets.bedrock.prices import Mode, price_for
+from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.pipeline import Step
+from bedrock_assets.plan import PipelinePlan, worst_cost
+from bedrock_assets.shards import ShardIndex, ShardInfo
+from bedrock_assets.storage import S3Access
+from bedrock_assets_tests.helpers import CLAUDE, one_spec, pipeline_dict
+
+INDEX = ShardIndex(["s3://b/in.parquet"], 302, 2, [ShardInfo("s00000", 151, 150, 9_000, "a", 40_000)] * 2)
+
+
+def step(**overrides) -> Step:
+    spec = one_spec(pipeline_dict("planned", "bkt", inference={"max_tokens": 100}, **overrides))
+    return Step.of(spec, S3Access(None), BedrockBatchResource())
+
+
+def test_the_plan_counts_tokens_at_four_characters_and_prices_them_at_the_batch_price():
+    plan = PipelinePlan.of(step(budget_usd=1.0), INDEX)
+    e = plan.estimate
+    assert (e.records, e.input_tokens, e.output_worst, e.output_expected) == (300, 20_000, 30_000, 7_500)
+    price = price_for(CLAUDE)
+    assert price is not None
+    worst = (20_000 * price.batch.input + 30_000 * price.batch.output) / 1000
+    assert plan.estimate.cost(price).worst == worst
+    lines = plan.lines()
+    assert (
+        lines[0]
+        == "plan planned: 302 rows (2 rejected before submission) -> 300 records in 2 shards = 2 batch jobs, 18,000 bytes of JSONL"
+    )
+    assert lines[3].startswith("  cost at the batch price: $") and lines[3].endswith("; budget_usd $1.00")
+    assert plan.metadata()["cost_worst_usd"] == round(worst, 10)
+
+
+def test_on_demand_costs_more_and_an_unpriced_model_says_so():
+    shard = INDEX.shards[0]
+    adapter = step().adapter
+    price = price_for(CLAUDE)
+    assert price is not None
+    on_demand = (shard.input_chars / 4 * price.on_demand.input + 150 * 100 * price.on_demand.output) / 1000
+    assert worst_cost(shard, adapter, price, Mode.ON_DEMAND) == on_demand > worst_cost(shard, adapter, price)
+    assert worst_cost(shard, adapter, None) is None
+    unpriced = PipelinePlan(
+        *[
+            getattr(PipelinePlan.of(step(), INDEX), f)
+            for f in ("name", "model_id", "max_tokens", "budget_usd", "shards", "estimate")
+        ],
+        None,
+    )
+    assert unpriced.lines()[-1].startswith(f"  cost unknown: no price for {CLAUDE}")

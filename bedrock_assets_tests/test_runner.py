@@ -56,6 +56,17 @@ def test_claude_pipeline_every_row_once_with_output(make_pipelines, instance, s3
     assert list(frame.columns) == ["record_id", "output_text", "error_code"] and len(frame) == 450
 
 
+def test_the_summary_counts_every_control_plane_call_the_service_received(make_pipelines, instance, stack, bucket):
+    """Calls travel as metadata (the submit check's, the sensor's status observations): none is lost."""
+    stack.configure(time_scale=1)  # a second per job state: polls that change nothing come between
+    defs, (spec,) = make_pipelines([pipeline_dict("counted", bucket, retry=NO_RECOURSE)], rows=450)
+    before = stack.emulator.control_plane_calls()
+    summary = run(defs, spec, instance)
+    after = stack.emulator.control_plane_calls()
+    received = {op: n - before.get(op, 0) for op, n in after.items() if n > before.get(op, 0)}
+    assert summary.bedrock_calls.calls == received and received["ListModelInvocationJobs"] >= 2
+
+
 def test_runs_carry_readable_names_tags_and_each_shards_own_numbers(make_pipelines, instance, bucket):
     defs, (spec,) = make_pipelines([pipeline_dict("named", bucket)], rows=450)
     run(defs, spec, instance)

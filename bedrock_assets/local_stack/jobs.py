@@ -116,6 +116,7 @@ class BatchJobEmulator:
         self._lock = threading.RLock()
         self._jobs: dict[str, dict[str, Any]] = {}
         self._calls = 0
+        self._operations: dict[str, int] = {}
         self.runtime = RuntimeEmulator(self.faults, clock)
         if self.state_file and self.state_file.exists():
             self._jobs = json.loads(self.state_file.read_text())["jobs"]
@@ -171,6 +172,11 @@ class BatchJobEmulator:
         """Number of jobs known to the emulator."""
         return len(self._jobs)
 
+    def control_plane_calls(self) -> dict[str, int]:
+        """Calls received so far per operation (``CreateModelInvocationJob``...), refused ones included."""
+        with self._lock:
+            return dict(self._operations)
+
     def runtime_calls(self) -> dict[str, int]:
         """bedrock-runtime calls received so far per operation: ``{"InvokeModel": n, "Converse": m}``."""
         return self.runtime.calls()
@@ -180,7 +186,7 @@ class BatchJobEmulator:
     def create(self, body: dict, region: str | None = None) -> dict:
         """CreateModelInvocationJob: validate, dedupe by token, enforce quota; returns {jobArn}."""
         with self._lock:
-            self._tick()
+            self._tick("CreateModelInvocationJob")
             req = validate_create(body)
             token = req["clientRequestToken"]
             for job in self._jobs.values():
@@ -244,7 +250,7 @@ class BatchJobEmulator:
     def get(self, identifier: str) -> dict:
         """GetModelInvocationJob by job ARN or 12-character job id."""
         with self._lock:
-            self._tick()
+            self._tick("GetModelInvocationJob")
             job = self._find(identifier)
             if self._advance(job):
                 self._save()
@@ -253,7 +259,7 @@ class BatchJobEmulator:
     def list(self, params: dict) -> dict:
         """ListModelInvocationJobs with the documented filters, sorting and pagination."""
         with self._lock:
-            self._tick()
+            self._tick("ListModelInvocationJobs")
             max_results = int_param(params, "maxResults", 1, 1000, default=None)
             status = params.get("statusEquals")
             if status is not None and status not in ALL_STATUSES:
@@ -298,7 +304,7 @@ class BatchJobEmulator:
         reaches Stopped (see ``_process``); one stopped earlier writes nothing.
         """
         with self._lock:
-            self._tick()
+            self._tick("StopModelInvocationJob")
             job = self._find(identifier)
             self._advance(job)
             if job["status"] in TERMINAL_STATUSES:
@@ -318,7 +324,8 @@ class BatchJobEmulator:
 
     # ---- helpers: requests --------------------------------------------------------------------
 
-    def _tick(self) -> None:
+    def _tick(self, operation: str) -> None:
+        self._operations[operation] = self._operations.get(operation, 0) + 1
         if self.clock() < self.faults.unavailable_until:
             raise EmulatorError("ServiceUnavailableException", "Service is unavailable (emulated outage).", 503)
         self._calls += 1

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from bedrock_assets.bedrock.error_classes import INVALID_STRUCTURED, UNPARSEABLE
+from bedrock_assets.bedrock.error_classes import INVALID_STRUCTURED, TRUNCATED_STRUCTURED, UNPARSEABLE
 from bedrock_assets.models import ModelAdapter, ParsedOutput
-from bedrock_assets.output_schema import OutputSchema
+from bedrock_assets.output_schema import Mechanism, OutputSchema
 from bedrock_assets.records import RECORD_ID
 
 
@@ -57,7 +57,22 @@ class OutputStats:
     fallback_chunks: int = 0  # chunks the Arrow reader could not take, parsed line by line
     input_tokens: int = 0
     output_tokens: int = 0
+    truncated: int = 0  # answers cut off at the token limit (the family's stop reason says so)
     error_codes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What each line of a chunk is, column-wise."""
+
+    parsed: pa.Array  # the model answered in the family's shape (and was paid for)
+    ok: pa.Array  # ... and the answer is a success
+    truncated: pa.Array  # ... cut off at the token limit
+    code: pa.Array
+    message: pa.Array
+
+
+_CUT_OFF = "the answer was cut off at the token limit before it was a whole JSON object; raise inference.max_tokens, or set retry.truncated_max_tokens to resend it with more (stop_reason "
 
 
 class OutputParser:
@@ -100,55 +115,70 @@ class OutputParser:
         if ids.null_count:
             raise pa.ArrowInvalid("a line without recordId")
         model_output = table.column("modelOutput").combine_chunks()
-        error = table.column("error").combine_chunks()
         columns = self.adapter.parse_arrow(model_output)
-        value_name = self.schema.field(1).name
-        has_output = pc.is_valid(model_output)
-        unparseable = pc.and_(has_output, pc.is_null(columns[value_name]))
-        parsed = pc.and_(has_output, pc.invert(unparseable))
-        none = pa.scalar(None, pa.string())
-        invalid = pa.nulls(len(ids), pa.string())  # why a parsed answer does not match the output schema
-        structured = self.adapter.prompt.structured
-        if structured is not None:
-            answers, invalid = self._structured_answers(structured, columns)
-            invalid = pc.if_else(parsed, invalid, none)
-            columns |= structured.columns(answers, pc.and_(parsed, pc.is_null(invalid)))
-        ok = pc.and_(parsed, pc.is_null(invalid))
-        code = pc.if_else(
-            has_output,
-            pc.if_else(unparseable, pa.scalar(UNPARSEABLE), pc.if_else(pc.is_valid(invalid), INVALID_STRUCTURED, none)),
-            pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"),
-        )
-        message = pc.if_else(
-            has_output,
-            pc.if_else(unparseable, pa.scalar(self._shape_message), invalid),
-            pc.coalesce(pc.struct_field(error, "errorMessage"), _NO_OUTPUT),
-        )
-
+        verdict = self._verdict(model_output, table.column("error").combine_chunks(), columns)
         self.stats.lines += len(ids)
         mask = pa.array(self._keep(ids))
-        ok_kept = pc.and_(ok, mask)
         paid = ("input_tokens", "output_tokens")  # an answer that does not match its schema was still paid for
         arrays = [
             ids,
-            columns[value_name],
+            columns[self._value_name],
             *(columns[name] for name in self._property_names),
             *(
-                pc.if_else(parsed if name in paid else ok, columns[name], pa.scalar(None, columns[name].type))
+                pc.if_else(
+                    verdict.parsed if name in paid else verdict.ok, columns[name], pa.scalar(None, columns[name].type)
+                )
                 for name in ("stop_reason", *paid)
             ),
-            code,
-            message,
+            verdict.code,
+            verdict.message,
         ]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema).filter(mask)
-        succeeded = pc.sum(ok_kept).as_py() or 0
+        succeeded = pc.sum(pc.and_(verdict.ok, mask)).as_py() or 0
         self.stats.succeeded += succeeded
         self.stats.errored += batch.num_rows - succeeded
+        self.stats.truncated += pc.sum(pc.and_(verdict.truncated, mask)).as_py() or 0
         self.stats.input_tokens += pc.sum(batch.column("input_tokens")).as_py() or 0
         self.stats.output_tokens += pc.sum(batch.column("output_tokens")).as_py() or 0
         for item in pc.value_counts(pc.drop_null(batch.column("error_code"))).to_pylist():
             self.stats.error_codes[item["values"]] = self.stats.error_codes.get(item["values"], 0) + item["counts"]
         return batch
+
+    def _verdict(self, model_output: pa.Array, error: pa.Array, columns: dict[str, pa.Array]) -> _Verdict:
+        """Per line: parsed, answered, cut off at the token limit, and the error code and message of the others;
+        the structured answers' typed columns are added to ``columns``."""
+        has_output = pc.is_valid(model_output)
+        unparseable = pc.and_(has_output, pc.is_null(columns[self._value_name]))
+        parsed = pc.and_(has_output, pc.invert(unparseable))
+        reasons = pa.array(sorted(self.adapter.truncated_reasons), pa.string())
+        truncated = pc.and_(parsed, pc.fill_null(pc.is_in(columns["stop_reason"], value_set=reasons), False))
+        none = pa.scalar(None, pa.string())
+        invalid = pa.nulls(len(model_output), pa.string())  # why a parsed answer does not match the output schema
+        structured = self.adapter.prompt.structured
+        if structured is not None:
+            answers, invalid = self._structured_answers(structured, columns)
+            invalid = pc.if_else(parsed, invalid, none)
+            columns |= structured.columns(answers, pc.and_(parsed, pc.is_null(invalid)))
+        cut_off = pc.and_(truncated, pc.is_valid(invalid))  # a structured answer cut off before it was whole
+        structured_code = pc.if_else(
+            cut_off, TRUNCATED_STRUCTURED, pc.if_else(pc.is_valid(invalid), INVALID_STRUCTURED, none)
+        )
+        code = pc.if_else(
+            has_output,
+            pc.if_else(unparseable, pa.scalar(UNPARSEABLE), structured_code),
+            pc.coalesce(pc.cast(pc.struct_field(error, "errorCode"), pa.string()), "Unknown"),
+        )
+        cut_message = pc.binary_join_element_wise(_CUT_OFF, pc.fill_null(columns["stop_reason"], ""), ")", "")
+        message = pc.if_else(
+            has_output,
+            pc.if_else(unparseable, pa.scalar(self._shape_message), pc.if_else(cut_off, cut_message, invalid)),
+            pc.coalesce(pc.struct_field(error, "errorMessage"), _NO_OUTPUT),
+        )
+        return _Verdict(parsed, pc.and_(parsed, pc.is_null(invalid)), truncated, code, message)
+
+    @property
+    def _value_name(self) -> str:
+        return self.schema.field(1).name
 
     @property
     def _property_names(self) -> list[str]:
@@ -156,8 +186,9 @@ class OutputParser:
         return list(structured.properties) if structured else []
 
     def _structured_answers(self, structured: OutputSchema, columns: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array]:
-        """The typed answers and, per row, why the answer does not match (null when it does)."""
-        if self.adapter.native_structured:
+        """The typed answers and, per row, why the answer does not match (null when it does): the forced tool's
+        input, or the JSON object the answer's text holds."""
+        if self.adapter.structured_mechanism is Mechanism.FORCED_TOOL:
             answers = columns["structured"]
             return answers, structured.check_struct(answers)
         found = [structured.from_text(t) for t in columns["output_text"].to_pylist()]
@@ -216,11 +247,13 @@ class OutputParser:
         structured = self.adapter.prompt.structured
         if structured is None:
             return _LineOutcome(parsed)
-        if self.adapter.native_structured:
+        if self.adapter.structured_mechanism is Mechanism.FORCED_TOOL:
             answer = parsed.structured
             problem = structured.check(answer) if answer is not None else "the model gave no structured answer"
         else:
             answer, problem = structured.from_text(parsed.text)
+        if problem and parsed.stop_reason in self.adapter.truncated_reasons:  # the same body is cut off again
+            return _LineOutcome(parsed, None, TRUNCATED_STRUCTURED, f"{_CUT_OFF}{parsed.stop_reason})")
         if problem:  # an answer that does not match its schema was still paid for: parsed is kept
             return _LineOutcome(parsed, None, INVALID_STRUCTURED, problem)
         return _LineOutcome(parsed, answer)
@@ -233,6 +266,7 @@ class OutputParser:
             code = o.code or ""
             self.stats.error_codes[code] = self.stats.error_codes.get(code, 0) + 1
         if o.parsed is not None:
+            self.stats.truncated += o.parsed.stop_reason in self.adapter.truncated_reasons
             self.stats.input_tokens += o.parsed.input_tokens or 0
             self.stats.output_tokens += o.parsed.output_tokens or 0
 

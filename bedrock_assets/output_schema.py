@@ -1,10 +1,22 @@
 """Structured outputs: a JSON schema each answer must match, flattened into typed Parquet columns.
 
 A pipeline's ``output_schema`` is a JSON-schema object whose properties are strings (optionally an
-``enum``), integers, numbers, booleans or arrays of strings. The request asks for it the way the
-model family can (Claude: a forced tool; Converse: ``toolConfig``; others: the prompt), the answer
-is checked against it, and each property becomes a column of its own type. An answer that does not
-match becomes an ``InvalidStructuredOutput`` error row (retriable: a new try may answer well).
+``enum`` or a ``format``), integers, numbers, booleans or arrays of strings. The request asks for it
+the way the model can (``Mechanism``; "Get validated JSON results from models",
+https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html): Claude InvokeModel
+bodies carry ``output_config.format``, Converse bodies ``outputConfig.textFormat`` (batch jobs of the
+Converse type refuse ``toolConfig``: "Records that include toolConfig fail with a 400 error", "Process
+multiple prompts with batch inference"), older Claude and Nova InvokeModel bodies a forced tool, and
+models with no native mechanism an instruction in the prompt. The answer is checked against the schema
+and each property becomes a column of its own type. An answer that does not match becomes an
+``InvalidStructuredOutput`` error row (retriable: a new try may answer well); one cut off at the token
+limit a ``TruncatedStructuredOutput`` row (final: the same body would be cut off again).
+
+What structured outputs do not support is refused when the defs.yaml loads, naming the field: the
+structured-output page's "JSON Schema limitations" (numerical constraints ``minimum``, ``maximum``,
+``multipleOf``; string constraints ``minLength``, ``maxLength``; ``additionalProperties`` other than
+``false``; recursive schemas and ``$ref``; array ``minItems`` other than 0 or 1), and string formats
+other than the ones it lists.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +33,32 @@ import pyarrow.compute as pc
 
 TOOL_NAME = "record_output"  # the forced tool whose input is the answer
 TOOL_DESCRIPTION = "Record the answer as structured fields."
+SCHEMA_NAME = "record_output"  # the name the json_schema output format carries
 JSON_INSTRUCTION = "Respond with only a JSON object, no other text, that matches this JSON schema:"
+# keywords the structured-output page lists under "not supported" (JSON Schema limitations)
+_UNSUPPORTED = {
+    "minimum": "numerical constraints (minimum, maximum, multipleOf)",
+    "maximum": "numerical constraints (minimum, maximum, multipleOf)",
+    "exclusiveMinimum": "numerical constraints (minimum, maximum, multipleOf)",
+    "exclusiveMaximum": "numerical constraints (minimum, maximum, multipleOf)",
+    "multipleOf": "numerical constraints (minimum, maximum, multipleOf)",
+    "minLength": "string constraints (minLength, maxLength)",
+    "maxLength": "string constraints (minLength, maxLength)",
+    "$ref": "references ($ref): write the property out",
+}
+# string formats the page lists as supported
+_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"})
+
+
+class Mechanism(StrEnum):
+    """How a request asks for the schema, per model and invocation type (the README's model table)."""
+
+    OUTPUT_CONFIG = "output_config.format"  # Claude InvokeModel bodies, the models that support it
+    TEXT_FORMAT = "outputConfig.textFormat"  # Converse bodies, the models that support it
+    FORCED_TOOL = "forced tool"  # InvokeModel bodies with tool use (older Claude, Nova): the answer is the tool input
+    PROMPT = "prompt instruction"  # no native mechanism: the prompt asks for the JSON object
+
+
 _TYPES = {
     "string": pa.string(),
     "integer": pa.int64(),
@@ -36,6 +74,37 @@ class SchemaError(ValueError):
     """The output_schema is not one this pipeline can turn into columns."""
 
 
+def _check_keywords(node: Mapping[str, Any], where: str) -> None:
+    """SchemaError naming the field for a keyword structured outputs do not support."""
+    for keyword, what in _UNSUPPORTED.items():
+        if keyword in node:
+            raise SchemaError(
+                f"{where}.{keyword}: Bedrock structured outputs do not support {what}; remove it (say it in the "
+                "property's description instead)"
+            )
+    if node.get("additionalProperties", False) is not False:
+        raise SchemaError(f"{where}.additionalProperties: Bedrock structured outputs support only false")
+
+
+def _check_property(prop: Any, where: str) -> None:
+    if isinstance(prop, Mapping):
+        _check_keywords(prop, where)
+    kind = prop.get("type") if isinstance(prop, Mapping) else None
+    if kind == "array":
+        items = prop.get("items") or {}
+        if items.get("type") != "string":
+            raise SchemaError(f"{where}: arrays must be of strings (items: {{type: string}})")
+        _check_keywords(items, f"{where}.items")
+        if prop.get("minItems", 0) not in (0, 1):
+            raise SchemaError(f"{where}.minItems: Bedrock structured outputs support only 0 or 1")
+    elif kind not in _TYPES:
+        raise SchemaError(f"{where}: type must be string, integer, number, boolean or array (of strings)")
+    if "enum" in prop and (kind != "string" or not all(isinstance(v, str) for v in prop["enum"])):
+        raise SchemaError(f"{where}: enum is supported for strings only")
+    if "format" in prop and (kind != "string" or prop["format"] not in _FORMATS):
+        raise SchemaError(f"{where}.format: Bedrock structured outputs support string formats {sorted(_FORMATS)}")
+
+
 @dataclass(frozen=True)
 class OutputSchema:
     """A validated output_schema: its properties, in order, with their Arrow types."""
@@ -49,24 +118,24 @@ class OutputSchema:
             raise SchemaError("output_schema must be a JSON schema of type object with properties")
         if not schema["properties"]:
             raise SchemaError("output_schema.properties is empty")
+        _check_keywords(schema, "output_schema")
         for name, prop in schema["properties"].items():
             where = f"output_schema.properties.{name}"
             if not _NAME.fullmatch(name):
                 raise SchemaError(f"{where}: property names must be [a-z][a-z0-9_]* (they become column names)")
             if name in reserved:
                 raise SchemaError(f"{where}: {name!r} is a column the pipeline adds or reads; rename the property")
-            kind = prop.get("type") if isinstance(prop, Mapping) else None
-            if kind == "array":
-                if (prop.get("items") or {}).get("type") != "string":
-                    raise SchemaError(f"{where}: arrays must be of strings (items: {{type: string}})")
-            elif kind not in _TYPES:
-                raise SchemaError(f"{where}: type must be string, integer, number, boolean or array (of strings)")
-            if "enum" in prop and (kind != "string" or not all(isinstance(v, str) for v in prop["enum"])):
-                raise SchemaError(f"{where}: enum is supported for strings only")
+            _check_property(prop, where)
         unknown = [r for r in schema.get("required", []) if r not in schema["properties"]]
         if unknown:
             raise SchemaError(f"output_schema.required names unknown properties {unknown}")
         return cls(schema)
+
+    @property
+    def wire_schema(self) -> dict[str, Any]:
+        """The schema as a request carries it: no other properties than the declared ones (structured outputs
+        support ``additionalProperties`` only as ``false``)."""
+        return {**self.schema, "additionalProperties": False}
 
     @property
     def properties(self) -> dict[str, Mapping[str, Any]]:
@@ -87,6 +156,15 @@ class OutputSchema:
     def instruction(self) -> str:
         """What a prompt-only family is told, after the prompt."""
         return f"\n\n{JSON_INSTRUCTION}\n" + json.dumps(self.schema, separators=(",", ":"))
+
+    def output_config(self) -> dict[str, Any]:
+        """Claude InvokeModel's ``output_config``: the JSON schema as an object."""
+        return {"format": {"type": "json_schema", "schema": self.wire_schema}}
+
+    def text_format(self) -> dict[str, Any]:
+        """Converse's ``outputConfig``: the JSON schema as a JSON string (``JsonSchemaDefinition.schema``)."""
+        definition = {"schema": json.dumps(self.wire_schema, separators=(",", ":")), "name": SCHEMA_NAME}
+        return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
 
     # one answer ---------------------------------------------------------------------------------
     def check(self, value: Any) -> str | None:

@@ -35,10 +35,12 @@ class Pipeline:
     keys: PipelineKeys
     layout: PipelineLayout
     adapter: ModelAdapter
+    resend_adapter: ModelAdapter | None = None  # truncated structured answers are resent with it
 
     @classmethod
     def of(cls, spec: PipelineSpec) -> Pipeline:
-        return cls(spec, PipelineKeys(spec.name), PipelineLayout.for_uri(spec.output_uri), spec.adapter())
+        layout = PipelineLayout.for_uri(spec.output_uri)
+        return cls(spec, PipelineKeys(spec.name), layout, spec.adapter(), spec.resend_adapter())
 
     @property
     def name(self) -> str:
@@ -104,6 +106,10 @@ class Step:
     @property
     def adapter(self) -> ModelAdapter:
         return self.pipeline.adapter
+
+    @property
+    def resend_adapter(self) -> ModelAdapter | None:
+        return self.pipeline.resend_adapter
 
 
 def storage(spec: PipelineSpec, s3: S3Resource, bedrock: BedrockBatchResource) -> S3Access:

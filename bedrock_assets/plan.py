@@ -26,7 +26,9 @@ def max_output_tokens(adapter: ModelAdapter) -> int:
 
 
 def shard_estimate(shard: ShardInfo, adapter: ModelAdapter) -> TokenEstimate:
-    return TokenEstimate.of(shard.records, shard.input_chars, max_output_tokens(adapter))
+    """The shard's tokens; a retry shard resending answers cut off counts every record at its raised max_tokens."""
+    cap = max_output_tokens(adapter)
+    return TokenEstimate.of(shard.records, shard.input_chars, max(cap, shard.max_tokens or 0) if cap else 0)
 
 
 def worst_cost(
@@ -48,12 +50,33 @@ class PipelinePlan:
     shards: ShardIndex
     estimate: TokenEstimate
     price: ModelPrice | None
+    resend_max_tokens: int | None = None  # retry.truncated_max_tokens
 
     @classmethod
     def of(cls, step: Step, shards: ShardIndex) -> PipelinePlan:
         adapter, spec = step.adapter, step.spec
         estimate = sum((shard_estimate(s, adapter) for s in shards.shards), TokenEstimate())
-        return cls(spec.name, spec.model.id, max_output_tokens(adapter), spec.budget_usd, shards, estimate, step.price)
+        return cls(
+            spec.name,
+            spec.model.id,
+            max_output_tokens(adapter),
+            spec.budget_usd,
+            shards,
+            estimate,
+            step.price,
+            spec.retry.truncated_max_tokens,
+        )
+
+    def resend_line(self) -> list[str]:
+        """What resending an answer cut off at max_tokens costs at most (when the pipeline does that)."""
+        if self.resend_max_tokens is None:
+            return []
+        per_record = self.estimate.input_tokens / max(self.estimate.records, 1)
+        worst = TokenEstimate(1000, round(per_record * 1000), 0, 1000 * self.resend_max_tokens).cost(self.price)
+        cost = f": up to {usd(worst.worst)} per 1,000 such records" if worst is not None else ""
+        return [
+            f"  structured answers cut off at max_tokens are sent once more with max_tokens {self.resend_max_tokens}{cost}"
+        ]
 
     @property
     def bytes(self) -> int:
@@ -76,7 +99,7 @@ class PipelinePlan:
             if cost is not None
             else f"  cost unknown: no price for {self.model_id} (set price_overrides on the bedrock resource)",
         ]
-        return lines + ([f"  price: {self.price.describe()}"] if self.price else [])
+        return lines + self.resend_line() + ([f"  price: {self.price.describe()}"] if self.price else [])
 
     def metadata(self) -> dict[str, Any]:
         e, cost = self.estimate, self.estimate.cost(self.price)

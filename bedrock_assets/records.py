@@ -23,7 +23,9 @@ SOURCE_FILE = "source_file"
 SOURCE_ROW = "source_row"
 REQUEST = "_request"
 INPUT_ERROR = "_input_error"
-INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR)
+# in a retry shard's rows: the max_tokens a row's request was raised to (retry.truncated_max_tokens), else null
+MAX_TOKENS = "_max_tokens"
+INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR, MAX_TOKENS)
 # What a merged row adds to its input columns: lineage, and the outcome of its request.
 LINEAGE = (SOURCE_FILE, SOURCE_ROW, "shard", "job_arn", "attempts")
 OUTCOME = ("output_text", "embedding", "stop_reason", "input_tokens", "output_tokens", "error_code", "error_message")
@@ -101,6 +103,24 @@ def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: Mode
         '{"recordId":"', json_escape(ids), f'","modelInput":{before}', escaped, f"{after}}}", ""
     )
     return pc.if_else(pc.is_null(errors), lines, pa.scalar(None, pa.string())), errors
+
+
+def rendered_requests(
+    rows: pa.RecordBatch | pa.Table, adapter: ModelAdapter, resend: ModelAdapter | None
+) -> tuple[pa.Array, pa.Array]:
+    """``request_lines`` of rows, where a row whose ``MAX_TOKENS`` is set takes ``resend``'s body (the same
+    request with the larger max_tokens)."""
+    ids = rows.column(RECORD_ID)
+    lines, errors = request_lines(rows, ids, adapter)
+    if resend is None or MAX_TOKENS not in rows.column_names or rows.column(MAX_TOKENS).null_count == len(rows):
+        return lines, errors
+    raised = pc.is_valid(rows.column(MAX_TOKENS))
+    resent, resent_errors = request_lines(rows, ids, resend)
+    return _combined(pc.if_else(raised, resent, lines)), _combined(pc.if_else(raised, resent_errors, errors))
+
+
+def _combined(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def request_chars(table: pa.Table, adapter: ModelAdapter) -> int:

@@ -20,13 +20,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from dagster import MetadataValue
 
 from bedrock_assets.ledger import now_iso
 from bedrock_assets.metadata import table
-from bedrock_assets.records import REQUEST, line_buffers, request_chars
+from bedrock_assets.records import MAX_TOKENS, REQUEST, line_buffers, request_chars
 from bedrock_assets.sharding import Shard
 from bedrock_assets.sources import SourceError
 from bedrock_assets.storage import get_json, put_json, upload_file
@@ -70,6 +71,7 @@ class ShardInfo:
     digest: str  # sha256 of the JSONL input: names the job, so changed input means a new job
     input_chars: int = 0  # prompt text sent (for the token estimate)
     on_demand: bool = False  # a retry shard too small for a batch job: sent through the runtime API
+    max_tokens: int | None = None  # a retry shard resending answers cut off: the raised max_tokens (else the spec's)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShardInfo:
@@ -252,9 +254,9 @@ class ShardParts:
                 upload_file, self.step.s3, path, self.step.layout.shard_rows(key), True
             )
         chars = request_chars(shard.table, self.step.adapter)
-        info = ShardInfo(
-            key, shard.table.num_rows, shard.records, shard.bytes, shard_digest(shard.table), chars, on_demand
-        )
+        digest = shard_digest(shard.table)
+        raised = pc.max(shard.table.column(MAX_TOKENS)).as_py() if MAX_TOKENS in shard.table.column_names else None
+        info = ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, digest, chars, on_demand, raised)
         self.shards.append(info)
         return info
 

@@ -144,6 +144,13 @@ class RetrySpec(_Strict):
         description="attempts per shard job: an Expired job, or one Failed for a transient reason, is "
         "resubmitted automatically up to this many; Stopped jobs never are",
     )
+    truncated_max_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="structured answers cut off at max_tokens (TruncatedStructuredOutput) are resent once in the "
+        "retry rounds with max_tokens raised to this (priced in the budget); unset: they stay failed, since the "
+        "same body would be cut off again",
+    )
 
 
 class PipelineSpec(_Strict):
@@ -175,6 +182,13 @@ class PipelineSpec(_Strict):
         gt=0,
         description="most this pipeline may spend: shards are submitted only while the worst case of everything "
         "submitted (first pass and retries) stays within it; the rest wait",
+    )
+    max_truncated_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="fraction of a shard's answers that may be cut off at max_tokens before batch_job_outputs' "
+        "answers_complete check warns",
     )
     max_error_rate: float = Field(
         default=0.0,
@@ -244,6 +258,7 @@ class PipelineSpec(_Strict):
         adapter = self.adapter()  # model id, prompt and inference settings fit together
         if self.output_schema is not None and adapter.kind != "text":
             raise ValueError("output_schema applies to text models, not embedding models")
+        self._check_truncated_retry()
         quotas = self.quotas()
         if quotas.min_records_per_job > quotas.max_records_per_shard:
             raise ValueError(
@@ -252,18 +267,40 @@ class PipelineSpec(_Strict):
             )
         return self
 
+    def _check_truncated_retry(self) -> None:
+        raised = self.retry.truncated_max_tokens
+        if raised is None:
+            return
+        if self.output_schema is None:
+            raise ValueError("retry.truncated_max_tokens applies to pipelines with an output_schema")
+        if raised <= self.inference.max_tokens:
+            raise ValueError(
+                f"retry.truncated_max_tokens ({raised}) must be larger than inference.max_tokens "
+                f"({self.inference.max_tokens})"
+            )
+        try:
+            self.adapter(max_tokens=raised)  # within the model's own limit
+        except ValueError as e:
+            raise ValueError(f"retry.truncated_max_tokens: {e}".replace("inference.max_tokens", "it")) from None
+
+    def resend_adapter(self) -> ModelAdapter | None:
+        """The adapter truncated structured answers are resent with (``retry.truncated_max_tokens``), or None."""
+        raised = self.retry.truncated_max_tokens
+        return self.adapter(max_tokens=raised) if raised is not None else None
+
     @property
     def job_prefix(self) -> str:
         return self.job_name_prefix or self.name.replace("_", "-")
 
-    def adapter(self) -> ModelAdapter:
+    def adapter(self, max_tokens: int | None = None) -> ModelAdapter:
+        """The model adapter of these settings (``max_tokens``: with another token limit)."""
         inference = self.inference
         return adapter_for(
             self.model.id,
             self.model.invocation_type,
             PromptSettings(self.prompt.template, self.prompt.system, self.prompt.input_column, self.structured),
             InferenceSettings(
-                max_tokens=inference.max_tokens,
+                max_tokens=max_tokens or inference.max_tokens,
                 temperature=inference.temperature,
                 top_p=inference.top_p,
                 stop=tuple(inference.stop),

@@ -31,6 +31,7 @@ from bedrock_assets.storage import S3Access
 from bedrock_assets.uris import parse_s3_uri
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+CLAUDE_45 = "us.anthropic.claude-haiku-4-5-20251001-v1:0"  # structured outputs (output_config / outputConfig)
 TITAN = "amazon.titan-embed-text-v2:0"
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchInference"
 # no retry rounds and no automatic resubmission: failures stay as they happened

@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from bedrock_assets.bedrock.error_classes import ErrorClass, classify
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
 from bedrock_assets.output_lines import OutputParser
-from bedrock_assets.output_schema import JSON_INSTRUCTION, TOOL_DESCRIPTION, TOOL_NAME, OutputSchema, SchemaError
-from bedrock_assets.uris import parse_s3_uri
-from bedrock_assets_tests.helpers import CLAUDE, pipeline_dict, run
+from bedrock_assets.output_schema import (
+    JSON_INSTRUCTION,
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    Mechanism,
+    OutputSchema,
+    SchemaError,
+)
+from bedrock_assets_tests.helpers import CLAUDE, CLAUDE_45, pipeline_dict, read_parquet, run
 from bedrock_assets_tests.models.oracles import build
 
+NOVA, LLAMA = "us.amazon.nova-lite-v1:0", "us.meta.llama3-3-70b-instruct-v1:0"
 LABELS = {
     "type": "object",
     "properties": {
@@ -106,17 +112,108 @@ def tool_line(rid: str, answer: dict) -> bytes:
     return json.dumps({"recordId": rid, "modelInput": {}, "modelOutput": output}).encode()
 
 
-def test_claude_asks_with_a_forced_tool_and_converse_with_tool_config():
-    body = build(labels_adapter(), {"source": "2+2"})
-    assert body["tools"] == [{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": LABELS}]
-    assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
-    converse = build(labels_adapter(invocation="Converse"), {"source": "2+2"})
-    assert converse["toolConfig"] == {
-        "tools": [{"toolSpec": {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "inputSchema": {"json": LABELS}}}],
-        "toolChoice": {"tool": {"name": TOOL_NAME}},
-    }
-    llama = build(labels_adapter("meta.llama3-3-70b-instruct-v1:0"), {"source": "2+2"})
-    assert "tools" not in llama and JSON_INSTRUCTION in llama["prompt"]  # no tool use: the prompt asks
+WIRE = {**LABELS, "additionalProperties": False}  # the schema as requests carry it
+
+
+@pytest.mark.parametrize(
+    "model, invocation, mechanism",
+    [
+        (CLAUDE_45, "InvokeModel", Mechanism.OUTPUT_CONFIG),
+        (CLAUDE_45, "Converse", Mechanism.TEXT_FORMAT),
+        (CLAUDE, "InvokeModel", Mechanism.FORCED_TOOL),
+        (CLAUDE, "Converse", Mechanism.PROMPT),
+        (NOVA, "InvokeModel", Mechanism.FORCED_TOOL),
+        (NOVA, "Converse", Mechanism.PROMPT),
+        (LLAMA, "InvokeModel", Mechanism.PROMPT),
+        (LLAMA, "Converse", Mechanism.PROMPT),
+    ],
+)
+def test_each_model_is_asked_its_documented_way_and_no_converse_body_carries_tools(model, invocation, mechanism):
+    adapter = labels_adapter(model, invocation)
+    body = build(adapter, {"source": "2+2"})
+    assert adapter.structured_mechanism is mechanism
+    assert "toolConfig" not in body or invocation == "InvokeModel"  # Converse-type batch jobs refuse it
+    asked_in_prompt = JSON_INSTRUCTION in json.dumps(body)
+    assert asked_in_prompt == (mechanism is Mechanism.PROMPT)
+    if mechanism is Mechanism.OUTPUT_CONFIG:
+        assert body["output_config"] == {"format": {"type": "json_schema", "schema": WIRE}} and "tools" not in body
+    if mechanism is Mechanism.TEXT_FORMAT:
+        definition = body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]
+        assert body["outputConfig"]["textFormat"]["type"] == "json_schema"
+        assert isinstance(definition["schema"], str) and json.loads(definition["schema"]) == WIRE  # a JSON string
+    if mechanism is Mechanism.FORCED_TOOL and model == CLAUDE:
+        assert body["tools"] == [{"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": WIRE}]
+        assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+    if mechanism is Mechanism.FORCED_TOOL and model == NOVA:
+        assert body["toolConfig"]["toolChoice"] == {"tool": {"name": TOOL_NAME}}
+        assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"] == {"json": WIRE}
+
+
+@pytest.mark.parametrize(
+    "prop, field",
+    [
+        ({"type": "integer", "minimum": 1}, "difficulty.minimum: Bedrock structured outputs do not support numerical"),
+        ({"type": "number", "multipleOf": 0.5}, "difficulty.multipleOf"),
+        ({"type": "string", "maxLength": 10}, "difficulty.maxLength: Bedrock structured outputs do not support string"),
+        (
+            {"type": "string", "format": "zip-code"},
+            "difficulty.format: Bedrock structured outputs support string formats",
+        ),
+        ({"type": "array", "items": {"type": "string"}, "minItems": 2}, "difficulty.minItems: .* only 0 or 1"),
+        ({"$ref": "#/$defs/level"}, r"difficulty.\$ref"),
+    ],
+)
+def test_schema_features_structured_outputs_do_not_support_are_refused_naming_the_field(prop, field):
+    schema = {"type": "object", "properties": {"difficulty": prop}}
+    with pytest.raises(SchemaError, match=f"output_schema.properties.{field}"):
+        OutputSchema.parse(schema)
+    with pytest.raises(
+        SchemaError, match="output_schema.additionalProperties: Bedrock structured outputs support only false"
+    ):
+        OutputSchema.parse({**LABELS, "additionalProperties": True})
+    assert OutputSchema.parse({**LABELS, "additionalProperties": False}).wire_schema == WIRE
+    assert OutputSchema.parse({"type": "object", "properties": {"when": {"type": "string", "format": "date"}}})
+
+
+def text_line(rid: str, text: str, stop: str = "end_turn", family: str = "claude") -> bytes:
+    if family == "claude":
+        output = {
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        }
+    else:  # converse
+        output = {
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": stop,
+            "usage": {"inputTokens": 10, "outputTokens": 5},
+        }
+    return json.dumps({"recordId": rid, "modelInput": {}, "modelOutput": output}).encode()
+
+
+@pytest.mark.parametrize("path", ["arrow", "lines"])
+@pytest.mark.parametrize("invocation, family", [("InvokeModel", "claude"), ("Converse", "converse")])
+def test_a_native_answer_is_the_json_in_its_text_and_one_cut_off_is_final_not_retried(path, invocation, family):
+    lines = [
+        text_line("a", json.dumps({"category": "math", "difficulty": 3}), family=family),
+        text_line("b", '{"category": "logic", "diffic', stop="max_tokens", family=family),  # cut off mid-answer
+        text_line("c", json.dumps({"category": "other", "difficulty": 1}), stop="max_tokens", family=family),  # whole
+        text_line("d", '{"category": "poetry", "difficulty": 1}', family=family),  # whole, but not the schema
+    ]
+    parser = OutputParser(labels_adapter(CLAUDE_45, invocation), expected_ids=["a", "b", "c", "d"])
+    batch = parser.parse_chunk(b"\n".join(lines)) if path == "arrow" else parser.parse_lines(lines, "test")
+    table = pa.Table.from_batches([batch])
+    assert table.column("category").to_pylist() == ["math", None, "other", None]
+    assert table.column("error_code").to_pylist() == [
+        None,
+        "TruncatedStructuredOutput",
+        None,
+        "InvalidStructuredOutput",
+    ]
+    assert "cut off at the token limit" in table.column("error_message")[1].as_py()
+    assert "(stop_reason max_tokens)" in table.column("error_message")[1].as_py()
+    assert parser.stats.truncated == 2 and table.column("input_tokens").to_pylist() == [10, 10, 10, 10]
+    assert classify("TruncatedStructuredOutput") is ErrorClass.FINAL  # the same body would be cut off again
 
 
 @pytest.mark.parametrize("path", ["arrow", "lines"])
@@ -153,23 +250,30 @@ def test_a_wrongly_typed_answer_falls_back_to_the_line_path_and_is_an_error_row(
 
 
 @pytest.mark.parametrize(
-    "model, invocation",
-    [(CLAUDE, "InvokeModel"), (CLAUDE, "Converse"), ("us.meta.llama3-3-70b-instruct-v1:0", "InvokeModel")],
+    "model, invocation, asked_with",
+    [
+        (CLAUDE_45, "InvokeModel", "output_config"),
+        (CLAUDE_45, "Converse", "outputConfig"),
+        (CLAUDE, "InvokeModel", "tool_choice"),
+        (CLAUDE, "Converse", JSON_INSTRUCTION),
+        (NOVA, "InvokeModel", "toolConfig"),
+        (LLAMA, "InvokeModel", JSON_INSTRUCTION),
+    ],
 )
 def test_a_structured_pipeline_gives_typed_columns_on_the_local_stack(
-    make_pipelines, instance, s3, bucket, tmp_path, model, invocation
+    make_pipelines, instance, s3, bucket, tmp_path, model, invocation, asked_with
 ):
     attributes = pipeline_dict("labels", bucket, model=model, output_schema=LABELS, inference={"max_tokens": 64})
     attributes["model"] = {"id": model, "invocation_type": invocation}
     defs, (spec,) = make_pipelines([attributes], rows=150)
     summary = run(defs, spec, instance)
     assert (summary.rows, summary.failed) == (150, 0)
-    loc = parse_s3_uri(summary.merged_uri)
-    s3.download_file(loc.bucket, loc.key, str(tmp_path / "m.parquet"))
-    merged = pq.read_table(tmp_path / "m.parquet")
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
     assert set(merged.column("category").to_pylist()) <= {"math", "logic", "language", "other"}
     assert merged.schema.field("difficulty").type == pa.int64()
     assert all(1 <= d <= 5 for d in merged.column("difficulty").to_pylist())
+    sent = s3.get_object(Bucket=bucket, Key="out/labels/shards/s00000/input.jsonl")["Body"].read().decode()
+    assert asked_with in sent and (invocation == "InvokeModel" or "toolConfig" not in sent)
 
 
 def test_answers_arrow_cannot_hold_are_invalid_rows_not_a_crash():

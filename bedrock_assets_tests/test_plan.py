@@ -51,3 +51,17 @@ def test_on_demand_costs_more_and_an_unpriced_model_says_so():
         None,
     )
     assert unpriced.lines()[-1].startswith(f"  cost unknown: no price for {CLAUDE}")
+
+
+def test_resending_answers_cut_off_is_priced_per_thousand_records():
+    labels = {"type": "object", "properties": {"label": {"type": "string"}}}
+    plan = PipelinePlan.of(step(output_schema=labels, retry={"truncated_max_tokens": 400}), INDEX)
+    price = price_for(CLAUDE)
+    assert price is not None
+    per_1000 = (1000 * (20_000 / 300) * price.batch.input + 1000 * 400 * price.batch.output) / 1000
+    (line,) = plan.resend_line()
+    assert (
+        line
+        == f"  structured answers cut off at max_tokens are sent once more with max_tokens 400: up to ${per_1000:.2f} per 1,000 such records"
+    )
+    assert line in plan.lines() and PipelinePlan.of(step(), INDEX).resend_line() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -127,3 +129,35 @@ def test_tags_bedrock_would_refuse_are_refused_here(tmp_path, tags, message):
 
 def test_an_output_uri_with_dot_segments_is_refused(tmp_path):
     assert "has a '.' or '..' segment" in spec_error(tmp_path, output_uri="s3://bkt/team/../other")
+
+
+LABELS = {"type": "object", "properties": {"label": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"retry": {"truncated_max_tokens": 1024}},
+            "retry.truncated_max_tokens applies to pipelines with an output_schema",
+        ),
+        (
+            {"retry": {"truncated_max_tokens": 256}, "output_schema": LABELS},
+            r"retry.truncated_max_tokens \(256\) must be larger than inference.max_tokens \(512\)",
+        ),
+        (
+            {
+                "retry": {"truncated_max_tokens": 4096},
+                "output_schema": LABELS,
+                "model": "meta.llama3-3-70b-instruct-v1:0",
+            },
+            "retry.truncated_max_tokens: it must be at most 2048 for Meta Llama",
+        ),
+        (
+            {"output_schema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 5}}}},
+            "attributes: output_schema.properties.n.maximum: Bedrock structured outputs do not support numerical",
+        ),
+    ],
+)
+def test_what_structured_outputs_or_the_model_cannot_take_is_refused_at_load(tmp_path, overrides, message):
+    assert re.search(message, spec_error(tmp_path, **overrides))

@@ -4,7 +4,9 @@ Bedrock never retries a record. A record error is **retriable** when trying the 
 can succeed: throttling (429), timeouts (408), server errors (5xx), a record the job never returned,
 output we could not parse or that does not match the output schema, and every record of a job that Expired or failed for a transient reason.
 Everything else is **final**: the request itself is wrong (4xx validation), the content was
-filtered, we refused it before submission, or a person stopped the job.
+filtered, we refused it before submission, a person stopped the job, or a structured answer was cut
+off at the token limit (the same body would be cut off again; ``to_resend`` sends it once more with a
+larger max_tokens only when the pipeline's ``retry.truncated_max_tokens`` asks for it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ INVALID_INPUT = "InvalidModelInput"  # refused before submission
 NOT_RETURNED = "RecordNotReturned"  # the job finished without an output line for the record
 UNPARSEABLE = "UnparseableOutput"  # an output line we could not read
 INVALID_STRUCTURED = "InvalidStructuredOutput"  # an answer that does not match the pipeline's output_schema
+# a structured answer cut off at the token limit: final, since the same body is cut off again (a retry round
+# resends it only with a larger max_tokens, when retry.truncated_max_tokens asks for that)
+TRUNCATED_STRUCTURED = "TruncatedStructuredOutput"
 JOB_FAILED = "JobFailed"
 JOB_EXPIRED = "JobExpired"
 
@@ -68,3 +73,21 @@ def retriable_mask(codes: pa.Array | pa.ChunkedArray, messages: pa.Array | pa.Ch
         pc.match_substring_regex(pc.cast(messages, pa.string()), _TRANSIENT_MESSAGE.pattern, ignore_case=True),
     )
     return pc.fill_null(pc.or_kleene(pc.fill_null(by_code, False), pc.fill_null(failed_job, False)), False)
+
+
+def to_resend(
+    codes: pa.Array | pa.ChunkedArray,
+    messages: pa.Array | pa.ChunkedArray,
+    raised: pa.Array | pa.ChunkedArray | None = None,
+    resend_truncated: bool = False,
+) -> pa.Array:
+    """The rows a retry round sends again: retriable errors and, with ``resend_truncated``, structured answers
+    cut off at the token limit whose request was not raised already (``raised``: the max_tokens each row's
+    request was raised to, null where it was not)."""
+    mask = retriable_mask(codes, messages)
+    if not resend_truncated:
+        return mask
+    truncated = pc.fill_null(pc.equal(pc.cast(codes, pa.string()), TRUNCATED_STRUCTURED), False)
+    if raised is not None:
+        truncated = pc.and_(truncated, pc.is_null(raised))
+    return pc.or_(mask, truncated)

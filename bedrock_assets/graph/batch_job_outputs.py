@@ -29,6 +29,7 @@ from bedrock_assets.storage import iter_line_chunks, list_objects, local_copy, r
 from bedrock_assets.uris import S3Location
 
 JOB_CHECK = "job_succeeded"
+TRUNCATION_CHECK = "answers_complete"
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
@@ -42,7 +43,12 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
                 asset=p.keys.batch_job_outputs,
                 description="every job finished with output (Completed or PartiallyCompleted), not Failed, "
                 "Expired, Stopped or refused; a failed job's message is here",
-            )
+            ),
+            dg.AssetCheckSpec(
+                TRUNCATION_CHECK,
+                asset=p.keys.batch_job_outputs,
+                description="at most max_truncated_rate of a shard's answers were cut off at max_tokens (warns)",
+            ),
         ],
         description="The job's .jsonl.out lines and manifest.json.out, normalized into rows "
         "(output or error_code/error_message, token counts).",
@@ -74,7 +80,9 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
         if not attempt.status.has_output:
             context.log.warning(f"{shard}: batch job {attempt.status.value}: {attempt.message or 'no message'}")
         results.append(outputs)
-    return dg.MaterializeResult(check_results=[jobs_check(results)])
+    return dg.MaterializeResult(
+        check_results=[jobs_check(results), truncation_check(results, step.spec.max_truncated_rate)]
+    )
 
 
 def parse_manifest(data: bytes) -> dict[str, int]:
@@ -111,10 +119,15 @@ class JobOutputs:
     input_tokens: int
     output_tokens: int
     error_codes: dict[str, int]
+    truncated: int = 0  # answers cut off at the token limit (successes among them)
 
     @property
     def not_returned(self) -> int:
         return self.records_sent - self.succeeded - self.errored
+
+    @property
+    def truncated_rate(self) -> float:
+        return self.truncated / self.records_sent if self.records_sent else 0.0
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -126,6 +139,7 @@ class JobOutputs:
             "errored": self.errored,
             "not_returned": self.not_returned,
             "duplicate_lines": self.duplicate_lines,
+            "truncated_answers": self.truncated,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "error_codes": dg.MetadataValue.json(self.error_codes),
@@ -169,6 +183,7 @@ def collect_job_outputs(step: Step, attempt: JobAttempt) -> JobOutputs:
         input_tokens=stats.input_tokens,
         output_tokens=stats.output_tokens,
         error_codes=dict(stats.error_codes),
+        truncated=stats.truncated,
     )
 
 
@@ -185,4 +200,29 @@ def jobs_check(results: list[JobOutputs]) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         description=None if not failed else described + (f"; and {len(failed) - 5} more" if len(failed) > 5 else ""),
         metadata={"jobs_checked": len(results), "failed_jobs": table(rows, ["shard", "status", "message"])},
+    )
+
+
+def truncation_check(results: list[JobOutputs], max_truncated_rate: float) -> dg.AssetCheckResult:
+    """``answers_complete`` (warning): no shard has more answers cut off at max_tokens than the pipeline allows.
+
+    A text answer cut off stays a success (its text is what the model wrote); a structured one is a
+    TruncatedStructuredOutput row. Either way the remedy is a larger inference.max_tokens.
+    """
+    over = [r for r in results if r.truncated_rate > max_truncated_rate]
+    rows = [{"shard": r.shard, "truncated": r.truncated, "records_sent": r.records_sent} for r in over]
+    return dg.AssetCheckResult(
+        check_name=TRUNCATION_CHECK,
+        passed=not over,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None
+        if not over
+        else f"{len(over)} shard(s) with more than {max_truncated_rate:.1%} of answers cut off at max_tokens: "
+        + ", ".join(f"{r.shard} {r.truncated_rate:.1%}" for r in over[:5])
+        + "; raise inference.max_tokens",
+        metadata={
+            "truncated_answers": sum(r.truncated for r in results),
+            "max_truncated_rate": max_truncated_rate,
+            "shards_over": table(rows, ["shard", "truncated", "records_sent"]),
+        },
     )

@@ -14,7 +14,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
-from bedrock_assets.records import RECORD_ID, line_buffers, request_lines
+from bedrock_assets.records import MAX_TOKENS, RECORD_ID, line_buffers, rendered_requests
 from bedrock_assets.shards import BATCH_ROWS, ShardInfo, select_shards
 from bedrock_assets.storage import SINGLE_PUT_BYTES, local_copy, upload_fileobj
 
@@ -90,16 +90,19 @@ def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
 
     The lines are rendered into memory up to the single-PUT size (a temporary file beyond it).
     """
-    layout, adapter = step.layout, step.adapter
-    columns = [*dict.fromkeys([*adapter.input_columns(), RECORD_ID])]
+    layout = step.layout
+    columns = [*dict.fromkeys([*step.adapter.input_columns(), RECORD_ID])]
     digest = hashlib.sha256()
     records = 0
     with (
         local_copy(step.s3, layout.shard_rows(info.key)) as rows_path,
         tempfile.SpooledTemporaryFile(max_size=SINGLE_PUT_BYTES, prefix="bedrock-assets-shard-") as out,
     ):
-        for batch in pq.ParquetFile(rows_path).iter_batches(columns=columns, batch_size=BATCH_ROWS):
-            requests, _ = request_lines(batch, batch.column(RECORD_ID), adapter)
+        part = pq.ParquetFile(rows_path)
+        if MAX_TOKENS in part.schema_arrow.names:  # a retry shard: some requests may have a raised max_tokens
+            columns.append(MAX_TOKENS)
+        for batch in part.iter_batches(columns=columns, batch_size=BATCH_ROWS):
+            requests, _ = rendered_requests(batch, step.adapter, step.resend_adapter)
             for piece in line_buffers(requests):
                 out.write(piece)
                 digest.update(piece)

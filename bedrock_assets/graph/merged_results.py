@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 from dagster_aws.s3 import S3Resource
 
-from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, retriable_mask
+from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, to_resend
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.graph.batch_job_outputs import finished_attempt
@@ -27,7 +27,7 @@ from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import MergedMark
-from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, RECORD_ID
+from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, MAX_TOKENS, RECORD_ID
 from bedrock_assets.storage import local_copy, upload_file
 
 ROWS_CHECK = "every_input_row_once"
@@ -115,9 +115,12 @@ def outcome_counts(table: pa.Table) -> Iterator[tuple[str, int]]:
         yield item["values"], item["counts"]
 
 
-def retriable_count(table: pa.Table) -> int:
-    """Rows of a merged table whose error is retriable (see ``bedrock.error_classes``)."""
-    return int(pc.sum(retriable_mask(table.column("error_code"), table.column("error_message"))).as_py() or 0)
+def resend_count(merged: pa.Table, rows: pa.Table, resend_truncated: bool) -> int:
+    """Rows of a merged shard the next retry round would send again (see ``bedrock.error_classes.to_resend``);
+    ``rows``: the shard's input rows, in the merged table's order."""
+    raised = rows.column(MAX_TOKENS) if MAX_TOKENS in rows.column_names else None
+    codes, messages = merged.column("error_code"), merged.column("error_message")
+    return int(pc.sum(to_resend(codes, messages, raised, resend_truncated)).as_py() or 0)
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def merge_results(step: Step, job: JobAttempt) -> MergedShard:
         unique_ids=pc.count_distinct(merged.column(RECORD_ID)).as_py(),
         succeeded=outcome.pop("ok", 0),
         errors=outcome,
-        retriable=retriable_count(merged),
+        retriable=resend_count(merged, rows, step.resend_adapter is not None),
         uri=layout.merged(shard).uri,
     )
 

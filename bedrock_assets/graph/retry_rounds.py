@@ -21,14 +21,14 @@ import pyarrow.parquet as pq
 from dagster import MetadataValue
 from dagster_aws.s3 import S3Resource
 
-from bedrock_assets.bedrock.error_classes import retriable_mask
+from bedrock_assets.bedrock.error_classes import TRUNCATED_STRUCTURED, to_resend
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import RoundProgress, latest_merges
-from bedrock_assets.records import INPUT_ERROR, RECORD_ID, REQUEST, SOURCE_FILE, request_lines
+from bedrock_assets.records import INPUT_ERROR, MAX_TOKENS, RECORD_ID, REQUEST, SOURCE_FILE, rendered_requests
 from bedrock_assets.sharding import Shard, ShardCutter
 from bedrock_assets.shards import RetryRound, ShardInfo, ShardParts, load_retry_state, retry_key, save_retry_state
 from bedrock_assets.spec import RetrySpec
@@ -162,23 +162,43 @@ def _cut_round(step: Step, sources: Sequence[str], number: int, on_demand: bool)
 
 
 def _retriable_rows(step: Step, source: str) -> pa.Table | None:
-    """The rows of shard ``source`` whose merged outcome is a retriable error, with their requests rendered
-    again (None if there are none). A request the adapter now refuses is not sent again: it ends as
+    """The rows of shard ``source`` the next round sends again (``to_resend``), with their requests rendered
+    again (None if there are none): a structured answer cut off at the token limit with its max_tokens raised
+    to ``retry.truncated_max_tokens``. A request the adapter now refuses is not sent again: it ends as
     InvalidModelInput (final)."""
     layout = step.layout
+    with local_copy(step.s3, layout.shard_rows(source)) as path:
+        rows = _with_max_tokens(pq.read_table(path))
     with local_copy(step.s3, layout.merged(source)) as path:
         merged = pq.read_table(path, columns=[RECORD_ID, "error_code", "error_message"])
-    ids = merged.column(RECORD_ID).filter(retriable_mask(merged.column("error_code"), merged.column("error_message")))
+    codes, messages = merged.column("error_code"), merged.column("error_message")
+    raised = rows.column(MAX_TOKENS).take(pc.index_in(merged.column(RECORD_ID), value_set=rows.column(RECORD_ID)))
+    resend = to_resend(codes, messages, raised, step.resend_adapter is not None)
+    ids = merged.column(RECORD_ID).filter(resend)
     if len(ids) == 0:
         return None
-    with local_copy(step.s3, layout.shard_rows(source)) as path:
-        rows = pq.read_table(path)
+    cut_off = merged.column(RECORD_ID).filter(pc.and_(resend, pc.equal(codes, TRUNCATED_STRUCTURED)))
     rows = rows.filter(pc.is_in(rows.column(RECORD_ID), value_set=ids.combine_chunks()))
     rows = rows.filter(pc.is_null(rows.column(INPUT_ERROR)))
+    if len(cut_off):
+        to_raise = pc.is_in(rows.column(RECORD_ID), value_set=cut_off.combine_chunks())
+        raised_to = pa.scalar(step.spec.retry.truncated_max_tokens, pa.int64())
+        rows = rows.set_column(
+            rows.schema.get_field_index(MAX_TOKENS),
+            MAX_TOKENS,
+            pc.if_else(to_raise, raised_to, rows.column(MAX_TOKENS)),
+        )
     # one plain type across shards (each part has its own dictionary)
     rows = rows.set_column(
         rows.schema.get_field_index(SOURCE_FILE), SOURCE_FILE, pc.cast(rows.column(SOURCE_FILE), pa.string())
     )
-    requests, errors = request_lines(rows, rows.column(RECORD_ID), step.adapter)
+    requests, errors = rendered_requests(rows, step.adapter, step.resend_adapter)
     rows = rows.set_column(rows.schema.get_field_index(INPUT_ERROR), INPUT_ERROR, errors)
     return rows.append_column(REQUEST, requests)
+
+
+def _with_max_tokens(rows: pa.Table) -> pa.Table:
+    """A shard's rows with the ``MAX_TOKENS`` column (first-pass shards have none: every row at max_tokens)."""
+    if MAX_TOKENS in rows.column_names:
+        return rows
+    return rows.append_column(MAX_TOKENS, pa.nulls(rows.num_rows, pa.int64()))

@@ -51,10 +51,13 @@ class ModelInfo:
     batch: bool
     context_tokens: int | None = None  # prompt limit in (estimated) tokens
     max_input_chars: int | None = None  # per-text character limit (embedding models)
+    structured_outputs: bool = False  # takes a JSON schema output format (output_config / outputConfig)
 
 
-def _models(family: str | None, batch: bool, context: int | None, *ids: str, chars: int | None = None) -> list:
-    return [ModelInfo(i, family, batch, context, chars) for i in ids]
+def _models(
+    family: str | None, batch: bool, context: int | None, *ids: str, chars: int | None = None, structured: bool = False
+) -> list:
+    return [ModelInfo(i, family, batch, context, chars, structured) for i in ids]
 
 
 _ENTRIES: list[ModelInfo] = [
@@ -71,9 +74,17 @@ _ENTRIES: list[ModelInfo] = [
         "anthropic.claude-3-5-sonnet-20241022-v2:0",
         "anthropic.claude-3-7-sonnet-20250219-v1:0",  # cross-Region profile only
         "anthropic.claude-sonnet-4-20250514-v1:0",  # cross-Region profile only
+    ),
+    # structured outputs: "You can use structured outputs with Claude Sonnet 4.5, Claude Haiku 4.5, Claude
+    # Opus 4.5, and Claude Opus 4.6" (claude-messages-structured-outputs.html)
+    *_models(
+        CLAUDE,
+        True,
+        200_000,
         "anthropic.claude-sonnet-4-5-20250929-v1:0",  # cross-Region profile only
         "anthropic.claude-haiku-4-5-20251001-v1:0",  # cross-Region profile only
         "anthropic.claude-opus-4-5-20251101-v1:0",  # cross-Region profile only
+        structured=True,
     ),
     *_models(NOVA, True, 128_000, "amazon.nova-micro-v1:0"),
     *_models(NOVA, True, 300_000, "amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0"),

@@ -37,7 +37,6 @@ RUNTIME_ONLY_CONVERSE_KEYS = frozenset(
         "requestMetadata",
         "performanceConfig",
         "serviceTier",
-        "outputConfig",
         "projectIdentifier",
     }
 )
@@ -128,7 +127,7 @@ class RuntimeEmulator:
         model_input = request
         if operation == "Converse" and isinstance(request, dict):
             model_input = {k: v for k, v in request.items() if k not in RUNTIME_ONLY_CONVERSE_KEYS}
-        (result,) = synthesize_batch(model_id, operation, [model_input])
+        (result,) = synthesize_batch(model_id, operation, [model_input], batch=False)
         if result.error is not None:
             raise EmulatorError("ValidationException", result.error, 400)
         self._inject_fault(operation, model_id, request)

@@ -30,7 +30,7 @@ import numpy as np
 from bedrock_assets.output_schema import JSON_INSTRUCTION
 
 from .catalog import CLAUDE, COHERE_EMBED, GENERIC, LLAMA, MISTRAL, NOVA, TITAN_EMBED_V1, TITAN_EMBED_V2, lookup
-from .validation import RecordValidationError, validate_record
+from .validation import RecordContext, RecordValidationError, validate_record
 from .vectors import format_vectors, round_significant
 
 TITAN_V1_DIMENSIONS = 1536
@@ -202,8 +202,9 @@ def structured_answer(schema: dict, seed: int) -> dict:
 
 
 def _forced_tool(body: dict, invocation_type: str) -> tuple[str, dict] | None:
-    """(tool name, input schema) when the request forces a tool (Claude tool_choice, Converse toolChoice)."""
-    if invocation_type == "Converse":
+    """(tool name, input schema) when the request forces a tool (Claude tool_choice; toolChoice in the Converse
+    shape, which Nova's InvokeModel body shares)."""
+    if invocation_type == "Converse" or "toolConfig" in body:
         config = body.get("toolConfig") or {}
         name = ((config.get("toolChoice") or {}).get("tool") or {}).get("name")
         specs = [t.get("toolSpec") or {} for t in config.get("tools") or []]
@@ -215,20 +216,24 @@ def _forced_tool(body: dict, invocation_type: str) -> tuple[str, dict] | None:
     return (name, schema) if name and isinstance(schema, dict) else None
 
 
-def _tool_output(invocation_type: str, model_id: str, tool: tuple[str, dict], seed: int, n_in: int) -> SyntheticResult:
-    """The model calls the forced tool with an answer that matches its schema."""
+def _tool_output(
+    family: str, invocation_type: str, model_id: str, tool: tuple[str, dict], seed: int, n_in: int
+) -> SyntheticResult:
+    """The model calls the forced tool with an answer that matches its schema (in the Converse shape, which
+    Nova's InvokeModel response shares, or in Claude's)."""
     name, schema = tool
     answer = structured_answer(schema, seed)
     n_out = _tokens(len(json.dumps(answer)))
     block: dict[str, Any]
-    if invocation_type == "Converse":
+    if invocation_type == "Converse" or family == NOVA:
         block = {"toolUse": {"toolUseId": f"tooluse_emulated_{seed:016x}", "name": name, "input": answer}}
         out: dict[str, Any] = {
             "output": {"message": {"role": "assistant", "content": [block]}},
             "stopReason": "tool_use",
             "usage": {"inputTokens": n_in, "outputTokens": n_out, "totalTokens": n_in + n_out},
-            "metrics": {"latencyMs": 0},
         }
+        if invocation_type == "Converse":  # Nova's InvokeModel response has no metrics
+            out["metrics"] = {"latencyMs": 0}
     else:
         block = {"type": "tool_use", "id": f"toolu_emulated_{seed:016x}", "name": name, "input": answer}
         out = claude_message(model_id, f"{seed:016x}", block, "tool_use", n_in, n_out)
@@ -249,8 +254,14 @@ def claude_message(model_id: str, seed_hex: str, block: dict, stop_reason: str, 
     }
 
 
-def _json_asked_in_prompt(body: dict) -> dict | None:
-    """The schema a prompt asks the answer to match (the emulated model follows the instruction), if any."""
+def _json_asked(body: dict) -> dict | None:
+    """The schema the answer must match: a JSON schema output format (Claude's ``output_config``, Converse's
+    ``outputConfig``, already validated), else one the prompt asks for (the emulated model follows it)."""
+    if "output_config" in body:
+        return body["output_config"]["format"]["schema"]
+    text_format = (body.get("outputConfig") or {}).get("textFormat")
+    if text_format is not None:
+        return json.loads(text_format["structure"]["jsonSchema"]["schema"])
     text = str(body.get("prompt") or "") + "".join(
         _text_of_content(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)
     )
@@ -273,14 +284,17 @@ def _text_output(
         return SyntheticResult(None, INPUT_TOO_LONG)
     tool = _forced_tool(body, invocation_type)
     if tool is not None:
-        return _tool_output(invocation_type, model_id, tool, seed, n_in)
-    asked = _json_asked_in_prompt(body)
+        return _tool_output(family, invocation_type, model_id, tool, seed, n_in)
+    asked = _json_asked(body)
 
     def say(max_tokens: int | None) -> tuple[str, bool]:
-        """The reply: the JSON answer the prompt asks for, else emulated prose."""
-        if asked is not None:
-            return json.dumps(structured_answer(asked, seed)), False
-        return emulated_text(seed, model_id, max_tokens)
+        """The reply: the JSON answer asked for, else emulated prose; either cut off at max_tokens."""
+        if asked is None:
+            return emulated_text(seed, model_id, max_tokens)
+        text = json.dumps(structured_answer(asked, seed))
+        if max_tokens is not None and _tokens(len(text)) > max_tokens:
+            return text[: max(1, max_tokens * 4)], True
+        return text, False
 
     out: dict[str, Any]
     if invocation_type == "Converse" or family in (NOVA, GENERIC):
@@ -320,12 +334,16 @@ def _text_output(
     return SyntheticResult(json.dumps(out, separators=(",", ":")), None, n_in, n_out)
 
 
-def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any]) -> list[SyntheticResult]:
-    """Validate and answer a batch of records, returning one SyntheticResult per input.
+def synthesize_batch(
+    model_id: str, invocation_type: str, model_inputs: list[Any], batch: bool = True
+) -> list[SyntheticResult]:
+    """Validate and answer a batch of records, returning one SyntheticResult per input (``batch=False``: the
+    bodies of runtime calls, which may use tools in the Converse shape).
 
     Embedding records are answered together (one vectorized call per family); text records one by one.
     """
     info = lookup(model_id)
+    record = RecordContext(info.structured_outputs if info else False, batch)
     family = (info.family if info else None) or GENERIC
     context = info.context_tokens if info else None
     max_chars = info.max_input_chars if info else None
@@ -335,7 +353,7 @@ def synthesize_batch(model_id: str, invocation_type: str, model_inputs: list[Any
     seeds = [0] * len(model_inputs)
     for i, body in enumerate(model_inputs):
         try:
-            validate_record(family, invocation_type, body)
+            validate_record(family, invocation_type, body, record)
         except RecordValidationError as exc:
             results[i] = SyntheticResult(None, f"Malformed input request: {exc}")
             continue

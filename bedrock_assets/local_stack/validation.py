@@ -3,10 +3,21 @@
 Each family checks its own InvokeModel schema (required fields, types, ranges, no unknown keys), so
 a body written for another family is refused; a Converse-type job's records are checked against the
 Converse schema. A record that fails gets an error line (errorCode 400) instead of a model output.
+
+Structured outputs ("Get validated JSON results from models",
+https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html): Claude's
+``output_config.format`` and Converse's ``outputConfig.textFormat`` are taken in their documented
+shapes, by the models that support them, with a schema free of what the page lists as not supported.
+A Converse-type batch record with ``toolConfig`` fails: "Batch inference doesn't support tool calling
+(function calling) for jobs that use the Converse invocation type. Records that include toolConfig fail
+with a 400 error" (https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference.html); the
+runtime Converse API takes tools.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from .catalog import (
@@ -31,6 +42,38 @@ COHERE_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 CONVERSE_UNSUPPORTED = (
     "This action doesn't support the model that you provided. Try again with a supported text or chat model."
 )
+CONVERSE_BATCH_TOOLS = (
+    "toolConfig: batch inference doesn't support tool calling (function calling) for jobs that use the Converse "
+    "invocation type; create the job with the InvokeModel invocation type to use tools"
+)
+# the Anthropic Claude Messages request fields (model-parameters-anthropic-claude-messages-request-response.html)
+CLAUDE_KEYS = (
+    "anthropic_version",
+    "anthropic_beta",
+    "max_tokens",
+    "system",
+    "messages",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "output_format",  # deprecated for output_config.format, still taken
+)
+# the JSON Schema features structured outputs do not support ("JSON Schema limitations")
+UNSUPPORTED_SCHEMA_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+UNSUPPORTED_STRING_KEYWORDS = ("minLength", "maxLength")
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """What a record is checked against besides its body: the model's features, and where it came from."""
+
+    structured_outputs: bool = False  # the model takes a JSON schema output format
+    batch: bool = True  # a batch job's record (else a runtime call)
 
 
 class RecordValidationError(Exception):
@@ -52,7 +95,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_claude(body: dict) -> None:
+def _validate_claude(body: dict, context: RecordContext) -> None:
+    _only_keys(body, CLAUDE_KEYS)
     _require(
         body.get("anthropic_version") == CLAUDE_VERSION,
         f"anthropic_version: must be '{CLAUDE_VERSION}'"
@@ -65,6 +109,54 @@ def _validate_claude(body: dict) -> None:
         _require(isinstance(msg, dict), f"messages.{i}: must be an object")
         _require(msg.get("role") in ("user", "assistant"), f"messages.{i}.role: must be 'user' or 'assistant'")
         _require("content" in msg, f"messages.{i}.content: field required")
+    if "output_config" in body:
+        config = body["output_config"]
+        _require(isinstance(config, dict) and isinstance(config.get("format"), dict), "output_config.format: required")
+        fmt = config["format"]
+        _require(fmt.get("type") == "json_schema", "output_config.format.type: must be 'json_schema'")
+        _require(context.structured_outputs, "output_config.format: this model does not support structured outputs")
+        check_output_schema(fmt.get("schema"), "output_config.format.schema")
+
+
+def check_output_schema(schema: Any, where: str) -> None:
+    """A structured-output JSON schema: an object schema without the features structured outputs do not support."""
+    _require(
+        isinstance(schema, dict) and schema.get("type") == "object", f"{where}: must be a JSON schema of type object"
+    )
+    _schema_features(schema, where, schema, ())
+
+
+def _schema_features(node: Any, where: str, root: dict, refs: tuple[str, ...]) -> None:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _schema_features(item, f"{where}.{i}", root, refs)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in UNSUPPORTED_SCHEMA_KEYWORDS:
+        _require(key not in node, f"{where}.{key}: numerical constraints are not supported by structured outputs")
+    for key in UNSUPPORTED_STRING_KEYWORDS:
+        _require(key not in node, f"{where}.{key}: string constraints are not supported by structured outputs")
+    if "additionalProperties" in node:
+        _require(node["additionalProperties"] is False, f"{where}.additionalProperties: only false is supported")
+    if "minItems" in node:
+        _require(node["minItems"] in (0, 1), f"{where}.minItems: only 0 and 1 are supported")
+    if "$ref" in node:
+        ref = str(node["$ref"])
+        _require(ref.startswith("#"), f"{where}.$ref: external references are not supported")
+        _require(ref not in refs and ref != "#", f"{where}.$ref: recursive schemas are not supported")
+        _schema_features(_resolve(root, ref), where, root, (*refs, ref))
+    for key, value in node.items():
+        if key != "$ref" and isinstance(value, (dict, list)):
+            _schema_features(value, f"{where}.{key}", root, refs)
+
+
+def _resolve(root: dict, ref: str) -> Any:
+    node: Any = root
+    for part in ref.lstrip("#").strip("/").split("/"):
+        _require(isinstance(node, dict) and part in node, f"$ref {ref}: no such definition")
+        node = node[part]
+    return node
 
 
 def _only_keys(body: dict, allowed: tuple[str, ...]) -> None:
@@ -151,12 +243,50 @@ def _validate_messages(body: dict, allowed: tuple[str, ...], config_keys: tuple[
     _only_keys(body, allowed)
 
 
-def _validate_converse(body: dict) -> None:
+def _validate_converse(body: dict, context: RecordContext) -> None:
+    _require(not (context.batch and "toolConfig" in body), CONVERSE_BATCH_TOOLS)
     _validate_messages(
         body,
-        ("messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"),
+        ("messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields", "outputConfig"),
         ("maxTokens", "temperature", "topP", "stopSequences"),
     )
+    if "outputConfig" in body:
+        _converse_output_config(body["outputConfig"], context)
+
+
+def _converse_output_config(config: Any, context: RecordContext) -> None:
+    """Converse's OutputConfig: textFormat {type json_schema, structure {jsonSchema {schema: a JSON string}}}."""
+    _require(isinstance(config, dict), "outputConfig: must be an object")
+    _require(
+        not set(config) - {"textFormat", "effort"},
+        f"outputConfig: unknown key(s) {sorted(set(config) - {'textFormat', 'effort'})}",
+    )
+    text_format = config.get("textFormat")
+    if text_format is None:
+        return
+    _require(isinstance(text_format, dict), "outputConfig.textFormat: must be an object")
+    _require(text_format.get("type") == "json_schema", "outputConfig.textFormat.type: must be 'json_schema'")
+    structure = text_format.get("structure")
+    _require(
+        isinstance(structure, dict) and set(structure) == {"jsonSchema"},
+        "outputConfig.textFormat.structure: must hold jsonSchema",
+    )
+    definition = structure["jsonSchema"]
+    _require(
+        isinstance(definition, dict) and isinstance(definition.get("schema"), str),
+        "outputConfig.textFormat.structure.jsonSchema.schema: required string",
+    )
+    for key in ("name", "description"):
+        _require(
+            key not in definition or isinstance(definition[key], str),
+            f"outputConfig.textFormat.structure.jsonSchema.{key}: must be a string",
+        )
+    try:
+        schema = json.loads(definition["schema"])
+    except json.JSONDecodeError:
+        raise RecordValidationError("outputConfig.textFormat.structure.jsonSchema.schema: not valid JSON") from None
+    _require(context.structured_outputs, "outputConfig.textFormat: this model does not support structured outputs")
+    check_output_schema(schema, "outputConfig.textFormat.structure.jsonSchema.schema")
 
 
 def _validate_nova(body: dict) -> None:
@@ -232,7 +362,6 @@ def _validate_cohere_embed(body: dict) -> None:
 
 
 _VALIDATORS = {
-    CLAUDE: _validate_claude,
     TITAN_EMBED_V2: _validate_titan_v2,
     TITAN_EMBED_V1: _validate_titan_v1,
     NOVA: _validate_nova,
@@ -243,16 +372,19 @@ _VALIDATORS = {
 }
 
 
-def validate_record(family: str, invocation_type: str, model_input: Any) -> None:
+def validate_record(family: str, invocation_type: str, model_input: Any, context: RecordContext | None = None) -> None:
     """Raise RecordValidationError when a record's modelInput would be rejected by Bedrock.
 
     Each family checks its own InvokeModel schema (required fields, types, ranges, no unknown keys),
     so a body written for another family is refused; hidden models (``generic``) accept any object.
     """
+    context = context or RecordContext()
     _require(isinstance(model_input, dict), "modelInput: must be a JSON object")
     _require("modelId" not in model_input, "modelInput: key 'modelId' is not permitted in a batch record")
     if invocation_type == "Converse":
         _require(family not in EMBEDDING_FAMILIES, CONVERSE_UNSUPPORTED)
-        _validate_converse(model_input)
+        _validate_converse(model_input, context)
+    elif family == CLAUDE:
+        _validate_claude(model_input, context)
     elif family in _VALIDATORS:
         _VALIDATORS[family](model_input)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bedrock_assets.output_schema import OutputSchema
+from bedrock_assets.output_schema import Mechanism, OutputSchema
 
 OutputKind = Literal["text", "embedding"]
 
@@ -73,7 +73,7 @@ def _is_plain_column(name: str) -> bool:
 
 @dataclass
 class ModelAdapter(ABC):
-    """A model family: knows its request body, its validation rules and its response shape."""
+    """A model family: knows its request body, the rows it cannot take and its response shape."""
 
     model_id: str
     prompt: PromptSettings
@@ -82,8 +82,8 @@ class ModelAdapter(ABC):
     family: ClassVar[str]
     kind: ClassVar[OutputKind]
     invocation_type: ClassVar[str] = "InvokeModel"
-    # asks for prompt.structured in the body itself (a forced tool); else the prompt asks for JSON
-    native_structured: ClassVar[bool] = False
+    # stop reasons that say the answer was cut off at the token limit (the family's documented values)
+    truncated_reasons: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         self._frame: tuple[str, str] | None = None
@@ -127,12 +127,17 @@ class ModelAdapter(ABC):
         blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
         return pc.if_else(blank, pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
 
-    # one row --------------------------------------------------------------------------------
+    # structured outputs -----------------------------------------------------------------------
+    @property
+    def structured_mechanism(self) -> Mechanism:
+        """How this model is asked for ``prompt.structured``: the prompt, unless the family has a native way."""
+        return Mechanism.PROMPT
+
     @property
     def asks_json_in_prompt(self) -> str:
-        """The JSON instruction a prompt-only family appends to every prompt ("" when none)."""
+        """The JSON instruction appended to every prompt when the model has no native mechanism ("" else)."""
         structured = self.prompt.structured
-        return structured.instruction() if structured is not None and not self.native_structured else ""
+        return structured.instruction() if structured and self.structured_mechanism is Mechanism.PROMPT else ""
 
     # whole batches --------------------------------------------------------------------------
     def texts(self, batch: pa.RecordBatch | pa.Table, escape: Callable[[pa.Array], pa.Array] | None = None) -> pa.Array:

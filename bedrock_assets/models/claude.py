@@ -1,4 +1,16 @@
-"""Anthropic Claude Messages API bodies (InvokeModel)."""
+"""Anthropic Claude Messages API bodies (InvokeModel).
+
+Source: "Anthropic Claude Messages API" in the Bedrock user guide
+(https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-anthropic-claude-messages-request-response.html):
+``anthropic_version``, ``max_tokens``, ``messages``, ``system``, ``temperature``, ``top_p``,
+``stop_sequences``, ``tools``, ``tool_choice``; ``stop_reason`` is ``end_turn``, ``max_tokens``,
+``stop_sequence``, ``tool_use``, ``refusal`` or ``model_context_window_exceeded``. Structured outputs
+("Structured outputs for Anthropic Claude models",
+https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-structured-outputs.html): Claude
+Sonnet 4.5, Haiku 4.5, Opus 4.5 and Opus 4.6 take ``output_config.format`` (the deprecated
+``output_format`` is not sent); older Claude models are asked with a forced tool, which InvokeModel-type
+batch jobs allow.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +20,38 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.models.base import (
     ParsedOutput,
     TemplatedAdapter,
     first_chosen,
     join_text_blocks,
 )
-from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME
+from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME, Mechanism
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
+# the Claude models with structured outputs (base id prefixes), from the page above
+STRUCTURED_OUTPUT_MODELS = (
+    "anthropic.claude-sonnet-4-5",
+    "anthropic.claude-haiku-4-5",
+    "anthropic.claude-opus-4-5",
+    "anthropic.claude-opus-4-6",
+)
+TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
+
+
+def supports_structured_outputs(model_id: str) -> bool:
+    return model_key(model_id).startswith(STRUCTURED_OUTPUT_MODELS)
 
 
 class ClaudeMessagesAdapter(TemplatedAdapter):
     family = "anthropic-claude"
     kind = "text"
-    native_structured = True  # a forced tool whose input_schema is the output schema
+    truncated_reasons = TRUNCATED
+
+    @property
+    def structured_mechanism(self) -> Mechanism:
+        return Mechanism.OUTPUT_CONFIG if supports_structured_outputs(self.model_id) else Mechanism.FORCED_TOOL
 
     def body_for_text(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -38,13 +67,12 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
             body["top_p"] = self.inference.top_p
         if self.inference.stop:
             body["stop_sequences"] = list(self.inference.stop)
-        if self.prompt.structured is not None:
+        structured = self.prompt.structured
+        if structured is not None and self.structured_mechanism is Mechanism.OUTPUT_CONFIG:
+            body["output_config"] = structured.output_config()
+        elif structured is not None:
             body["tools"] = [
-                {
-                    "name": TOOL_NAME,
-                    "description": TOOL_DESCRIPTION,
-                    "input_schema": dict(self.prompt.structured.schema),
-                }
+                {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "input_schema": structured.wire_schema}
             ]
             body["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         return body
@@ -64,7 +92,7 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
     @property
     def output_type(self) -> pa.StructType:
         block = [("type", pa.string()), ("text", pa.string())]
-        if self.prompt.structured is not None:
+        if self.prompt.structured is not None and self.structured_mechanism is Mechanism.FORCED_TOOL:
             block.append(("input", self.prompt.structured.struct_type))
         return pa.struct(
             [
@@ -87,7 +115,7 @@ class ClaudeMessagesAdapter(TemplatedAdapter):
             "input_tokens": pc.struct_field(usage, "input_tokens"),
             "output_tokens": pc.struct_field(usage, "output_tokens"),
         }
-        if self.prompt.structured is not None:
+        if self.prompt.structured is not None and self.structured_mechanism is Mechanism.FORCED_TOOL:
             tool_use = pc.equal(pc.struct_field(blocks, "type"), "tool_use")
             columns["structured"] = first_chosen(content, pc.struct_field(blocks, "input"), tool_use)
         return columns

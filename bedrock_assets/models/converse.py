@@ -1,4 +1,13 @@
-"""Converse-shaped bodies for jobs created with ``modelInvocationType="Converse"``."""
+"""Converse-shaped bodies for jobs created with ``modelInvocationType="Converse"``.
+
+Source: the Converse API reference (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html):
+``messages``, ``system``, ``inferenceConfig`` (``maxTokens``, ``temperature``, ``topP``, ``stopSequences``),
+``outputConfig``; ``stopReason`` includes ``max_tokens`` and ``model_context_window_exceeded`` when the
+answer is cut off. A Converse-type batch job takes no ``toolConfig`` ("Batch inference doesn't support tool
+calling for jobs that use the Converse invocation type. Records that include toolConfig fail with a 400
+error", https://docs.aws.amazon.com/bedrock/latest/userguide/batch-inference.html): a structured answer is
+asked for with ``outputConfig.textFormat`` where the model supports it, else by the prompt.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +23,21 @@ from bedrock_assets.models.base import (
     first_chosen,
     join_text_blocks,
 )
-from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME
+from bedrock_assets.models.claude import supports_structured_outputs
+from bedrock_assets.output_schema import TOOL_DESCRIPTION, TOOL_NAME, Mechanism
+
+TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 class ConverseAdapter(TemplatedAdapter):
     family = "converse"
     kind = "text"
     invocation_type = "Converse"
-    native_structured = True  # toolConfig with a forced tool whose inputSchema is the output schema
+    truncated_reasons = TRUNCATED
+
+    @property
+    def structured_mechanism(self) -> Mechanism:
+        return Mechanism.TEXT_FORMAT if supports_structured_outputs(self.model_id) else Mechanism.PROMPT
 
     def body_for_text(self, text: str) -> dict[str, Any]:
         config: dict[str, Any] = {"maxTokens": self.inference.max_tokens}
@@ -37,12 +53,11 @@ class ConverseAdapter(TemplatedAdapter):
         }
         if self.prompt.system:
             body["system"] = [{"text": self.prompt.system}]
-        if self.prompt.structured is not None:
-            spec = {
-                "name": TOOL_NAME,
-                "description": TOOL_DESCRIPTION,
-                "inputSchema": {"json": dict(self.prompt.structured.schema)},
-            }
+        structured, mechanism = self.prompt.structured, self.structured_mechanism
+        if structured is not None and mechanism is Mechanism.TEXT_FORMAT:
+            body["outputConfig"] = structured.text_format()
+        elif structured is not None and mechanism is Mechanism.FORCED_TOOL:  # Nova's InvokeModel body
+            spec = {"name": TOOL_NAME, "description": TOOL_DESCRIPTION, "inputSchema": {"json": structured.wire_schema}}
             body["toolConfig"] = {"tools": [{"toolSpec": spec}], "toolChoice": {"tool": {"name": TOOL_NAME}}}
         return body
 
@@ -62,7 +77,7 @@ class ConverseAdapter(TemplatedAdapter):
     @property
     def output_type(self) -> pa.StructType:
         block = [("text", pa.string())]
-        if self.prompt.structured is not None:
+        if self.prompt.structured is not None and self.structured_mechanism is Mechanism.FORCED_TOOL:
             block.append(("toolUse", pa.struct([("input", self.prompt.structured.struct_type)])))
         content = pa.list_(pa.struct(block))
         return pa.struct(
@@ -84,7 +99,7 @@ class ConverseAdapter(TemplatedAdapter):
             "input_tokens": pc.struct_field(usage, "inputTokens"),
             "output_tokens": pc.struct_field(usage, "outputTokens"),
         }
-        if self.prompt.structured is not None:
+        if self.prompt.structured is not None and self.structured_mechanism is Mechanism.FORCED_TOOL:
             tool_use = pc.struct_field(content.flatten(), "toolUse")
             columns["structured"] = first_chosen(content, pc.struct_field(tool_use, "input"), pc.is_valid(tool_use))
         return columns

@@ -34,6 +34,7 @@ BEGIN_OF_TEXT = "<|begin_of_text|>"
 class LlamaAdapter(PromptStringAdapter):
     family = "meta-llama"
     kind = "text"
+    truncated_reasons = frozenset({"length"})  # "length": the generation exceeds max_gen_len and is cut there
 
     def check_settings(self) -> None:
         super().check_settings()

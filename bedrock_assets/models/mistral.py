@@ -39,6 +39,9 @@ MISTRAL_COMPLETION_MAX_TOKENS = {
 }
 MISTRAL_CHAT_MODELS = ("mistral.mistral-large-2407",)
 MISTRAL_MAX_STOP = 10
+# the stop reason of an answer cut off at max_tokens (the AWS pages show only the requests; "length" as
+# the local stack and Mistral's own API answer it, unverified against the live service)
+TRUNCATED = frozenset({"length"})
 
 
 def _sampling(adapter: TemplatedAdapter) -> dict[str, Any]:
@@ -63,6 +66,7 @@ class MistralCompletionAdapter(PromptStringAdapter):
 
     family = "mistral-completion"
     kind = "text"
+    truncated_reasons = TRUNCATED
 
     def check_settings(self) -> None:
         super().check_settings()
@@ -109,6 +113,7 @@ class MistralChatAdapter(TemplatedAdapter):
 
     family = "mistral-chat"
     kind = "text"
+    truncated_reasons = TRUNCATED
 
     def check_settings(self) -> None:
         super().check_settings()

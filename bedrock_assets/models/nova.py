@@ -16,6 +16,7 @@ from typing import Any
 
 from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.models.converse import ConverseAdapter
+from bedrock_assets.output_schema import Mechanism
 
 NOVA_SCHEMA_VERSION = "messages-v1"
 NOVA_TEXT_MODELS = (
@@ -28,10 +29,20 @@ NOVA_TEXT_MODELS = (
 
 
 class NovaAdapter(ConverseAdapter):
-    """Nova's native body: the Converse body with ``schemaVersion`` (Nova 1; the Nova 2 schema has none)."""
+    """Nova's native body: the Converse body with ``schemaVersion`` (Nova 1; the Nova 2 schema has none).
+
+    A structured answer is asked for with a forced tool (``toolConfig``): Nova constrains decoding to a
+    tool's schema ("is leveraged every time that a tool configuration is passed", the Nova user guide's
+    structured output page), and InvokeModel-type batch jobs take tools; Nova is not among the models the
+    structured-output page lists for a JSON schema output format.
+    """
 
     family = "amazon-nova"
     invocation_type = "InvokeModel"
+
+    @property
+    def structured_mechanism(self) -> Mechanism:
+        return Mechanism.FORCED_TOOL
 
     def body_for_text(self, text: str) -> dict[str, Any]:
         body = super().body_for_text(text)

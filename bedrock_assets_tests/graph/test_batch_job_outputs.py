@@ -59,3 +59,21 @@ def test_outputs_are_read_only_once_the_job_reached_a_terminal_state():
     with pytest.raises(dg.Failure, match="job is not submitted"):
         finished_attempt(Ledger(None), "p", "s00000")
     assert finished_attempt(Ledger(job("s00000", JobStatus.EXPIRED)), "p", "s00000").status is JobStatus.EXPIRED
+
+
+def test_text_answers_cut_off_stay_successes_and_warn_above_the_threshold(make_pipelines, instance, bucket):
+    spec_attrs = pipeline_dict("short", bucket, inference={"max_tokens": 4}, retry=NO_RECOURSE)
+    defs, (spec,) = make_pipelines([spec_attrs], rows=150)
+    summary = run(defs, spec, instance)
+    assert (summary.rows, summary.failed) == (150, 0)  # a text cut off is still the model's answer
+    check = latest_check(instance, dg.AssetKey(["short", "batch_job_outputs"]), "answers_complete")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("1 shard(s) with more than 1.0% of answers cut off at max_tokens: s00000 ")
+    assert check.metadata["truncated_answers"].value > 140
+
+
+def test_a_healthy_run_has_complete_answers(make_pipelines, instance, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("healthy", bucket, retry=NO_RECOURSE)], rows=150)
+    run(defs, spec, instance)
+    check = latest_check(instance, dg.AssetKey(["healthy", "batch_job_outputs"]), "answers_complete")
+    assert check.passed and check.metadata["truncated_answers"].value == 0

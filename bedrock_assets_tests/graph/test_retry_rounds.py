@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.error_classes import retriable_mask
 from bedrock_assets.layout import PipelineLayout
-from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, read_parquet, run
+from bedrock_assets_tests.helpers import CLAUDE_45, NO_RECOURSE, ledger_of, pipeline_dict, read_parquet, run
 
 
 def creates(stack) -> int:
@@ -130,3 +132,70 @@ def test_a_400_class_error_stays_failed_after_one_attempt(make_pipelines, instan
     row = merged.filter(pc.equal(merged.column("source_row"), 7))
     assert row.column("attempts").to_pylist() == [1]
     assert "Input is too long" in row.column("error_message")[0].as_py()
+
+
+# ---- structured answers cut off at max_tokens ------------------------------------------------------
+
+LABELS = {
+    "type": "object",
+    "properties": {
+        "category": {"type": "string", "enum": ["math", "logic", "language", "other"]},
+        "difficulty": {"type": "integer"},
+        "keywords": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["category", "difficulty"],
+}
+
+
+def labels(name: str, bucket: str, max_tokens: int, **retry) -> dict:
+    """Each test names its own pipeline: the local stack is shared, and job names come from the pipeline."""
+    return pipeline_dict(
+        name,
+        bucket,
+        model=CLAUDE_45,
+        output_schema=LABELS,
+        inference={"max_tokens": max_tokens},
+        retry={**NO_RECOURSE, "max_rounds": 2, **retry},
+    )
+
+
+def sent_max_tokens(s3, bucket: str, pipeline: str, shard: str) -> set[int]:
+    key = f"out/{pipeline.replace('_', '-')}/shards/{shard}/input.jsonl"
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    return {json.loads(line)["modelInput"]["max_tokens"] for line in body.splitlines()}
+
+
+def test_a_structured_answer_cut_off_is_not_resent_with_the_same_body(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
+    defs, (spec,) = make_pipelines([labels("cut", bucket, max_tokens=8)], rows=150)
+    before = stack.emulator.job_count()
+    summary = run(defs, spec, instance)
+    assert summary.errors == {"TruncatedStructuredOutput": 150} and summary.retry_rounds == 0
+    assert stack.emulator.job_count() - before == 1  # the first pass only: paying again would give the same cut
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
+    assert set(merged.column("stop_reason").to_pylist()) == {None}
+    assert "raise inference.max_tokens, or set retry.truncated_max_tokens" in merged.column("error_message")[0].as_py()
+
+
+def test_with_truncated_max_tokens_a_cut_off_answer_is_sent_once_more_with_the_larger_limit(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
+    defs, (spec,) = make_pipelines([labels("cut_raised", bucket, max_tokens=8, truncated_max_tokens=96)], rows=150)
+    summary = run(defs, spec, instance)
+    assert (summary.failed, summary.retry_rounds, summary.resent_in_batch_jobs) == (0, 1, 150)
+    assert sent_max_tokens(s3, bucket, "cut_raised", "s00000") == {8}
+    assert sent_max_tokens(s3, bucket, "cut_raised", "r1-00000") == {96}
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
+    assert set(merged.column("attempts").to_pylist()) == {2} and None not in merged.column("difficulty").to_pylist()
+    retry_job = ledger_of(defs).latest("cut_raised", "r1-00000")
+    assert retry_job.worst_usd > ledger_of(defs).latest("cut_raised", "s00000").worst_usd  # priced at the raised limit
+
+
+def test_a_cut_off_answer_is_resent_once_only(make_pipelines, instance, stack, s3, bucket, tmp_path):
+    defs, (spec,) = make_pipelines([labels("cut_once", bucket, max_tokens=4, truncated_max_tokens=8)], rows=150)
+    before = stack.emulator.job_count()
+    summary = run(defs, spec, instance)
+    assert summary.errors == {"TruncatedStructuredOutput": 150} and summary.retry_rounds == 1
+    assert stack.emulator.job_count() - before == 2  # first pass and one round with max_tokens 8, not a third job
+    assert set(read_parquet(s3, summary.merged_uri, tmp_path).column("attempts").to_pylist()) == {2}

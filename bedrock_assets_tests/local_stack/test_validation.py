@@ -77,3 +77,103 @@ def test_a_job_fails_only_the_records_of_another_family(s3: Any, bedrock: Any, b
         error = out[rid]["error"]
         assert error["errorCode"] == 400 and "prompt" in error["errorMessage"] and "modelOutput" not in out[rid]
     assert out["l007"]["modelOutput"]["generation"].startswith("[emulated]")
+
+
+# ---- structured outputs and tools, as the current pages say ----------------------------------------
+
+HAIKU_45 = "us.anthropic.claude-haiku-4-5-20251001-v1:0"  # takes a JSON schema output format
+SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": ["a", "b"]}, "score": {"type": "integer"}},
+    "required": ["label", "score"],
+    "additionalProperties": False,
+}
+CONVERSE = {"messages": [{"role": "user", "content": [{"text": "Label it."}]}], "inferenceConfig": {"maxTokens": 64}}
+TOOLS = {
+    "tools": [{"toolSpec": {"name": "record", "inputSchema": {"json": SCHEMA}}}],
+    "toolChoice": {"tool": {"name": "record"}},
+}
+
+
+def text_format(schema: Any = SCHEMA, **changes: Any) -> dict:
+    definition = {"schema": json.dumps(schema) if not isinstance(schema, str) else schema, "name": "record"}
+    return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}, **changes}}
+
+
+def answer(model: str, invocation: str, body: dict, batch: bool = True) -> tuple[Any, str | None]:
+    (result,) = synthesize_batch(model, invocation, [body], batch=batch)
+    return (json.loads(result.output_json) if result.output_json else None), result.error
+
+
+def test_a_converse_batch_record_with_tools_fails_and_the_runtime_takes_the_same_tools():
+    output, error = answer(HAIKU_45, "Converse", {**CONVERSE, "toolConfig": TOOLS})
+    assert output is None and "batch inference doesn't support tool calling" in error
+    output, error = answer(HAIKU_45, "Converse", {**CONVERSE, "toolConfig": TOOLS}, batch=False)
+    assert error is None and output["stopReason"] == "tool_use"
+
+
+@pytest.mark.parametrize("invocation", ["Converse", "InvokeModel"])
+def test_the_json_schema_output_format_is_answered_in_the_text_with_an_answer_that_honours_it(invocation):
+    if invocation == "Converse":
+        output, error = answer(HAIKU_45, invocation, {**CONVERSE, "outputConfig": text_format()})
+        text = output["output"]["message"]["content"][0]["text"]
+    else:
+        body = claude_input(1, output_config={"format": {"type": "json_schema", "schema": SCHEMA}})
+        output, error = answer(HAIKU_45, invocation, body)
+        (block,) = output["content"]
+        assert block["type"] == "text"
+        text = block["text"]
+    assert error is None
+    value = json.loads(text)
+    assert value["label"] in ("a", "b") and isinstance(value["score"], int)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (text_format(schema="{not json"), "schema: not valid JSON"),
+        (text_format(schema=SCHEMA | {"type": "array"}), "must be a JSON schema of type object"),
+        (
+            {"textFormat": {"type": "json", "structure": text_format()["textFormat"]["structure"]}},
+            "type: must be 'json_schema'",
+        ),
+        (
+            {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": SCHEMA}}}},
+            "schema: required string",
+        ),
+        (text_format({**SCHEMA, "additionalProperties": True}), "additionalProperties: only false"),
+        (
+            text_format({**SCHEMA, "properties": {"score": {"type": "integer", "minimum": 1}}}),
+            "score.minimum: numerical",
+        ),
+        (
+            text_format({**SCHEMA, "properties": {"label": {"type": "string", "maxLength": 3}}}),
+            "label.maxLength: string",
+        ),
+        (text_format({**SCHEMA, "properties": {"x": {"$ref": "https://example.com/s.json"}}}), "external references"),
+        (text_format({**SCHEMA, "properties": {"x": {"$ref": "#"}}}), "recursive schemas"),
+        (text_format({**SCHEMA, "properties": {"x": {"type": "array", "minItems": 3}}}), "minItems: only 0 and 1"),
+    ],
+)
+def test_output_config_shapes_and_schema_features_the_service_refuses_are_refused(config, message):
+    output, error = answer(HAIKU_45, "Converse", {**CONVERSE, "outputConfig": config})
+    assert output is None and message in error
+
+
+def test_a_model_without_structured_outputs_refuses_the_output_format_and_claude_refuses_unknown_keys():
+    _, error = answer(CLAUDE, "Converse", {**CONVERSE, "outputConfig": text_format()})
+    assert "does not support structured outputs" in error
+    body = claude_input(1, output_config={"format": {"type": "json_schema", "schema": SCHEMA}})
+    _, error = answer(CLAUDE, "InvokeModel", body)
+    assert "output_config.format: this model does not support structured outputs" in error
+    _, error = answer(HAIKU_45, "InvokeModel", claude_input(1, response_format={"type": "json_schema"}))
+    assert "extraneous key(s) ['response_format'] are not permitted" in error
+
+
+def test_a_json_answer_longer_than_max_tokens_is_cut_off_with_its_families_stop_reason():
+    body = {**CONVERSE, "inferenceConfig": {"maxTokens": 3}, "outputConfig": text_format()}
+    output, error = answer(HAIKU_45, "Converse", body)
+    text = output["output"]["message"]["content"][0]["text"]
+    assert output["stopReason"] == "max_tokens" and len(text) == 12
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)

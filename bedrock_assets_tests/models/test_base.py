@@ -16,6 +16,7 @@ import pytest
 from bedrock_assets.local_stack.synthetic import synthesize_batch
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
 from bedrock_assets.output_lines import OutputParser
+from bedrock_assets.output_schema import OutputSchema
 from bedrock_assets.records import prepare_batch
 from bedrock_assets.sources import SourceBatch, SourceFile
 from bedrock_assets_tests.helpers import pipeline_dict, read_parquet, run
@@ -130,6 +131,30 @@ def test_the_body_built_from_a_row_is_the_documented_one(name):
     body = build(a, ROW)
     assert body == DOCUMENTED[name][3]
     validate(a, body)
+
+
+LABELS = OutputSchema.parse({"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]})
+SERVICE_CASES = [(model, "InvokeModel", prompt) for model, prompt, _, _ in DOCUMENTED.values()] + [
+    (model, invocation, PromptSettings(template=TEXT.template, system=TEXT.system, structured=LABELS))
+    for model in (
+        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        NOVA,
+        LLAMA3,
+    )
+    for invocation in ("InvokeModel", "Converse")
+]
+
+
+@pytest.mark.parametrize("model, invocation, prompt", SERVICE_CASES)
+def test_every_body_we_build_is_one_the_service_takes(model, invocation, prompt):
+    """The local stack checks a record as Bedrock does: each family's body, plain or structured, in both
+    invocation types, passes that check (and a Converse body never carries tools)."""
+    a = adapter_for(model, invocation, prompt, InferenceSettings(max_tokens=64))
+    body = build(a, ROW)
+    (result,) = synthesize_batch(model, invocation, [body])
+    assert result.error is None, result.error
+    assert invocation == "InvokeModel" or "toolConfig" not in body
 
 
 def test_every_family_is_registered_for_invoke_model_and_profiles_and_arns():

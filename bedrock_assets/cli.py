@@ -80,11 +80,18 @@ def _pipelines(path: Path, pipelines: Sequence[str] | None) -> tuple[list, Any]:
 
 
 def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, timeout: float) -> list:
-    """Run the pipelines (default: all) of a defs.yaml or folder to completion; returns their summaries."""
+    """Run the pipelines (default: all) of a defs.yaml or folder to completion; returns their summaries.
+
+    SIGINT and SIGTERM stop it after the stage run in progress (RunInterrupted; a second one: at once)."""
+    from bedrock_assets.interrupts import run_until_signalled
     from bedrock_assets.runner import run_pipelines
 
     specs, defs = _pipelines(path, pipelines)
-    return run_pipelines(defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout)
+    return run_until_signalled(
+        lambda stop: run_pipelines(
+            defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout, stop=stop
+        )
+    )
 
 
 def stop_defs(path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None) -> list[str]:
@@ -112,7 +119,9 @@ EXIT_CODES = """exit codes:
   0  every pipeline finished, with failed rows within its max_error_rate
   1  every pipeline finished, but one has more failed rows than its max_error_rate allows
   2  wrong command-line usage
-  3  could not finish: an invalid defs.yaml, a failed run, AWS unreachable for too long, or --timeout"""
+  3  could not finish: an invalid defs.yaml, a failed run, AWS unreachable for too long, or --timeout
+  130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM; the jobs keep running in Bedrock, and the same
+            command re-attaches to them"""
 
 
 def _describe(error: BaseException) -> str:
@@ -129,17 +138,37 @@ def _describe(error: BaseException) -> str:
 
 def _or_explain(args: argparse.Namespace, action: Callable[[], Any]) -> Any:
     """The action's result; on any error, one readable message on stderr (traceback with --verbose) and None."""
+    from bedrock_assets.runner import RunInterrupted
+
     try:
         return action()
     except Exception as error:  # noqa: BLE001 - every failure ends as one readable message and exit code 3
+        if isinstance(error, RunInterrupted):
+            raise
         if args.verbose:
             traceback.print_exc()
         print(f"error: {_describe(error)}", file=sys.stderr)
         return None
 
 
-def _run_or_explain(args: argparse.Namespace, path: Path, pipelines, poll_seconds: float) -> list | None:
-    return _or_explain(args, lambda: run_defs(path, pipelines, poll_seconds, args.timeout))
+def _run_or_explain(args: argparse.Namespace, path: Path, pipelines, poll_seconds: float) -> list | int:
+    """The summaries of a finished run, else the exit code (the reason is printed)."""
+    from bedrock_assets.interrupts import StoppedAtOnce
+    from bedrock_assets.runner import RunInterrupted
+
+    try:
+        summaries = _or_explain(args, lambda: run_defs(path, pipelines, poll_seconds, args.timeout))
+    except RunInterrupted as stopped:
+        print(f"\n{stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except StoppedAtOnce as stopped:
+        print(
+            f"\nstopped by a second {stopped.signal} during a stage run; the jobs keep running in Bedrock. The next "
+            "run marks the unfinished run failed, takes over what it held and re-attaches (no job is created twice).",
+            file=sys.stderr,
+        )
+        return 128 + stopped.number
+    return EXIT_NOT_FINISHED if summaries is None else summaries
 
 
 def _exit_code(summaries: list) -> int:
@@ -148,8 +177,8 @@ def _exit_code(summaries: list) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     summaries = _run_or_explain(args, Path(args.path), args.pipeline, args.poll_seconds)
-    if summaries is None:
-        return EXIT_NOT_FINISHED
+    if isinstance(summaries, int):
+        return summaries
     print()
     for summary in summaries:
         print("\n".join(summary.lines()))
@@ -208,8 +237,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"local stack on {stack.endpoint_url} (state in {home / 'local_stack'})")
         seed_sample(s3, rows=args.rows)
         summaries = _run_or_explain(args, SAMPLE_DEFS, None, poll_seconds=0.5)
-        if summaries is None:
-            return EXIT_NOT_FINISHED
+        if isinstance(summaries, int):
+            return summaries
         results = home / "results"
         results.mkdir(exist_ok=True)
         print()

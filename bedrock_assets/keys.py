@@ -13,6 +13,9 @@ TAG_SHARDS = "bedrock_assets/shards"
 TAG_JOB_STATUS = "bedrock_assets/job_status"
 # on the completion sensor's submit runs: the resubmission policy may renew Expired jobs (never on a rerun)
 TAG_RENEW = "bedrock_assets/renew"
+# the process executing a stage run (``processes.OWNER``), and the mark of a run whose process was found gone
+TAG_OWNER = "bedrock_assets/owner"
+TAG_OWNER_GONE = "bedrock_assets/owner_gone"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
+from dagster import InitResourceContext
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
@@ -72,6 +73,7 @@ class JobAttempt:
     submitted_at: str | None = None
     end_time: str | None = None
     updated_at: str | None = None
+    claimed_by: str | None = None  # the process submitting it (processes.OWNER), while Submitting
 
     @property
     def job_id(self) -> str | None:
@@ -109,6 +111,7 @@ _UPDATABLE = {
     "queued_at",
     "submitted_at",
     "end_time",
+    "claimed_by",
 }
 
 
@@ -225,6 +228,13 @@ class JobLedgerResource(ResourceWithBoto3Configuration):
 
     table_name: str = Field(default="bedrock-assets-jobs", description="DynamoDB table name")
     create_if_missing: bool = Field(default=True, description="create the table (PAY_PER_REQUEST) if it is missing")
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """A run that uses the ledger holds claims and shards: it is marked with the process executing it, so
+        whoever finds it unfinished can tell whether that process still lives (``processes.release_dead_runs``)."""
+        from bedrock_assets.processes import own_run  # processes -> keys -> shards -> ledger
+
+        own_run(context.instance, context.run)
 
     def get_client(self) -> Any:
         """The DynamoDB client."""

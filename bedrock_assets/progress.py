@@ -24,6 +24,7 @@ from dagster._core.storage.tags import (
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.processes import release_dead_runs, runs_lost
 from bedrock_assets.shards import load_retry_state, round_of
 from bedrock_assets.spec import RetrySpec
 
@@ -194,10 +195,29 @@ def run_partitions(tags: Mapping[str, str], order: Sequence[str]) -> list[str]:
     return []
 
 
-def busy_shards(instance: DagsterInstance, job_names: Sequence[str], order: Sequence[str]) -> set[str]:
-    """Shards that a queued or running run of these jobs already covers."""
+@dataclass(frozen=True)
+class RunHolds:
+    """Which shards runs hold: ``busy``, covered by a queued or running run; ``lost``, the runs covering each
+    shard that died with their process (their number is part of the next run key, so a lost run's work is
+    requested anew)."""
+
+    busy: frozenset[str]
+    lost: Mapping[str, frozenset[str]]
+
+    def lost_in(self, shards: Sequence[str]) -> int:
+        """How many lost runs covered any of these shards."""
+        return len(frozenset().union(*(self.lost.get(s, frozenset()) for s in shards)))
+
+
+def run_holds(instance: DagsterInstance, job_names: Sequence[str], order: Sequence[str]) -> RunHolds:
+    """The shards the runs of these jobs hold, after releasing those whose process is gone."""
+    release_dead_runs(instance, job_names)
     busy: set[str] = set()
     for job_name in job_names:
         for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_PROGRESS)):
             busy.update(run_partitions(run.tags, order))
-    return busy
+    lost: dict[str, set[str]] = {}
+    for run in runs_lost(instance, job_names):
+        for shard in run_partitions(run.tags, order):
+            lost.setdefault(shard, set()).add(run.run_id)
+    return RunHolds(frozenset(busy), {s: frozenset(ids) for s, ids in lost.items()})

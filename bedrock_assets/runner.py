@@ -28,9 +28,11 @@ from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.chain import upstream_key
 from bedrock_assets.errors import hint, is_transient
 from bedrock_assets.graph.job_completion import contiguous_groups
-from bedrock_assets.keys import STAGES, TAG_JOB_STATUS, TAG_STAGE, PipelineKeys, partition_tags, stage_tags
+from bedrock_assets.interrupts import StopRequest
+from bedrock_assets.keys import STAGES, TAG_JOB_STATUS, TAG_OWNER, TAG_STAGE, PipelineKeys, partition_tags, stage_tags
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.pipeline import Pipeline
+from bedrock_assets.processes import OWNER, release_dead_runs
 from bedrock_assets.progress import (
     PipelineStatus,
     RoundProgress,
@@ -50,6 +52,18 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 class PipelineRunError(RuntimeError):
     """A run failed or the pipelines did not finish in time."""
+
+
+class RunInterrupted(PipelineRunError):
+    """SIGINT or SIGTERM stopped the run at a safe point; ``exit_code`` is the shell's 128 + signal number."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class _StopHere(BaseException):
+    """Raised before a stage run would start once a stop was requested."""
 
 
 @dataclass
@@ -215,7 +229,7 @@ def execute_stage(
     """One run of a pipeline's stage job (over consecutive shards, when partitioned), with the tags the
     daemon's runs carry; PipelineRunError with each failed step's own message if it fails."""
     shards = list(shards or [])
-    run_tags = {**stage_tags(pipeline, stage, shards), **partition_tags(shards), **(tags or {})}
+    run_tags = {**stage_tags(pipeline, stage, shards), **partition_tags(shards), TAG_OWNER: OWNER, **(tags or {})}
     result = defs.resolve_job_def(PipelineKeys(pipeline).job(stage)).execute_in_process(
         run_config={**QUIET, **(run_config or {})},
         instance=instance,
@@ -235,11 +249,18 @@ def execute_stage(
 class Runner:
     """Executes stage runs of the pipelines in one Definitions, against one instance."""
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        defs: dg.Definitions,
+        instance: dg.DagsterInstance,
+        log: Callable[[str], None],
+        stop: StopRequest | None = None,
+    ) -> None:
         self.defs = defs
         self.instance = instance
         self.log = log
         self.resources = dict(defs.resources or {})
+        self.stop = stop or StopRequest()
 
     def execute(
         self,
@@ -249,6 +270,8 @@ class Runner:
         assets: Sequence[dg.AssetKey] | None = None,
         tags: dict[str, str] | None = None,
     ) -> Any:
+        if self.stop.is_set():  # a safe point: between stage runs
+            raise _StopHere
         result = execute_stage(self.defs, self.instance, p.spec.name, stage, shards, assets, tags)
         p.summary.runs_launched += 1
         for evaluation in result.get_asset_check_evaluations():
@@ -262,6 +285,9 @@ class Runner:
         only records the state that later ones compare with ("newly" missing or updated); its cursor is
         returned.
         """
+        for p in pipelines:  # a run killed with its process holds nothing: automation may request its work again
+            for run in release_dead_runs(self.instance, [p.keys.job(stage) for stage in STAGES]):
+                self.log(f"[{p.spec.name}] run {run.run_id} ended with its process: marked failed")
         cursor, _ = self.automation_round(pipelines, None)
         names = {p.spec.name for p in pipelines}
         for p in pipelines:
@@ -392,8 +418,9 @@ class _Outage:
     since: float | None = None
     waits: int = 0
 
-    def wait(self, error: Exception, log: Callable[[str], None]) -> None:
-        """Wait before the next round; re-raise what is not transient, PipelineRunError past the limit."""
+    def wait(self, error: Exception, log: Callable[[str], None], stop: StopRequest, left: float) -> None:
+        """Wait before the next round (at most ``left`` seconds, less when a stop is requested); re-raise what
+        is not transient, PipelineRunError past the limit."""
         if not is_transient(error):
             raise error
         now = time.monotonic()
@@ -404,30 +431,41 @@ class _Outage:
                 f"{error}). The jobs keep running in Bedrock; run the same command again to re-attach."
             ) from error
         self.waits += 1
-        wait = min(2.0**self.waits, 60.0)
+        wait = max(min(2.0**self.waits, 60.0, left), 0.0)
         log(f"AWS is not answering ({type(error).__name__}); retrying in {wait:.0f} s")
-        time.sleep(wait)
+        stop.wait(wait)
 
     def over(self) -> None:
         self.since, self.waits = None, 0
 
 
-def _timeout_message(seconds: float, states: list[PipelineState]) -> str:
-    running = [
-        f"{a.pipeline} {a.shard} ({a.status.value}{', ' + a.job_arn if a.job_arn else ''})"
-        for st in states
-        for a in st.attempts.values()
-        if not a.status.is_terminal
-    ]
+def in_bedrock(states: Sequence[PipelineState]) -> str:
+    """The jobs still running in Bedrock (they keep running, and are billed, whatever this process does) and
+    the shards still waiting for a job, as one sentence."""
+    open_attempts = [a for st in states for a in st.attempts.values() if not a.status.is_terminal]
+    running = [f"{a.pipeline} {a.shard} ({a.status.value}, {a.job_arn})" for a in open_attempts if a.job_arn]
+    waiting = [f"{a.pipeline} {a.shard} ({a.status.value})" for a in open_attempts if not a.job_arn]
+    parts = [f"still running in Bedrock: {_first_ten(running)}" if running else "no job is still running"]
+    if waiting:
+        parts.append(f"no job yet for {_first_ten(waiting)}")
+    return "; ".join(parts)
+
+
+def _first_ten(items: Sequence[str]) -> str:
+    return ", ".join(items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
+
+
+AGAIN = "run the same command again to re-attach to the jobs and go on (no job is created twice)"
+
+
+def _timeout_message(seconds: float, states: Sequence[PipelineState]) -> str:
+    return f"timed out after {seconds:.0f} s; {in_bedrock(states)}. The jobs keep running; {AGAIN}."
+
+
+def _interrupted_message(stop: StopRequest, states: Sequence[PipelineState]) -> str:
     return (
-        f"timed out after {seconds:.0f} s; "
-        + (
-            f"still running in Bedrock: {', '.join(running[:10])}"
-            + (f" and {len(running) - 10} more" if len(running) > 10 else "")
-            if running
-            else "no job is still running"
-        )
-        + ". The jobs keep running; run the same command again to re-attach to them (no job is created twice)."
+        f"stopped by {stop.signal} between two stage runs; {in_bedrock(states)}. The jobs keep running in "
+        f"Bedrock (bedrock-assets stop stops them); {AGAIN}."
     )
 
 
@@ -440,19 +478,46 @@ def run_pipelines(
     timeout_seconds: float = 3600.0,
     outage_seconds: float = 900.0,
     log: Callable[[str], None] = print,
+    stop: StopRequest | None = None,
 ) -> list[RunSummary]:
     """Run the pipelines to a current merged dataset each.
 
     Control-plane outages and throttling while waiting are waited out with backoff for up to
-    ``outage_seconds``; PipelineRunError when a run fails, the outage lasts longer, or on timeout.
+    ``outage_seconds``; PipelineRunError when a run fails, the outage lasts longer, or on timeout;
+    RunInterrupted at the first safe point after ``stop`` is set (a signal: ``interrupts``).
     """
-    progress = _Progress(log)
-    runner = Runner(defs, instance, log)
+    runner = Runner(defs, instance, log, stop)
     pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name, s.max_error_rate)) for s in specs]
+    try:
+        return _run_rounds(runner, pipelines, poll_seconds, timeout_seconds, outage_seconds)
+    except _StopHere:
+        raise RunInterrupted(
+            _interrupted_message(runner.stop, _states_now(runner, pipelines)), runner.stop.number
+        ) from None
+
+
+def _states_now(runner: Runner, pipelines: Sequence[_Pipeline]) -> list[PipelineState]:
+    """Where the unfinished pipelines stand, as far as AWS answers now (nothing when it does not)."""
+    try:
+        return [runner.state(p) for p in pipelines if not p.done]
+    except Exception:  # noqa: BLE001 - the message goes without the list rather than not at all
+        return []
+
+
+def _run_rounds(
+    runner: Runner, pipelines: list[_Pipeline], poll_seconds: float, timeout_seconds: float, outage_seconds: float
+) -> list[RunSummary]:
+    log, stop = runner.log, runner.stop
+    progress = _Progress(log)
     cursor = runner.start(pipelines)
     last_state: dict[str, PipelineState] = {}
     outage = _Outage(outage_seconds)
     while True:
+        if stop.is_set():
+            raise _StopHere
+        if progress.seconds > timeout_seconds:  # checked here too: while AWS does not answer
+            unfinished = [last_state[p.spec.name] for p in pipelines if not p.done and p.spec.name in last_state]
+            raise PipelineRunError(_timeout_message(timeout_seconds, unfinished))
         active = [p for p in pipelines if not p.done]
         try:
             ran = any([runner.sensor_round(p) for p in active])
@@ -460,7 +525,7 @@ def run_pipelines(
             ran = ran or ran_automation
             states = {p.spec.name: runner.state(p) for p in active}
         except Exception as error:  # an outage or throttling past botocore's retries: wait, then carry on
-            outage.wait(error, log)
+            outage.wait(error, log, stop, timeout_seconds - progress.seconds)
             continue
         outage.over()
         for p in active:
@@ -472,8 +537,5 @@ def run_pipelines(
                 )
         if all(p.done for p in pipelines):
             return [p.summary for p in pipelines]
-        if progress.seconds > timeout_seconds:
-            unfinished = [last_state[p.spec.name] for p in pipelines if not p.done and p.spec.name in last_state]
-            raise PipelineRunError(_timeout_message(timeout_seconds, unfinished))
         if not ran:
-            time.sleep(poll_seconds)
+            stop.wait(poll_seconds)

@@ -281,3 +281,15 @@ class S3Calls:
 
     def _record(self, http_response, **_) -> None:
         self.gets.append((http_response.status_code, int(http_response.headers.get("content-length") or 0)))
+
+
+def dead_owner() -> str:
+    """The owner id of a process of this host that has ended."""
+    from bedrock_assets.processes import HOST
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import bedrock_assets.processes as p; print(p.OWNER)"], capture_output=True, text=True
+    )
+    owner = child.stdout.strip()
+    assert owner.startswith(f"{HOST}:")
+    return owner

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 
 import pyarrow as pa
@@ -139,3 +140,79 @@ def test_a_budget_smaller_than_the_second_shards_estimate_holds_it_until_it_is_r
     raised = defs_folder("budgeted", budget_usd=round(first + second, 6), replace=True, **attributes)
     assert run_cli(raised) == EXIT_OK
     assert stack.emulator.job_count() == jobs + 1  # the held shard, and nothing paid twice
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch):
+    """A DAGSTER_HOME that outlives a process: the instance a killed run and its rerun share."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def run_in_a_process(path: str, stop_when, signal_number: int = 9, limit: float = 90.0) -> tuple[int, str]:
+    """``bedrock-assets run`` in its own process, sent ``signal_number`` (default SIGKILL) as soon as
+    ``stop_when()`` holds; its exit code and stderr."""
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "bedrock_assets.cli", "run", path, "--poll-seconds", "0.05", "--timeout", "120"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + limit
+    try:
+        while not stop_when():
+            assert child.poll() is None, "the run ended before the point it was to be stopped at"
+            assert time.monotonic() < deadline, "the point to stop it at never came"
+            time.sleep(0.05)
+        child.send_signal(signal_number)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    return child.returncode, err
+
+
+@pytest.mark.subprocess
+def test_a_run_killed_while_its_create_is_in_flight_is_finished_by_the_next_run_with_each_job_once(
+    defs_folder, stack, dagster_home, capsys
+):
+    from bedrock_assets.bedrock.job_status import JobStatus
+    from bedrock_assets.ledger import JobLedgerResource
+
+    path = defs_folder("killcreate")
+    jobs_before = stack.emulator.job_count()
+    stack.configure(create_delay=30)  # the first create takes effect, then its answer is 30 s away
+    run_in_a_process(path, lambda: stack.emulator.job_count() > jobs_before)
+    stack.configure(create_delay=0)
+    ledger = JobLedgerResource(table_name=os.environ["BEDROCK_ASSETS_LEDGER_TABLE"]).get_ledger()
+    assert ledger.latest("killcreate", "s00000").status is JobStatus.SUBMITTING  # the claim the kill left
+
+    assert run_cli(path) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "300 succeeded, 0 failed" in out and "marked failed" in out  # the killed run no longer holds its shards
+    assert stack.emulator.job_count() - jobs_before == 2  # one job per shard: the first was attached, not re-created
+
+
+@pytest.mark.subprocess
+def test_sigterm_stops_a_run_between_stage_runs_says_what_runs_in_bedrock_and_the_rerun_finishes(
+    defs_folder, stack, dagster_home, capsys
+):
+    import signal
+
+    path = defs_folder("sigterm")
+    jobs_before = stack.emulator.job_count()
+    stack.configure(create_delay=1, time_scale=3600)  # each create answers after 1 s; the jobs stay in flight
+    # SIGTERM during the submit run: it ends at the next safe point
+    code, err = run_in_a_process(path, lambda: stack.emulator.job_count() > jobs_before, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM between two stage runs; still running in Bedrock: sigterm s00000 (" in err
+    assert "Traceback" not in err and "run the same command again" in err
+
+    stack.configure(create_delay=0)
+    stack.emulator.expedite()
+    stack.configure(time_scale=0)
+    assert run_cli(path) == EXIT_OK
+    assert "300 succeeded, 0 failed" in capsys.readouterr().out
+    assert stack.emulator.job_count() - jobs_before == 2

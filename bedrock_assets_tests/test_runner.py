@@ -21,7 +21,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.graph.merged_dataset import read_merged_dataset
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.runner import execute_stage, run_pipelines
-from bedrock_assets_tests.helpers import NO_RECOURSE, TITAN, ledger_of, pipeline_dict, read_parquet, run, tick
+from bedrock_assets_tests.helpers import CLAUDE, NO_RECOURSE, TITAN, ledger_of, pipeline_dict, read_parquet, run, tick
 
 
 def read_source(s3, bucket, tmp_path):
@@ -309,3 +309,29 @@ def test_a_timeout_says_which_jobs_still_run_and_that_a_rerun_reattaches(make_pi
     message = str(info.value)
     assert "still running in Bedrock: slowjobs s00000 (Submitted, arn:aws:bedrock:" in message
     assert "run the same command again to re-attach" in message
+
+
+def test_the_stop_message_names_running_jobs_apart_from_shards_that_have_none():
+    from bedrock_assets.bedrock.job_status import JobStatus
+    from bedrock_assets.ledger import JobAttempt
+    from bedrock_assets.progress import PipelineStatus
+    from bedrock_assets.runner import PipelineState, in_bedrock
+
+    def attempt(shard: str, status: JobStatus, arn: str | None) -> JobAttempt:
+        return JobAttempt(
+            "p", shard, 1, f"p-{shard}", "d", CLAUDE, 100, "s3://b/i", "s3://b/o", status=status, job_arn=arn
+        )
+
+    attempts = {
+        "s00000": attempt("s00000", JobStatus.IN_PROGRESS, "arn:job0"),
+        "s00001": attempt("s00001", JobStatus.SUBMITTING, None),
+        "s00002": attempt("s00002", JobStatus.QUEUED, None),
+        "s00003": attempt("s00003", JobStatus.COMPLETED, "arn:job3"),
+    }
+    state = PipelineState(PipelineStatus.of(list(attempts), attempts, {}), attempts, False)
+    assert in_bedrock([state]) == (
+        "still running in Bedrock: p s00000 (InProgress, arn:job0); no job yet for p s00001 (Submitting), "
+        "p s00002 (Queued)"
+    )
+    done = {"s00003": attempts["s00003"]}
+    assert in_bedrock([PipelineState(PipelineStatus.of(["s00003"], done, {}), done, True)]) == "no job is still running"

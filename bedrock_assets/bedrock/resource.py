@@ -127,6 +127,19 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
             jobs.extend(JobSummary.from_api(j) for j in page.get("invocationJobSummaries", []))
         return jobs
 
+    def find_job(self, client: Any, name: str, counter: CallCounter | None = None) -> JobSummary | None:
+        """The job of this exact name submitted in the lookback window, or None (one paginated list)."""
+        after = datetime.now(UTC) - LOOKBACK
+        for page in client.get_paginator("list_model_invocation_jobs").paginate(
+            submitTimeAfter=after, nameContains=name, PaginationConfig={"PageSize": 1000}
+        ):
+            if counter:
+                counter.add("ListModelInvocationJobs")
+            for job in page.get("invocationJobSummaries", []):
+                if job.get("jobName") == name:
+                    return JobSummary.from_api(job)
+        return None
+
     def get_job(self, client: Any, job_arn: str, counter: CallCounter | None = None) -> JobSummary:
         if counter:
             counter.add("GetModelInvocationJob")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.error_classes import job_failure_is_transient
@@ -22,10 +22,13 @@ from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import attempts_in, job_name
 from bedrock_assets.bedrock.quotas import BatchQuotas
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
-from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
+from bedrock_assets.errors import is_transient
+from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, LedgerConflict, now_iso
+from bedrock_assets.processes import OWNER, owner_alive
 
-# A submission claim older than this was left by a submitter that died before recording its job.
-CLAIM_EXPIRY = timedelta(minutes=10)
+# A submission claim of another host older than this was left by a submitter that is gone (one of this host
+# is known gone at once: its process no longer runs).
+CLAIM_LEASE = timedelta(seconds=60)
 # Bedrock refused for lack of capacity: the shard waits for a slot instead of failing.
 _WAIT_CODES = ("ServiceQuotaExceededException", "ThrottlingException")
 NO_SLOT = "no free slot for this model"
@@ -224,8 +227,7 @@ def submit_shards(
             outcomes.append(SubmitOutcome(attempt, d.reason))
         elif d.action is Action.ATTACH_FOUND:
             assert d.found is not None
-            attempt = ledger.update(attempt, status=d.found.status, job_arn=d.found.job_arn, submitted_at=now_iso())
-            outcomes.append(SubmitOutcome(attempt, d.reason))
+            outcomes.append(SubmitOutcome(_attach(ledger, attempt, d.found), d.reason))
         elif d.action is Action.QUEUE or capacity_refused:
             reason = capacity_refused or d.reason
             if reason == NO_SLOT:
@@ -262,21 +264,30 @@ def attempt_record(ledger: JobLedger, settings: JobSettings, d: Decision, latest
         return ledger.latest(settings.pipeline, d.shard.shard) or new
 
 
-def claim(ledger: JobLedger, attempt: JobAttempt) -> JobAttempt | None:
-    """Move the attempt to Submitting, so that one submitter calls Bedrock; None if another holds it.
+def claim_is_stale(attempt: JobAttempt, now: datetime | None = None) -> bool:
+    """A Submitting claim whose submitter is gone: a process of this host that no longer runs, or (another
+    host's, or one that cannot be told) a claim older than CLAIM_LEASE. Taking it over is safe whenever: the
+    create that follows carries the same clientRequestToken, so Bedrock answers with the one job there is."""
+    if attempt.status is not JobStatus.SUBMITTING:
+        return False
+    alive = owner_alive(attempt.claimed_by)
+    if alive is not None:
+        return not alive
+    claimed_at = datetime.fromisoformat(attempt.updated_at or now_iso())
+    return (now or datetime.now(UTC)) - claimed_at >= CLAIM_LEASE
 
-    A claim left by a submitter that died before recording the job (older than CLAIM_EXPIRY) is taken
-    over; the create that follows carries the same clientRequestToken, so Bedrock returns that job.
+
+def claim(ledger: JobLedger, attempt: JobAttempt) -> JobAttempt | None:
+    """Move the attempt to Submitting, so that one submitter calls Bedrock; None if a live one holds it.
+
+    A claim whose submitter is gone (``claim_is_stale``) is taken over at once.
     """
     try:
-        return ledger.update(attempt, expect_status=(JobStatus.QUEUED,), status=JobStatus.SUBMITTING)
+        return ledger.update(attempt, expect_status=(JobStatus.QUEUED,), status=JobStatus.SUBMITTING, claimed_by=OWNER)
     except LedgerConflict:
         pass
     current = ledger.latest(attempt.pipeline, attempt.shard)
-    if current is None or current.attempt != attempt.attempt or current.status is not JobStatus.SUBMITTING:
-        return None
-    claimed_at = datetime.fromisoformat(current.updated_at or now_iso())
-    if datetime.now(UTC) - claimed_at < CLAIM_EXPIRY:
+    if current is None or current.attempt != attempt.attempt or not claim_is_stale(current):
         return None
     try:
         return ledger.update(
@@ -284,26 +295,15 @@ def claim(ledger: JobLedger, attempt: JobAttempt) -> JobAttempt | None:
             expect_status=(JobStatus.SUBMITTING,),
             expect_updated_at=current.updated_at,
             status=JobStatus.SUBMITTING,
+            claimed_by=OWNER,
         )
     except LedgerConflict:
         return None
 
 
-def _claim_and_create(
-    client: Any,
-    bedrock: BedrockBatchResource,
-    ledger: JobLedger,
-    settings: JobSettings,
-    d: Decision,
-    attempt: JobAttempt,
-    counter: CallCounter | None,
-) -> SubmitOutcome:
-    claimed = claim(ledger, attempt)
-    if claimed is None:
-        current = ledger.latest(settings.pipeline, d.shard.shard) or attempt
-        return SubmitOutcome(current, "submitted by a concurrent run")
-    attempt = claimed
-    request = bedrock.job_request(
+def job_request(bedrock: BedrockBatchResource, settings: JobSettings, d: Decision) -> dict[str, Any]:
+    """The CreateModelInvocationJob request of a decided attempt (ValueError for a setting Bedrock would refuse)."""
+    return bedrock.job_request(
         name=d.job_name,
         model_id=settings.model_id,
         invocation_type=settings.invocation_type,
@@ -315,17 +315,89 @@ def _claim_and_create(
         expected_bucket_owner=settings.expected_bucket_owner,
         kms_key_id=settings.kms_key_id,
     )
+
+
+def _claim_and_create(
+    client: Any,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    settings: JobSettings,
+    d: Decision,
+    attempt: JobAttempt,
+    counter: CallCounter | None,
+) -> SubmitOutcome:
+    """Create the job under a claim; every way out of the claim records where the shard stands."""
+    try:
+        request = job_request(bedrock, settings, d)
+    except ValueError as e:  # a setting no retry can fix (a missing role): final until the settings change
+        detail = f"not submitted: {e}"
+        return SubmitOutcome(ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=detail), detail)
+    claimed = claim(ledger, attempt)
+    if claimed is None:
+        current = ledger.latest(settings.pipeline, d.shard.shard) or attempt
+        return SubmitOutcome(current, "being submitted by another run")
     if counter:
         counter.add("CreateModelInvocationJob")
     try:
         arn = client.create_model_invocation_job(**request)["jobArn"]
     except ClientError as e:
-        code = e.response["Error"]["Code"]
-        detail = f"{code}: {e.response['Error'].get('Message', '')}"
-        if code in _WAIT_CODES:
-            return SubmitOutcome(
-                ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=detail), detail
-            )
-        return SubmitOutcome(ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=detail), detail)
-    attempt = ledger.update(attempt, status=JobStatus.SUBMITTED, job_arn=arn, submitted_at=now_iso())
+        return _refused(client, bedrock, ledger, claimed, d, e, counter)
+    except BotoCoreError as e:  # a timeout or a closed connection: the create may have taken effect
+        return _resolve(client, bedrock, ledger, claimed, d, f"{type(e).__name__}: {e}", counter)
+    except BaseException:  # interrupted: the claim goes back to the queue, the same token resolves it later
+        ledger.update(claimed, status=JobStatus.QUEUED, queued_at=now_iso(), message="submission interrupted")
+        raise
+    attempt = ledger.update(claimed, status=JobStatus.SUBMITTED, job_arn=arn, submitted_at=now_iso())
     return SubmitOutcome(attempt)
+
+
+def _refused(
+    client: Any,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    attempt: JobAttempt,
+    d: Decision,
+    error: ClientError,
+    counter: CallCounter | None,
+) -> SubmitOutcome:
+    """What a ClientError on create means: no slot (queued), the service's trouble (it may have created the
+    job: looked up by name), or a refusal no retry can fix (SubmitFailed, with Bedrock's message)."""
+    code = error.response["Error"]["Code"]
+    detail = f"{code}: {error.response['Error'].get('Message', '')}"
+    if code in _WAIT_CODES:
+        return SubmitOutcome(
+            ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=detail), detail
+        )
+    if is_transient(error):
+        return _resolve(client, bedrock, ledger, attempt, d, detail, counter)
+    return SubmitOutcome(ledger.update(attempt, status=JobStatus.SUBMIT_FAILED, message=detail), detail)
+
+
+def _resolve(
+    client: Any,
+    bedrock: BedrockBatchResource,
+    ledger: JobLedger,
+    attempt: JobAttempt,
+    d: Decision,
+    detail: str,
+    counter: CallCounter | None,
+) -> SubmitOutcome:
+    """A create whose answer was lost: attach the job Bedrock has by this name, else queue the shard again
+    (the next create carries the same clientRequestToken)."""
+    found = bedrock.find_job(client, d.job_name, counter)
+    if found is not None and found.input_uri == d.shard.input_uri:
+        why = f"{detail}; the job was created: attached"
+        return SubmitOutcome(_attach(ledger, attempt, found), why)
+    why = f"{detail}; no job named {d.job_name} yet: queued, submitted again with the same request token"
+    return SubmitOutcome(ledger.update(attempt, status=JobStatus.QUEUED, queued_at=now_iso(), message=why), why)
+
+
+def _attach(ledger: JobLedger, attempt: JobAttempt, found: JobSummary) -> JobAttempt:
+    """Record a job Bedrock has for the attempt: its status, message, record counts and end."""
+    changes: dict[str, Any] = {"status": found.status, "job_arn": found.job_arn, "submitted_at": now_iso()}
+    changes["counts"] = JobCounts.from_job(found.counts)
+    if found.message:
+        changes["message"] = found.message
+    if found.end_time:
+        changes["end_time"] = found.end_time
+    return ledger.update(attempt, **changes)

@@ -12,7 +12,7 @@ shard is submitted when a slot frees.
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -22,17 +22,18 @@ from dagster_aws.s3 import S3Resource
 from bedrock_assets.bedrock.budget import Budget, held_by_budget
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
-from bedrock_assets.bedrock.submission import resubmitted_automatically
+from bedrock_assets.bedrock.submission import claim_is_stale, resubmitted_automatically
 from bedrock_assets.keys import TAG_JOB_STATUS, TAG_RENEW, partition_tags, stage_tags
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import (
     PipelineStatus,
     RoundProgress,
-    busy_shards,
+    RunHolds,
     latest_merges,
     merged_jobs,
     retry_due,
+    run_holds,
     unmerged,
 )
 from bedrock_assets.shards import load_retry_state, span
@@ -93,13 +94,21 @@ def completion_tick(
     keys = step.keys
     shards = instance.get_dynamic_partitions(keys.partitions)
     polled = poll(step, ledger)
-    busy = busy_shards(instance, [keys.job("merge"), keys.job("submit")], shards)
+    holds = run_holds(instance, [keys.job("merge"), keys.job("submit")], shards)
     marks = latest_merges(instance, keys.merged_results)
     merged = merged_jobs(marks)
+    stale = frozenset(a.shard for a in polled.latest.values() if claim_is_stale(a))
     decision = decide_tick(
-        polled.latest, shards, merged, busy, polled.free_slots, _max_job_attempts(step, polled), _budget(step, polled)
+        polled.latest,
+        shards,
+        merged,
+        holds.busy,
+        polled.free_slots,
+        _max_job_attempts(step, polled),
+        _budget(step, polled),
+        stale,
     )
-    requests = _stage_requests(step, decision, shards)
+    requests = _stage_requests(step, decision, shards, holds)
     if retry_due(step, progress := RoundProgress.of(shards, polled.latest, marks)):
         requests.append(
             dg.RunRequest(
@@ -129,20 +138,24 @@ def _max_job_attempts(step: Step, polled: "Poll") -> int:
     return 1 if renewable and load_retry_state(step).stopped_at is not None else cap
 
 
-def _stage_requests(step: Step, decision: "TickDecision", shards: Sequence[str]) -> list[dg.RunRequest]:
+def _stage_requests(
+    step: Step, decision: "TickDecision", shards: Sequence[str], holds: RunHolds
+) -> list[dg.RunRequest]:
     """Merge runs for finished jobs and submit runs for queued shards, each over consecutive shards."""
     merges = [
         _range_request(
             step,
             "merge",
             group,
-            merge_run_key(group),
+            merge_run_key(group, holds.lost_in([a.shard for a in group])),
             {TAG_JOB_STATUS: ",".join(sorted({a.status.value for a in group}))},
         )
         for group in decision.merge_groups
     ]
     submits = [
-        _range_request(step, "submit", group, submit_run_key(group), {TAG_RENEW: "true"})
+        _range_request(
+            step, "submit", group, submit_run_key(group, holds.lost_in([a.shard for a in group])), {TAG_RENEW: "true"}
+        )
         for group in contiguous_groups(decision.submit, shards, shard_of)
     ]
     return merges + submits
@@ -219,16 +232,20 @@ def decide_tick(
     latest: Mapping[str, JobAttempt],
     shards: Sequence[str],
     merged: Mapping[str, str],
-    busy: set[str],
+    busy: Set[str],
     free_slots: int,
     max_job_attempts: int = 1,
     budget: Budget | None = None,
+    stale_claims: frozenset[str] = frozenset(),
 ) -> TickDecision:
-    """Which shards to merge and which to submit (queued ones, and jobs the resubmission policy renews).
+    """Which shards to merge and which to submit (queued ones, jobs the resubmission policy renews, and
+    claims whose submitter is gone).
 
     ``latest``: each shard's latest attempt (after refreshing from Bedrock); ``shards``: the current
     shard partitions in order; ``merged``: shard -> the attempt identity its latest merge holds;
-    ``busy``: shards a run is already working on; ``free_slots``: the model's unused job slots.
+    ``busy``: shards a run is already working on; ``free_slots``: the model's unused job slots;
+    ``stale_claims``: shards left Submitting by a submitter that is gone (``claim_is_stale``). Those are
+    submitted whatever the slots: the submission attaches the job their create made, or queues them.
     """
     current = [latest[s] for s in shards if s in latest and s not in busy]
     not_merged = set(unmerged(shards, latest, merged))
@@ -251,7 +268,8 @@ def decide_tick(
     slots = max(free_slots, 0)
     if service_refused_since_last_success(latest.values()):
         slots = min(slots, 1)  # the live quota is below ours: probe with one shard until a slot is proven free
-    return TickDecision(contiguous_groups(to_merge, shards, shard_of), queued[:slots])
+    resolve = [a for a in current if a.shard in stale_claims]
+    return TickDecision(contiguous_groups(to_merge, shards, shard_of), resolve + queued[:slots])
 
 
 def service_refused_since_last_success(attempts: Iterable[JobAttempt]) -> bool:
@@ -315,13 +333,16 @@ def poll(step: Step, ledger: JobLedger) -> Poll:
     return result
 
 
-def merge_run_key(group: Sequence[JobAttempt]) -> str:
-    """Stable while the group's jobs are the same: the daemon launches each group's merge once."""
+def merge_run_key(group: Sequence[JobAttempt], lost: int = 0) -> str:
+    """Stable while the group's jobs are the same: the daemon launches each group's merge once (once more for
+    each run of its shards that died with its process: ``lost``)."""
     digest = hashlib.sha1("|".join(a.identity for a in group).encode()).hexdigest()[:12]
-    return f"merge:{span([a.shard for a in group])}:{digest}"
+    return f"merge:{span([a.shard for a in group])}:{digest}" + (f":lost{lost}" if lost else "")
 
 
-def submit_run_key(group: Sequence[JobAttempt]) -> str:
-    """New whenever the group's shards were queued again: each wait for a slot gets its one submission."""
-    digest = hashlib.sha1("|".join(f"{a.job_name}@{a.queued_at or ''}" for a in group).encode()).hexdigest()[:12]
-    return f"submit:{span([a.shard for a in group])}:{digest}"
+def submit_run_key(group: Sequence[JobAttempt], lost: int = 0) -> str:
+    """New whenever the group's shards were queued again, or their claim went stale: each wait for a slot,
+    and each claim to resolve, gets its one submission."""
+    marks = "|".join(f"{a.job_name}@{a.queued_at or ''}@{a.updated_at if a.claimed_by else ''}" for a in group)
+    key = f"submit:{span([a.shard for a in group])}:{hashlib.sha1(marks.encode()).hexdigest()[:12]}"
+    return key + (f":lost{lost}" if lost else "")

@@ -23,6 +23,11 @@ class FaultConfig:
     - ``min_records``: minimum records per job (the real service requires 100).
     - ``unavailable_until``: until this epoch time, every batch API call answers 503
       ServiceUnavailableException (an outage).
+    - ``lose_create_responses``: the next N CreateModelInvocationJob calls take effect (the job exists)
+      but answer 500 InternalServerException, replays of the same clientRequestToken included: the
+      answer of a create that worked is lost.
+    - ``create_delay``: seconds a CreateModelInvocationJob waits after taking effect before it
+      answers (a client can be killed while its create is in flight).
 
     bedrock-runtime InvokeModel / Converse (see ``runtime.py``): ``unavailable_until`` (503),
     ``throttle_every`` (its own count of runtime calls) and ``record_error_rate`` (per call: half
@@ -37,6 +42,8 @@ class FaultConfig:
     throttle_every: int = 0
     min_records: int = 100
     unavailable_until: float = 0.0
+    lose_create_responses: int = 0
+    create_delay: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the knobs as a JSON-friendly dict."""
@@ -48,13 +55,13 @@ class FaultConfig:
         for name, value in knobs.items():
             if name not in known:
                 raise ValueError(f"unknown fault knob: {name}")
-            if name == "unavailable_until":
+            if name in ("unavailable_until", "create_delay"):
                 value = float(value)
             elif name in ("record_error_rate", "drop_rate"):
                 value = float(value)
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"{name} must be within [0, 1]")
-            elif name in ("throttle_every", "min_records"):
+            elif name in ("throttle_every", "min_records", "lose_create_responses"):
                 value = int(value)
                 if value < 0:
                     raise ValueError(f"{name} must be >= 0")

@@ -184,7 +184,20 @@ class BatchJobEmulator:
     # ---- API operations ---------------------------------------------------------------------
 
     def create(self, body: dict, region: str | None = None) -> dict:
-        """CreateModelInvocationJob: validate, dedupe by token, enforce quota; returns {jobArn}."""
+        """CreateModelInvocationJob: validate, dedupe by token, enforce quota; returns {jobArn}.
+
+        The fault knobs ``lose_create_responses`` and ``create_delay`` act once the job exists.
+        """
+        answer = self._create(body, region)
+        if self.faults.create_delay:
+            time.sleep(self.faults.create_delay)
+        with self._lock:
+            if self.faults.lose_create_responses > 0:
+                self.faults.lose_create_responses -= 1
+                raise EmulatorError("InternalServerException", "Internal server error (emulated: the job exists).", 500)
+        return answer
+
+    def _create(self, body: dict, region: str | None) -> dict:
         with self._lock:
             self._tick("CreateModelInvocationJob")
             req = validate_create(body)

@@ -21,6 +21,7 @@ from bedrock_assets_tests.helpers import (
     CLAUDE,
     NO_RECOURSE,
     ROLE,
+    dead_owner,
     foreign_job,
     ledger_of,
     pipeline_defs,
@@ -338,9 +339,12 @@ def test_two_racing_submitters_create_each_job_once(make_pipelines, instance, st
     assert {a.status for a in ledger_of(defs).latest_by_shard("race").values()} == {JobStatus.SUBMITTED}
 
 
-def test_a_claim_left_by_a_submitter_that_died_is_taken_over_after_it_expires(make_pipelines, instance, bucket):
+def test_a_claim_is_held_while_its_submitter_lives_and_taken_over_at_once_when_it_is_gone(
+    make_pipelines, instance, bucket
+):
     from bedrock_assets.bedrock.resource import CallCounter
     from bedrock_assets.graph import batch_jobs
+    from bedrock_assets.processes import OWNER
     from bedrock_assets.shards import load_shard_index
 
     defs, (spec,) = make_pipelines([pipeline_dict("orphan", bucket)], rows=150)
@@ -362,16 +366,108 @@ def test_a_claim_left_by_a_submitter_that_died_is_taken_over_after_it_expires(ma
             output_uri=layout.job_output("s00000").uri,
         )
     )
-    ledger.update(orphan, status=JobStatus.SUBMITTING)  # the submitter died here, before calling Bedrock
-
+    held = ledger.update(orphan, status=JobStatus.SUBMITTING, claimed_by=OWNER)  # a live submitter: this process
     fresh = CallCounter()
     (outcome,) = batch_jobs.submit(step_of(spec, defs), ledger, [info], fresh)
-    assert outcome.status is JobStatus.SUBMITTING and "CreateModelInvocationJob" not in fresh.calls  # still held
+    assert outcome.status is JobStatus.SUBMITTING and "CreateModelInvocationJob" not in fresh.calls
+    assert outcome.detail == "being submitted by another run"
 
-    key = {"pipeline": "orphan", "shard_attempt": "s00000#0001"}
-    ledger.table.update_item(
-        Key=key, UpdateExpression="SET updated_at = :t", ExpressionAttributeValues={":t": "2026-01-01T00:00:00+00:00"}
-    )  # long ago
+    other_host = ledger.update(held, claimed_by="elsewhere:41:1")  # another host's: a lease, just taken
+    (outcome,) = batch_jobs.submit(step_of(spec, defs), ledger, [info], CallCounter())
+    assert outcome.status is JobStatus.SUBMITTING
+
+    ledger.update(other_host, claimed_by=dead_owner())  # the submitter died here, before calling Bedrock
     later = CallCounter()
     (outcome,) = batch_jobs.submit(step_of(spec, defs), ledger, [info], later)
     assert outcome.status is JobStatus.SUBMITTED and later.calls["CreateModelInvocationJob"] == 1
+
+
+def test_a_claim_is_stale_when_its_process_is_gone_or_its_lease_ran_out():
+    from datetime import UTC, datetime, timedelta
+
+    from bedrock_assets.bedrock.submission import CLAIM_LEASE, claim_is_stale
+    from bedrock_assets.processes import OWNER
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    base = attempt(shard("s00000"), JobStatus.SUBMITTING)
+    fresh, old = now.isoformat(), (now - CLAIM_LEASE - timedelta(seconds=1)).isoformat()
+    assert not claim_is_stale(replace(base, claimed_by=OWNER, updated_at=old), now)  # alive, however old
+    assert claim_is_stale(replace(base, claimed_by=dead_owner(), updated_at=fresh), now)  # gone, however fresh
+    assert not claim_is_stale(replace(base, claimed_by="elsewhere:7:1", updated_at=fresh), now)
+    assert claim_is_stale(replace(base, claimed_by="elsewhere:7:1", updated_at=old), now)
+    assert claim_is_stale(replace(base, claimed_by=None, updated_at=old), now)  # written before claims had owners
+    assert not claim_is_stale(replace(base, status=JobStatus.QUEUED, claimed_by=dead_owner()), now)
+
+
+def test_a_create_answered_500_after_it_took_effect_is_attached_not_failed(make_pipelines, instance, stack, bucket):
+    # every answer of the first shard's create is lost, botocore's retries with the same token included
+    stack.configure(lose_create_responses=8, time_scale=3600)
+    defs, (spec,) = make_pipelines([pipeline_dict("lost500", bucket)], rows=300)
+    execute_stage(defs, instance, spec.name, "prepare")
+    shards = instance.get_dynamic_partitions("lost500__shards")
+    execute_stage(defs, instance, spec.name, "submit", shards)
+    ledger = ledger_of(defs)
+    first = ledger.latest("lost500", "s00000")
+    assert (first.status, first.attempt) == (JobStatus.SUBMITTED, 1) and first.job_arn
+    names = [j["jobName"] for j in boto3.client("bedrock").list_model_invocation_jobs()["invocationJobSummaries"]]
+    assert sorted(n for n in names if n.startswith(spec.job_prefix)) == sorted(
+        a.job_name for a in ledger.latest_by_shard("lost500").values()
+    )  # one job per shard: no second attempt for the one whose answer was lost
+
+    stack.emulator.expedite()
+    summary = run(defs, spec, instance)
+    assert (summary.rows, summary.succeeded, summary.job_statuses) == (300, 300, {"Completed": 2})
+
+
+def test_a_create_whose_answers_fail_and_that_made_no_job_is_queued_and_submitted_again():
+    from botocore.exceptions import ClientError
+
+    from bedrock_assets.bedrock.quotas import BatchQuotas
+    from bedrock_assets.bedrock.submission import Decision, JobSettings, _claim_and_create
+
+    class Service:
+        def create_model_invocation_job(self, **_):
+            raise ClientError({"Error": {"Code": "InternalServerException", "Message": "boom"}}, "Create")
+
+    class Bedrock(BedrockBatchResource):
+        def find_job(self, client, name, counter=None):
+            return None
+
+    class Ledger:
+        def __init__(self):
+            self.writes = []
+
+        def update(self, a, expect_status=None, expect_updated_at=None, **changes):
+            self.writes.append(changes)
+            return replace(a, **changes)
+
+    s = shard("s00000")
+    d = Decision(s, Action.CREATE, 1, "job-s00000")
+    ledger = Ledger()
+    settings = JobSettings("p", "pre", CLAUDE, "InvokeModel", ROLE, 24, {}, BatchQuotas())
+    queued = attempt(s, JobStatus.QUEUED, arn=None)
+    outcome = _claim_and_create(Service(), Bedrock(), ledger, settings, d, queued, None)
+    assert outcome.status is JobStatus.QUEUED and outcome.job_arn is None
+    assert "no job named job-s00000 yet" in outcome.detail
+    assert [w["status"] for w in ledger.writes] == [JobStatus.SUBMITTING, JobStatus.QUEUED]
+
+
+def test_a_missing_role_is_a_submit_failure_with_its_reason_and_a_rerun_after_the_fix_finishes(
+    make_pipelines, instance, bucket
+):
+    spec_dict = pipeline_dict("norole", bucket)
+    del spec_dict["role_arn"]
+    defs, (spec,) = make_pipelines([spec_dict], rows=150)
+    defs.resources["bedrock"] = BedrockBatchResource()  # and none on the resource
+    summary = run(defs, spec, instance)
+    assert summary.failed == 150 and summary.errors == {"JobSubmitFailed": 150}
+    (only,) = ledger_of(defs).latest_by_shard("norole").values()
+    assert only.status is JobStatus.SUBMIT_FAILED and only.message.startswith("not submitted: no role_arn")
+
+    from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
+
+    resources = {**defs.resources, "bedrock": BedrockBatchResource(role_arn=ROLE)}  # the role is set now
+    defs = dg.Definitions.merge(build_pipeline_defs(spec), dg.Definitions(resources=resources))
+    fixed = run(defs, spec, instance)  # the rerun's automation submits the shard again: a new attempt
+    assert (fixed.rows, fixed.succeeded) == (150, 150)
+    assert ledger_of(defs).latest("norole", "s00000").attempt == 2

@@ -19,6 +19,7 @@ from bedrock_assets.progress import run_partitions
 from bedrock_assets.runner import execute_stage
 from bedrock_assets_tests.helpers import (
     CLAUDE,
+    dead_owner,
     foreign_job,
     ledger_of,
     pipeline_dict,
@@ -209,3 +210,43 @@ def test_the_pipeline_status_is_observed_on_merged_dataset_as_it_changes(make_pi
     assert any(set(jobs) & in_flight for jobs in seen) and {"Completed": 2} in seen  # seen running, then done
     newest = records[0].asset_observation.metadata
     assert (newest["records_processed"].value, newest["records_total"].value, newest["shards"].value) == (300, 300, 2)
+
+
+def lost_run(instance: dg.DagsterInstance, job: str, shards: list[str]) -> str:
+    """A run left STARTED in the instance by a process that was killed (SIGKILL during its step)."""
+    from dagster._core.test_utils import create_run_for_test
+
+    from bedrock_assets.keys import TAG_OWNER, partition_tags
+
+    tags = {**partition_tags(shards), TAG_OWNER: dead_owner()}
+    return create_run_for_test(instance, job_name=job, status=dg.DagsterRunStatus.STARTED, tags=tags).run_id
+
+
+def test_a_merge_run_whose_process_died_holds_no_shard_and_its_merge_is_requested_anew(
+    make_pipelines, instance, bucket
+):
+    defs, (spec,) = make_pipelines([pipeline_dict("deadmerge", bucket)], rows=300)
+    shards = submit_all(defs, spec, instance)
+    killed = lost_run(instance, "deadmerge__merge", shards)
+    (request,) = tick(defs, spec, instance).run_requests  # the daemon's tick releases it and asks again
+    assert request.job_name == "deadmerge__merge" and request.run_key.endswith(":lost1")
+    released = instance.get_run_by_id(killed)
+    assert released.status is dg.DagsterRunStatus.FAILURE and released.tags["bedrock_assets/owner_gone"] == "true"
+    assert tick(defs, spec, instance).run_requests[0].run_key == request.run_key  # stable from then on
+
+    summary = run(defs, spec, instance)
+    assert (summary.rows, summary.succeeded) == (300, 300)
+
+
+def test_a_run_of_a_live_process_keeps_its_shards(make_pipelines, instance, bucket):
+    from dagster._core.test_utils import create_run_for_test
+
+    from bedrock_assets.keys import TAG_OWNER, partition_tags
+    from bedrock_assets.processes import OWNER
+
+    defs, (spec,) = make_pipelines([pipeline_dict("livemerge", bucket)], rows=300)
+    shards = submit_all(defs, spec, instance)
+    tags = {**partition_tags(shards), TAG_OWNER: OWNER}
+    running = create_run_for_test(instance, job_name="livemerge__merge", status=dg.DagsterRunStatus.STARTED, tags=tags)
+    assert tick(defs, spec, instance).run_requests == []  # a merge is under way
+    assert instance.get_run_by_id(running.run_id).status is dg.DagsterRunStatus.STARTED

@@ -1,15 +1,21 @@
 """Bedrock's output lines (``.jsonl.out``) normalized into rows: output columns, or an error code and message.
 
 Lines are parsed in line-aligned chunks with Arrow's JSON reader (line by line only when a chunk has
-an unexpected shape, and as the reference the Arrow path is held equal to); the first line per
-recordId we sent is kept, repeats and unknown ids are counted. An answer that does not have the
-family's shape is an ``UnparseableOutput`` row; one that does not match the pipeline's
-``output_schema`` is an ``InvalidStructuredOutput`` row whose tokens still count.
+an unexpected shape, and as the reference the Arrow path is held equal to). The rule for repeats:
+the first line per recordId we sent is kept; later ones are counted, and those whose line differs
+from the kept one are counted apart (``conflicting_duplicates``, their ids named). Ids we did not
+send are counted. A line that is not a whole JSON output record (cut short, not JSON, no recordId)
+is counted with its file, line number and first bytes, never fatal: when its recordId can still be
+read it is an ``UnparseableOutput`` row, else its record has no line (``RecordNotReturned``); both
+are retried. An answer that does not have the family's shape is an ``UnparseableOutput`` row; one
+that does not match the pipeline's ``output_schema`` is an ``InvalidStructuredOutput`` row whose
+tokens still count.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +65,25 @@ class OutputStats:
     output_tokens: int = 0
     truncated: int = 0  # answers cut off at the token limit (the family's stop reason says so)
     error_codes: dict[str, int] = field(default_factory=dict)
+    conflicting_duplicates: int = 0  # repeats whose line differs from the kept one
+    conflicting_ids: list[str] = field(default_factory=list)  # the first few of them
+    unreadable_lines: int = 0  # not a whole JSON output record
+    unreadable: list[str] = field(default_factory=list)  # the first few: file, line number, first bytes
+
+    def note_unreadable(self, where: str, number: int, line: bytes) -> None:
+        self.unreadable_lines += 1
+        if len(self.unreadable) < SAMPLES:
+            self.unreadable.append(f"{where} line {number}: {line[:80]!r}")
+
+    def note_conflict(self, record_id: str) -> None:
+        self.conflicting_duplicates += 1
+        if len(self.conflicting_ids) < SAMPLES:
+            self.conflicting_ids.append(record_id)
+
+
+SAMPLES = 5  # examples kept of each oddity
+# the recordId of a line that is not whole JSON, when it can still be read
+_RECORD_ID = re.compile(rb'"recordId"\s*:\s*"([^"\\]+)"')
 
 
 @dataclass(frozen=True)
@@ -83,6 +108,8 @@ class OutputParser:
         self.schema = output_schema(adapter)
         self.expected = pa.array(list(expected_ids), pa.string()) if expected_ids is not None else None
         self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
+        self.seen_prints = np.zeros(0, np.int64)  # the fingerprint of each one's line
+        self.lines_in: dict[str, int] = {}  # lines read per file, to name a line by its number
         self.stats = OutputStats()
         self._shape_message = f"modelOutput does not have the {adapter.family} shape"
         self._json_schema = pa.schema(
@@ -95,30 +122,29 @@ class OutputParser:
 
     def parse_chunk(self, data: bytes | memoryview, where: str = "") -> pa.RecordBatch:
         """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
-        if len(data):
+        lines = [line for line in bytes(data).split(b"\n") if line.strip()]
+        if lines:
             try:
-                return self._parse_arrow(data)
+                return self._parse_arrow(data, lines, where)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                lines = [line for line in bytes(data).split(b"\n") if line.strip()]
-                if lines:
-                    self.stats.fallback_chunks += 1  # an unexpected shape in the chunk: the line path names it
-                return self.parse_lines(lines, where)
-        return self.parse_lines([], where)
+                self.stats.fallback_chunks += 1  # an unexpected shape in the chunk: the line path names it
+        return self.parse_lines(lines, where)
 
-    def _parse_arrow(self, data: bytes | memoryview) -> pa.RecordBatch:
+    def _parse_arrow(self, data: bytes | memoryview, lines: list[bytes], where: str) -> pa.RecordBatch:
         table = pj.read_json(
             pa.BufferReader(pa.py_buffer(data)),  # the chunk itself, not a copy
             read_options=pj.ReadOptions(block_size=2 << 20),
             parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
         )
         ids = table.column("recordId").combine_chunks()
-        if ids.null_count:
-            raise pa.ArrowInvalid("a line without recordId")
+        if ids.null_count or len(ids) != len(lines):
+            raise pa.ArrowInvalid("a line without recordId, or lines the reader did not take one by one")
         model_output = table.column("modelOutput").combine_chunks()
         columns = self.adapter.parse_arrow(model_output)
         verdict = self._verdict(model_output, table.column("error").combine_chunks(), columns)
         self.stats.lines += len(ids)
-        mask = pa.array(self._keep(ids))
+        self.lines_in[where] = self.lines_in.get(where, 0) + len(ids)
+        mask = pa.array(self._keep(ids, np.array([hash(line) for line in lines], np.int64)))
         paid = ("input_tokens", "output_tokens")  # an answer that does not match its schema was still paid for
         arrays = [
             ids,
@@ -194,42 +220,64 @@ class OutputParser:
         found = [structured.from_text(t) for t in columns["output_text"].to_pylist()]
         return structured.rows_to_struct([v for v, _ in found]), pa.array([p for _, p in found], pa.string())
 
-    def _keep(self, ids: pa.Array) -> np.ndarray:
-        """Which lines to keep: the first line per recordId, for ids we sent; counts the rest."""
+    def _keep(self, ids: pa.Array, prints: np.ndarray) -> np.ndarray:
+        """Which lines to keep: the first line per recordId, for ids we sent; counts the rest, and the repeats
+        whose line (``prints``: a fingerprint per line) differs from the kept one."""
         n = len(ids)
-        known = pc.is_in(ids, value_set=self.expected) if self.expected is not None else pa.array(np.ones(n, bool))
-        seen = pc.is_in(ids, value_set=self.seen)
+        known = (
+            pc.is_in(ids, value_set=self.expected).to_numpy(zero_copy_only=False)
+            if self.expected is not None
+            else np.ones(n, bool)
+        )
+        earlier = pc.fill_null(pc.index_in(ids, value_set=self.seen), -1).to_numpy(zero_copy_only=False)
+        seen = earlier >= 0
         if pc.count_distinct(ids).as_py() == n:
-            keep = pc.and_(known, pc.invert(seen)).to_numpy(zero_copy_only=False)
-            self.stats.duplicates += pc.sum(seen).as_py() or 0
+            keep = known & ~seen
+            kept_print = {int(i): int(self.seen_prints[earlier[i]]) for i in np.flatnonzero(seen)}
         else:  # repeats inside this chunk: the first occurrence in order wins
-            taken = set(self.seen.to_pylist())
-            keep = np.zeros(n, dtype=bool)
-            for i, (rid, ok) in enumerate(zip(ids.to_pylist(), known.to_pylist())):
-                if rid in taken:
-                    self.stats.duplicates += 1
-                elif ok:
-                    taken.add(rid)
+            keep, kept_print = np.zeros(n, dtype=bool), {}
+            first: dict[str, int] = {}
+            for i, rid in enumerate(ids.to_pylist()):
+                if seen[i] or rid in first:
+                    kept_print[i] = int(self.seen_prints[earlier[i]] if seen[i] else prints[first[rid]])
+                elif known[i]:
+                    first[rid] = i
                     keep[i] = True
-        seen_np = seen.to_numpy(zero_copy_only=False)
-        self.stats.unknown_ids += int((~known.to_numpy(zero_copy_only=False) & ~seen_np & ~keep).sum())
+        self.stats.duplicates += len(kept_print)
+        for i, fingerprint in kept_print.items():
+            if fingerprint != prints[i]:
+                self.stats.note_conflict(ids[i].as_py())
+        self.stats.unknown_ids += int((~known & ~seen & ~keep).sum())
         self.seen = pa.concat_arrays([self.seen, ids.filter(pa.array(keep))])
+        self.seen_prints = np.concatenate([self.seen_prints, prints[keep]])
         return keep
 
     def parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
         """Line by line: the fallback of ``parse_chunk`` and the reference its Arrow path is held equal to."""
-        records = []
+        records: list[tuple[str, dict[str, Any] | _LineOutcome]] = []
+        prints = []
         for line in lines:
             self.stats.lines += 1
+            number = self.lines_in[where] = self.lines_in.get(where, 0) + 1
             try:
                 record = json.loads(line)
                 records.append((record["recordId"], record))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(
-                    f"{where}: line {self.stats.lines}: not a Bedrock output record: {line[:120]!r}"
-                ) from None
-        keep = self._keep(pa.array([rid for rid, _ in records], pa.string()))
-        kept = [(rid, self._outcome(record)) for (rid, record), k in zip(records, keep) if k]
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                self.stats.note_unreadable(where, number, line)
+                found = _RECORD_ID.search(line)
+                if found is None:
+                    continue  # no line for its record: RecordNotReturned at merge
+                message = f"line {number} of {where} is not a whole JSON output record: {line[:80]!r}"
+                records.append(
+                    (found.group(1).decode(errors="replace"), _LineOutcome(None, None, UNPARSEABLE, message))
+                )
+            prints.append(hash(line))
+        keep = self._keep(pa.array([rid for rid, _ in records], pa.string()), np.array(prints, np.int64))
+        kept = [
+            (rid, record if isinstance(record, _LineOutcome) else self._outcome(record))
+            for (rid, record), k in zip(records, keep)
+            if k
+        ]
         for _, o in kept:
             self._count(o)
         return self._batch([rid for rid, _ in kept], [o for _, o in kept])

@@ -19,10 +19,60 @@ def test_unparseable_model_output_becomes_an_error_row():
     assert table.column("error_code").to_pylist() == ["UnparseableOutput"]
 
 
-def test_garbage_line_names_the_file_and_line():
-    parser = OutputParser(claude())
-    with pytest.raises(ValueError, match=r"s3://b/k.out: line 2: not a Bedrock output record"):
-        parser.parse_chunk(ok_line("a", "x") + b"\n{not json\n", where="s3://b/k.out")
+@pytest.mark.parametrize("path", ["arrow", "lines"])
+def test_a_line_that_is_not_a_whole_record_is_counted_and_named_never_fatal(path):
+    parser = OutputParser(claude(), expected_ids=["a", "b", "c", "d"])
+    lines = [
+        ok_line("a", "x"),
+        b"{not json",
+        ok_line("b", "y")[:40],  # cut short: its recordId can still be read
+        json.dumps({"modelOutput": {"content": []}}).encode(),  # JSON, but no recordId
+        ok_line("d", "z"),
+    ]
+    chunk = b"\n".join(lines)
+    batch = (
+        parser.parse_chunk(chunk, where="s3://b/k.out")
+        if path == "arrow"
+        else parser.parse_lines(lines, "s3://b/k.out")
+    )
+    rows = {r["record_id"]: r for r in batch.to_pylist()}
+    assert sorted(rows) == ["a", "b", "d"]  # c has no line: RecordNotReturned at merge
+    assert rows["b"]["error_code"] == "UnparseableOutput"
+    assert rows["b"]["error_message"].startswith("line 3 of s3://b/k.out is not a whole JSON output record: b'{")
+    assert (rows["a"]["error_code"], rows["d"]["error_code"]) == (None, None)
+    assert parser.stats.unreadable_lines == 3 and parser.stats.lines == 5
+    assert parser.stats.unreadable[0] == "s3://b/k.out line 2: b'{not json'"
+    assert [u.split(":")[1] for u in parser.stats.unreadable] == [
+        "//b/k.out line 2",
+        "//b/k.out line 3",
+        "//b/k.out line 4",
+    ]
+
+
+def test_line_numbers_count_per_file_across_chunks():
+    parser = OutputParser(claude(), expected_ids=["a", "b", "c"])
+    parser.parse_chunk(ok_line("a", "x"), where="s3://b/one.out")
+    parser.parse_chunk(b"garbage", where="s3://b/one.out")
+    parser.parse_chunk(b"garbage", where="s3://b/two.out")
+    assert parser.stats.unreadable == ["s3://b/one.out line 2: b'garbage'", "s3://b/two.out line 1: b'garbage'"]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_the_first_line_per_record_wins_and_repeats_that_differ_are_flagged(split):
+    parser = OutputParser(claude(), expected_ids=["a", "b"])
+    lines = [
+        ok_line("a", "first"),
+        ok_line("b", "same"),
+        ok_line("a", "second"),
+        ok_line("b", "same"),
+        ok_line("zz", "?"),
+    ]
+    chunks = [lines[:2], lines[2:]] if split else [lines]
+    rows = [r for c in chunks for r in parser.parse_chunk(b"\n".join(c)).to_pylist()]
+    assert [(r["record_id"], r["output_text"]) for r in rows] == [("a", "first"), ("b", "same")]
+    stats = parser.stats
+    assert (stats.duplicates, stats.conflicting_duplicates, stats.conflicting_ids) == (2, 1, ["a"])
+    assert stats.unknown_ids == 1
 
 
 def test_embeddings_are_float32_fixed_size_with_nulls_for_errors():

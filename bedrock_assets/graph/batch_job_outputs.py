@@ -7,7 +7,7 @@ output (Failed, Expired, Stopped, refused) fails the ``job_succeeded`` check wit
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
-from bedrock_assets.output_lines import OutputParser
+from bedrock_assets.output_lines import OutputParser, OutputStats
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import iter_line_chunks, list_objects, local_copy, read_bytes, upload_file
@@ -79,6 +79,8 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
         )
         if not attempt.status.has_output:
             context.log.warning(f"{shard}: batch job {attempt.status.value}: {attempt.message or 'no message'}")
+        for warning in outputs.oddities.warnings():
+            context.log.warning(f"{shard}: {warning}")
         results.append(outputs)
     return dg.MaterializeResult(
         check_results=[jobs_check(results), truncation_check(results, step.spec.max_truncated_rate)]
@@ -103,6 +105,56 @@ def finished_attempt(ledger: JobLedger, pipeline: str, shard: str) -> JobAttempt
 
 
 @dataclass(frozen=True)
+class Oddities:
+    """Output lines that were not one clean answer per record we sent (see ``output_lines``)."""
+
+    unknown_ids: int = 0
+    unreadable_lines: int = 0
+    unreadable: tuple[str, ...] = ()  # the first few: file, line number, first bytes
+    conflicting_duplicates: int = 0
+    conflicting_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, stats: OutputStats) -> "Oddities":
+        return cls(
+            stats.unknown_ids,
+            stats.unreadable_lines,
+            tuple(stats.unreadable),
+            stats.conflicting_duplicates,
+            tuple(stats.conflicting_ids),
+        )
+
+    def warnings(self) -> list[str]:
+        """One line per kind of oddity found."""
+        found = []
+        if self.unreadable_lines:
+            found.append(
+                f"{self.unreadable_lines} output line(s) are not whole JSON records (their records are retried), "
+                f"e.g. {self.unreadable[0]}"
+            )
+        if self.conflicting_duplicates:
+            found.append(
+                f"{self.conflicting_duplicates} record(s) have repeated output lines that differ; the first line "
+                f"of each is kept: {', '.join(self.conflicting_ids)}"
+            )
+        if self.unknown_ids:
+            found.append(f"{self.unknown_ids} output line(s) answer a recordId this shard did not send (ignored)")
+        return found
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "unknown_record_ids": self.unknown_ids,
+            "unreadable_lines": self.unreadable_lines,
+            "conflicting_duplicates": self.conflicting_duplicates,
+            **(
+                {"oddities": dg.MetadataValue.md("\n".join(f"- {w}" for w in self.warnings()))}
+                if self.warnings()
+                else {}
+            ),
+        }
+
+
+@dataclass(frozen=True)
 class JobOutputs:
     """What one finished job returned, as counted while normalizing its output lines."""
 
@@ -120,6 +172,7 @@ class JobOutputs:
     output_tokens: int
     error_codes: dict[str, int]
     truncated: int = 0  # answers cut off at the token limit (successes among them)
+    oddities: Oddities = field(default_factory=Oddities)
 
     @property
     def not_returned(self) -> int:
@@ -139,6 +192,7 @@ class JobOutputs:
             "errored": self.errored,
             "not_returned": self.not_returned,
             "duplicate_lines": self.duplicate_lines,
+            **self.oddities.metadata(),
             "truncated_answers": self.truncated,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -184,6 +238,7 @@ def collect_job_outputs(step: Step, attempt: JobAttempt) -> JobOutputs:
         output_tokens=stats.output_tokens,
         error_codes=dict(stats.error_codes),
         truncated=stats.truncated,
+        oddities=Oddities.of(stats),
     )
 
 

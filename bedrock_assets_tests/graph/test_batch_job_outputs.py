@@ -77,3 +77,49 @@ def test_a_healthy_run_has_complete_answers(make_pipelines, instance, bucket):
     run(defs, spec, instance)
     check = latest_check(instance, dg.AssetKey(["healthy", "batch_job_outputs"]), "answers_complete")
     assert check.passed and check.metadata["truncated_answers"].value == 0
+
+
+def tamper(s3, prefix_uri: str) -> None:
+    """Spoil a job's output as a faulty writer might: a line cut short, a line that is not JSON, a repeat
+    that differs from its first line, and an answer to a recordId nobody sent."""
+    import json
+
+    from bedrock_assets.uris import parse_s3_uri
+
+    loc = parse_s3_uri(prefix_uri)
+    (key,) = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=loc.bucket, Prefix=loc.key)["Contents"]
+        if o["Key"].endswith(".jsonl.out")
+    ]
+    lines = s3.get_object(Bucket=loc.bucket, Key=key)["Body"].read().splitlines()
+    first = json.loads(lines[0])
+    changed = json.dumps({**first, "modelOutput": {**first["modelOutput"], "content": [{"type": "text", "text": "?"}]}})
+    stranger = json.dumps({**first, "recordId": "not-ours"})
+    spoiled = [lines[0], lines[1], lines[2][:50], b"{not json", *lines[3:], changed.encode(), stranger.encode()]
+    s3.put_object(Bucket=loc.bucket, Key=key, Body=b"\n".join(spoiled) + b"\n")
+
+
+def test_odd_output_lines_are_counted_and_named_and_the_pipeline_still_finishes(make_pipelines, instance, s3, bucket):
+    from bedrock_assets.layout import PipelineLayout
+    from bedrock_assets.runner import execute_stage
+    from bedrock_assets_tests.helpers import ledger_of, tick
+
+    defs, (spec,) = make_pipelines([pipeline_dict("oddout", bucket)], rows=300)
+    execute_stage(defs, instance, spec.name, "prepare")
+    shards = instance.get_dynamic_partitions("oddout__shards")
+    execute_stage(defs, instance, spec.name, "submit", shards)
+    tick(defs, spec, instance)  # the jobs are seen Completed; their outputs are written
+    attempt = ledger_of(defs).latest("oddout", "s00000")
+    tamper(s3, PipelineLayout.for_uri(spec.output_uri).job_output("s00000").join(attempt.job_id).uri)
+
+    summary = run(defs, spec, instance)
+    assert (summary.rows, summary.succeeded) == (300, 300)  # the record whose line was cut short: retried
+    assert summary.retried == 1
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(PipelineKeys("oddout").batch_job_outputs, asset_partitions=["s00000"]), limit=1
+    ).records
+    meta = record.asset_materialization.metadata
+    assert (meta["unreadable_lines"].value, meta["conflicting_duplicates"].value) == (2, 1)
+    assert meta["unknown_record_ids"].value == 1
+    assert "line 3: b'{" in meta["oddities"].value and "line 4: b'{not json'" not in meta["oddities"].value

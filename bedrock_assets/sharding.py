@@ -49,6 +49,7 @@ class Shard:
     table: pa.Table
     records: int  # rows sent to Bedrock
     bytes: int  # bytes of the shard's JSONL file
+    below_minimum: bool = False  # fewer records than a job's minimum: only ``finish(short_tail=True)`` gives one
 
 
 class ShardCutter:
@@ -88,7 +89,9 @@ class ShardCutter:
             if pos < n:
                 yield from self._close()
 
-    def finish(self) -> Iterator[Shard]:
+    def finish(self, short_tail: bool = False) -> Iterator[Shard]:
+        """The last shards. Rows that no cut within the quotas can hold raise ShardingError, or, with
+        ``short_tail``, come last as one shard ``below_minimum`` (for a retry round's small-remainder path)."""
         cur, prev = self._cur, self._prev
         minimum = self.quotas.min_records_per_job
         if cur.records == 0 and prev is not None:
@@ -106,13 +109,15 @@ class ShardCutter:
             if prev is not None:
                 yield self._shard(prev)
             yield self._shard(cur)
+        elif prev is None and short_tail:
+            yield Shard(*_table_and_totals(cur), below_minimum=True)
         elif prev is None:
             raise ShardingError(
                 f"the dataset has {cur.records} valid records, fewer than the minimum of {minimum} per "
                 "batch job; add rows, lower shards.min_records if the model allows, or use on-demand inference"
             )
         else:
-            yield from self._rebalance(prev, cur)
+            yield from self._rebalance(prev, cur, short_tail)
 
     # internals --------------------------------------------------------------------------------
     def _close(self) -> Iterator[Shard]:
@@ -123,11 +128,11 @@ class ShardCutter:
         self._prev, self._cur = self._cur, _Pending()
 
     def _shard(self, pending: _Pending) -> Shard:
-        table, _, _ = pending.rows()
-        return Shard(table, pending.records, pending.bytes)
+        return Shard(*_table_and_totals(pending))
 
-    def _rebalance(self, prev: _Pending, cur: _Pending) -> Iterator[Shard]:
-        """Split a short tail and its (full) neighbour evenly within every limit."""
+    def _rebalance(self, prev: _Pending, cur: _Pending, short_tail: bool = False) -> Iterator[Shard]:
+        """Split a short tail and its (full) neighbour evenly within every limit (or, when no cut can and
+        ``short_tail``, the neighbour as it is and the tail below the minimum)."""
         table, weights, sizes = _Pending(
             prev.tables + cur.tables, prev.weights + cur.weights, prev.sizes + cur.sizes
         ).rows()
@@ -146,6 +151,10 @@ class ShardCutter:
             & (total_bytes - left_b <= self.max_bytes)
         )
         candidates = np.nonzero(ok)[0]
+        if not candidates.size and short_tail:
+            yield self._shard(prev)
+            yield Shard(*_table_and_totals(cur), below_minimum=True)
+            return
         if not candidates.size:
             raise ShardingError(
                 f"cannot split the last {total_records} records ({total_bytes} bytes) into shards of "
@@ -155,3 +164,8 @@ class ShardCutter:
         for part in (slice(0, cut), slice(cut, table.num_rows)):
             w, s = weights[part], sizes[part]
             yield Shard(table.slice(part.start, part.stop - part.start).combine_chunks(), int(w.sum()), int(s.sum()))
+
+
+def _table_and_totals(pending: _Pending) -> tuple[pa.Table, int, int]:
+    table, _, _ = pending.rows()
+    return table, pending.records, pending.bytes

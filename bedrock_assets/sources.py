@@ -119,20 +119,34 @@ def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:
 
 
 def iter_batches(files: list[SourceFile], s3: S3Access, batch_rows: int = 16_384) -> Iterator[SourceBatch]:
-    """Every row of every file in order, as record batches; columns must agree across files."""
-    columns: list[str] | None = None
+    """Every row of every file in order, as record batches; columns and their types must agree across files."""
+    first: tuple[SourceFile, pa.Schema] | None = None
     for file in files:
         with _local_copy(file, s3) as path:
             first_row = 0
             for batch in _read(path, file, batch_rows):
-                if columns is None:
-                    columns = batch.schema.names
-                elif batch.schema.names != columns:
-                    raise SourceError(
-                        f"{file.uri}: columns {batch.schema.names} differ from the first file's {columns}"
-                    )
+                if first is None:  # every column nullable: files may differ in that alone
+                    first = (file, pa.schema([f.with_nullable(True) for f in batch.schema]))
+                if not batch.schema.equals(first[1]):
+                    batch = _as_first(file, batch, *first)
                 yield SourceBatch(file, first_row, batch)
                 first_row += batch.num_rows
+
+
+def _as_first(file: SourceFile, batch: pa.RecordBatch, first_file: SourceFile, first: pa.Schema) -> pa.RecordBatch:
+    """The batch in the first file's schema; SourceError unless it has the first file's columns, in order, of
+    the same types (a column with no type, only nulls, takes the first file's; nullability may differ)."""
+    schema = batch.schema
+    if schema.names != first.names:
+        raise SourceError(f"{file.uri}: columns {schema.names} differ from the first file's {first.names}")
+    for field in schema:
+        expected = first.field(field.name).type
+        if field.type != expected and not pa.types.is_null(field.type):
+            raise SourceError(
+                f"{file.uri}: column {field.name!r} is {field.type}, but {expected} in {first_file.uri}; make "
+                "its type the same in every file of the source (nothing was submitted)"
+            )
+    return batch.cast(first)
 
 
 def _read(path: Path, file: SourceFile, batch_rows: int) -> Iterator[pa.RecordBatch]:

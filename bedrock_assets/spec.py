@@ -336,7 +336,14 @@ class PipelineSpec(_Strict):
             raise ValueError(str(e)) from None
 
     def check_columns(self, columns: list[str], source: str) -> None:
-        """Raise SpecError if the prompt or id column names a column the source lacks."""
+        """Raise SpecError if the prompt or id column names a column the source lacks, or the source has a column
+        named like one the pipeline adds (its rows would have it twice: refused before any job is paid)."""
+        ours = [c for c in columns if c in _PIPELINE_COLUMNS and c != RECORD_ID]  # record_id: see id_column
+        if ours:
+            raise SpecError(
+                f"pipeline {self.name!r}: {source} has column(s) {ours}, which the pipeline adds to every row "
+                f"({', '.join(sorted(_PIPELINE_COLUMNS - {RECORD_ID}))}); rename them in the source"
+            )
         clash = [p for p in (self.structured.properties if self.structured else []) if p in columns]
         if clash:
             raise SpecError(

@@ -96,17 +96,19 @@ def test_appending_rows_leaves_every_earlier_shard_as_it_was():
     assert sum(s.records for s in after) == 301 and all(s.records >= Q.min_records_per_job for s in after)
 
 
+# 13 records: more than one shard holds, fewer than two shards need
+TIGHT = BatchQuotas(
+    min_records_per_job=10,
+    max_records_per_file=12,
+    max_records_per_job=12,
+    max_file_bytes=100_000,
+    max_job_bytes=100_000,
+)
+
+
 def test_impossible_split_is_reported():
-    # 2 shards worth of records whose tail can only be fixed by a split that breaks the byte limit
-    q = BatchQuotas(
-        min_records_per_job=10,
-        max_records_per_file=12,
-        max_records_per_job=12,
-        max_file_bytes=100_000,
-        max_job_bytes=100_000,
-    )
     with pytest.raises(ShardingError, match="cannot split"):
-        plan([10] * 13, q)
+        plan([10] * 13, TIGHT)
 
 
 def test_shards_are_released_while_streaming_not_held_to_the_end():
@@ -117,3 +119,13 @@ def test_shards_are_released_while_streaming_not_held_to_the_end():
         released += list(cutter.add(table, np.ones(10, np.int64), np.full(10, 10, np.int64)))
     assert [s.records for s in released] == [50]
     assert [s.records for s in cutter.finish()] == [20]
+
+
+def test_with_a_short_tail_allowed_an_impossible_split_ends_in_a_tail_below_the_minimum():
+    cutter = ShardCutter(TIGHT)
+    shards = list(cutter.add(rows(13), np.ones(13, np.int64), np.full(13, 10, np.int64)))
+    shards += list(cutter.finish(short_tail=True))
+    assert [(s.records, s.below_minimum) for s in shards] == [(12, False), (1, True)]
+    alone = ShardCutter(TIGHT)
+    list(alone.add(rows(3), np.ones(3, np.int64), np.full(3, 10, np.int64)))
+    assert [(s.records, s.below_minimum) for s in alone.finish(short_tail=True)] == [(3, True)]

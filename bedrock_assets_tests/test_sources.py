@@ -44,3 +44,34 @@ def test_a_nested_column_in_the_template_is_named_with_its_type(tmp_path):
     message = first_error(tmp_path / "nested.parquet")
     assert message.startswith(f"{tmp_path / 'nested.parquet'}: column 'q' is list<element: string>")
     assert "the prompt needs text, numbers or dates" in message
+
+
+def test_a_column_whose_type_differs_between_files_is_refused_naming_both_files(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    pq.write_table(pa.table({"q": ["a"], "task": ["t"]}), folder / "part-0.parquet")
+    pq.write_table(pa.table({"q": ["b"], "task": [7]}), folder / "part-1.parquet")
+    assert first_error(folder) == (
+        f"{folder / 'part-1.parquet'}: column 'task' is int64, but string in {folder / 'part-0.parquet'}; make its "
+        "type the same in every file of the source (nothing was submitted)"
+    )
+
+
+def test_files_that_differ_only_in_nullability_or_an_all_null_column_read_as_one_schema(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    strict = pa.schema([pa.field("q", pa.string(), nullable=False), pa.field("task", pa.string())])
+    pq.write_table(pa.table({"q": ["a"], "task": ["t"]}, schema=strict), folder / "part-0.parquet")
+    pq.write_table(pa.table({"q": ["b"], "task": pa.nulls(1)}), folder / "part-1.parquet")
+    files = resolve_files(str(folder), None, S3Access(None))
+    batches = [sb.batch for sb in iter_batches(files, S3Access(None))]
+    assert {b.schema for b in batches} == {pa.schema([pa.field("q", pa.string()), pa.field("task", pa.string())])}
+    assert pa.Table.from_batches(batches).column("task").to_pylist() == ["t", None]
+
+
+def test_a_source_column_named_like_one_the_pipeline_adds_is_refused_before_anything_runs():
+    from bedrock_assets.spec import SpecError
+
+    spec = one_spec(pipeline_dict("src", "bkt", prompt={"template": "{q}"}))
+    with pytest.raises(SpecError, match=r"s3://bkt/in.parquet has column\(s\) \['attempts', 'error_code'\], which"):
+        spec.check_columns(["q", "attempts", "error_code"], "s3://bkt/in.parquet")

@@ -200,7 +200,7 @@ def merge_dataset(
                     merged = with_final_outcomes(_plain(pq.read_table(part)), retried)
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, merged.schema)
-                writer.write_table(merged)
+                writer.write_table(conform(merged, writer.schema, shard))
                 for code, n in outcome_counts(merged):
                     totals[code] = totals.get(code, 0) + n
                 rows += merged.num_rows
@@ -218,16 +218,44 @@ def merge_dataset(
         uri=layout.merged_dataset.uri,
         retried=0 if retried is None else retried.num_rows,
         retry_rounds=len(rounds),
-        resent_in_batch_jobs=sum(r.records for r in rounds if not r.on_demand),
-        resent_on_demand=sum(r.records for r in rounds if r.on_demand),
+        resent_in_batch_jobs=sum(s.records for r in rounds for s in r.shards if not s.on_demand),
+        resent_on_demand=sum(s.records for r in rounds for s in r.shards if s.on_demand),
     )
 
 
 def _plain(rows: pa.Table) -> pa.Table:
-    """Dictionary columns (shard, job_arn, source_file) differ per part: plain text in the dataset."""
+    """Dictionary columns (shard, job_arn, source_file) differ per part: plain text in the dataset; and every
+    column nullable (parts merged by different runs may differ only in that, e.g. a regenerated source)."""
     return rows.cast(
-        pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in rows.schema])
+        pa.schema(
+            [
+                pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type, nullable=True)
+                for f in rows.schema
+            ]
+        )
     )
+
+
+def conform(part: pa.Table, schema: pa.Schema, shard: str) -> pa.Table:
+    """The shard's part in the dataset's schema (that of the first part); a column whose type changed between
+    the runs that merged the parts is refused, by name."""
+    if part.schema.equals(schema):
+        return part
+    if part.schema.names != schema.names:
+        raise ValueError(
+            f"merged_dataset: shard {shard} has the columns {part.schema.names}, the shards before it "
+            f"{schema.names}: the source's columns changed between runs; materialize every shard again "
+            "(bedrock-assets run re-prepares them all when the source changes)"
+        )
+    for field in schema:
+        found = part.schema.field(field.name).type
+        if found != field.type:
+            raise ValueError(
+                f"merged_dataset: column {field.name!r} is {found} in shard {shard} but {field.type} in the shards "
+                "before it: the source changed type between runs; make the type the same in every source file "
+                "and materialize every shard again"
+            )
+    return part.cast(schema)
 
 
 def _final_retry_outcomes(step: Step, retry_shards: Sequence[str]) -> pa.Table | None:

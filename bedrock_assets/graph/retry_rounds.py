@@ -106,15 +106,26 @@ def cut_next_round(step: Step, progress: RoundProgress) -> RoundDecision:
     if existing is not None and existing.basis == progress.basis:
         return RoundDecision(existing, f"round {number} was already planned from these jobs")
     on_demand = progress.retriable < min_records
-    shards = _cut_round(step, progress.keys, number, on_demand)
+    shards, left = _cut_round(step, progress.keys, number, on_demand)
     records = sum(s.records for s in shards)
     new = RetryRound(number, progress.basis, records, on_demand, shards)
     removed = [s.key for r in state.rounds if r.round >= number for s in r.shards if s.key not in new.keys]
     save_retry_state(step, replace(state, rounds=[*kept, new]))
-    how = "on demand (fewer than a job's minimum)" if on_demand else f"in {len(shards)} batch job(s)"
+    how = "on demand (fewer than a job's minimum)" if on_demand else _how(shards, left)
     return RoundDecision(
         new, f"round {number}: {records} retriable record(s) of round {progress.round}, {how}", removed
     )
+
+
+def _how(shards: Sequence[ShardInfo], left: int) -> str:
+    """How a round sends its records: in batch jobs, and the rows no cut within the quotas held."""
+    tail = sum(s.records for s in shards if s.on_demand)
+    how = f"in {sum(not s.on_demand for s in shards)} batch job(s)"
+    if tail:
+        how += f", and {tail} that no cut within the job quotas holds on demand"
+    if left:
+        how += f"; {left} that no cut within the job quotas holds are left (retry.small_remainder: leave)"
+    return how
 
 
 def _why_not(progress: RoundProgress, retry: RetrySpec, min_records: int) -> str:
@@ -130,14 +141,16 @@ def _why_not(progress: RoundProgress, retry: RetrySpec, min_records: int) -> str
     )
 
 
-def _cut_round(step: Step, sources: Sequence[str], number: int, on_demand: bool) -> list[ShardInfo]:
-    """Stream the retriable rows of ``sources`` shard by shard into the new round's shard parts."""
+def _cut_round(step: Step, sources: Sequence[str], number: int, on_demand: bool) -> tuple[list[ShardInfo], int]:
+    """Stream the retriable rows of ``sources`` shard by shard into the new round's shard parts; also the
+    number of records left out (no cut within the quotas holds them, and small_remainder is 'leave')."""
     cutter = ShardCutter(step.quotas)
+    left = 0
     pending: list[pa.Table] = []  # on demand: fewer rows than one job's minimum
     with ShardParts(step) as parts:
 
-        def add(shard: Shard) -> None:
-            parts.add(retry_key(number, len(parts.shards)), shard, on_demand)
+        def add(shard: Shard, answer_on_demand: bool = on_demand) -> None:
+            parts.add(retry_key(number, len(parts.shards)), shard, answer_on_demand)
 
         for source in sources:
             rows = _retriable_rows(step, source)
@@ -156,9 +169,15 @@ def _cut_round(step: Step, sources: Sequence[str], number: int, on_demand: bool)
             line_bytes = pc.sum(pc.add(pc.binary_length(requests), 1)).as_py() or 0
             add(Shard(rows, len(requests) - requests.null_count, int(line_bytes)))
         elif not on_demand:
-            for shard in cutter.finish():
-                add(shard)
-    return parts.shards
+            # records no cut within the quotas can hold: the small-remainder path, never a crash
+            for shard in cutter.finish(short_tail=True):
+                if not shard.below_minimum:
+                    add(shard)
+                elif step.spec.retry.small_remainder == "on_demand":
+                    add(shard, answer_on_demand=True)
+                else:
+                    left += shard.records
+    return parts.shards, left
 
 
 def _retriable_rows(step: Step, source: str) -> pa.Table | None:

@@ -57,3 +57,47 @@ def test_merged_dataset_waits_for_every_shard_with_a_warning_not_a_failure(make_
     (check,) = execute_stage(defs, instance, spec.name, "publish").get_asset_check_evaluations()
     assert check.metadata["shards_not_merged"].value == 2
     assert instance.get_latest_materialization_event(keys.merged_dataset) is None
+
+
+def test_parts_that_differ_only_in_nullability_merge_and_a_changed_type_is_refused_by_name():
+    import pyarrow as pa
+    import pytest
+
+    from bedrock_assets.graph.merged_dataset import _plain, conform
+
+    strict = pa.table(
+        {"source": pa.array(["a"]), "n": pa.array([1])},
+        pa.schema([pa.field("source", pa.string(), False), pa.field("n", pa.int64())]),
+    )
+    loose = pa.table({"source": pa.array([None], pa.string()), "n": pa.array([2])})
+    first, later = _plain(strict), _plain(loose)
+    assert conform(later, first.schema, "s00001").column("source").to_pylist() == [None]
+    drifted = _plain(pa.table({"source": ["b"], "n": ["two"]}))
+    with pytest.raises(ValueError, match=r"column 'n' is string in shard s00002 but int64 in the shards before it"):
+        conform(drifted, first.schema, "s00002")
+
+
+def test_a_source_regenerated_with_a_nullable_column_merges_with_the_parts_of_the_run_before(
+    make_pipelines, instance, s3, bucket, tmp_path
+):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from bedrock_assets_tests.helpers import read_parquet, run
+
+    defs, (spec,) = make_pipelines([pipeline_dict("regen", bucket)], rows=300)
+    source = read_parquet(s3, f"s3://{bucket}/raw/sample.parquet", tmp_path)
+    strict = pa.schema([f.with_nullable(False) if f.name == "source" else f for f in source.schema])
+
+    def put(table: pa.Table) -> None:
+        path = tmp_path / "upload.parquet"
+        pq.write_table(table, path)
+        s3.upload_file(str(path), bucket, "raw/sample.parquet")
+
+    put(source.cast(strict))  # `source` is `string not null`
+    assert run(defs, spec, instance).succeeded == 300
+    row_250 = pa.array([i == 250 for i in range(source.num_rows)])
+    edited = pc.if_else(row_250, "an edited text", source.column("source"))
+    put(source.set_column(source.schema.get_field_index("source"), "source", edited))  # nullable now
+    again = run(defs, spec, instance)  # the edited shard is merged again, next to the other's part
+    assert (again.rows, again.succeeded) == (300, 300)

@@ -199,3 +199,17 @@ def test_a_cut_off_answer_is_resent_once_only(make_pipelines, instance, stack, s
     assert summary.errors == {"TruncatedStructuredOutput": 150} and summary.retry_rounds == 1
     assert stack.emulator.job_count() - before == 2  # first pass and one round with max_tokens 8, not a third job
     assert set(read_parquet(s3, summary.merged_uri, tmp_path).column("attempts").to_pylist()) == {2}
+
+
+def test_a_round_no_cut_within_the_quotas_can_hold_sends_its_tail_on_demand(make_pipelines, instance, stack, bucket):
+    # 125 expired records of s00001 plus s00000's record errors: more than one job holds, fewer than two
+    stack.configure(record_error_rate=0.05, expire_jobs_matching="-s00001-")
+    shards = {"max_records": 125, "min_records": 100}
+    retry = {"max_job_attempts": 1}
+    defs, (spec,) = make_pipelines([pipeline_dict("uncut", bucket, shards=shards, retry=retry)], rows=250)
+    summary = run(defs, spec, instance)
+    assert (summary.rows, summary.succeeded) == (250, 250)
+    latest = ledger_of(defs).latest_by_shard("uncut")
+    assert latest["r1-00000"].records == 125 and not latest["r1-00000"].job_arn.startswith("on-demand/")
+    assert latest["r1-00001"].job_arn.startswith("on-demand/") and 0 < latest["r1-00001"].records < 100
+    assert summary.resent_on_demand >= latest["r1-00001"].records

@@ -28,7 +28,8 @@ def max_output_tokens(adapter: ModelAdapter) -> int:
 def shard_estimate(shard: ShardInfo, adapter: ModelAdapter) -> TokenEstimate:
     """The shard's tokens; a retry shard resending answers cut off counts every record at its raised max_tokens."""
     cap = max_output_tokens(adapter)
-    return TokenEstimate.of(shard.records, shard.input_chars, max(cap, shard.max_tokens or 0) if cap else 0)
+    max_output = max(cap, shard.max_tokens or 0) if cap else 0
+    return TokenEstimate.of(shard.records, shard.input_chars, max_output, shard.bytes)
 
 
 def worst_cost(
@@ -71,8 +72,8 @@ class PipelinePlan:
         """What resending an answer cut off at max_tokens costs at most (when the pipeline does that)."""
         if self.resend_max_tokens is None:
             return []
-        per_record = self.estimate.input_tokens / max(self.estimate.records, 1)
-        worst = TokenEstimate(1000, round(per_record * 1000), 0, 1000 * self.resend_max_tokens).cost(self.price)
+        per_record = self.estimate.input_worst / max(self.estimate.records, 1)
+        worst = TokenEstimate(1000, 0, 0, 1000 * self.resend_max_tokens, round(per_record * 1000)).cost(self.price)
         cost = f": up to {usd(worst.worst)} per 1,000 such records" if worst is not None else ""
         return [
             f"  structured answers cut off at max_tokens are sent once more with max_tokens {self.resend_max_tokens}{cost}"
@@ -90,7 +91,8 @@ class PipelinePlan:
             f"plan {self.name}: {self.shards.rows} rows ({self.shards.rejected} rejected before submission) -> "
             f"{e.records} records in {len(self.shards.shards)} shards = {len(self.shards.shards)} batch jobs, "
             f"{self.bytes:,} bytes of JSONL",
-            f"  input tokens ~{e.input_tokens:,} (prompt characters / {CHARS_PER_TOKEN})",
+            f"  input tokens ~{e.input_tokens:,} expected (prompt characters / {CHARS_PER_TOKEN}), "
+            f"{e.input_worst:,} at most (the JSONL bytes)",
             f"  output tokens ~{e.output_expected:,} expected ({EXPECTED_OUTPUT_SHARE:.0%} of max_tokens "
             f"{max_tokens}), {e.output_worst:,} at most"
             if e.output_worst
@@ -106,6 +108,7 @@ class PipelinePlan:
         return {
             "planned_records": e.records,
             "input_tokens_estimate": e.input_tokens,
+            "input_tokens_worst": e.input_worst,
             "output_tokens_expected": e.output_expected,
             "output_tokens_worst": e.output_worst,
             **(

@@ -72,6 +72,7 @@ class RunSummary:
 
     pipeline: str
     max_error_rate: float = 0.0
+    budget_usd: float | None = None
     report: PipelineReport | None = None
     shards: int = 0
     job_statuses: dict[str, int] = field(default_factory=dict)
@@ -150,6 +151,12 @@ class RunSummary:
     def within_error_limit(self) -> bool:
         return self.error_rate <= self.max_error_rate
 
+    def _overrun(self) -> str:
+        total = self._report().cost.total
+        if self.budget_usd is None or total is None or total <= self.budget_usd:
+            return ""
+        return f"; OVER budget_usd {usd(self.budget_usd)} by {usd(total - self.budget_usd)}"
+
     def lines(self) -> list[str]:
         report, calls = self._report(), self.bedrock_calls.calls
         d, cost = report.dataset, report.cost
@@ -175,7 +182,7 @@ class RunSummary:
             *retries,
             f"  tokens: {report.input_tokens} in / {report.output_tokens} out",
             f"  cost: {usd(cost.total)} (batch {usd(cost.batch)}, on demand {usd(cost.on_demand)}); planned "
-            f"{usd(report.planned_expected)} expected, {usd(report.planned_worst)} at most"
+            f"{usd(report.planned_expected)} expected, {usd(report.planned_worst)} at most" + self._overrun()
             if cost.total is not None
             else "  cost unknown: no price for this model (set price_overrides on the bedrock resource)",
             f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
@@ -487,7 +494,7 @@ def run_pipelines(
     RunInterrupted at the first safe point after ``stop`` is set (a signal: ``interrupts``).
     """
     runner = Runner(defs, instance, log, stop)
-    pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name, s.max_error_rate)) for s in specs]
+    pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name, s.max_error_rate, s.budget_usd)) for s in specs]
     try:
         return _run_rounds(runner, pipelines, poll_seconds, timeout_seconds, outage_seconds)
     except _StopHere:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from bedrock_assets.bedrock.prices import price_for, usd
-from bedrock_assets.cli import EXIT_FAILED_ROWS, EXIT_NOT_FINISHED, EXIT_OK, main
+from bedrock_assets.cli import EXIT_FAILED_ROWS, EXIT_NOT_FINISHED, EXIT_OK, main, run_defs
 from bedrock_assets.graph.raw_dataset import prepare_dataset
 from bedrock_assets.plan import worst_cost
 from bedrock_assets.sample.seed import seed_sample
@@ -100,11 +101,13 @@ def test_plan_equals_a_hand_computation_and_writes_nothing(defs_folder, s3, buck
     chars = sum(len(f"Task: {r['task']}\n\n{r['source']}") + len("Answer briefly.") for r in rows)
     input_tokens, worst_output = math.ceil(chars / 4), 300 * 100
     assert "300 rows (0 rejected before submission) -> 300 records in 2 shards = 2 batch jobs" in out
-    assert f"input tokens ~{input_tokens:,} (prompt characters / 4)" in out
+    jsonl_bytes = int(out.split(" bytes of JSONL")[0].rsplit(" ", 1)[1].replace(",", ""))
+    assert jsonl_bytes > chars  # the bound on input tokens: the JSONL bytes
+    assert f"input tokens ~{input_tokens:,} expected (prompt characters / 4), {jsonl_bytes:,} at most" in out
     assert f"output tokens ~{worst_output // 4:,} expected (25% of max_tokens 100), {worst_output:,} at most" in out
     price = price_for(CLAUDE)
     expected = (input_tokens * price.batch.input + worst_output // 4 * price.batch.output) / 1000
-    worst = (input_tokens * price.batch.input + worst_output * price.batch.output) / 1000
+    worst = (jsonl_bytes * price.batch.input + worst_output * price.batch.output) / 1000
     assert f"cost at the batch price: {usd(expected)} expected, {usd(worst)} at most" in out
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="out/")  # nothing written
 
@@ -216,3 +219,22 @@ def test_sigterm_stops_a_run_between_stage_runs_says_what_runs_in_bedrock_and_th
     assert run_cli(path) == EXIT_OK
     assert "300 succeeded, 0 failed" in capsys.readouterr().out
     assert stack.emulator.job_count() - jobs_before == 2
+
+
+def test_what_the_jobs_cost_stays_within_the_planned_worst_case_for_short_records(
+    defs_folder, s3, bucket, tmp_path, capsys
+):
+    from bedrock_assets_tests.helpers import TITAN
+
+    # 3,000 two-character records: characters / 4 said 1,500 input tokens, the service counted 3,000
+    pq.write_table(pa.table({"source": ["ab"] * 3000, "task": ["t"] * 3000}), tmp_path / "rows.parquet")
+    s3.upload_file(str(tmp_path / "rows.parquet"), bucket, "raw/sample.parquet")
+    attributes = {"model": TITAN, "shards": {"max_records": 1000}}
+    spec = one_spec(pipeline_dict("tiny", bucket, **attributes))
+    shards = prepare_dataset(step_of(spec), write_parts=False).shards
+    worst = sum(worst_cost(s, spec.adapter(), price_for(TITAN)) for s in shards)
+    path = defs_folder("tiny", budget_usd=round(worst, 8) + 1e-8, **attributes)
+    (summary,) = run_defs(Path(path), None, 0.05, 120)
+    assert summary.succeeded == 3000 and summary.input_tokens >= 3000  # at least a token a record
+    assert 0 < summary.cost <= worst == pytest.approx(summary.planned_worst)
+    assert "OVER budget_usd" not in "\n".join(summary.lines())

@@ -1,9 +1,15 @@
 """What a pipeline will cost (an estimate before submission) and what it did cost (the bill).
 
-Input tokens are estimated at ``CHARS_PER_TOKEN`` characters of request text per token (prompt
-text, system prompt included; the usual figure for English text; Bedrock's own count is in the job
-output afterwards). Output tokens have a worst case (every record uses ``max_tokens``) and an
-expected case (``EXPECTED_OUTPUT_SHARE`` of it); embedding models produce no output tokens.
+Input tokens are expected at ``CHARS_PER_TOKEN`` characters of request text per token (prompt
+text, system prompt included; the usual figure for English text), and at least one per record.
+Their worst case is a bound, not an estimate: the bytes of the records' JSONL lines. A token covers
+at least one byte of UTF-8 text (byte-level BPE, and SentencePiece with byte fallback, the
+tokenizers of the families we support), and each record's JSON framing (its keys, recordId and
+newline, well over 50 bytes) is longer than the chat template and special tokens the model adds to
+a message; CJK text, code and short records, where characters / 4 is far too low, stay within it.
+Bedrock's own count is in the job output afterwards. Output tokens have a worst case (every record
+uses ``max_tokens``) and an expected case (``EXPECTED_OUTPUT_SHARE`` of it); embedding models
+produce no output tokens.
 Batch jobs are priced at the batch price, remainders answered on demand at the on-demand price.
 """
 
@@ -27,18 +33,22 @@ class TokenEstimate:
     """Tokens of a set of records: input (estimated) and output (expected and worst case)."""
 
     records: int = 0
-    input_tokens: int = 0
+    input_tokens: int = 0  # expected
     output_expected: int = 0
     output_worst: int = 0
+    input_worst: int = 0  # the bound: the JSONL bytes
 
     @classmethod
-    def of(cls, records: int, input_chars: int, max_output_tokens: int) -> TokenEstimate:
-        """``max_output_tokens``: the request's max_tokens, 0 for embedding models."""
+    def of(cls, records: int, input_chars: int, max_output_tokens: int, jsonl_bytes: int) -> TokenEstimate:
+        """``max_output_tokens``: the request's max_tokens, 0 for embedding models; ``jsonl_bytes``: of the
+        records' input lines."""
+        expected = max(math.ceil(input_chars / CHARS_PER_TOKEN), records)
         return cls(
             records,
-            math.ceil(input_chars / CHARS_PER_TOKEN),
+            expected,
             math.ceil(records * max_output_tokens * EXPECTED_OUTPUT_SHARE),
             records * max_output_tokens,
+            max(jsonl_bytes, expected),
         )
 
     def __add__(self, other: TokenEstimate) -> TokenEstimate:
@@ -47,13 +57,14 @@ class TokenEstimate:
             self.input_tokens + other.input_tokens,
             self.output_expected + other.output_expected,
             self.output_worst + other.output_worst,
+            self.input_worst + other.input_worst,
         )
 
     def cost(self, price: ModelPrice | None, mode: Mode = Mode.BATCH) -> CostRange | None:
         if price is None:
             return None
         p = price.of(mode)
-        return CostRange(p.cost(self.input_tokens, self.output_expected), p.cost(self.input_tokens, self.output_worst))
+        return CostRange(p.cost(self.input_tokens, self.output_expected), p.cost(self.input_worst, self.output_worst))
 
 
 @dataclass(frozen=True)

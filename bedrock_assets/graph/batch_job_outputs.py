@@ -16,8 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
+from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.costs import actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
@@ -82,8 +84,24 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
         for warning in outputs.oddities.warnings():
             context.log.warning(f"{shard}: {warning}")
         results.append(outputs)
+    if (overrun := budget_overrun(step, ledger)) is not None:
+        context.log.warning(overrun)
     return dg.MaterializeResult(
         check_results=[jobs_check(results), truncation_check(results, step.spec.max_truncated_rate)]
+    )
+
+
+def budget_overrun(step: Step, ledger: JobLedger) -> str | None:
+    """What the finished jobs cost beyond the pipeline's budget_usd (checked as each job's output is read)."""
+    limit = step.spec.budget_usd
+    if limit is None:
+        return None
+    spent = Budget.of(limit, ledger.attempts_of(step.name), step.price).spent
+    if spent <= limit:
+        return None
+    return (
+        f"{step.name}: the finished jobs cost {usd(spent)}, over budget_usd {usd(limit)} by {usd(spent - limit)} "
+        "(by the tokens Bedrock reports); shards that do not fit what is left wait"
     )
 
 

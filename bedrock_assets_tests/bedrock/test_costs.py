@@ -10,11 +10,23 @@ from bedrock_assets_tests.helpers import CUSTOM_PRICE, priced_attempt
 
 
 def test_an_estimate_by_hand():
-    estimate = TokenEstimate.of(records=10, input_chars=4001, max_output_tokens=100)
+    estimate = TokenEstimate.of(records=10, input_chars=4001, max_output_tokens=100, jsonl_bytes=6000)
     assert (estimate.input_tokens, estimate.output_expected, estimate.output_worst) == (1001, 250, 1000)
+    assert estimate.input_worst == 6000  # the bound: the JSONL bytes
     cost = estimate.cost(price_for("my.model-v1", CUSTOM_PRICE))
     assert cost.expected == pytest.approx((1001 * 0.001 + 250 * 0.002) / 1000)
-    assert cost.worst == pytest.approx((1001 * 0.001 + 1000 * 0.002) / 1000)
+    assert cost.worst == pytest.approx((6000 * 0.001 + 1000 * 0.002) / 1000)
+
+
+def test_every_record_costs_a_token_and_short_or_wide_text_stays_within_the_bound():
+    # 3,000 two-character records: characters / 4 would say 1,500 tokens; each is at least one
+    short = TokenEstimate.of(records=3000, input_chars=6000, max_output_tokens=0, jsonl_bytes=3000 * 60)
+    assert short.input_tokens == 3000 and short.input_worst == 180_000
+    # CJK: a character is 3 UTF-8 bytes (and often a token); the JSONL bytes hold them
+    cjk = "数据" * 50
+    line = ('{"recordId":"r1","modelInput":{"inputText":"' + cjk + '"}}\n').encode()
+    wide = TokenEstimate.of(records=1, input_chars=len(cjk), max_output_tokens=0, jsonl_bytes=len(line))
+    assert wide.input_tokens == 25 and wide.input_worst >= len(cjk.encode()) > 100
 
 
 def test_the_bill_prices_batch_and_on_demand_attempts_by_their_tokens():

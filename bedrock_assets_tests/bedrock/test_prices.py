@@ -20,7 +20,7 @@ def test_the_batch_price_defaults_to_half_the_on_demand_price_and_overrides_win(
 
 def test_a_model_without_a_price_has_no_cost_not_zero():
     assert price_for("anthropic.claude-not-a-real-model-v9:0") is None
-    assert TokenEstimate.of(100, 4000, 512).cost(None) is None
+    assert TokenEstimate.of(100, 4000, 512, 8000).cost(None) is None
     assert usd(None) == "cost unknown" and Bill.of([], None).total is None
 
 

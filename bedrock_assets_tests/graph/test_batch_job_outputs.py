@@ -123,3 +123,25 @@ def test_odd_output_lines_are_counted_and_named_and_the_pipeline_still_finishes(
     assert (meta["unreadable_lines"].value, meta["conflicting_duplicates"].value) == (2, 1)
     assert meta["unknown_record_ids"].value == 1
     assert "line 3: b'{" in meta["oddities"].value and "line 4: b'{not json'" not in meta["oddities"].value
+
+
+def test_finished_jobs_that_cost_more_than_the_budget_are_named_with_the_overrun():
+    from types import SimpleNamespace
+
+    from bedrock_assets.bedrock.prices import price_for
+    from bedrock_assets.graph.batch_job_outputs import budget_overrun
+    from bedrock_assets_tests.helpers import CUSTOM_PRICE, priced_attempt
+
+    attempts = [priced_attempt("s00000", "arn:a", (1_000_000, 0)), priced_attempt("s00001", "arn:b", (500_000, 0))]
+    ledger = SimpleNamespace(attempts_of=lambda _: attempts)
+
+    def step(budget):
+        return SimpleNamespace(
+            name="p", spec=SimpleNamespace(budget_usd=budget), price=price_for("my.model-v1", CUSTOM_PRICE)
+        )
+
+    assert budget_overrun(step(2.0), ledger) is None and budget_overrun(step(None), ledger) is None
+    assert budget_overrun(step(1.0), ledger) == (
+        "p: the finished jobs cost $1.50, over budget_usd $1.00 by $0.50 (by the tokens Bedrock reports); shards "
+        "that do not fit what is left wait"
+    )

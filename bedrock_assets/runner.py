@@ -211,6 +211,7 @@ class _Pipeline:
     summary: RunSummary
     done: bool = False
     sensor_cursor: str | None = None
+    last_tick: float = float("-inf")  # monotonic time of the completion sensor's last tick
 
 
 def _step_failure(event: Any) -> str:
@@ -331,8 +332,12 @@ class Runner:
                 ran = True
         return result.cursor, ran
 
-    def sensor_round(self, p: _Pipeline) -> bool:
-        """Tick the pipeline's completion sensor; run what it requests."""
+    def sensor_round(self, p: _Pipeline, poll_seconds: float = 0.0) -> bool:
+        """Tick the pipeline's completion sensor, at most once per ``poll_seconds`` (so the Bedrock calls a tick
+        makes, a refused create among them, stay bounded per poll interval); run what it requests."""
+        if time.monotonic() - p.last_tick < poll_seconds:
+            return False
+        p.last_tick = time.monotonic()
         sensor = self.defs.resolve_sensor_def(p.keys.completion_sensor)
         context = dg.build_sensor_context(
             instance=self.instance, resources=self.resources, definitions=self.defs, cursor=p.sensor_cursor
@@ -527,7 +532,7 @@ def _run_rounds(
             raise PipelineRunError(_timeout_message(timeout_seconds, unfinished))
         active = [p for p in pipelines if not p.done]
         try:
-            ran = any([runner.sensor_round(p) for p in active])
+            ran = any([runner.sensor_round(p, poll_seconds) for p in active])
             cursor, ran_automation = runner.automation_round(active, cursor)
             ran = ran or ran_automation
             states = {p.spec.name: runner.state(p) for p in active}

@@ -25,6 +25,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, J
 from bedrock_assets.errors import is_transient
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, LedgerConflict, now_iso
 from bedrock_assets.processes import OWNER, owner_alive
+from bedrock_assets.shards import round_of
 
 # A submission claim of another host older than this was left by a submitter that is gone (one of this host
 # is known gone at once: its process no longer runs).
@@ -63,12 +64,15 @@ class JobSettings:
 
 
 def resubmitted_automatically(latest: JobAttempt, max_job_attempts: int) -> bool:
-    """The resubmission policy: a job that Expired, or Failed for a transient reason, having processed
-    nothing, gets a new attempt while the shard has had fewer than ``max_job_attempts``; a Stopped job
-    never does (a person stopped it). A job that processed records is merged instead: what it answered
-    is kept and the rest goes to the retry rounds, so nothing answered is paid for twice."""
+    """The resubmission policy: a first-pass job that Expired, or Failed for a transient reason, having
+    processed nothing, gets a new attempt while the shard has had fewer than ``max_job_attempts``; a
+    Stopped job never does (a person stopped it). A job that processed records is merged instead: what
+    it answered is kept and the rest goes to the retry rounds, so nothing answered is paid for twice. A
+    retry round's job is not renewed: its records go to the next round, so a failure that only looks
+    transient costs at most one job per round (``retry.max_rounds``), not ``max_job_attempts`` per round."""
     return (
-        latest.attempt < max_job_attempts
+        round_of(latest.shard) == 0
+        and latest.attempt < max_job_attempts
         and latest.counts.processed == 0
         and job_failure_is_transient(latest.status, latest.message)
     )

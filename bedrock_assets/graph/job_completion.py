@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -41,6 +42,7 @@ from bedrock_assets.shards import load_retry_state, span
 COMPLETION_INTERVAL_SECONDS = 30
 MAX_GETS_PER_TICK = 50
 CAPACITY_REFUSED = "ServiceQuotaExceededException"
+PROBE_AFTER = timedelta(seconds=60)  # after a capacity refusal, the longest wait before one create is tried
 MAX_SHARDS_PER_RUN = 16  # finished shards read and merged in one run (a partition range)
 T = TypeVar("T")
 
@@ -237,6 +239,7 @@ def decide_tick(
     max_job_attempts: int = 1,
     budget: Budget | None = None,
     stale_claims: frozenset[str] = frozenset(),
+    now: datetime | None = None,
 ) -> TickDecision:
     """Which shards to merge and which to submit (queued ones, jobs the resubmission policy renews, and
     claims whose submitter is gone).
@@ -246,6 +249,7 @@ def decide_tick(
     ``busy``: shards a run is already working on; ``free_slots``: the model's unused job slots;
     ``stale_claims``: shards left Submitting by a submitter that is gone (``claim_is_stale``). Those are
     submitted whatever the slots: the submission attaches the job their create made, or queues them.
+    ``now``: the time ``probe_slots`` measures its wait against.
     """
     current = [latest[s] for s in shards if s in latest and s not in busy]
     not_merged = set(unmerged(shards, latest, merged))
@@ -265,22 +269,29 @@ def decide_tick(
                 fitting.append(a)
                 budget = budget.after(a.worst_usd or 0.0)
         queued = fitting
-    slots = max(free_slots, 0)
-    if service_refused_since_last_success(latest.values()):
-        slots = min(slots, 1)  # the live quota is below ours: probe with one shard until a slot is proven free
+    slots = probe_slots(latest.values(), max(free_slots, 0), now)
     resolve = [a for a in current if a.shard in stale_claims]
     return TickDecision(contiguous_groups(to_merge, shards, shard_of), resolve + queued[:slots])
 
 
-def service_refused_since_last_success(attempts: Iterable[JobAttempt]) -> bool:
-    """Bedrock refused a create for capacity (ServiceQuotaExceeded) after our last successful one."""
+def probe_slots(attempts: Iterable[JobAttempt], slots: int, now: datetime | None = None) -> int:
+    """The creates to try now. After Bedrock refused one for capacity (ServiceQuotaExceeded, after our last
+    successful create), the live quota is below ours: no create until a slot may have come free, i.e. one of
+    our jobs ended since the refusal, or PROBE_AFTER passed (another account's job may have ended); then one,
+    a probe. So a full quota costs one refused create per job that ends, or per PROBE_AFTER, not one per tick."""
+    attempts = list(attempts)
     refused = [
         a.queued_at or ""
         for a in attempts
         if a.status is JobStatus.QUEUED and (a.message or "").startswith(CAPACITY_REFUSED)
     ]
     created = [a.submitted_at or "" for a in attempts if a.submitted_at]
-    return bool(refused) and max(refused) >= max(created, default="")
+    if not refused or max(refused) < max(created, default=""):
+        return slots
+    refused_at = datetime.fromisoformat(max(refused))
+    freed = any(a.end_time and datetime.fromisoformat(a.end_time) > refused_at for a in attempts)
+    waited = (now or datetime.now(UTC)) - refused_at >= PROBE_AFTER
+    return min(slots, 1) if freed or waited else 0
 
 
 def shard_of(attempt: JobAttempt) -> str:

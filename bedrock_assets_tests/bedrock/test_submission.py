@@ -124,6 +124,12 @@ def test_the_resubmission_policy_renews_expired_and_transient_failures_up_to_the
     assert actions(decide_submissions(shards[:1], dequeued, {}, 5, "p", resubmit=True)) == [("s00000", "create", 2)]
     # with the policy off (one attempt), nothing is renewed: reruns never create attempts outside it
     assert {d.action for d in decide_submissions(shards, latest, {}, 5, "p", max_job_attempts=1)} == {Action.REATTACH}
+    # a retry round's job is not renewed: its records go to the next round
+    retry = shard("r1-00000")
+    failed = {"r1-00000": replace(attempt(retry, JobStatus.FAILED), message="Internal error while processing the job")}
+    assert actions(decide_submissions([retry], failed, {}, 5, "p", max_job_attempts=2)) == [
+        ("r1-00000", "re-attach", 1)
+    ]
 
 
 def test_without_a_ledger_the_latest_attempt_bedrock_has_is_attached():
@@ -471,3 +477,18 @@ def test_a_missing_role_is_a_submit_failure_with_its_reason_and_a_rerun_after_th
     fixed = run(defs, spec, instance)  # the rerun's automation submits the shard again: a new attempt
     assert (fixed.rows, fixed.succeeded) == (150, 150)
     assert ledger_of(defs).latest("norole", "s00000").attempt == 2
+
+
+def test_a_live_quota_below_ours_is_probed_once_per_job_that_ends_not_once_per_tick(
+    make_pipelines, instance, stack, bucket
+):
+    from bedrock_assets.runner import run_pipelines
+
+    stack.emulator.concurrency_limits[CLAUDE] = 1  # the service allows 1 job; we believe 20
+    stack.configure(time_scale=0.5)  # each job holds the only slot for ~2 s
+    defs, (spec,) = make_pipelines([pipeline_dict("polled", bucket, shards={"max_records": 100})], rows=400)
+    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=0.5, timeout_seconds=120, log=lambda _: None)
+    refused = summary.bedrock_calls.calls["CreateModelInvocationJob"] - 4
+    assert summary.succeeded == 400
+    assert refused <= 4  # one refused create at most per job of ours that ends (each may free the slot)
+    assert summary.sensor_ticks <= summary.seconds / 0.5 + 1  # and ticks at most once per poll interval

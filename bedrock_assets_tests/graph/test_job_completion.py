@@ -175,14 +175,24 @@ def test_queued_shards_are_submitted_when_other_teams_free_their_slots(make_pipe
     assert set(statuses.values()) == {JobStatus.SUBMITTED}
 
 
-def test_after_bedrock_refuses_for_capacity_only_one_queued_shard_probes_per_tick():
+def test_after_bedrock_refuses_for_capacity_a_create_is_tried_only_once_a_slot_may_have_come_free():
+    from datetime import datetime
+
     refused = "ServiceQuotaExceededException: too many jobs"
     latest = {
         s: replace(attempt(s, JobStatus.QUEUED), message=refused, queued_at="2026-11-27T00:00:05+00:00")
         for s in SHARDS[:4]
     }
     latest["s00004"] = replace(attempt("s00004", JobStatus.IN_PROGRESS), submitted_at="2026-11-27T00:00:01+00:00")
-    assert [a.shard for a in decide_tick(latest, SHARDS, {}, set(), free_slots=10).submit] == ["s00000"]
+
+    def submitted(at: str) -> list[str]:
+        now = datetime.fromisoformat(at)
+        return [a.shard for a in decide_tick(latest, SHARDS, {}, set(), free_slots=10, now=now).submit]
+
+    assert submitted("2026-11-27T00:00:20+00:00") == []  # nothing has ended since: every create would be refused
+    assert submitted("2026-11-27T00:01:05+00:00") == ["s00000"]  # a minute on: one probe (others' jobs end too)
+    latest["s00004"] = replace(latest["s00004"], status=JobStatus.COMPLETED, end_time="2026-11-27T00:00:15+00:00")
+    assert submitted("2026-11-27T00:00:20+00:00") == ["s00000"]  # one of ours ended: one probe at once
     # a create that succeeded after the refusal proves a slot free: full speed again
     latest["s00005"] = replace(attempt("s00005", JobStatus.SUBMITTED), submitted_at="2026-11-27T00:00:09+00:00")
     assert len(decide_tick(latest, SHARDS, {}, set(), free_slots=10).submit) == 4

@@ -87,29 +87,31 @@ def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, t
     from bedrock_assets.runner import run_pipelines
 
     specs, defs = _pipelines(path, pipelines)
-    return run_until_signalled(
-        lambda stop: run_pipelines(
-            defs, specs, _instance(), poll_seconds=poll_seconds, timeout_seconds=timeout, stop=stop
-        )
-    )
+
+    def work(stop: Any) -> list:
+        with _instance() as instance:  # opened and closed in the worker thread (its SQLite connections too)
+            return run_pipelines(defs, specs, instance, poll_seconds=poll_seconds, timeout_seconds=timeout, stop=stop)
+
+    return run_until_signalled(work)
 
 
-def stop_defs(path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None) -> list[str]:
-    """Run each selected pipeline's __stop job; one report line per pipeline."""
+def stop_defs(
+    path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None, verb: str = "stop"
+) -> list[str]:
+    """Run each selected pipeline's __stop (or __resume) job; one report line per pipeline."""
     from bedrock_assets.keys import PipelineKeys
     from bedrock_assets.runner import QUIET, PipelineRunError
 
     specs, defs = _pipelines(path, pipelines)
     lines = []
     for spec in specs:
-        op = f"{spec.name}__stop_jobs"
-        result = defs.resolve_job_def(PipelineKeys(spec.name).job("stop")).execute_in_process(
-            run_config={**QUIET, "ops": {op: {"config": {"shards": list(shards or [])}}}},
-            instance=_instance(),
-            raise_on_error=False,
+        op = f"{spec.name}__{verb}_jobs"
+        config = {"ops": {op: {"config": {"shards": list(shards or [])}}}} if verb == "stop" else {}
+        result = defs.resolve_job_def(PipelineKeys(spec.name).job(verb)).execute_in_process(
+            run_config={**QUIET, **config}, instance=_instance(), raise_on_error=False
         )
         if not result.success:
-            raise PipelineRunError(f"{spec.name}: stop run {result.run_id} failed; see the run's logs")
+            raise PipelineRunError(f"{spec.name}: {verb} run {result.run_id} failed; see the run's logs")
         lines.append(result.output_for_node(op))
     return lines
 
@@ -216,6 +218,17 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return EXIT_NOT_FINISHED
     print("\n".join(lines))
     print("Stopped jobs become Stopped within minutes; what they produced is merged by the daemon or by the next run.")
+    if not args.shards:
+        print(f"To go on later: bedrock-assets resume {args.path}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    lines = _or_explain(args, lambda: stop_defs(Path(args.path), args.pipeline, None, verb="resume"))
+    if lines is None:
+        return EXIT_NOT_FINISHED
+    print("\n".join(lines))
+    print(f"The daemon submits the queued shards, or: bedrock-assets run {args.path}")
     return EXIT_OK
 
 
@@ -309,6 +322,15 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bedrock_assets")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def _pipeline_arguments(p: argparse.ArgumentParser, verb: str) -> None:
     """What run, plan and stop take: the defs, which pipelines, and --verbose."""
     p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
@@ -318,6 +340,7 @@ def _pipeline_arguments(p: argparse.ArgumentParser, verb: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bedrock-assets", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _local_stack_commands(sub)
     _pipeline_commands(sub)
@@ -382,6 +405,15 @@ def _pipeline_commands(sub: Any) -> None:
     p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
     p.set_defaults(func=cmd_stop)
 
+    p = sub.add_parser(
+        "resume",
+        help="after a stop: queue the dequeued shards again and allow retry rounds",
+        description="Undo a stop's hold on new work: shards it dequeued are queued again (the completion sensor, or "
+        "bedrock-assets run, submits them) and retry rounds may start. Jobs it stopped keep their outcome.",
+    )
+    _pipeline_arguments(p, "resume")
+    p.set_defaults(func=cmd_resume)
+
 
 def _demo_commands(sub: Any) -> None:
     """demo and dev: the sample pipelines on an embedded local stack."""
@@ -408,9 +440,22 @@ def _demo_commands(sub: Any) -> None:
     sub.choices["dev"].add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
 
 
+LOCAL_STACK_COMMANDS = ("local-stack", "env", "demo", "dev")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ModuleNotFoundError as missing:
+        if args.command not in LOCAL_STACK_COMMANDS or missing.name not in ("werkzeug", "moto"):
+            raise
+        print(
+            f"error: `bedrock-assets {args.command}` runs the embedded local stack, which needs the local-stack "
+            f"extra ({missing.name} is not installed): pip install 'bedrock_assets[local-stack]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

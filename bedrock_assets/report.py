@@ -31,6 +31,7 @@ class MergedDataset:
     retry_rounds: int = 0
     resent_in_batch_jobs: int = 0  # records sent in retry rounds' batch jobs (a record once per round)
     resent_on_demand: int = 0  # records answered through the runtime API
+    failed_by_shard: dict[str, int] = field(default_factory=dict)  # first-pass shard -> rows failed in the end
 
     @property
     def failed(self) -> int:

@@ -195,10 +195,18 @@ def save_retry_state(step: Step, state: RetryState) -> None:
 
 
 def mark_stopped(step: Step) -> None:
-    """A person stopped the pipeline: no further retry round is cut (until raw_dataset is re-planned)."""
+    """A person stopped the pipeline: no new job and no further retry round (until ``mark_resumed``)."""
     state = load_retry_state(step)
     if not state.stopped_at:
         save_retry_state(step, replace(state, stopped_at=now_iso()))
+
+
+def mark_resumed(step: Step) -> str | None:
+    """Undo ``mark_stopped``: retry rounds may be cut again. Returns when the pipeline had been stopped."""
+    state = load_retry_state(step)
+    if state.stopped_at:
+        save_retry_state(step, replace(state, stopped_at=None))
+    return state.stopped_at
 
 
 def select_shards(step: Step, keys: Sequence[str]) -> list[ShardInfo]:

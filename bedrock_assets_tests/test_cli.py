@@ -238,3 +238,46 @@ def test_what_the_jobs_cost_stays_within_the_planned_worst_case_for_short_record
     assert summary.succeeded == 3000 and summary.input_tokens >= 3000  # at least a token a record
     assert 0 < summary.cost <= worst == pytest.approx(summary.planned_worst)
     assert "OVER budget_usd" not in "\n".join(summary.lines())
+
+
+def test_version_and_a_missing_local_stack_extra_get_one_line_each(capsys, monkeypatch):
+    import builtins
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("bedrock-assets 0.")
+
+    real_import = builtins.__import__
+
+    def without_werkzeug(name, *args, **kwargs):
+        if name.startswith("bedrock_assets.local_stack") or name == "werkzeug":
+            raise ModuleNotFoundError("No module named 'werkzeug'", name="werkzeug")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_werkzeug)
+    assert main(["env"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "error: `bedrock-assets env` runs the embedded local stack, which needs the local-stack extra (werkzeug is "
+        "not installed): pip install 'bedrock_assets[local-stack]'"
+    ]
+
+
+def test_a_stop_says_new_work_is_held_and_resume_lets_the_pipeline_go_on(defs_folder, s3, bucket, capsys):
+    path = defs_folder("resumable")
+    assert run_cli(path) == EXIT_OK
+    capsys.readouterr()
+    assert main(["stop", path]) == EXIT_OK  # on a finished pipeline: nothing to stop, but new work is held
+    out = capsys.readouterr().out
+    assert "[resumable] stopped 0 job(s)" in out and "new work is held" in out
+    assert f"To go on later: bedrock-assets resume {path}" in out
+
+    seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=450)  # new rows: a new shard
+    assert run_cli(path) == EXIT_FAILED_ROWS
+    assert "JobStopped" in capsys.readouterr().out  # the new shard was not submitted: the pipeline is stopped
+
+    assert main(["resume", path]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "[resumable] resumed (stopped at " in out and "shard(s) queued again" in out
+    assert run_cli(path) == EXIT_OK
+    assert "450 succeeded, 0 failed" in capsys.readouterr().out

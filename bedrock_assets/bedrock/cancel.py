@@ -86,3 +86,24 @@ def stop_jobs(
         else:
             report.finished.append(attempt.shard)
     return report
+
+
+RESUMED = "queued again: the pipeline was resumed"
+
+
+def resume_shards(ledger: JobLedger, pipeline: str) -> list[str]:
+    """Queue again the shards a stop left without a job (dequeued, or not submitted while stopped); the
+    completion sensor submits them. Jobs a stop stopped keep their outcome (what they answered is merged;
+    ``resubmit_failed`` on batch_jobs makes a new attempt)."""
+    resumed = []
+    for shard, attempt in sorted(ledger.latest_by_shard(pipeline).items()):
+        if attempt.status is JobStatus.STOPPED and not attempt.job_arn:
+            try:
+                ledger.update(
+                    attempt, expect_status=(JobStatus.STOPPED,), status=JobStatus.QUEUED, queued_at=now_iso(),
+                    message=RESUMED,
+                )  # fmt: skip
+                resumed.append(shard)
+            except LedgerConflict:
+                pass
+    return resumed

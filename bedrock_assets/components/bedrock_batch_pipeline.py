@@ -46,7 +46,9 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     if automation_sensor:
         sensors.append(automation(p))
     return dg.Definitions(
-        assets=[node.build(p) for node in NODES], jobs=[*jobs.values(), stop.build(p)], sensors=sensors
+        assets=[node.build(p) for node in NODES],
+        jobs=[*jobs.values(), stop.build(p), stop.build_resume(p)],
+        sensors=sensors,
     )
 
 

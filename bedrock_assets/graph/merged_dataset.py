@@ -140,8 +140,9 @@ def waiting_for(
 
 
 def _not_complete(context: dg.AssetExecutionContext, reason: str, waiting: int | None) -> dg.AssetCheckResult:
-    """merged_dataset cannot be built yet: say why, and leave the asset unmaterialized (the run succeeds)."""
-    context.log.warning(reason)
+    """merged_dataset cannot be built yet: say why (routine progress: INFO), and leave the asset unmaterialized
+    (the run succeeds)."""
+    context.log.info(reason)
     return dg.AssetCheckResult(
         check_name=COMPLETE_CHECK,
         passed=False,
@@ -189,6 +190,7 @@ def merge_dataset(
     with its outcome from the last retry round that holds it, and how many rounds it took (``attempts``)."""
     layout, s3 = step.layout, step.s3
     totals: dict[str, int] = {}
+    failed_by_shard: dict[str, int] = {}
     rows = 0
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-dataset-") as tmp:
         retried = _final_retry_outcomes(step, retry_shards)
@@ -203,6 +205,8 @@ def merge_dataset(
                 writer.write_table(conform(merged, writer.schema, shard))
                 for code, n in outcome_counts(merged):
                     totals[code] = totals.get(code, 0) + n
+                    if code != "ok":
+                        failed_by_shard[shard] = failed_by_shard.get(shard, 0) + n
                 rows += merged.num_rows
         finally:
             if writer is not None:
@@ -220,6 +224,7 @@ def merge_dataset(
         retry_rounds=len(rounds),
         resent_in_batch_jobs=sum(s.records for r in rounds for s in r.shards if not s.on_demand),
         resent_on_demand=sum(s.records for r in rounds for s in r.shards if s.on_demand),
+        failed_by_shard=failed_by_shard,
     )
 
 
@@ -311,7 +316,10 @@ def complete_check(
             f"{dataset.failed} of {dataset.rows} rows failed ({dataset.error_rate:.1%}, "
             f"max_error_rate {max_error_rate:.1%}): {codes}"
         )
-    failed_jobs = [latest[k] for k in shards if k in latest and not latest[k].status.has_output]
+    # jobs that ended without output: those whose rows still failed in the end, and those the rounds made good
+    ended = [latest[k] for k in shards if k in latest and round_of(k) == 0 and not latest[k].status.has_output]
+    failed_jobs = [a for a in ended if dataset.failed_by_shard.get(a.shard, 0)]
+    recovered = [a for a in ended if not dataset.failed_by_shard.get(a.shard, 0)]
     return AssetCheckResult(
         check_name=COMPLETE_CHECK,
         passed=not problems,
@@ -325,7 +333,19 @@ def complete_check(
             "max_error_rate": max_error_rate,
             "errors": MetadataValue.json(dataset.errors),
             "failed_jobs": table(
-                [{"shard": a.shard, "status": a.status.value, "message": a.message or ""} for a in failed_jobs],
+                [
+                    {
+                        "shard": a.shard,
+                        "status": a.status.value,
+                        "failed_rows": dataset.failed_by_shard[a.shard],
+                        "message": a.message or "",
+                    }
+                    for a in failed_jobs
+                ],
+                ["shard", "status", "failed_rows", "message"],
+            ),
+            "failed_jobs_recovered": table(
+                [{"shard": a.shard, "status": a.status.value, "message": a.message or ""} for a in recovered],
                 ["shard", "status", "message"],
             ),
         },

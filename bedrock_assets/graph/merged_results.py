@@ -28,6 +28,7 @@ from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import MergedMark
 from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, MAX_TOKENS, RECORD_ID
+from bedrock_assets.shards import round_of
 from bedrock_assets.storage import local_copy, upload_file
 
 ROWS_CHECK = "every_input_row_once"
@@ -72,7 +73,8 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
         result = merge_results(step, finished_attempt(ledger, step.name, shard))
         merged.append(result)
         context.add_asset_metadata(result.metadata(), partition_key=shard)
-    return dg.MaterializeResult(check_results=[rows_check(merged), error_rate_check(merged, step.spec.max_error_rate)])
+    rate = error_rate_check(merged, step.spec.max_error_rate, step.spec.retry.max_rounds)
+    return dg.MaterializeResult(check_results=[rows_check(merged), rate])
 
 
 def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
@@ -139,6 +141,13 @@ class MergedShard:
     def error_rate(self) -> float:
         return (self.rows - self.succeeded) / self.rows if self.rows else 0.0
 
+    def final_error_rate(self, max_rounds: int) -> float:
+        """The share of rows that failed and that no later retry round sends again (all failed rows once the
+        shard is of the last round)."""
+        failed = self.rows - self.succeeded
+        final = failed if round_of(self.shard) >= max_rounds else failed - self.retriable
+        return final / self.rows if self.rows else 0.0
+
     @property
     def every_row_once(self) -> bool:
         return self.rows == self.input_rows == self.unique_ids
@@ -201,17 +210,18 @@ def rows_check(results: list[MergedShard]) -> AssetCheckResult:
     )
 
 
-def error_rate_check(results: list[MergedShard], max_error_rate: float) -> AssetCheckResult:
-    """``error_rate`` (warning): no shard has more failed rows than the pipeline allows."""
-    over = [m for m in results if m.error_rate > max_error_rate]
+def error_rate_check(results: list[MergedShard], max_error_rate: float, max_rounds: int = 0) -> AssetCheckResult:
+    """``error_rate`` (warning): no shard has more failed rows than the pipeline allows, counting only the rows
+    no later retry round sends again (routine errors the rounds will retry do not warn)."""
+    over = [m for m in results if m.final_error_rate(max_rounds) > max_error_rate]
     return AssetCheckResult(
         check_name=ERROR_RATE_CHECK,
         passed=not over,
         severity=AssetCheckSeverity.WARN,
         description=None
         if not over
-        else f"{len(over)} shard(s) above max_error_rate {max_error_rate:.1%}: "
-        + ", ".join(f"{m.shard} {m.error_rate:.1%}" for m in over[:5]),
+        else f"{len(over)} shard(s) above max_error_rate {max_error_rate:.1%} with rows no retry round sends again: "
+        + ", ".join(f"{m.shard} {m.final_error_rate(max_rounds):.1%}" for m in over[:5]),
         metadata={
             "max_error_rate": max_error_rate,
             "shards_over": table(

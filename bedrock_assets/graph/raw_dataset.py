@@ -23,6 +23,7 @@ from bedrock_assets.shards import (
     RetryState,
     ShardIndex,
     ShardParts,
+    load_retry_state,
     load_shard_index_if_any,
     round_of,
     save_retry_state,
@@ -66,8 +67,8 @@ def materialize(context: dg.AssetExecutionContext, step: Step) -> Iterator[dg.Ma
         return
     index = prepare_dataset(step, log=context.log.debug, source_uri=source_uri)
     same_shards = previous is not None and previous.same_shards(index)
-    if not same_shards:  # retry rounds were cut from shards that no longer exist as they were
-        save_retry_state(step, RetryState())
+    if not same_shards:  # retry rounds were cut from shards that no longer exist as they were; a stop holds
+        save_retry_state(step, RetryState(stopped_at=load_retry_state(step).stopped_at))
     stale = register_shards(context.instance, step.keys.partitions, index.keys, keep_retry_shards=same_shards)
     context.log.info(f"{index.rows} rows in {len(index.shards)} shards ({index.rejected} rejected before submission)")
     plan = PipelinePlan.of(step, index)

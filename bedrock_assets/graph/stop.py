@@ -1,6 +1,7 @@
-"""A pipeline's ``__stop`` job: stop every job in flight, dequeue queued shards, start no further retry round.
+"""A pipeline's ``__stop`` job: stop every job in flight, dequeue queued shards, start no further retry round;
+and its ``__resume`` job, the way back: queue the dequeued shards again and allow retry rounds.
 
-The work is ``bedrock.cancel.stop_jobs``; the stop is recorded as an observation on merged_dataset.
+The work is ``bedrock.cancel``; each is recorded as an observation on merged_dataset.
 """
 
 import dagster as dg
@@ -12,7 +13,9 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.keys import stage_tags
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.pipeline import Pipeline
-from bedrock_assets.shards import mark_stopped
+from bedrock_assets.shards import mark_resumed, mark_stopped
+
+HELD = "new work is held: no job is created and no retry round starts until the pipeline is resumed"
 
 
 class StopConfig(dg.Config):
@@ -38,19 +41,21 @@ def build(p: Pipeline) -> dg.JobDefinition:
         bedrock_ledger: JobLedgerResource,
     ) -> str:
         report = cancel.stop_jobs(bedrock, bedrock_ledger.get_ledger(), p.name, config.shards or None, CallCounter())
+        line = report.line(p.name)
         if not config.shards:
             mark_stopped(p.step(s3, bedrock))
-        context.log.info(report.line(p.name))
+            line += f"; {HELD} (bedrock-assets resume, or the {p.keys.job('resume')} job)"
+        context.log.info(line)
         context.instance.report_runless_asset_event(
             dg.AssetObservation(
                 p.keys.merged_dataset,
                 metadata={
-                    "stopped": report.line(p.name),
+                    "stopped": line,
                     "stopped_shards": dg.MetadataValue.json(report.stopped + report.dequeued),
                 },
             )
         )
-        return report.line(p.name)
+        return line
 
     @dg.job(
         name=p.keys.job("stop"),
@@ -62,3 +67,39 @@ def build(p: Pipeline) -> dg.JobDefinition:
         stop_jobs()
 
     return stop
+
+
+def resume_op_name(p: Pipeline) -> str:
+    return f"{p.name}__resume_jobs"
+
+
+def build_resume(p: Pipeline) -> dg.JobDefinition:
+    @dg.op(name=resume_op_name(p), description=f"Resumes {p.name!r} after a stop")
+    def resume_jobs(
+        context: dg.OpExecutionContext, s3: S3Resource, bedrock: BedrockBatchResource, bedrock_ledger: JobLedgerResource
+    ) -> str:
+        stopped_at = mark_resumed(p.step(s3, bedrock))
+        queued = cancel.resume_shards(bedrock_ledger.get_ledger(), p.name)
+        line = (
+            f"[{p.name}] resumed"
+            + (f" (stopped at {stopped_at})" if stopped_at else " (it was not stopped)")
+            + f": {len(queued)} shard(s) queued again, retry rounds allowed; jobs that were stopped keep their "
+            "outcome (resubmit_failed on batch_jobs makes a new attempt)"
+        )
+        context.log.info(line)
+        context.instance.report_runless_asset_event(
+            dg.AssetObservation(
+                p.keys.merged_dataset, metadata={"resumed": line, "resumed_shards": dg.MetadataValue.json(queued)}
+            )
+        )
+        return line
+
+    @dg.job(
+        name=p.keys.job("resume"),
+        tags=stage_tags(p.name, "resume"),
+        description=f"{p.name}: after a stop, queue the dequeued shards again and allow retry rounds",
+    )
+    def resume() -> None:
+        resume_jobs()
+
+    return resume

@@ -101,3 +101,23 @@ def test_a_source_regenerated_with_a_nullable_column_merges_with_the_parts_of_th
     put(source.set_column(source.schema.get_field_index("source"), "source", edited))  # nullable now
     again = run(defs, spec, instance)  # the edited shard is merged again, next to the other's part
     assert (again.rows, again.succeeded) == (300, 300)
+
+
+def test_the_complete_check_names_failed_jobs_by_their_final_outcome_and_keeps_the_recovered_apart():
+    from bedrock_assets.bedrock.job_status import JobStatus
+    from bedrock_assets.graph.merged_dataset import complete_check
+    from bedrock_assets.report import MergedDataset
+    from bedrock_assets_tests.helpers import job
+
+    latest = {
+        "s00000": job("s00000", JobStatus.FAILED, "Internal error"),  # its rows all succeeded in round 1
+        "s00001": job("s00001", JobStatus.EXPIRED),  # 3 of its rows are still failed
+        "s00002": job("s00002", JobStatus.COMPLETED),
+        "r1-00000": job("r1-00000", JobStatus.COMPLETED),
+    }
+    dataset = MergedDataset(300, 297, {"JobExpired": 3}, 3, "s3://b/d", failed_by_shard={"s00001": 3})
+    check = complete_check(dataset, 300, 0.05, latest, list(latest))
+    assert check.passed
+    failed = check.metadata["failed_jobs"].value.records
+    assert [(r.data["shard"], r.data["failed_rows"]) for r in failed] == [("s00001", 3)]
+    assert [r.data["shard"] for r in check.metadata["failed_jobs_recovered"].value.records] == ["s00000"]

@@ -54,3 +54,19 @@ def test_submit_failed_shard_rows_say_so_with_bedrocks_message():
     )
     assert merged.column("error_code").to_pylist() == ["JobSubmitFailed"] * 2
     assert merged.column("error_message")[0].as_py() == "batch job SubmitFailed: ValidationException: bad input"
+
+
+def test_the_error_rate_check_warns_only_on_rows_no_later_retry_round_sends_again():
+    from bedrock_assets.graph.merged_results import MergedShard, error_rate_check
+
+    def merged(shard: str, succeeded: int, retriable: int) -> MergedShard:
+        return MergedShard(
+            shard, job(shard, JobStatus.COMPLETED), 100, 100, 100, succeeded, {"429": 100 - succeeded}, retriable, ""
+        )
+
+    throttled = merged("s00000", 90, 10)  # 10 throttled rows: round 1 sends them again
+    assert error_rate_check([throttled], 0.0, max_rounds=2).passed
+    assert not error_rate_check([throttled], 0.0, max_rounds=0).passed  # no round will
+    last = merged("r2-00000", 90, 10)  # a shard of the last round: what failed stays failed
+    check = error_rate_check([last], 0.05, max_rounds=2)
+    assert not check.passed and "r2-00000 10.0%" in check.description

@@ -63,20 +63,24 @@ class MergedMark:
 
 
 def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, MergedMark]:
-    """Shard -> its latest merged_results materialization's mark (two queries)."""
-    ids = instance.get_latest_storage_id_by_partition(merged_results, DagsterEventType.ASSET_MATERIALIZATION)
-    if not ids:
-        return {}
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids)
-    ).records
-    marks = {}
-    for record in records:
-        meta = record.asset_materialization.metadata if record.asset_materialization else {}
-        mark = MergedMark.from_metadata(meta)
-        if record.partition_key and mark is not None:
-            marks[record.partition_key] = mark
-    return marks
+    """Shard -> the mark of its latest merge: a merged_results materialization, or the observation that a
+    shard whose job gave no output gets instead (four queries; the later event of a shard wins)."""
+    found: dict[str, tuple[int, MergedMark]] = {}
+    for kind, fetch in (
+        (DagsterEventType.ASSET_MATERIALIZATION, instance.fetch_materializations),
+        (DagsterEventType.ASSET_OBSERVATION, instance.fetch_observations),
+    ):
+        ids = instance.get_latest_storage_id_by_partition(merged_results, kind)
+        if not ids:
+            continue
+        records = fetch(AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids))
+        for record in records.records:
+            event = record.asset_materialization or record.asset_observation
+            mark = MergedMark.from_metadata(event.metadata if event else {})
+            key = record.partition_key
+            if key and mark is not None and record.storage_id > found.get(key, (-1, mark))[0]:
+                found[key] = (record.storage_id, mark)
+    return {k: mark for k, (_, mark) in found.items()}
 
 
 def merged_jobs(marks: Mapping[str, MergedMark]) -> dict[str, str]:

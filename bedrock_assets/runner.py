@@ -28,6 +28,8 @@ from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.chain import upstream_key
 from bedrock_assets.errors import hint, is_transient
 from bedrock_assets.graph.job_completion import contiguous_groups
+from bedrock_assets.graph.merged_dataset import FAILED_ROWS
+from bedrock_assets.graph.merged_results import NO_OUTPUT
 from bedrock_assets.interrupts import StopRequest
 from bedrock_assets.keys import STAGES, TAG_JOB_STATUS, TAG_OWNER, TAG_STAGE, PipelineKeys, partition_tags, stage_tags
 from bedrock_assets.ledger import JobAttempt
@@ -224,6 +226,16 @@ def _step_failure(event: Any) -> str:
     return f"{event.step_key}: {message}" + (f" ({what_to_do})" if what_to_do else "")
 
 
+OUTCOME_FAILURES = (NO_OUTPUT, FAILED_ROWS)
+
+
+def _reports_an_outcome(event: Any) -> bool:
+    """A step that failed on purpose to show an outcome red (a job without output, failed rows beyond
+    max_error_rate) after recording everything: the pipeline goes on."""
+    data = event.step_failure_data.user_failure_data
+    return data is not None and any(key in data.metadata for key in OUTCOME_FAILURES)
+
+
 def execute_stage(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -246,8 +258,11 @@ def execute_stage(
         partition_key=shards[0] if len(shards) == 1 else None,
         asset_selection=list(assets) if assets else None,
     )
+    failed_steps = [e for e in result.all_events if e.is_step_failure]
+    if not result.success and failed_steps and all(_reports_an_outcome(e) for e in failed_steps):
+        return result  # the run is red in Dagster, as it should be; its outcome is in the rows and the summary
     if not result.success:
-        failures = [_step_failure(e) for e in result.all_events if e.is_step_failure]
+        failures = [_step_failure(e) for e in failed_steps]
         raise PipelineRunError(
             f"{pipeline}: {stage} run {result.run_id} failed: " + ("; ".join(failures) or "see the run's logs")
         )

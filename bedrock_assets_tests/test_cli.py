@@ -281,3 +281,53 @@ def test_a_stop_says_new_work_is_held_and_resume_lets_the_pipeline_go_on(defs_fo
     assert "[resumable] resumed (stopped at " in out and "shard(s) queued again" in out
     assert run_cli(path) == EXIT_OK
     assert "450 succeeded, 0 failed" in capsys.readouterr().out
+
+
+CODE_LOCATION = """
+from pathlib import Path
+
+import dagster as dg
+
+from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
+from bedrock_assets.components.loading import load_pipelines
+from bedrock_assets.resources import bedrock_resources
+
+specs = load_pipelines(Path({path!r}))
+defs = dg.Definitions.merge(*(build_pipeline_defs(s) for s in specs), dg.Definitions(resources=bedrock_resources()))
+"""
+
+PARTITIONS = """
+query ($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetPartitionStatuses { ... on DefaultPartitionStatuses { materializedPartitions failedPartitions } }
+    }
+  }
+}
+"""
+
+RUNS = "{ runsOrError { ... on Runs { results { jobName status } } } }"
+
+
+@pytest.mark.subprocess
+def test_a_failed_job_is_red_where_dagster_users_look(defs_folder, stack, dagster_home, tmp_path, capsys):
+    from dagster import DagsterInstance
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    stack.configure(fail_jobs_matching="redjob-s00001-")
+    path = defs_folder("redjob", retry=NO_RECOURSE)
+    assert run_cli(path) == EXIT_FAILED_ROWS  # the headless run goes on to the end, as before
+    assert "'JobFailed': 1" in capsys.readouterr().out
+    code = tmp_path / "code_location.py"
+    code.write_text(CODE_LOCATION.format(path=path))
+    with DagsterInstance.get() as instance, define_out_of_process_context(str(code), "defs", instance) as context:
+        statuses = {}
+        for node in ("batch_job_outputs", "merged_results"):
+            result = execute_dagster_graphql(context, PARTITIONS, {"key": {"path": ["redjob", node]}})
+            statuses[node] = result.data["assetNodeOrError"]["assetPartitionStatuses"]
+        runs = execute_dagster_graphql(context, RUNS).data["runsOrError"]["results"]
+    # the shard whose job failed is Failed in the partition views; the other is materialized
+    assert statuses["merged_results"] == {"materializedPartitions": ["s00000"], "failedPartitions": ["s00001"]}
+    failed = sorted({r["jobName"] for r in runs if r["status"] == "FAILURE"})
+    assert failed == ["redjob__merge", "redjob__publish"]  # the merge of that shard, and the dataset over the limit
+    assert {r["status"] for r in runs if r["jobName"] == "redjob__submit"} == {"SUCCESS"}

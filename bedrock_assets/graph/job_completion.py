@@ -28,15 +28,18 @@ from bedrock_assets.keys import TAG_JOB_STATUS, TAG_RENEW, partition_tags, stage
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import (
+    MergedMark,
     PipelineStatus,
     RoundProgress,
     RunHolds,
+    jobs_digest,
     latest_merges,
     merged_jobs,
     retry_due,
     run_holds,
     unmerged,
 )
+from bedrock_assets.report import JOBS_DIGEST
 from bedrock_assets.shards import load_retry_state, span
 
 COMPLETION_INTERVAL_SECONDS = 30
@@ -111,19 +114,37 @@ def completion_tick(
         stale,
     )
     requests = _stage_requests(step, decision, shards, holds)
-    if retry_due(step, progress := RoundProgress.of(shards, polled.latest, marks)):
-        requests.append(
-            dg.RunRequest(
-                run_key=f"retry:r{progress.round + 1}:{progress.basis}",
-                job_name=keys.job("retry"),
-                tags=stage_tags(step.name, "retry"),
-            )
-        )
     status = PipelineStatus.of(shards, polled.latest, merged)
+    requests += _next_step(step, instance, shards, polled.latest, marks, status)
     if log is not None:
         log.debug(status.line(step.name))
     events, next_cursor = _observations(step, polled, status, TickCursor.parse(cursor))
     return dg.SensorResult(run_requests=requests, asset_events=events, cursor=next_cursor.dump())
+
+
+def _next_step(
+    step: Step,
+    instance: dg.DagsterInstance,
+    shards: Sequence[str],
+    latest: Mapping[str, JobAttempt],
+    marks: Mapping[str, MergedMark],
+    status: PipelineStatus,
+) -> list[dg.RunRequest]:
+    """Once every shard is merged: the next retry round if one is due, else merged_dataset if it was not built
+    from these jobs yet (each once per set of jobs: the run key)."""
+    if not status.all_merged:
+        return []
+    keys = step.keys
+    if retry_due(step, progress := RoundProgress.of(shards, latest, marks)):
+        run_key, stage = f"retry:r{progress.round + 1}:{progress.basis}", "retry"
+    else:
+        digest = jobs_digest(shards, latest)
+        record = instance.get_latest_materialization_event(keys.merged_dataset)
+        built = record.asset_materialization.metadata if record and record.asset_materialization else {}
+        if JOBS_DIGEST in built and built[JOBS_DIGEST].value == digest:
+            return []
+        run_key, stage = f"publish:{digest}", "publish"
+    return [dg.RunRequest(run_key=run_key, job_name=keys.job(stage), tags=stage_tags(step.name, stage))]
 
 
 def _budget(step: Step, polled: "Poll") -> Budget | None:

@@ -1,7 +1,8 @@
 """merged_dataset: every first-pass shard, one at a time, each record with its final outcome after the retry rounds.
 
-Published once every shard and retry round is merged (until then the ``complete`` check warns why
-and nothing is materialized); its materialization is the pipeline's report (``report.PipelineReport``):
+Published once every shard and retry round is merged: the completion sensor requests it then (a run
+started earlier by hand says why not in its ``complete`` check and materializes nothing); its
+materialization is the pipeline's report (``report.PipelineReport``):
 rows and outcomes, retries, tokens, the bill, and which job of every shard it was built from.
 ``read_merged_dataset`` reads it back as a DataFrame.
 """
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     import pandas
 
 COMPLETE_CHECK = "complete"
+FAILED_ROWS = (
+    "bedrock_assets/failed_rows"  # on the step's failure: the dataset was published, its complete check failed
+)
 ATTEMPTS = "attempts"  # how many rounds (first pass + retry rounds) sent the record to Bedrock
 
 
@@ -64,8 +68,7 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
         p.keys.merged_dataset,
         deps=[p.keys.merged_results],
         kinds={"parquet", "s3"},
-        automation_condition=dg.AutomationCondition.eager(),
-        output_required=False,
+        output_required=False,  # requested by the completion sensor once every shard and retry round is merged
         check_specs=[
             dg.AssetCheckSpec(
                 COMPLETE_CHECK,
@@ -112,10 +115,12 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
     retry_keys = [k for r in state.rounds for k in r.keys if k in partitions]
     dataset = merge_dataset(step, index.keys, retry_keys, state.rounds)
     check = complete_check(dataset, index.rows, step.spec.max_error_rate, latest, partitions)
-    if not check.passed:
-        context.log.warning(f"{step.name}: {check.description}")
     report = pipeline_report(step, ledger, index, dataset, {k: latest[k] for k in partitions})
     yield dg.MaterializeResult(metadata=report.metadata(), check_results=[check])
+    if not check.passed:  # published, and red: a result that did not fully succeed never looks green
+        raise dg.Failure(
+            f"{step.name}: {check.description}", metadata={FAILED_ROWS: dataset.failed}, allow_retries=False
+        )
 
 
 def waiting_for(

@@ -3,6 +3,12 @@
 A shard's materialization carries its merge mark (``progress.MergedMark``: the job attempt it
 merged and how many rows could be retried), from which the completion sensor, the retry rounds and
 merged_dataset know what is merged.
+
+A shard whose job ended without output (Failed, Expired, Stopped, or never created) is merged too,
+every row an error, but not materialized: its mark goes on an observation, and the step fails once
+the range is merged. So the shard shows Failed in Dagster's partition views, its run is red in the
+Runs page, and the other shards of the range are materialized as usual (``NO_OUTPUT`` names the
+failed ones on the failure, for the headless runner).
 """
 
 import json
@@ -33,6 +39,7 @@ from bedrock_assets.storage import local_copy, upload_file
 
 ROWS_CHECK = "every_input_row_once"
 ERROR_RATE_CHECK = "error_rate"
+NO_OUTPUT = "bedrock_assets/jobs_without_output"  # on the step's failure: the shards whose job gave no output
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
@@ -53,7 +60,9 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
                 description="no shard has more failed rows than max_error_rate allows",
             ),
         ],
-        description="Left join of outputs onto the shard's input rows: every row once, with output or error.",
+        description="Left join of outputs onto the shard's input rows: every row once, with output or error "
+        "(a shard whose job ended without output fails, its rows merged as errors).",
+        output_required=False,
     )
     @final_unless_transient
     def merged_results(
@@ -61,20 +70,33 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
         s3: S3Resource,
         bedrock: BedrockBatchResource,
         bedrock_ledger: JobLedgerResource,
-    ) -> dg.MaterializeResult:
-        return materialize(context, p.step(s3, bedrock), bedrock_ledger.get_ledger())
+    ) -> Iterator[Any]:
+        yield from materialize(context, p.step(s3, bedrock), bedrock_ledger.get_ledger())
 
     return merged_results
 
 
-def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger) -> dg.MaterializeResult:
+def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger) -> Iterator[Any]:
+    """Merge every shard of the range; materialize those whose job gave output, observe the others, then fail
+    if there were any (see the module's docstring)."""
     merged = []
     for shard in context.partition_keys:
         result = merge_results(step, finished_attempt(ledger, step.name, shard))
         merged.append(result)
-        context.add_asset_metadata(result.metadata(), partition_key=shard)
-    rate = error_rate_check(merged, step.spec.max_error_rate, step.spec.retry.max_rounds)
-    return dg.MaterializeResult(check_results=[rows_check(merged), rate])
+        event = dg.AssetMaterialization if result.job.status.has_output else dg.AssetObservation
+        context.log_event(event(step.keys.merged_results, partition=shard, metadata=result.metadata()))
+    yield rows_check(merged)
+    yield error_rate_check(merged, step.spec.max_error_rate, step.spec.retry.max_rounds)
+    failed = [m.job for m in merged if not m.job.status.has_output]
+    if failed:
+        raise dg.Failure(
+            "; ".join(
+                f"{a.shard}: batch job {a.status.value}" + (f" ({a.message})" if a.message else "") for a in failed
+            )
+            + ": its rows are merged as errors (the retry rounds send the retriable ones again)",
+            metadata={NO_OUTPUT: ",".join(a.shard for a in failed)},
+            allow_retries=False,
+        )
 
 
 def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:

@@ -130,6 +130,9 @@ def test_finished_jobs_are_requested_until_merged_with_a_stable_run_key(make_pip
     assert again.run_key == finished.run_key  # the daemon launches a run key once
 
     execute_stage(defs, instance, spec.name, "merge", shards)
+    (publish,) = tick(defs, spec, instance).run_requests  # every shard merged, no round due: the dataset, from the tick
+    assert publish.job_name == "ticks__publish" and publish.run_key.startswith("publish:")
+    execute_stage(defs, instance, spec.name, "publish")
     quiet = tick(defs, spec, instance)
     assert quiet.run_requests == []
     assert (

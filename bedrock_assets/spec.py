@@ -6,6 +6,7 @@ Every field is validated when the component loads; an error names the file and t
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from pathlib import Path
@@ -15,7 +16,9 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, check_tag, validate_job_name
+from bedrock_assets.bedrock.prices import listed_models
 from bedrock_assets.bedrock.quotas import BatchQuotas, quotas_for
 from bedrock_assets.models import InferenceSettings, ModelAdapter, PromptSettings, adapter_for
 from bedrock_assets.output_schema import OutputSchema, SchemaError
@@ -87,6 +90,27 @@ class ModelSpec(_Strict):
     invocation_type: Literal["InvokeModel", "Converse"] = Field(
         default="InvokeModel", description="Converse: Converse-shaped bodies (Claude, Nova, Llama, Mistral)"
     )
+    unlisted: bool = Field(
+        default=False,
+        description="true: a model this package does not list yet (price from price_overrides, quotas from "
+        "quota_overrides); otherwise an id outside the list is refused with the nearest listed ones",
+    )
+
+    @model_validator(mode="after")
+    def _listed(self) -> ModelSpec:
+        if self.unlisted or ":custom-model/" in self.id or ":provisioned-model/" in self.id:
+            return self
+        listed = listed_models()
+        base = model_key(self.id)
+        if base in listed:
+            return self
+        prefix = self.id[: len(self.id) - len(base)] if self.id.endswith(base) else ""
+        near = [prefix + m for m in difflib.get_close_matches(base, listed, n=3, cutoff=0.6)]
+        raise ValueError(
+            f"id: unknown model {self.id!r}"
+            + (f"; did you mean {' or '.join(repr(m) for m in near)}?" if near else "")
+            + " A model this package does not list yet: set model.unlisted: true (and its price in price_overrides)"
+        )
 
 
 class PromptSpec(_Strict):

@@ -266,9 +266,12 @@ def new_project(parent: Path) -> Path:
     return root
 
 
-def dg_command(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+def dg_command(
+    *args: str, cwd: Path = ROOT, env: dict | None = None, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """``dg`` of this virtualenv in a subprocess, with ``env`` added to this environment and ``unset`` taken out."""
     dg_exe = Path(sys.executable).parent / "dg"
-    environment = {**os.environ, "VIRTUAL_ENV": sys.prefix, **(env or {})}
+    environment = {k: v for k, v in os.environ.items() if k not in unset} | {"VIRTUAL_ENV": sys.prefix, **(env or {})}
     return subprocess.run([str(dg_exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180)
 
 

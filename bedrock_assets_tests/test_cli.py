@@ -113,9 +113,9 @@ def test_plan_equals_a_hand_computation_and_writes_nothing(defs_folder, s3, buck
 
 
 def test_plan_says_cost_unknown_for_a_model_without_a_price(defs_folder, capsys):
-    path = defs_folder("unpriced", model="anthropic.claude-not-in-the-price-table-v1:0")
+    path = defs_folder("unpriced", model="mistral.mistral-large-2407-v1:0")  # a batch model without a price here
     assert main(["plan", path]) == EXIT_OK
-    assert "cost unknown: no price for anthropic.claude-not-in-the-price-table-v1:0" in capsys.readouterr().out
+    assert "cost unknown: no price for mistral.mistral-large-2407-v1:0" in capsys.readouterr().out
 
 
 def test_a_budget_smaller_than_the_second_shards_estimate_holds_it_until_it_is_raised(

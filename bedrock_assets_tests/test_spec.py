@@ -161,3 +161,17 @@ LABELS = {"type": "object", "properties": {"label": {"type": "string"}}}
 )
 def test_what_structured_outputs_or_the_model_cannot_take_is_refused_at_load(tmp_path, overrides, message):
     assert re.search(message, spec_error(tmp_path, **overrides))
+
+
+def test_an_unknown_model_id_is_refused_with_the_nearest_listed_ones_unless_marked_unlisted():
+    from bedrock_assets.spec import SpecError
+
+    typo = pipeline_dict("typo", "bkt", model="us.anthropic.claude-3-haiku-20240307-v1:9")
+    with pytest.raises(SpecError) as refused:
+        one_spec(typo)
+    message = str(refused.value)
+    assert "attributes.model: id: unknown model 'us.anthropic.claude-3-haiku-20240307-v1:9'; did you mean " in message
+    assert "'us.anthropic.claude-3-haiku-20240307-v1:0'" in message and "model.unlisted: true" in message
+    newer = pipeline_dict("newer", "bkt", model="anthropic.claude-9-v1:0")
+    newer["model"]["unlisted"] = True
+    assert one_spec(newer).model.id == "anthropic.claude-9-v1:0"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from bedrock_assets.bedrock.model_ids import model_key
+from bedrock_assets.bedrock.model_ids import LISTED_WITHOUT_PRICE, model_key
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 OVERRIDE_KEYS = ("on_demand_input", "on_demand_output", "batch_input", "batch_output")
@@ -57,6 +57,11 @@ class ModelPrice:
 @functools.cache
 def _table() -> dict:
     return json.loads(PRICES_FILE.read_text())
+
+
+def listed_models() -> list[str]:
+    """The base model ids this package knows: the price table's, and the batch models it has no price for."""
+    return sorted(set(_table()["models"]) | LISTED_WITHOUT_PRICE)
 
 
 def price_for(model_id: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> ModelPrice | None:

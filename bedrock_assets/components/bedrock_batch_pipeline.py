@@ -8,6 +8,8 @@ definition, checks and work); this file puts them together with the stage jobs a
                                -> retry_rounds (registers retry shards r1-00000... of the same shard assets)
 """
 
+import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -123,7 +125,10 @@ class BedrockBatchPipeline(dg.Component, dg.Resolvable, PipelineSpec):
         cls, raw: dict[str, Any], folder: Path, resolution: dg.ResolutionContext | None = None
     ) -> "BedrockBatchPipeline":
         """The pipeline a defs.yaml in ``folder`` describes: templates rendered, then fully validated."""
-        raw = _render_templates(raw, (resolution or dg.ResolutionContext.default()).at_path("attributes"))
+        try:
+            raw = _render_templates(raw, (resolution or dg.ResolutionContext.default()).at_path("attributes"))
+        except TemplateError as e:
+            raise SpecError(f"{defs_yaml(folder)}: {e}") from None
         raw.setdefault("name", folder.name)
         return parse_pipeline(raw, origin=str(defs_yaml(folder)), base_dir=folder, spec_class=cls)
 
@@ -138,6 +143,30 @@ def defs_yaml(folder: Path) -> Path:
     return folder
 
 
+class TemplateError(ValueError):
+    """A ``{{ env.X }}`` the pipeline cannot take: an unset variable, or one that holds a credential."""
+
+
+_ENV_REFERENCE = re.compile(r"\benv\.([A-Za-z_][A-Za-z0-9_]*)")
+# names that mark a credential: rendered, it would go into prompts, tags, S3 objects and Bedrock job tags
+_CREDENTIAL = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def _check_env_references(text: str, where: str) -> None:
+    """TemplateError for a ``{{ env.X }}`` whose X is unset (named at load, not at submit) or a credential."""
+    for name in _ENV_REFERENCE.findall(text):
+        if _CREDENTIAL.search(name):
+            raise TemplateError(
+                f"{where}: {{{{ env.{name} }}}} looks like a credential; no field of a pipeline needs one, and a "
+                "rendered value would be written into prompts, tags and S3 objects: use another variable"
+            )
+        if name not in os.environ:
+            raise TemplateError(
+                f"{where}: {{{{ env.{name} }}}} names an environment variable that is not set: set {name} "
+                f"(export {name}=...) or write the value in the defs.yaml"
+            )
+
+
 def _render_templates(value: Any, context: Any) -> Any:
     """Render ``{{ ... }}`` templates in text fields; other text is kept exactly (prompts stay as written)."""
     if isinstance(value, dict):
@@ -145,6 +174,7 @@ def _render_templates(value: Any, context: Any) -> Any:
     if isinstance(value, list):
         return [_render_templates(v, context.at_path(i)) for i, v in enumerate(value)]
     if isinstance(value, str) and ("{{" in value or "{%" in value):
+        _check_env_references(value, ".".join(str(p) for p in context.path))
         rendered = context.resolve_value(value)
         return rendered if isinstance(rendered, str) or rendered is None else str(rendered)
     return value

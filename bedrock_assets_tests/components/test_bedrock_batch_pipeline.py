@@ -95,6 +95,38 @@ def test_component_in_python_equals_component_from_yaml(tmp_path):
     assert from_yaml == in_python and from_yaml.adapter().kind == "embedding"
 
 
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{{ env.NO_SUCH_ROLE_VAR }}",
+            "attributes.role_arn: {{ env.NO_SUCH_ROLE_VAR }} names an environment variable that is not set: set "
+            "NO_SUCH_ROLE_VAR (export NO_SUCH_ROLE_VAR=...) or write the value in the defs.yaml",
+        ),
+        (
+            "{{ env.AWS_SECRET_ACCESS_KEY }}",
+            "attributes.role_arn: {{ env.AWS_SECRET_ACCESS_KEY }} looks like a credential; no field of a pipeline "
+            "needs one, and a rendered value would be written into prompts, tags and S3 objects: use another variable",
+        ),
+    ],
+)
+def test_an_env_template_is_refused_at_load_when_unset_or_a_credential(tmp_path, monkeypatch, template, message):
+    from bedrock_assets.spec import SpecError
+
+    monkeypatch.delenv("NO_SUCH_ROLE_VAR", raising=False)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-rendered")
+    attributes = {
+        "source": {"uri": "s3://bkt/in.parquet"},
+        "model": {"id": "amazon.titan-embed-text-v2:0"},
+        "prompt": {"input_column": "text"},
+        "output_uri": "s3://bkt/out",
+        "role_arn": template,
+    }
+    with pytest.raises(SpecError) as refused:
+        BedrockBatchPipeline.from_attributes(attributes, tmp_path / "embed_docs")
+    assert str(refused.value) == f"{tmp_path / 'embed_docs'}: {message}"
+
+
 def test_dg_check_and_list_defs_see_the_sample_pipelines(dg_command):
     check = dg_command("check", "defs")
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]

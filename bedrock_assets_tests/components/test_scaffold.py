@@ -25,8 +25,11 @@ def test_scaffold_writes_a_defs_yaml_to_fill_in_and_the_resources_once(tmp_path,
     assert first["attributes"]["output_uri"] == "s3://my-bucket/bedrock/first-pipe"
     assert first["attributes"]["prompt"]["template"] == "Answer briefly: {question}"
     assert sorted(p.name for p in defs_dir.glob("*.py")) == ["__init__.py", "bedrock_resources.py"]  # once
-    check = dg_command("check", "defs", cwd=project)
+    check = dg_command("check", "defs", cwd=project, env={"BEDROCK_ROLE_ARN": ROLE})
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    missing = dg_command("check", "defs", cwd=project, unset=("BEDROCK_ROLE_ARN",))  # named at load, not at submit
+    assert missing.returncode == 1
+    assert "{{ env.BEDROCK_ROLE_ARN }} names an environment variable that is not set" in missing.stdout + missing.stderr
 
 
 def test_a_scaffolded_pipeline_filled_in_runs_on_the_local_stack(tmp_path, stack, s3, bucket, monkeypatch, dg_command):

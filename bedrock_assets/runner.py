@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,15 @@ class RunInterrupted(PipelineRunError):
 
 class _StopHere(BaseException):
     """Raised before a stage run would start once a stop was requested."""
+
+
+def counted(counts: Mapping[str, int]) -> str:
+    """``{'Completed': 3, 'Failed': 1}`` as prose, largest first: ``3 Completed, 1 Failed``."""
+    return ", ".join(f"{n:,} {name}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -175,20 +184,27 @@ class RunSummary:
             if d.retry_rounds
             else []
         )
+        ended = [j for j in report.jobs if j.get("message")]  # jobs that ended without output, and why
+        reasons = [f"  {j['shard']} {j['status']}: {j['message']}" for j in ended[:3]]
+        if len(ended) > 3:
+            reasons.append(f"  and {len(ended) - 3} more jobs without output (see merged_dataset's jobs table)")
         return [
-            f"pipeline {self.pipeline}: {d.rows} rows -> {d.succeeded} succeeded, {d.failed} failed"
-            + (f" {d.errors}" if d.errors else "")
-            + f" ({verdict})",
+            f"pipeline {self.pipeline}: {d.rows:,} rows -> {d.succeeded:,} succeeded, {d.failed:,} failed"
+            + (f" ({counted(d.errors)})" if d.errors else "")
+            + f"; {verdict}",
             f"  merged results: {d.uri}",
-            f"  shards: {self.shards}; jobs: {self.job_statuses}",
+            f"  shards: {self.shards}; jobs: {counted(self.job_statuses)}",
+            *reasons,
             *retries,
-            f"  tokens: {report.input_tokens} in / {report.output_tokens} out",
+            f"  tokens: {report.input_tokens:,} in, {report.output_tokens:,} out",
             f"  cost: {usd(cost.total)} (batch {usd(cost.batch)}, on demand {usd(cost.on_demand)}); planned "
             f"{usd(report.planned_expected)} expected, {usd(report.planned_worst)} at most" + self._overrun()
             if cost.total is not None
             else "  cost unknown: no price for this model (set price_overrides on the bedrock resource)",
-            f"  {self.runs_launched} runs, {self.sensor_ticks} sensor ticks, {sum(calls.values())} Bedrock "
-            f"calls {calls}, {self.seconds:.1f} s",
+            f"  {plural(self.runs_launched, 'stage run')}, {plural(self.sensor_ticks, 'sensor tick')}, "
+            f"{plural(sum(calls.values()), 'Bedrock control-plane call')}"
+            + (f" ({counted(calls)})" if calls else "")
+            + f"; {self.seconds:.1f} s in all",
         ]
 
 

@@ -336,3 +336,14 @@ def test_the_stop_message_names_running_jobs_apart_from_shards_that_have_none():
     )
     done = {"s00003": attempts["s00003"]}
     assert in_bedrock([PipelineState(PipelineStatus.of(["s00003"], done, {}), done, True)]) == "no job is still running"
+
+
+def test_summaries_count_in_prose_not_dict_reprs():
+    from bedrock_assets.runner import counted, plural
+
+    assert counted({"Failed": 1, "Completed": 3, "Expired": 1}) == "3 Completed, 1 Expired, 1 Failed"
+    assert (plural(1, "sensor tick"), plural(2, "sensor tick"), plural(1200, "run")) == (
+        "1 sensor tick",
+        "2 sensor ticks",
+        "1,200 runs",
+    )

@@ -469,6 +469,9 @@ def test_a_missing_role_is_a_submit_failure_with_its_reason_and_a_rerun_after_th
     assert summary.failed == 150 and summary.errors == {"JobSubmitFailed": 150}
     (only,) = ledger_of(defs).latest_by_shard("norole").values()
     assert only.status is JobStatus.SUBMIT_FAILED and only.message.startswith("not submitted: no role_arn")
+    assert "  s00000 SubmitFailed: not submitted: no role_arn: set it in the pipeline's defs.yaml" in "\n".join(
+        summary.lines()
+    )  # the summary says why
 
     from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
 

@@ -56,6 +56,7 @@ class LocalStackApp:
             moto_app = DomainDispatcherApplication(create_backend_app)
         self.emulator = emulator
         self.moto_app = moto_app
+        self.writes = 0  # requests to moto that may change S3 or DynamoDB (what the persister watches)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -66,6 +67,8 @@ class LocalStackApp:
             return self._bedrock(Request(environ), region)(environ, start_response)
         if service == "bedrock" and path.startswith(RUNTIME_PATH):
             return self._runtime(Request(environ))(environ, start_response)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            self.writes += 1
         return self.moto_app(environ, start_response)
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import signal
 import threading
@@ -21,6 +22,7 @@ from .jobs import BatchJobEmulator
 
 JOBS_FILE = "bedrock_jobs.json"
 SNAPSHOT_DIR = "snapshot"
+PERSIST_SECONDS = 2.0
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -35,7 +37,9 @@ class LocalStack:
     """moto (S3, DynamoDB, ...) plus the Bedrock batch-job and runtime emulators behind one HTTP endpoint.
 
     Runs a threaded werkzeug server in a daemon thread. With ``state_dir`` the job table is
-    persisted continuously and S3/DynamoDB are snapshotted on ``stop()`` and restored on ``start()``.
+    persisted at every change, S3/DynamoDB are snapshotted every ``PERSIST_SECONDS`` after a write
+    (objects unchanged since the last snapshot are linked, not copied) and on ``stop()``, and restored
+    on ``start()``: a stack killed with SIGKILL loses at most the last few seconds of writes.
     Note: moto keeps its data in process-global backends, so stacks in one process share S3/DynamoDB.
     """
 
@@ -67,6 +71,9 @@ class LocalStack:
         self._session_lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._thread: threading.Thread | None = None
+        self._app: LocalStackApp | None = None
+        self._persisting = threading.Event()
+        self._persister: threading.Thread | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -76,7 +83,7 @@ class LocalStack:
             return self
         if self.state_dir:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-        app = LocalStackApp(self.emulator)
+        app = self._app = LocalStackApp(self.emulator)
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-stack", daemon=True)
@@ -84,13 +91,30 @@ class LocalStack:
         self.emulator.s3 = self.client("s3")
         if self.state_dir:
             restore_snapshot(self, self.state_dir / SNAPSHOT_DIR)
+            self._persisting.clear()
+            self._persister = threading.Thread(target=self._persist, name="local-stack-persist", daemon=True)
+            self._persister.start()
         return self
+
+    def _persist(self) -> None:
+        """Snapshot S3 and DynamoDB every PERSIST_SECONDS in which something was written."""
+        assert self._app is not None and self.state_dir is not None
+        saved = self._app.writes
+        while not self._persisting.wait(PERSIST_SECONDS):
+            writes = self._app.writes
+            if writes != saved:
+                save_snapshot(self, self.state_dir / SNAPSHOT_DIR)
+                saved = writes
 
     def stop(self) -> None:
         """Snapshot S3/DynamoDB into ``state_dir`` (if set) and shut the server down."""
         if self._server is None:
             return
         try:
+            if self._persister is not None:
+                self._persisting.set()
+                self._persister.join(timeout=60)
+                self._persister = None
             if self.state_dir:
                 save_snapshot(self, self.state_dir / SNAPSHOT_DIR)
         finally:
@@ -173,14 +197,20 @@ def save_snapshot(stack: LocalStack, target: Path) -> None:
     shutil.rmtree(new, ignore_errors=True)
     (new / "objects").mkdir(parents=True)
     s3, ddb = stack.client("s3"), stack.client("dynamodb")
+    kept = _saved_objects(target)
 
-    def download(bucket: str, key: str, fname: str) -> dict:
+    def download(bucket: str, key: str, etag: str, fname: str) -> dict:
+        same = kept.get((bucket, key))
+        if same is not None and same.get("etag") == etag:  # unchanged since the last snapshot: linked
+            os.link(target / "objects" / same["file"], new / "objects" / fname)
+            return {**same, "file": fname}
         resp = s3.get_object(Bucket=bucket, Key=key)
         with open(new / "objects" / fname, "wb") as fh:
             shutil.copyfileobj(resp["Body"], fh, 1 << 20)
         return {
             "key": key,
             "file": fname,
+            "etag": resp.get("ETag", etag),
             "content_type": resp.get("ContentType"),
             "metadata": resp.get("Metadata") or {},
         }
@@ -195,7 +225,7 @@ def save_snapshot(stack: LocalStack, target: Path) -> None:
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
                 for obj in page.get("Contents", []):
                     n += 1
-                    futures.append(pool.submit(download, name, obj["Key"], f"{n:08d}.bin"))
+                    futures.append(pool.submit(download, name, obj["Key"], obj.get("ETag", ""), f"{n:08d}.bin"))
             buckets.append({"name": name, "location": location, "objects": futures})
         for bucket in buckets:
             bucket["objects"] = [f.result() for f in bucket["objects"]]
@@ -212,6 +242,14 @@ def save_snapshot(stack: LocalStack, target: Path) -> None:
         target.rename(old)
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _saved_objects(snapshot: Path) -> dict[tuple[str, str], dict]:
+    """(bucket, key) -> its entry in the snapshot's s3.json (with its etag), for objects to link, not copy."""
+    index = snapshot / "s3.json"
+    if not index.exists():
+        return {}
+    return {(b["name"], o["key"]): o for b in json.loads(index.read_text())["buckets"] for o in b["objects"]}
 
 
 def _create_table_args(desc: dict) -> dict:
@@ -254,7 +292,10 @@ def _create_table_args(desc: dict) -> dict:
 
 
 def restore_snapshot(stack: LocalStack, source: Path) -> None:
-    """Recreate the buckets/objects and tables/items saved by ``save_snapshot`` (idempotent)."""
+    """Recreate the buckets/objects and tables/items saved by ``save_snapshot`` (idempotent; a snapshot being
+    replaced when the stack was killed is read from where it was moved)."""
+    if not source.exists():
+        source = source.with_name(source.name + ".old")
     if not source.exists():
         return
     s3, ddb = stack.client("s3"), stack.client("dynamodb")

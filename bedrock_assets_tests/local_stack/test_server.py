@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from bedrock_assets.local_stack import LocalStack
+from bedrock_assets.local_stack.server import PERSIST_SECONDS
 from bedrock_assets_tests.local_stack.helpers import (
     CLAUDE,
     claude_records,
@@ -106,3 +107,59 @@ def test_restart_with_state_dir_keeps_everything(stack: LocalStack, tmp_path: Pa
         assert job["status"] == "Completed" and job["successRecordCount"] == 100
     with LocalStack(port=0, state_dir=state) as third:
         assert make_client(third, "bedrock").get_model_invocation_job(jobIdentifier=arn)["status"] == "Completed"
+
+
+@pytest.mark.subprocess
+def test_a_stack_killed_with_sigkill_keeps_what_was_written_seconds_before(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "state"
+    command = [
+        sys.executable,
+        "-m",
+        "bedrock_assets.cli",
+        "local-stack",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state),
+    ]
+
+    def started() -> tuple[subprocess.Popen, Any]:
+        """The stack in its own process, once it says it listens (after restoring its state)."""
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert child.stdout is not None
+        for line in child.stdout:
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError("the local stack did not start")
+        s3 = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        return child, s3
+
+    child, s3 = started()
+    s3.create_bucket(Bucket="kept")
+    s3.put_object(Bucket="kept", Key="a.txt", Body=b"written before the kill")
+    time.sleep(PERSIST_SECONDS * 2.5)  # the persister has snapshotted it by now
+    s3.put_object(Bucket="kept", Key="b.txt", Body=b"second")  # changed files are copied, the others linked
+    time.sleep(PERSIST_SECONDS * 2.5)
+    child.kill()  # SIGKILL: no clean stop, no final snapshot
+    child.wait()
+    again, s3 = started()
+    try:
+        assert s3.get_object(Bucket="kept", Key="a.txt")["Body"].read() == b"written before the kill"
+        assert s3.get_object(Bucket="kept", Key="b.txt")["Body"].read() == b"second"
+    finally:
+        again.terminate()
+        again.wait(timeout=60)

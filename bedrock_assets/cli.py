@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -223,6 +224,21 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from bedrock_assets.graph.merged_dataset import describe_record, find_record
+
+    specs, _ = _or_explain(args, lambda: _pipelines(Path(args.path), args.pipeline)) or ([], None)
+    if not specs:
+        return EXIT_NOT_FINISHED
+    for spec in specs:
+        row = _or_explain(args, functools.partial(find_record, spec, args.record_id))
+        if row is not None:
+            print("\n".join([f"[{spec.name}]", *describe_record(row)]))
+            return EXIT_OK
+    print(f"error: no record {args.record_id!r} in the merged dataset of {[s.name for s in specs]}", file=sys.stderr)
+    return EXIT_NOT_FINISHED
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     lines = _or_explain(args, lambda: stop_defs(Path(args.path), args.pipeline, None, verb="resume"))
     if lines is None:
@@ -404,6 +420,14 @@ def _pipeline_commands(sub: Any) -> None:
     _pipeline_arguments(p, "stop")
     p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser(
+        "show",
+        help="one record's outcome and lineage: source file and row, shard, the job that answered it, its columns",
+    )
+    _pipeline_arguments(p, "show")
+    p.add_argument("record_id", help="the record's record_id (a column of the merged dataset)")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
         "resume",

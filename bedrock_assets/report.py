@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import MetadataValue
+from dagster import MetadataValue, TableColumn, TableSchema
 
 from bedrock_assets.metadata import table
 
@@ -32,6 +32,7 @@ class MergedDataset:
     resent_in_batch_jobs: int = 0  # records sent in retry rounds' batch jobs (a record once per round)
     resent_on_demand: int = 0  # records answered through the runtime API
     failed_by_shard: dict[str, int] = field(default_factory=dict)  # first-pass shard -> rows failed in the end
+    sample: Any = None  # pyarrow.Table: the dataset's first rows, with its schema (not kept in the metadata)
 
     @property
     def failed(self) -> int:
@@ -43,6 +44,7 @@ class MergedDataset:
 
     def metadata(self) -> dict[str, Any]:
         return {
+            **self._dagster_metadata(),
             "rows": self.rows,
             "succeeded": self.succeeded,
             "failed": self.failed,
@@ -54,6 +56,15 @@ class MergedDataset:
             "resent_on_demand": self.resent_on_demand,
             "uri": MetadataValue.path(self.uri),
         }
+
+    def _dagster_metadata(self) -> dict[str, Any]:
+        """Dagster's own keys: the row count, the column schema, and a few rows to look at."""
+        meta: dict[str, Any] = {"dagster/row_count": self.rows}
+        if self.sample is not None:
+            columns = [TableColumn(f.name, str(f.type)) for f in self.sample.schema]
+            meta["dagster/column_schema"] = TableSchema(columns=columns)
+            meta["sample_rows"] = MetadataValue.md(_markdown(self.sample))
+        return meta
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> MergedDataset:
@@ -68,6 +79,21 @@ class MergedDataset:
             resent_in_batch_jobs=int(meta.get("resent_in_batch_jobs", 0)),
             resent_on_demand=int(meta.get("resent_on_demand", 0)),
         )
+
+
+def _markdown(rows: Any, width: int = 60) -> str:
+    """A few rows as a Markdown table, long values cut (embeddings shown by their length)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, list):
+            return f"[{len(value)} values]"
+        text = "" if value is None else str(value).replace("\n", " ").replace("|", "\\|")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    names = rows.column_names
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(r[n]) for n in names) + " |" for r in rows.to_pylist()]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -331,3 +331,17 @@ def test_a_failed_job_is_red_where_dagster_users_look(defs_folder, stack, dagste
     failed = sorted({r["jobName"] for r in runs if r["status"] == "FAILURE"})
     assert failed == ["redjob__merge", "redjob__publish"]  # the merge of that shard, and the dataset over the limit
     assert {r["status"] for r in runs if r["jobName"] == "redjob__submit"} == {"SUCCESS"}
+
+
+def test_show_prints_one_records_outcome_and_lineage(defs_folder, capsys):
+    path = defs_folder("shown")
+    assert run_cli(path) == EXIT_OK
+    capsys.readouterr()
+    assert main(["show", path, "r00000000007"]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["[shown]", "record r00000000007: succeeded"]
+    assert lines[2].endswith(" row 7; first-pass shard s00000") and "sample.parquet" in lines[2]
+    assert lines[3].startswith("  final outcome from arn:aws:bedrock:") and lines[3].endswith("(first pass)")
+    assert "  stop_reason: end_turn" in lines
+    assert main(["show", path, "no-such-id"]) == EXIT_NOT_FINISHED
+    assert "no record 'no-such-id' in the merged dataset of ['shown']" in capsys.readouterr().err

@@ -60,6 +60,7 @@ COMPLETE_CHECK = "complete"
 FAILED_ROWS = (
     "bedrock_assets/failed_rows"  # on the step's failure: the dataset was published, its complete check failed
 )
+SAMPLE_ROWS = 5  # rows of the dataset shown on its materialization
 ATTEMPTS = "attempts"  # how many rounds (first pass + retry rounds) sent the record to Bedrock
 
 
@@ -197,6 +198,7 @@ def merge_dataset(
     layout, s3 = step.layout, step.s3
     totals: dict[str, int] = {}
     failed_by_shard: dict[str, int] = {}
+    sample: pa.Table | None = None
     rows = 0
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-dataset-") as tmp:
         retried = _final_retry_outcomes(step, retry_shards)
@@ -208,6 +210,7 @@ def merge_dataset(
                     merged = with_final_outcomes(_plain(pq.read_table(part)), retried)
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, merged.schema)
+                    sample = merged.slice(0, SAMPLE_ROWS)
                 writer.write_table(conform(merged, writer.schema, shard))
                 for code, n in outcome_counts(merged):
                     totals[code] = totals.get(code, 0) + n
@@ -231,6 +234,7 @@ def merge_dataset(
         resent_in_batch_jobs=sum(s.records for r in rounds for s in r.shards if not s.on_demand),
         resent_on_demand=sum(s.records for r in rounds for s in r.shards if s.on_demand),
         failed_by_shard=failed_by_shard,
+        sample=sample,
     )
 
 
@@ -378,3 +382,33 @@ def read_merged_dataset(
     step = Step.of(pipeline, S3Access(s3 or boto3.client("s3"), pipeline.expected_bucket_owner))
     with local_copy(step.s3, step.layout.merged_dataset) as path:
         return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
+
+
+def find_record(spec: PipelineSpec, record_id: str, s3: Any = None) -> dict[str, Any] | None:
+    """One record's row of the merged dataset (its outcome and lineage), or None if the dataset lacks it."""
+    import boto3
+
+    step = Step.of(spec, S3Access(s3 or boto3.client("s3"), spec.expected_bucket_owner))
+    with local_copy(step.s3, step.layout.merged_dataset) as path:
+        rows = pq.read_table(path, filters=[(RECORD_ID, "==", record_id)]).to_pylist()
+    return rows[0] if rows else None
+
+
+def describe_record(row: Mapping[str, Any]) -> list[str]:
+    """The lines ``bedrock-assets show`` prints for one record: its outcome, where it came from, which job
+    answered it, and every column."""
+    outcome = (
+        "succeeded" if row.get("error_code") is None else f"failed: {row['error_code']}: {row.get('error_message')}"
+    )
+    rounds = int(row.get(ATTEMPTS) or 1)
+    lines = [
+        f"record {row[RECORD_ID]}: {outcome}",
+        f"  from {row.get('source_file')} row {row.get('source_row')}; first-pass shard {row.get('shard')}",
+        f"  final outcome from {row.get('job_arn') or 'no job'}"
+        + (f" after {rounds - 1} retry round(s)" if rounds > 1 else " (first pass)"),
+    ]
+    for name, value in row.items():
+        if isinstance(value, list):
+            value = f"[{len(value)} values]"
+        lines.append(f"  {name}: {value}")
+    return lines

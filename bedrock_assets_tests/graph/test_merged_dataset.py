@@ -121,3 +121,25 @@ def test_the_complete_check_names_failed_jobs_by_their_final_outcome_and_keeps_t
     failed = check.metadata["failed_jobs"].value.records
     assert [(r.data["shard"], r.data["failed_rows"]) for r in failed] == [("s00001", 3)]
     assert [r.data["shard"] for r in check.metadata["failed_jobs_recovered"].value.records] == ["s00000"]
+
+
+def test_the_dataset_carries_dagsters_row_count_column_schema_and_a_few_rows(make_pipelines, instance, bucket):
+    from bedrock_assets_tests.helpers import run
+
+    defs, (spec,) = make_pipelines([pipeline_dict("described", bucket)], rows=150)
+    run(defs, spec, instance)
+    meta = instance.get_latest_materialization_event(
+        PipelineKeys("described").merged_dataset
+    ).asset_materialization.metadata
+    assert meta["dagster/row_count"].value == 150
+    columns = {c.name: c.type for c in meta["dagster/column_schema"].value.columns}
+    assert columns["record_id"] == "string" and columns["attempts"] == "int64" and "output_text" in columns
+    table_lines = meta["sample_rows"].value.splitlines()
+    assert table_lines[0].startswith("| source | target | rationale | task | record_id |") and len(table_lines) == 2 + 5
+
+
+def test_sample_rows_cut_long_values_and_show_vectors_by_length():
+    from bedrock_assets.report import _markdown
+
+    rows = pa.table({"text": ["a|b\nc" + "x" * 100], "embedding": [[0.5] * 256]})
+    assert _markdown(rows, width=10).splitlines()[2] == "| a\\|b cxxx… | [256 values] |"

@@ -30,8 +30,23 @@ attributes:
   output_uri: s3://my-bucket/bedrock/{slug}   # everything the pipeline writes goes under here
   role_arn: "{{{{ env.BEDROCK_ROLE_ARN }}}}"    # the service role Bedrock assumes
   # shards: {{max_records: 50000}}            # narrows the model's batch quotas, never loosens them
+  # job_name_prefix: {slug}                 # default: name with _ -> -; <= 40 chars of [a-zA-Z0-9+.-]
   # timeout_hours: 24                        # 24-168
   # tags: {{team: data}}
+  # output_schema: {{type: object, properties: {{label: {{type: string}}}}, required: [label]}}  # typed columns
+  # retry:
+  #   max_rounds: 2                          # retry rounds for retriable records (0: none)
+  #   small_remainder: on_demand             # fewer than a job's minimum left: on_demand | leave
+  #   on_demand_concurrency: 4
+  #   max_job_attempts: 2                    # Expired / transiently Failed first-pass jobs resubmitted
+  #   truncated_max_tokens: 1024             # structured answers cut off at max_tokens: sent once more
+  # budget_usd: 25.0                         # jobs are created only while the worst case of all fits
+  # max_error_rate: 0.0                      # default 0: ONE failed row left after the retry rounds (a
+  #                                          # leftover 429) makes the run fail (exit 1, red); e.g. 0.001
+  # max_truncated_rate: 0.01                 # answers cut off at max_tokens before answers_complete warns
+  # expected_bucket_owner: "123456789012"    # on every S3 call and the job
+  # kms_key_id: alias/bedrock-data           # SSE-KMS for every object written, and the job's output
+  # automation_sensor: true                  # false: your project's own automation sensor covers these assets
 """
 
 RESOURCES_PY = '''\

@@ -58,3 +58,15 @@ def test_a_scaffolded_pipeline_filled_in_runs_on_the_local_stack(tmp_path, stack
     with dg.instance_for_test() as instance:
         (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=120, log=lambda _: None)
     assert (summary.rows, summary.succeeded, summary.shards) == (250, 250, 1)
+
+
+def test_the_scaffolded_defs_yaml_names_every_field_of_the_spec():
+    from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline
+    from bedrock_assets.components.scaffold import DEFS_YAML
+    from bedrock_assets.spec import RetrySpec
+
+    text = DEFS_YAML.format(type_name="t", name="p", slug="p")
+    missing = [f for f in BedrockBatchPipeline.model_fields if f"{f}:" not in text]
+    assert missing == []
+    assert [f for f in RetrySpec.model_fields if f"{f}:" not in text] == []
+    assert "ONE failed row left after the retry rounds" in text  # what the default max_error_rate means

@@ -26,7 +26,7 @@ from bedrock_assets.bedrock.budget import held_by_budget
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.chain import upstream_key
-from bedrock_assets.errors import hint, is_transient
+from bedrock_assets.errors import TRANSIENT_CODES, hint, is_transient
 from bedrock_assets.graph.job_completion import contiguous_groups
 from bedrock_assets.graph.merged_dataset import FAILED_ROWS
 from bedrock_assets.graph.merged_results import NO_OUTPUT
@@ -53,7 +53,16 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 class PipelineRunError(RuntimeError):
-    """A run failed or the pipelines did not finish in time."""
+    """A run failed or the pipelines did not finish in time; ``transient``: a stage run failed only for an
+    outage or throttling past its retries (the runner waits it out and runs it again)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class _OutOfTime(BaseException):
+    """--timeout passed while a stage run waited out an outage."""
 
 
 class RunInterrupted(PipelineRunError):
@@ -232,6 +241,21 @@ class _Pipeline:
     last_tick: float = float("-inf")  # monotonic time of the completion sensor's last tick
 
 
+TRANSIENT_ERRORS = TRANSIENT_CODES | {
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+}  # fmt: skip
+
+
+def _transient_failure(event: Any) -> bool:
+    """A step that failed for an outage or throttling past its retries (the steps turn anything else into a
+    Failure: ``errors.failing_at_once``)."""
+    data = event.step_failure_data
+    error = data.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return data.user_failure_data is None and error is not None and error.cls_name in TRANSIENT_ERRORS
+
+
 def _step_failure(event: Any) -> str:
     """A failed step's own error (its root cause, not Dagster's wrappers), with what to do when we know."""
     error = event.event_specific_data.error
@@ -280,7 +304,8 @@ def execute_stage(
     if not result.success:
         failures = [_step_failure(e) for e in failed_steps]
         raise PipelineRunError(
-            f"{pipeline}: {stage} run {result.run_id} failed: " + ("; ".join(failures) or "see the run's logs")
+            f"{pipeline}: {stage} run {result.run_id} failed: " + ("; ".join(failures) or "see the run's logs"),
+            transient=bool(failed_steps) and all(_transient_failure(e) for e in failed_steps),
         )
     return result
 
@@ -300,6 +325,8 @@ class Runner:
         self.log = log
         self.resources = dict(defs.resources or {})
         self.stop = stop or StopRequest()
+        self.outage = _Outage(900.0)
+        self.deadline = float("inf")  # monotonic time of --timeout
 
     def execute(
         self,
@@ -309,9 +336,19 @@ class Runner:
         assets: Sequence[dg.AssetKey] | None = None,
         tags: dict[str, str] | None = None,
     ) -> Any:
-        if self.stop.is_set():  # a safe point: between stage runs
-            raise _StopHere
-        result = execute_stage(self.defs, self.instance, p.spec.name, stage, shards, assets, tags)
+        while True:
+            if self.stop.is_set():  # a safe point: between stage runs
+                raise _StopHere
+            try:
+                result = execute_stage(self.defs, self.instance, p.spec.name, stage, shards, assets, tags)
+                break
+            except PipelineRunError as error:  # an outage: waited out, then the same run again
+                left = self.deadline - time.monotonic()
+                if not error.transient:
+                    raise
+                if left <= 0:
+                    raise _OutOfTime from error
+                self.outage.wait(error, self.log, self.stop, left)
         p.summary.runs_launched += 1
         for evaluation in result.get_asset_check_evaluations():
             p.summary.bedrock_calls.add_metadata(evaluation.metadata)
@@ -464,7 +501,7 @@ class _Outage:
     def wait(self, error: Exception, log: Callable[[str], None], stop: StopRequest, left: float) -> None:
         """Wait before the next round (at most ``left`` seconds, less when a stop is requested); re-raise what
         is not transient, PipelineRunError past the limit."""
-        if not is_transient(error):
+        if not (is_transient(error) or getattr(error, "transient", False)):
             raise error
         now = time.monotonic()
         self.since = self.since if self.since is not None else now
@@ -552,9 +589,13 @@ def _run_rounds(
 ) -> list[RunSummary]:
     log, stop = runner.log, runner.stop
     progress = _Progress(log)
-    cursor = runner.start(pipelines)
+    outage = runner.outage = _Outage(outage_seconds)
+    runner.deadline = time.monotonic() + timeout_seconds
     last_state: dict[str, PipelineState] = {}
-    outage = _Outage(outage_seconds)
+    try:
+        cursor = runner.start(pipelines)
+    except _OutOfTime:
+        raise PipelineRunError(_timeout_message(timeout_seconds, [])) from None
     while True:
         if stop.is_set():
             raise _StopHere
@@ -567,6 +608,9 @@ def _run_rounds(
             cursor, ran_automation = runner.automation_round(active, cursor)
             ran = ran or ran_automation
             states = {p.spec.name: runner.state(p) for p in active}
+        except _OutOfTime:
+            unfinished = [last_state[p.spec.name] for p in pipelines if not p.done and p.spec.name in last_state]
+            raise PipelineRunError(_timeout_message(timeout_seconds, unfinished)) from None
         except Exception as error:  # an outage or throttling past botocore's retries: wait, then carry on
             outage.wait(error, log, stop, timeout_seconds - progress.seconds)
             continue

@@ -347,3 +347,17 @@ def test_summaries_count_in_prose_not_dict_reprs():
         "2 sensor ticks",
         "1,200 runs",
     )
+
+
+def test_the_timeout_holds_while_aws_does_not_answer(make_pipelines, instance, stack, bucket):
+    from bedrock_assets.runner import PipelineRunError
+
+    defs, (spec,) = make_pipelines([pipeline_dict("outage", bucket)], rows=150)
+    defs.resources["bedrock"] = BedrockBatchResource(max_attempts=1)
+    execute_stage(defs, instance, spec.name, "prepare")
+    stack.configure(unavailable_until=time.time() + 120)  # a two-minute outage of the batch API
+    started = time.monotonic()
+    with pytest.raises(PipelineRunError, match=r"timed out after 3 s"):
+        run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=3, log=lambda _: None)
+    stack.configure(unavailable_until=0)
+    assert time.monotonic() - started < 60  # not the outage's two minutes (the backoff waits are cut to the timeout)

@@ -263,3 +263,13 @@ def test_a_run_of_a_live_process_keeps_its_shards(make_pipelines, instance, buck
     running = create_run_for_test(instance, job_name="livemerge__merge", status=dg.DagsterRunStatus.STARTED, tags=tags)
     assert tick(defs, spec, instance).run_requests == []  # a merge is under way
     assert instance.get_run_by_id(running.run_id).status is dg.DagsterRunStatus.STARTED
+
+
+def test_a_claim_whose_submitter_is_gone_is_submitted_again_whatever_the_slots():
+    claimed = replace(attempt("s00000", JobStatus.SUBMITTING), claimed_by="gone")
+    waiting = attempt("s00001", JobStatus.QUEUED)
+    latest = {a.shard: a for a in (claimed, waiting)}
+    full = decide_tick(latest, SHARDS[:2], {}, set(), free_slots=0, stale_claims=frozenset({"s00000"}))
+    assert [a.shard for a in full.submit] == ["s00000"]  # resolving it attaches the job its create made, or queues
+    held = decide_tick(latest, SHARDS[:2], {}, set(), free_slots=0)
+    assert held.submit == []  # a live submitter's claim is left alone

@@ -211,7 +211,7 @@ class RunSummary:
             if cost.total is not None
             else "  cost unknown: no price for this model (set price_overrides on the bedrock resource)",
             f"  {plural(self.runs_launched, 'stage run')}, {plural(self.sensor_ticks, 'sensor tick')}, "
-            f"{plural(sum(calls.values()), 'Bedrock control-plane call')}"
+            f"{plural(sum(calls.values()), 'Bedrock call')}"
             + (f" ({counted(calls)})" if calls else "")
             + f"; {self.seconds:.1f} s in all",
         ]

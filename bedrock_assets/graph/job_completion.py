@@ -215,6 +215,7 @@ def _observations(
                 "records_processed": a.counts.processed,
                 "records_succeeded": a.counts.succeeded,
                 "records_errored": a.counts.errored,
+                **({"message": dg.MetadataValue.text(a.message)} if a.message else {}),
             },
         )
         for a in polled.changed

@@ -27,6 +27,11 @@ def test_a_failed_job_shows_as_failed_checks_with_its_message(make_pipelines, in
     complete = latest_check(instance, keys.merged_dataset, "complete")
     assert not complete.passed and complete.severity == dg.AssetCheckSeverity.ERROR
     assert "100 of 300 rows failed (33.3%, max_error_rate 0.0%): JobFailed 100" in complete.description
+    (seen,) = instance.fetch_observations(
+        dg.AssetRecordsFilter(keys.batch_jobs, asset_partitions=["s00001"]), limit=1
+    ).records  # the status observation of the failed job says why
+    assert seen.asset_observation.metadata["status"].value == "Failed"
+    assert "emulated fault" in seen.asset_observation.metadata["message"].value
     rate = latest_check(instance, keys.merged_results, "error_rate")
     assert not rate.passed and rate.severity == dg.AssetCheckSeverity.WARN and "s00001 100.0%" in rate.description
 

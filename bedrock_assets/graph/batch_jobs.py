@@ -31,7 +31,8 @@ from bedrock_assets.ledger import JobLedger, JobLedgerResource, now_iso
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.plan import worst_cost
-from bedrock_assets.shards import ShardInfo, load_retry_state, select_shards
+from bedrock_assets.progress import latest_merges
+from bedrock_assets.shards import ShardInfo, load_retry_state, round_of, select_shards, span
 
 SUBMITTED_CHECK = "submitted"
 
@@ -87,6 +88,8 @@ def materialize(
     if stopped_at := load_retry_state(step).stopped_at:  # a person stopped the pipeline
         outcomes, shards = stopped_instead(step, ledger, shards, stopped_at)
         renew = False
+    if config.resubmit_failed:
+        refuse_resubmitting_retried(context, step, [s.key for s in shards])
     batch = [s for s in shards if not s.on_demand]
     outcomes += submit(step, ledger, batch, counter, config.resubmit_failed, renew)
     outcomes += answer_on_demand(step, ledger, [s for s in shards if s.on_demand], counter)
@@ -105,6 +108,23 @@ def materialize(
             )
         ]
     )
+
+
+def refuse_resubmitting_retried(context: dg.AssetExecutionContext, step: Step, keys: list[str]) -> None:
+    """``resubmit_failed`` for a first-pass shard whose retriable records a retry round already sent again would
+    pay for answers the round gave (its outcomes win in merged_dataset): refused, naming the shards."""
+    rounds = load_retry_state(step).rounds
+    if not rounds:
+        return
+    marks = latest_merges(context.instance, step.keys.merged_results)
+    retried = [k for k in keys if round_of(k) == 0 and k in marks and marks[k].retriable > 0]
+    if retried:
+        raise dg.Failure(
+            f"resubmit_failed: the retriable records of {span(retried)} were sent again in retry round "
+            f"{rounds[0].round}; a new job would pay again for answers the rounds already gave (their outcomes "
+            "win in merged_dataset). Nothing was submitted. To send a shard again from scratch, change its input",
+            allow_retries=False,
+        )
 
 
 def pipeline_budget(step: Step, ledger: JobLedger) -> Budget | None:

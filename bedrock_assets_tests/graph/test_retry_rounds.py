@@ -213,3 +213,19 @@ def test_a_round_no_cut_within_the_quotas_can_hold_sends_its_tail_on_demand(make
     assert latest["r1-00000"].records == 125 and not latest["r1-00000"].job_arn.startswith("on-demand/")
     assert latest["r1-00001"].job_arn.startswith("on-demand/") and 0 < latest["r1-00001"].records < 100
     assert summary.resent_on_demand >= latest["r1-00001"].records
+
+
+def test_resubmitting_a_shard_whose_records_a_round_already_retried_is_refused(make_pipelines, instance, stack, bucket):
+    import pytest
+
+    from bedrock_assets.runner import PipelineRunError, execute_stage
+
+    stack.configure(fail_jobs_matching="-s00001-")  # "Internal error": its records go to round 1, and succeed
+    defs, (spec,) = make_pipelines([pipeline_dict("noresend", bucket, retry={"max_job_attempts": 1})], rows=300)
+    assert run(defs, spec, instance).succeeded == 300
+    stack.configure(fail_jobs_matching=None)
+    jobs = creates(stack)
+    config = {"ops": {"noresend__batch_jobs": {"config": {"resubmit_failed": True}}}}
+    with pytest.raises(PipelineRunError, match=r"the retriable records of s00001 were sent again in retry round 1"):
+        execute_stage(defs, instance, spec.name, "submit", ["s00001"], run_config=config)
+    assert creates(stack) == jobs  # nothing paid for answers the round gave

@@ -295,12 +295,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """Local stack on a fixed port plus ``dg dev`` on the same DAGSTER_HOME."""
     import boto3
 
-    from bedrock_assets.local_stack import LocalStack
+    from bedrock_assets.local_stack import FaultConfig, LocalStack
     from bedrock_assets.sample.seed import seed_sample
 
     home = Path(args.home).resolve()
     env = dict(os.environ, DAGSTER_HOME=str(_dagster_home(home)), VIRTUAL_ENV=sys.prefix)
-    stack = LocalStack(port=args.stack_port, state_dir=home / "local_stack", time_scale=args.time_scale).start()
+    faults = FaultConfig(record_error_rate=args.error_rate)
+    stack = LocalStack(
+        port=args.stack_port, state_dir=home / "local_stack", time_scale=args.time_scale, faults=faults
+    ).start()
     try:
         env.update(stack.env())
         os.environ.update(stack.env())
@@ -350,14 +353,25 @@ def _version() -> str:
 def _pipeline_arguments(p: argparse.ArgumentParser, verb: str) -> None:
     """What run, plan and stop take: the defs, which pipelines, and --verbose."""
     p.add_argument("path", help="a BedrockBatchPipeline defs.yaml, its folder, or a folder of pipeline folders")
-    p.add_argument("--pipeline", action="append", help=f"{verb} only this pipeline (repeatable)")
+    p.add_argument("--pipeline", action="append", help=f"{verb} only this pipeline (repeatable; default: all)")
     p.add_argument("--verbose", action="store_true", help="print the full traceback of an error")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written, and the default of every flag that has a value after its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bedrock-assets", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bedrock-assets", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpFormatter)  # type: ignore[method-assign]
     _local_stack_commands(sub)
     _pipeline_commands(sub)
     _demo_commands(sub)
@@ -367,9 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _local_stack_commands(sub: Any) -> None:
     """local-stack, env, seed-sample."""
     p = sub.add_parser("local-stack", help="serve S3 + DynamoDB (moto) + the Bedrock batch emulator on loopback")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_STACK_PORT)
-    p.add_argument("--state-dir", help="persist jobs, S3 and DynamoDB here across restarts")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=DEFAULT_STACK_PORT, help="port for S3, DynamoDB and Bedrock")
+    p.add_argument("--state-dir", help="persist jobs, S3 and DynamoDB here across restarts (default: in memory)")
     p.add_argument("--time-scale", type=float, default=0.5, help="real seconds per job status step")
     p.set_defaults(func=cmd_local_stack)
 
@@ -377,12 +391,12 @@ def _local_stack_commands(sub: Any) -> None:
         "env", help="print the exports that point dg / dagster commands at `make dev`'s stack and instance"
     )
     p.add_argument("--home", default=DEFAULT_HOME, help="the --home of bedrock-assets dev")
-    p.add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
+    p.add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT, help="the --stack-port of bedrock-assets dev")
     p.set_defaults(func=cmd_env)
 
     p = sub.add_parser("seed-sample", help="upload the bundled sample dataset (to the configured S3 endpoint)")
-    p.add_argument("--rows", type=int, default=3000)
-    p.add_argument("--uri", default="s3://bedrock-assets-demo/raw/simplecot_sample.parquet")
+    p.add_argument("--rows", type=int, default=3000, help="rows of the generated sample")
+    p.add_argument("--uri", default="s3://bedrock-assets-demo/raw/simplecot_sample.parquet", help="where to write it")
     p.set_defaults(func=cmd_seed_sample)
 
 
@@ -394,11 +408,13 @@ def _pipeline_commands(sub: Any) -> None:
         description="Run pipelines to completion: the daemon's automation conditions and completion sensor, "
         "driven in this process.",
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     _pipeline_arguments(p, "run")
     p.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between completion-sensor ticks")
-    p.add_argument("--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds")
+    p.add_argument(
+        "--timeout", type=float, default=7 * 24 * 3600, help="give up after this many seconds (default: 604800, 7 days)"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -455,13 +471,18 @@ def _demo_commands(sub: Any) -> None:
             help="real seconds per emulated job status step",
         )
         p.set_defaults(func=func)
-    sub.choices["demo"].add_argument("--timeout", type=float, default=600.0)
+        p.add_argument(
+            "--error-rate",
+            type=float,
+            default=0.01,
+            help="fraction of records the emulator answers with a model error (429/500), which retry rounds send again",
+        )
+    sub.choices["demo"].add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     sub.choices["demo"].add_argument("--verbose", action="store_true", help="print the full traceback of an error")
-    sub.choices["demo"].add_argument(
-        "--error-rate", type=float, default=0.01, help="fraction of records the emulator answers with a model error"
-    )
     sub.choices["dev"].add_argument("--port", type=int, default=3000, help="Dagster UI port")
-    sub.choices["dev"].add_argument("--stack-port", type=int, default=DEFAULT_STACK_PORT)
+    sub.choices["dev"].add_argument(
+        "--stack-port", type=int, default=DEFAULT_STACK_PORT, help="local stack port (bedrock-assets env uses it)"
+    )
 
 
 LOCAL_STACK_COMMANDS = ("local-stack", "env", "demo", "dev")

@@ -104,11 +104,12 @@ class PipelineStatus:
     """A pipeline at a glance: its shards' jobs by state, records processed, shards merged, what waits and why."""
 
     jobs: dict[str, int]
-    records: int
+    records: int  # every record sent to a job: a row sent again in a retry round counts again
     processed: int
     shards: int
     merged: int
     queued_because: str | None = None
+    resent: int = 0  # of ``records``, those in retry rounds' shards
 
     @classmethod
     def of(cls, shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> PipelineStatus:
@@ -124,6 +125,7 @@ class PipelineStatus:
             shards=len(shards),
             merged=len(shards) - len(unmerged(shards, latest, merged)),
             queued_because=queued[0] if queued else None,
+            resent=sum(latest[k].records for k in shards if k in latest and round_of(k) > 0),
         )
 
     @property
@@ -133,8 +135,11 @@ class PipelineStatus:
     def line(self, pipeline: str) -> str:
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items())) or "none yet"
         why = f"; queued: {self.queued_because}" if self.queued_because else ""
+        resent = (
+            f" ({self.records - self.resent} rows + {self.resent} sent again in retry rounds)" if self.resent else ""
+        )
         return (
-            f"[{pipeline}] jobs: {jobs}; records processed {self.processed}/{self.records}; "
+            f"[{pipeline}] jobs: {jobs}; records processed {self.processed}/{self.records}{resent}; "
             f"merged {self.merged}/{self.shards} shards{why}"
         )
 
@@ -143,6 +148,7 @@ class PipelineStatus:
             "jobs_by_status": Meta.json(self.jobs),
             "records_processed": self.processed,
             "records_total": self.records,
+            "records_sent_again": self.resent,
             "shards_merged": self.merged,
             "shards": self.shards,
             **({"queued_because": Meta.text(self.queued_because)} if self.queued_because else {}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -104,7 +105,11 @@ def read_columns(file: SourceFile, s3: S3Access) -> list[str]:
 
 
 def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:
-    """Why a file cannot be read, naming the first line that is not UTF-8 when that is the cause."""
+    """Why a file cannot be read, naming the first line that is not UTF-8 when that is the cause, or the
+    line of a CSV record with the wrong number of fields (Arrow's parser, reading blocks in parallel,
+    gives the record but not its line)."""
+    if file.format == "csv" and "Expected" in str(error) and (where := _csv_line_with_wrong_fields(path)):
+        return f"{file.uri}: {where}; quote a value that holds the delimiter, or fix the line (nothing was submitted)"
     if FORMATS[file.format].text and "UTF8" in str(error).replace("UTF-8", "UTF8"):
         with open(path, "rb") as fh:
             for number, line in enumerate(fh, start=1):
@@ -116,6 +121,19 @@ def _unreadable(path: Path, file: SourceFile, error: Exception) -> str:
                         f"{bad.start + 1}); save the file as UTF-8"
                     )
     return f"{file.uri}: cannot read as {file.format}: {error}"
+
+
+def _csv_line_with_wrong_fields(path: Path) -> str | None:
+    """'line N: expected X fields (as the header has), got Y' for the first such record, streaming the file."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        start = reader.line_num + 1  # a record's first line: quoted values may span lines
+        for record in reader:
+            if header is not None and len(record) != len(header) and record:
+                return f"line {start}: expected {len(header)} fields (as the header has), got {len(record)}"
+            start = reader.line_num + 1
+    return None
 
 
 def iter_batches(files: list[SourceFile], s3: S3Access, batch_rows: int = 16_384) -> Iterator[SourceBatch]:

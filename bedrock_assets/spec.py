@@ -395,6 +395,18 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """'; did you mean 'max_tokens'?' for an unknown key one typo away from a field at its level."""
+    for item in loc[:-1]:
+        field = model.model_fields.get(str(item))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+
+
 S = TypeVar("S", bound="PipelineSpec")
 
 
@@ -422,7 +434,7 @@ def parse_pipeline(
             where = _where(tuple(x for x in err["loc"] if x not in ("function-after",)))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key"
+                msg = "unknown key" + _did_you_mean(spec_class, err["loc"])
             lines.append(f"{origin}: {where}: {msg}")
         raise SpecError("\n".join(lines)) from None
 

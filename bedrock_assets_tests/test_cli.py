@@ -263,6 +263,30 @@ def test_version_and_a_missing_local_stack_extra_get_one_line_each(capsys, monke
     ]
 
 
+def test_every_flag_with_a_value_shows_its_default_in_help():
+    import argparse
+
+    from bedrock_assets.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    checked = 0
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                shown = command._get_formatter()._expand_help(action)  # the text --help prints beside the flag
+                assert "default" in shown, f"{name} {action.option_strings[-1]}: {shown!r}"
+                checked += 1
+    assert checked >= 15
+
+
+def test_dev_takes_the_emulated_error_rate_like_demo():
+    from bedrock_assets.cli import build_parser
+
+    assert build_parser().parse_args(["dev", "--error-rate", "0.05"]).error_rate == 0.05
+    assert build_parser().parse_args(["dev"]).error_rate == build_parser().parse_args(["demo"]).error_rate == 0.01
+
+
 def test_a_stop_says_new_work_is_held_and_resume_lets_the_pipeline_go_on(defs_folder, s3, bucket, capsys):
     path = defs_folder("resumable")
     assert run_cli(path) == EXIT_OK

@@ -56,3 +56,21 @@ def test_the_basis_changes_when_a_shard_of_the_round_gets_another_job():
     before = RoundProgress.of(partitions, latest, marks).basis
     latest["s00001"] = replace(latest["s00001"], attempt=2, job_arn="arn:other")
     assert RoundProgress.of(partitions, latest, marks).basis != before
+
+
+def test_the_status_line_says_how_many_records_were_sent_again_in_retry_rounds():
+    from bedrock_assets.ledger import JobCounts
+    from bedrock_assets.progress import PipelineStatus
+
+    done = JobCounts(processed=150, succeeded=150)
+    latest = {
+        "s00000": replace(attempt("s00000"), counts=done),
+        "s00001": replace(attempt("s00001"), counts=done),
+        "r1-00000": replace(attempt("r1-00000"), records=7, counts=JobCounts(processed=7, succeeded=7)),
+    }
+    status = PipelineStatus.of(list(latest), latest, {k: a.identity for k, a in latest.items()})
+    assert status.line("p") == (
+        "[p] jobs: 3 Completed; records processed 307/307 (300 rows + 7 sent again in retry rounds); merged 3/3 shards"
+    )
+    first_pass = PipelineStatus.of(["s00000"], latest, {})
+    assert first_pass.line("p") == "[p] jobs: 1 Completed; records processed 150/150; merged 0/1 shards"

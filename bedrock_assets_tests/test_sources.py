@@ -75,3 +75,11 @@ def test_a_source_column_named_like_one_the_pipeline_adds_is_refused_before_anyt
     spec = one_spec(pipeline_dict("src", "bkt", prompt={"template": "{q}"}))
     with pytest.raises(SpecError, match=r"s3://bkt/in.parquet has column\(s\) \['attempts', 'error_code'\], which"):
         spec.check_columns(["q", "attempts", "error_code"], "s3://bkt/in.parquet")
+
+
+def test_a_csv_record_with_too_many_fields_names_its_line_after_a_multi_line_value(tmp_path):
+    (tmp_path / "commas.csv").write_bytes(b'q,task\nok,t\n"two\nlines",t\nthree,fields,here\nfine,t\n')
+    assert first_error(tmp_path / "commas.csv") == (
+        f"{tmp_path / 'commas.csv'}: line 5: expected 2 fields (as the header has), got 3; quote a value that "
+        "holds the delimiter, or fix the line (nothing was submitted)"
+    )

@@ -15,11 +15,13 @@ from bedrock_assets_tests.helpers import TITAN, one_spec, pipeline_dict, spec_er
 
 
 def test_unknown_key_is_named(tmp_path):
-    assert "attributes.modle: unknown key" in spec_error(tmp_path, modle={"id": "x"})
+    assert "attributes.modle: unknown key; did you mean 'model'?" in spec_error(tmp_path, modle={"id": "x"})
+    assert "attributes.colour: unknown key\n" in spec_error(tmp_path, colour="x") + "\n"  # nothing near it
 
 
 def test_unknown_nested_key_is_named(tmp_path):
-    assert "attributes.shards.max_recs: unknown key" in spec_error(tmp_path, shards={"max_recs": 5})
+    message = spec_error(tmp_path, shards={"max_recs": 5})
+    assert "attributes.shards.max_recs: unknown key; did you mean 'max_records' or 'min_records'?" in message
 
 
 def test_model_without_adapter(tmp_path):

@@ -47,7 +47,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     from bedrock_assets.local_stack import LocalStack
 
     home = Path(args.home).resolve()
-    env = {"DAGSTER_HOME": str(home / "dagster"), **LocalStack(port=args.stack_port).env()}
+    env = {"DAGSTER_HOME": str(_dagster_home(home)), **LocalStack(port=args.stack_port).env()}
     print("\n".join(f"export {k}={v}" for k, v in env.items()))
     return 0
 

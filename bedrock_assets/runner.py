@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from bedrock_assets.bedrock.budget import held_by_budget
@@ -410,8 +411,8 @@ class Runner:
         context = dg.build_sensor_context(
             instance=self.instance, resources=self.resources, definitions=self.defs, cursor=p.sensor_cursor
         )
-        tick = sensor(context)
-        assert isinstance(tick, dg.SensorResult)
+        with partition_loading_context(dynamic_partitions_store=self.instance):  # as the daemon wraps a tick
+            tick = sensor.evaluate_tick(context)  # what the daemon calls: run requests checked against the targets
         p.sensor_cursor = tick.cursor
         p.summary.sensor_ticks += 1
         for event in tick.asset_events or []:

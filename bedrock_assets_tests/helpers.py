@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
@@ -80,10 +82,14 @@ def ledger_of(defs: dg.Definitions) -> Any:
     return defs.resources["bedrock_ledger"].get_ledger()
 
 
-def tick(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> dg.SensorResult:
-    """One evaluation of the pipeline's completion sensor, as the daemon makes it."""
+def tick(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> SensorExecutionData:
+    """One evaluation of the pipeline's completion sensor, as the daemon makes it (``evaluate_tick`` checks each
+    run request against the sensor's targets, as the daemon does)."""
     sensor = defs.resolve_sensor_def(f"{spec.name}__job_completion")
-    return sensor(dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs))
+    with partition_loading_context(dynamic_partitions_store=instance):  # as the daemon wraps a tick
+        return sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
+        )
 
 
 def step_of(spec: PipelineSpec, defs: dg.Definitions | None = None) -> Step:

@@ -51,13 +51,14 @@ T = TypeVar("T")
 
 
 def build(p: Pipeline, jobs: Mapping[str, Any]) -> dg.SensorDefinition:
-    """The completion sensor, which requests runs of the stage jobs ``submit``, ``merge`` and ``retry``."""
+    """The completion sensor, which requests runs of the stage jobs ``submit``, ``merge``, ``retry`` and
+    ``publish`` (the daemon refuses a tick that requests a job not listed here)."""
 
     @dg.sensor(
         name=p.keys.completion_sensor,
         minimum_interval_seconds=COMPLETION_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        jobs=[jobs["submit"], jobs["merge"], jobs["retry"]],
+        jobs=[jobs[stage] for stage in ("submit", "merge", "retry", "publish")],
         description=f"Polls the Bedrock batch jobs of {p.name!r}: merges finished ones, submits queued shards "
         "when a slot frees.",
     )

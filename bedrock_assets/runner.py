@@ -568,6 +568,8 @@ def run_pipelines(
     RunInterrupted at the first safe point after ``stop`` is set (a signal: ``interrupts``).
     """
     runner = Runner(defs, instance, log, stop)
+    bedrock = runner.resources["bedrock"]  # its job states polled as often as this run ticks the sensor
+    runner.resources["bedrock"] = bedrock.model_copy(update={"poll_seconds": min(poll_seconds, bedrock.poll_seconds)})
     pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name, s.max_error_rate, s.budget_usd)) for s in specs]
     try:
         return _run_rounds(runner, pipelines, poll_seconds, timeout_seconds, outage_seconds)

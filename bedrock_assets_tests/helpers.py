@@ -82,13 +82,15 @@ def ledger_of(defs: dg.Definitions) -> Any:
     return defs.resources["bedrock_ledger"].get_ledger()
 
 
-def tick(defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance) -> SensorExecutionData:
+def tick(
+    defs: dg.Definitions, spec: PipelineSpec, instance: dg.DagsterInstance, cursor: str | None = None
+) -> SensorExecutionData:
     """One evaluation of the pipeline's completion sensor, as the daemon makes it (``evaluate_tick`` checks each
     run request against the sensor's targets, as the daemon does)."""
     sensor = defs.resolve_sensor_def(f"{spec.name}__job_completion")
     with partition_loading_context(dynamic_partitions_store=instance):  # as the daemon wraps a tick
         return sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
+            dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs, cursor=cursor)
         )
 
 

@@ -86,6 +86,12 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
     """Amazon Bedrock batch inference: the control-plane client and settings shared by every pipeline."""
 
     max_attempts: int = Field(default=8, description="botocore retries (throttling, 5xx)")
+    poll_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="shortest time between two polls of the jobs' states (the completion sensor ticks more "
+        "often, acting on what Dagster finished at once; bedrock-assets run sets it to its --poll-seconds)",
+    )
     role_arn: str | None = Field(default=None, description="service role for pipelines that set none")
     quota_overrides: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per model id: e.g. {max_concurrent_jobs: 10, min_records_per_job: 50}"

@@ -76,7 +76,7 @@ def automation(p: Pipeline) -> dg.AutomationConditionSensorDefinition:
         p.keys.automation_sensor,
         target=p.keys.selection,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=15,
+        minimum_interval_seconds=10,
         run_tags={TAG_PIPELINE: p.name},
         description=f"Carries {p.name!r} from a new raw_dataset to submitted jobs, and from merged shards "
         "to merged_dataset.",

@@ -1,8 +1,11 @@
 """The completion sensor's work: poll Bedrock, record job states, and say which runs come next.
 
-One tick makes one paginated ListModelInvocationJobs call for all of a pipeline's jobs (plus a
-bounded number of Get calls for jobs the list did not show), so the cost per job stays flat as the
-number of shards grows. Polling is the source of truth; no event is needed for progress.
+The sensor ticks every COMPLETION_INTERVAL_SECONDS, so what Dagster finished (a merge run, a retry
+round) is followed by the next stage within seconds; it asks Bedrock for job states at most every
+``poll_seconds`` of the bedrock resource (30 s by default), with one paginated ListModelInvocationJobs
+call for all of a pipeline's jobs (plus a bounded number of Get calls for jobs the list did not show),
+so the cost per job stays flat as the number of shards grows. Polling is the source of truth; no event
+is needed for progress.
 
 What a tick requests is decided by ``decide_tick`` from plain values: a shard whose job reached a
 terminal state is merged unless the Dagster instance already holds a merge of that same job (its
@@ -12,8 +15,9 @@ shard is submitted when a slot frees.
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -42,7 +46,7 @@ from bedrock_assets.progress import (
 from bedrock_assets.report import JOBS_DIGEST
 from bedrock_assets.shards import load_retry_state, span
 
-COMPLETION_INTERVAL_SECONDS = 30
+COMPLETION_INTERVAL_SECONDS = 10
 MAX_GETS_PER_TICK = 50
 CAPACITY_REFUSED = "ServiceQuotaExceededException"
 PROBE_AFTER = timedelta(seconds=60)  # after a capacity refusal, the longest wait before one create is tried
@@ -76,18 +80,25 @@ def build(p: Pipeline, jobs: Mapping[str, Any]) -> dg.SensorDefinition:
 
 @dataclass(frozen=True)
 class TickCursor:
-    """What a tick leaves for the next: the status it last recorded, and the Bedrock calls made since
-    (recorded with the next status observation)."""
+    """What a tick leaves for the next: the status it last recorded, the Bedrock calls made since
+    (recorded with the next status observation), and when Bedrock was last asked for job states."""
 
     status: str = ""
     unreported_calls: dict[str, int] = field(default_factory=dict)
+    polled_at: float = 0.0  # epoch seconds
 
     @classmethod
     def parse(cls, cursor: str | None) -> "TickCursor | None":
         if not cursor:
             return None
         data = json.loads(cursor)
-        return cls(str(data.get("status", "")), dict(data.get("unreported_calls", {})))
+        return cls(
+            str(data.get("status", "")), dict(data.get("unreported_calls", {})), float(data.get("polled_at", 0.0))
+        )
+
+    def poll_due(self, poll_seconds: float, now: float) -> bool:
+        """Whether this tick asks Bedrock (a tick in between acts on the ledger and the instance alone)."""
+        return now - self.polled_at >= poll_seconds
 
     def dump(self) -> str:
         return json.dumps(asdict(self))
@@ -99,7 +110,8 @@ def completion_tick(
     """One tick of the completion sensor: poll, record, and request merge, submit and retry-round runs."""
     keys = step.keys
     shards = instance.get_dynamic_partitions(keys.partitions)
-    polled = poll(step, ledger)
+    previous, now = TickCursor.parse(cursor), time.time()
+    polled = poll(step, ledger, refresh=previous is None or previous.poll_due(step.bedrock.poll_seconds, now))
     holds = run_holds(instance, [keys.job("merge"), keys.job("submit")], shards)
     marks = latest_merges(instance, keys.merged_results)
     merged = merged_jobs(marks)
@@ -119,7 +131,8 @@ def completion_tick(
     requests += _next_step(step, instance, shards, polled.latest, marks, status)
     if log is not None:
         log.debug(status.line(step.name))
-    events, next_cursor = _observations(step, polled, status, TickCursor.parse(cursor))
+    events, next_cursor = _observations(step, polled, status, previous)
+    next_cursor = replace(next_cursor, polled_at=now if polled.refreshed else previous.polled_at if previous else 0.0)
     return dg.SensorResult(run_requests=requests, asset_events=events, cursor=next_cursor.dump())
 
 
@@ -329,6 +342,7 @@ class Poll:
     changed: list[JobAttempt] = field(default_factory=list)
     free_slots: int = 0
     calls: CallCounter = field(default_factory=CallCounter)
+    refreshed: bool = False  # whether Bedrock was asked (else the ledger's states, and no free slot known)
 
 
 def refreshed(attempt: JobAttempt, job: JobSummary) -> dict[str, Any]:
@@ -341,14 +355,16 @@ def refreshed(attempt: JobAttempt, job: JobSummary) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if getattr(attempt, k) != v}
 
 
-def poll(step: Step, ledger: JobLedger) -> Poll:
-    """Refresh every open job of the pipeline from Bedrock and record changes in the ledger."""
+def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
+    """The pipeline's attempts from the ledger; with ``refresh``, every open job refreshed from Bedrock and
+    the changes recorded in the ledger (without, no slot counts as free: queued shards wait for a refresh)."""
     bedrock = step.bedrock
     result = Poll(latest=ledger.latest_by_shard(step.name))
     open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
     queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())
-    if not open_attempts and not queued:
+    if not refresh or (not open_attempts and not queued):
         return result
+    result.refreshed = True
     client = bedrock.get_client()
     jobs = bedrock.recent_jobs(client, result.calls)
     by_arn = {j.job_arn: j for j in jobs}

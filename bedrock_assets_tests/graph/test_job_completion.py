@@ -140,6 +140,36 @@ def test_finished_jobs_are_requested_until_merged_with_a_stable_run_key(make_pip
     )
 
 
+def test_between_bedrock_polls_a_tick_follows_what_dagster_finished_without_asking_bedrock(
+    make_pipelines, instance, stack, bucket
+):
+    stack.emulator.time_scale = 3600  # jobs stay in flight until expedited
+    defs, (spec,) = make_pipelines([pipeline_dict("cadence", bucket)], rows=300)
+    bedrock = defs.resources["bedrock"]
+    defs.resources["bedrock"] = bedrock.model_copy(update={"poll_seconds": 3600})  # next poll due in an hour
+    shards = submit_all(defs, spec, instance)
+    before = stack.emulator.control_plane_calls()["ListModelInvocationJobs"]  # the submissions' own
+
+    def lists() -> int:
+        return stack.emulator.control_plane_calls()["ListModelInvocationJobs"] - before
+
+    first = tick(defs, spec, instance)  # a first tick asks Bedrock: both jobs in flight
+    assert first.run_requests == [] and lists() == 1
+
+    stack.emulator.expedite()
+    between = tick(defs, spec, instance, first.cursor)  # within poll_seconds: the ledger's states
+    assert between.run_requests == [] and lists() == 1
+
+    cursor = json.loads(between.cursor)
+    due = json.dumps({**cursor, "polled_at": cursor["polled_at"] - 3600})  # an hour later
+    polled = tick(defs, spec, instance, due)
+    assert [r.job_name for r in polled.run_requests] == ["cadence__merge"] and lists() == 2
+
+    execute_stage(defs, instance, spec.name, "merge", shards)
+    (publish,) = tick(defs, spec, instance, polled.cursor).run_requests  # at once, from the ledger and the instance
+    assert publish.job_name == "cadence__publish" and lists() == 2
+
+
 def test_a_merge_run_in_progress_elsewhere_is_not_requested_again(make_pipelines, instance, bucket):
     defs, (spec,) = make_pipelines([pipeline_dict("elsewhere", bucket)], rows=300)
     submit_all(defs, spec, instance)

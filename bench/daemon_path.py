@@ -749,7 +749,8 @@ def collect(m: Measurement, instance: Any, stack: Any, args: argparse.Namespace)
     m.jobs = collect_jobs(stack)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def prepared(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Path]:
+    """The arguments with their derived defaults, and the home directory (made)."""
     args = parse_args(argv)
     args.automation_sensor = args.automation_sensor or f"{args.pipeline}__automation"
     args.completion_sensor = args.completion_sensor or f"{args.pipeline}__job_completion"
@@ -757,7 +758,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.env_extra = use_project(args.project_root)
     home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="daemon_path-"))
     home.mkdir(parents=True, exist_ok=True)
-    m = measure(args, home)
+    return args, home
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    m = measure(*prepared(argv))
     print(report(m))
     return 0 if m.t_result is not None else 1
 

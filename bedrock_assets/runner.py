@@ -449,8 +449,8 @@ class Runner:
     def settle(self, p: _Pipeline, state: PipelineState, progress: _Progress) -> PipelineState:
         """After a round: publish what automation did not, say what changed, and finish a pipeline that is done."""
         if state.status.all_merged and not state.dataset_current and not state.retry_due:
-            # merged_dataset is built by automation once the last shard merges; if this round's
-            # automation did not (a crash or failed run came between), nothing else will
+            # the completion sensor requests the publish run at its next tick (as under the daemon, where
+            # test_daemon_path holds it); the runner runs it in this round rather than wait for that tick
             self.log(f"[{p.spec.name}] every shard is merged: materializing merged_dataset")
             self.execute(p, "publish")
             state = self.state(p)

@@ -8,11 +8,12 @@ from dataclasses import replace
 
 import boto3
 import dagster as dg
+import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource
-from bedrock_assets.graph.job_completion import contiguous_groups, decide_tick
+from bedrock_assets.graph.job_completion import TickCursor, contiguous_groups, decide_tick
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.ledger import JobAttempt, JobCounts
 from bedrock_assets.progress import run_partitions
@@ -82,6 +83,14 @@ def test_queued_shards_are_submitted_in_order_as_far_as_slots_allow():
 def test_shards_no_longer_in_the_plan_are_ignored():
     latest = {"s00009": attempt("s00009", JobStatus.COMPLETED)}
     assert merges(decide_tick(latest, SHARDS, {}, set(), 0)) == []
+
+
+@pytest.mark.parametrize(
+    "elapsed, poll_seconds, due",
+    [(0.0, 30.0, False), (28.0, 30.0, False), (29.9, 30.0, True), (31.0, 30.0, True), (0.46, 0.5, True)],
+)
+def test_bedrock_is_polled_once_the_poll_interval_passed_give_or_take_a_ticks_jitter(elapsed, poll_seconds, due):
+    assert TickCursor(polled_at=1000.0).poll_due(poll_seconds, 1000.0 + elapsed) is due
 
 
 def test_contiguous_groups_respect_the_order_and_the_limit():

@@ -569,7 +569,10 @@ def run_pipelines(
     """
     runner = Runner(defs, instance, log, stop)
     bedrock = runner.resources["bedrock"]  # its job states polled as often as this run ticks the sensor
-    runner.resources["bedrock"] = bedrock.model_copy(update={"poll_seconds": min(poll_seconds, bedrock.poll_seconds)})
+    if poll_seconds < bedrock.poll_seconds:
+        # a new resource from its configuration (Dagster rebuilds a resource from that, so model_copy would not do)
+        settings = {**bedrock._get_non_default_public_field_values(), "poll_seconds": poll_seconds}
+        runner.resources["bedrock"] = type(bedrock)(**settings)
     pipelines = [_Pipeline(s, PipelineKeys(s.name), RunSummary(s.name, s.max_error_rate, s.budget_usd)) for s in specs]
     try:
         return _run_rounds(runner, pipelines, poll_seconds, timeout_seconds, outage_seconds)

@@ -155,7 +155,9 @@ def test_between_bedrock_polls_a_tick_follows_what_dagster_finished_without_aski
     stack.emulator.time_scale = 3600  # jobs stay in flight until expedited
     defs, (spec,) = make_pipelines([pipeline_dict("cadence", bucket)], rows=300)
     bedrock = defs.resources["bedrock"]
-    defs.resources["bedrock"] = bedrock.model_copy(update={"poll_seconds": 3600})  # next poll due in an hour
+    defs.resources["bedrock"] = BedrockBatchResource(  # the next poll due in an hour
+        **{**bedrock._get_non_default_public_field_values(), "poll_seconds": 3600}
+    )
     shards = submit_all(defs, spec, instance)
     before = stack.emulator.control_plane_calls()["ListModelInvocationJobs"]  # the submissions' own
 

@@ -26,9 +26,16 @@ TRANSIENT_CODES = frozenset({
 })  # fmt: skip
 
 
+# botocore's errors for an endpoint that did not answer
+CONNECTION_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+# the class names a transient error has once serialized (a step failure's error): a modeled ClientError's
+# class is named after its code
+TRANSIENT_CLASS_NAMES = TRANSIENT_CODES | {c.__name__ for c in CONNECTION_ERRORS}
+
+
 def is_transient(error: BaseException) -> bool:
     """An outage, a timeout or throttling: the same call can succeed later."""
-    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)):
+    if isinstance(error, CONNECTION_ERRORS):
         return True
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")

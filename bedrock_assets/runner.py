@@ -27,7 +27,7 @@ from bedrock_assets.bedrock.budget import held_by_budget
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.chain import upstream_key
-from bedrock_assets.errors import TRANSIENT_CODES, hint, is_transient
+from bedrock_assets.errors import TRANSIENT_CLASS_NAMES, hint, is_transient
 from bedrock_assets.graph.job_completion import contiguous_groups
 from bedrock_assets.graph.merged_dataset import FAILED_ROWS
 from bedrock_assets.graph.merged_results import NO_OUTPUT
@@ -242,11 +242,6 @@ class _Pipeline:
     last_tick: float = float("-inf")  # monotonic time of the completion sensor's last tick
 
 
-TRANSIENT_ERRORS = TRANSIENT_CODES | {
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-}  # fmt: skip
-
-
 def _transient_failure(event: Any) -> bool:
     """A step that failed for an outage or throttling past its retries (the steps turn anything else into a
     Failure: ``errors.failing_at_once``)."""
@@ -254,7 +249,7 @@ def _transient_failure(event: Any) -> bool:
     error = data.error
     while error is not None and error.cause is not None:
         error = error.cause
-    return data.user_failure_data is None and error is not None and error.cls_name in TRANSIENT_ERRORS
+    return data.user_failure_data is None and error is not None and error.cls_name in TRANSIENT_CLASS_NAMES
 
 
 def _step_failure(event: Any) -> str:

@@ -127,10 +127,10 @@ def _csv_line_with_wrong_fields(path: Path) -> str | None:
     """'line N: expected X fields (as the header has), got Y' for the first such record, streaming the file."""
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
+        header = next(reader, [])
         start = reader.line_num + 1  # a record's first line: quoted values may span lines
         for record in reader:
-            if header is not None and len(record) != len(header) and record:
+            if record and len(record) != len(header):  # a blank line is no record
                 return f"line {start}: expected {len(header)} fields (as the header has), got {len(record)}"
             start = reader.line_num + 1
     return None

@@ -172,7 +172,7 @@ def pipeline_report(
             "status": a.status.value,
             "job_arn": a.job_arn or "",
             "cost_usd": usd(bill.by_shard.get(k) if price is not None else None),
-            "message": a.message or "" if not a.status.has_output else "",
+            "message": (a.message or "") if not a.status.has_output else "",
         }
         for k, a in latest.items()
     ]

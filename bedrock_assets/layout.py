@@ -43,5 +43,10 @@ class PipelineLayout:
         return self.root.join("retries", "_rounds.json")
 
     @property
+    def cutoff(self) -> S3Location:
+        """When the pipeline passed its deadline's batch cutoff (written once, when it does)."""
+        return self.root.join("deadline", "_cutoff.json")
+
+    @property
     def merged_dataset(self) -> S3Location:
         return self.root.join("merged_dataset", "data.parquet")

@@ -74,6 +74,10 @@ class JobAttempt:
     end_time: str | None = None
     updated_at: str | None = None
     claimed_by: str | None = None  # the process submitting it (processes.OWNER), while Submitting
+    started_at: str | None = None  # first seen InProgress (answered on demand: when answering began)
+    progressed_at: str | None = None  # when its processed count last moved (or it started)
+    service_tier: str | None = None  # answered on demand: the runtime's service tier it was priced at
+    stopped_by: str | None = None  # "cutoff": stopped by the deadline's batch cutoff (its records go on demand)
 
     @property
     def job_id(self) -> str | None:
@@ -112,6 +116,10 @@ _UPDATABLE = {
     "submitted_at",
     "end_time",
     "claimed_by",
+    "started_at",
+    "progressed_at",
+    "service_tier",
+    "stopped_by",
 }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from dagster import MetadataValue
 
 from bedrock_assets.bedrock.costs import CHARS_PER_TOKEN, EXPECTED_OUTPUT_SHARE, TokenEstimate
-from bedrock_assets.bedrock.prices import Mode, ModelPrice, usd
+from bedrock_assets.bedrock.prices import DEFAULT_TIER, Mode, ModelPrice, usd
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.shards import ShardIndex, ShardInfo
 
@@ -33,10 +33,11 @@ def shard_estimate(shard: ShardInfo, adapter: ModelAdapter) -> TokenEstimate:
 
 
 def worst_cost(
-    shard: ShardInfo, adapter: ModelAdapter, price: ModelPrice | None, mode: Mode = Mode.BATCH
+    shard: ShardInfo, adapter: ModelAdapter, price: ModelPrice | None, mode: Mode = Mode.BATCH, tier: str = DEFAULT_TIER
 ) -> float | None:
-    """The most a shard's job can cost (every record uses max_tokens); None without a price."""
-    cost = shard_estimate(shard, adapter).cost(price, mode)
+    """The most a shard's job can cost (every record uses max_tokens; on demand at the service ``tier``); None
+    without a price."""
+    cost = shard_estimate(shard, adapter).cost(price, mode, tier)
     return None if cost is None else cost.worst
 
 

@@ -23,6 +23,7 @@ from dagster._core.storage.tags import (
 )
 
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.deadline import is_past_cutoff
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.processes import release_dead_runs, runs_lost
 from bedrock_assets.shards import load_retry_state, round_of
@@ -179,16 +180,22 @@ class RoundProgress:
             basis=jobs_digest(keys, latest),
         )
 
-    def next_round_due(self, retry: RetrySpec, min_records: int) -> bool:
-        """Another round would send records: this one is merged, left retriable rows, and rounds remain."""
-        if not self.all_merged or self.retriable == 0 or self.round >= retry.max_rounds:
+    def next_round_due(self, retry: RetrySpec, min_records: int, past_cutoff: bool = False) -> bool:
+        """Another round would send records: this one is merged, left retriable rows, and rounds remain. Past a
+        deadline's batch cutoff one round more is allowed (on demand): the records the cutoff stopped get their
+        first answer there."""
+        rounds = retry.max_rounds + (1 if past_cutoff else 0)
+        if not self.all_merged or self.retriable == 0 or self.round >= rounds:
             return False
-        return self.retriable >= min_records or retry.small_remainder == "on_demand"
+        return self.retriable >= min_records or retry.small_remainder == "on_demand" or past_cutoff
 
 
-def retry_due(step: Step, progress: RoundProgress) -> bool:
-    """The next round should be cut now (and nobody stopped the pipeline)."""
-    due = progress.next_round_due(step.spec.retry, step.quotas.min_records_per_job)
+def retry_due(step: Step, progress: RoundProgress, past_cutoff: bool | None = None) -> bool:
+    """The next round should be cut now (and nobody stopped the pipeline); ``past_cutoff``: whether the pipeline
+    passed its deadline's batch cutoff (looked up when not given)."""
+    if past_cutoff is None:
+        past_cutoff = is_past_cutoff(step)
+    due = progress.next_round_due(step.spec.retry, step.quotas.min_records_per_job, past_cutoff)
     return due and not load_retry_state(step).stopped_at
 
 

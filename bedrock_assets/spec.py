@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -18,8 +19,9 @@ from pydantic.fields import FieldInfo
 
 from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.bedrock.naming import JOB_NAME_MAX, JOB_NAME_SUFFIX_MAX, check_tag, validate_job_name
-from bedrock_assets.bedrock.prices import listed_models
+from bedrock_assets.bedrock.prices import listed_models, tier_refusal
 from bedrock_assets.bedrock.quotas import BatchQuotas, quotas_for
+from bedrock_assets.durations import parse_duration
 from bedrock_assets.models import InferenceSettings, ModelAdapter, PromptSettings, adapter_for
 from bedrock_assets.output_schema import OutputSchema, SchemaError
 from bedrock_assets.records import INTERNAL_COLUMNS, LINEAGE, OUTCOME, RECORD_ID
@@ -168,6 +170,12 @@ class RetrySpec(_Strict):
         description="attempts per shard job: an Expired job, or one Failed for a transient reason, is "
         "resubmitted automatically up to this many; Stopped jobs never are",
     )
+    service_tier: Literal["default", "flex", "priority"] = Field(
+        default="default",
+        description="the runtime API's service tier for every on-demand call (small remainders, and what a "
+        "deadline's cutoff sends on demand): default (standard), flex (cheaper, slower; where the model offers "
+        "it) or priority (faster, at a premium); priced from the price table",
+    )
     truncated_max_tokens: int | None = Field(
         default=None,
         gt=0,
@@ -175,6 +183,65 @@ class RetrySpec(_Strict):
         "retry rounds with max_tokens raised to this (priced in the budget); unset: they stay failed, since the "
         "same body would be cut off again",
     )
+
+
+def _duration(v: str | None, what: str) -> str | None:
+    if v is not None:
+        if parse_duration(v) <= timedelta(0):
+            raise ValueError(f"{what} must be longer than 0s")
+    return v
+
+
+class DeadlineSpec(_Strict):
+    """When the pipeline's results are due: what cannot finish in batch by then is finished on demand."""
+
+    within: str | None = Field(
+        default=None, description="e.g. 6h or 1h30m: the deadline is this long after the pipeline's first job"
+    )
+    at: datetime | None = Field(default=None, description="an ISO 8601 time with its zone, e.g. 2026-12-24T06:00:00Z")
+    margin: str = Field(
+        default="15m",
+        description="kept free before the deadline: the on-demand finish is planned to end this long before it",
+    )
+    on_demand_records_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="the on-demand throughput the cutoff assumes until the pipeline has measured its own "
+        "(default: 12 records a minute per retry.on_demand_concurrency call)",
+    )
+
+    @field_validator("within", "margin")
+    @classmethod
+    def _durations(cls, v: str | None) -> str | None:
+        return _duration(v, "a deadline duration")
+
+    @field_validator("at")
+    @classmethod
+    def _zoned(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError(
+                f"{v.isoformat()} has no time zone: write it with Z or an offset, e.g. 2026-12-24T06:00:00Z"
+            )
+        return v.astimezone(UTC) if v is not None else None
+
+    @model_validator(mode="after")
+    def _one(self) -> DeadlineSpec:
+        if self.within is not None and self.at is not None:
+            raise ValueError("set one of deadline.within (a duration from the first job) and deadline.at, not both")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """The pipeline has a deadline (an empty ``deadline:`` has none)."""
+        return self.within is not None or self.at is not None
+
+    @property
+    def margin_delta(self) -> timedelta:
+        return parse_duration(self.margin)
+
+    @property
+    def within_delta(self) -> timedelta | None:
+        return parse_duration(self.within) if self.within is not None else None
 
 
 class PipelineSpec(_Strict):
@@ -220,6 +287,21 @@ class PipelineSpec(_Strict):
         le=1,
         description="fraction of rows that may end with an error before the pipeline counts as failed",
     )
+    deadline: DeadlineSpec = Field(
+        default_factory=DeadlineSpec,
+        description="when results are due ({within: 6h} from the first job, or {at: <ISO time>}, and a margin): "
+        "at the batch cutoff, what cannot finish in batch by then is stopped and answered on demand",
+    )
+    stall_after: str = Field(
+        default="60m",
+        description="a job InProgress whose processed count has not moved this long, or Submitted/Scheduled this "
+        "long, is stalled: batch_jobs' job_progress check warns (under a deadline it is stopped at the cutoff)",
+    )
+
+    @field_validator("stall_after")
+    @classmethod
+    def _stall(cls, v: str) -> str:
+        return _duration(v, "stall_after") or v
 
     @field_validator("name")
     @classmethod
@@ -283,6 +365,8 @@ class PipelineSpec(_Strict):
         if self.output_schema is not None and adapter.kind != "text":
             raise ValueError("output_schema applies to text models, not embedding models")
         self._check_truncated_retry()
+        if (refused := tier_refusal(self.model.id, self.retry.service_tier)) is not None:
+            raise ValueError(f"retry.service_tier: {refused}")
         quotas = self.quotas()
         if quotas.min_records_per_job > quotas.max_records_per_shard:
             raise ValueError(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
-from bedrock_assets.ledger import JobLedger, LedgerConflict, now_iso
+from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
 
 STOPPED_BY_USER = "stopped by a person (bedrock-assets stop or the __stop job)"
 
@@ -58,17 +59,10 @@ def stop_jobs(
     for attempt in chosen:
         if attempt.job_arn and attempt.status.holds_slot:
             client = client or bedrock.get_client()
-            if counter:
-                counter.add("StopModelInvocationJob")
-            try:
-                client.stop_model_invocation_job(jobIdentifier=attempt.job_arn)
-            except ClientError as e:
-                if e.response["Error"]["Code"] != "ValidationException":  # it finished meanwhile
-                    raise
+            if stop_job(client, ledger, attempt, STOPPED_BY_USER, counter) is None:
                 report.finished.append(attempt.shard)
-                continue
-            ledger.update(attempt, status=JobStatus.STOPPING, message=STOPPED_BY_USER)
-            report.stopped.append(attempt.shard)
+            else:
+                report.stopped.append(attempt.shard)
         elif attempt.status is JobStatus.QUEUED:
             try:
                 ledger.update(
@@ -86,6 +80,26 @@ def stop_jobs(
         else:
             report.finished.append(attempt.shard)
     return report
+
+
+def stop_job(
+    client: Any,
+    ledger: JobLedger,
+    attempt: JobAttempt,
+    message: str,
+    counter: CallCounter | None = None,
+    stopped_by: str | None = None,
+) -> JobAttempt | None:
+    """StopModelInvocationJob for one attempt's job, recorded Stopping; None if the job had finished meanwhile."""
+    if counter:
+        counter.add("StopModelInvocationJob")
+    try:
+        client.stop_model_invocation_job(jobIdentifier=attempt.job_arn)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ValidationException":  # it finished meanwhile
+            raise
+        return None
+    return ledger.update(attempt, status=JobStatus.STOPPING, message=message, stopped_by=stopped_by)
 
 
 RESUMED = "queued again: the pipeline was resumed"

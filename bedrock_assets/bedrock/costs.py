@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bedrock_assets.bedrock.naming import ON_DEMAND_ARN
-from bedrock_assets.bedrock.prices import Mode, ModelPrice, usd
+from bedrock_assets.bedrock.prices import DEFAULT_TIER, Mode, ModelPrice, usd
 from bedrock_assets.ledger import JobAttempt
 
 CHARS_PER_TOKEN = 4
@@ -60,10 +60,10 @@ class TokenEstimate:
             self.input_worst + other.input_worst,
         )
 
-    def cost(self, price: ModelPrice | None, mode: Mode = Mode.BATCH) -> CostRange | None:
+    def cost(self, price: ModelPrice | None, mode: Mode = Mode.BATCH, tier: str = DEFAULT_TIER) -> CostRange | None:
         if price is None:
             return None
-        p = price.of(mode)
+        p = price.of(mode, tier)
         return CostRange(p.cost(self.input_tokens, self.output_expected), p.cost(self.input_worst, self.output_worst))
 
 
@@ -84,7 +84,8 @@ def actual_cost(attempt: JobAttempt, price: ModelPrice | None) -> float | None:
     """What a finished attempt cost by the tokens its output reports (None: no price, or not read yet)."""
     if price is None or attempt.input_tokens is None:
         return None
-    return price.of(attempt_mode(attempt)).cost(attempt.input_tokens, attempt.output_tokens or 0)
+    tier = attempt.service_tier or DEFAULT_TIER
+    return price.of(attempt_mode(attempt), tier).cost(attempt.input_tokens, attempt.output_tokens or 0)
 
 
 @dataclass(frozen=True)

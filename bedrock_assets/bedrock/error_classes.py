@@ -2,7 +2,8 @@
 
 Bedrock never retries a record. A record error is **retriable** when trying the same request again
 can succeed: throttling (429), timeouts (408), server errors (5xx), a record the job never returned,
-output we could not parse or that does not match the output schema, and every record of a job that Expired or failed for a transient reason.
+output we could not parse or that does not match the output schema, every record of a job that Expired or failed
+for a transient reason, and the records a deadline's batch cutoff stopped before their job processed them.
 Everything else is **final**: the request itself is wrong (4xx validation), the content was
 filtered, we refused it before submission, a person stopped the job, or a structured answer was cut
 off at the token limit (the same body would be cut off again; ``to_resend`` sends it once more with a
@@ -29,6 +30,8 @@ INVALID_STRUCTURED = "InvalidStructuredOutput"  # an answer that does not match 
 TRUNCATED_STRUCTURED = "TruncatedStructuredOutput"
 JOB_FAILED = "JobFailed"
 JOB_EXPIRED = "JobExpired"
+# a record the deadline's batch cutoff stopped its job before it was processed: answered on demand next
+STOPPED_AT_CUTOFF = "StoppedAtCutoff"
 
 # A job failure message that reads like the service's trouble, not the input's.
 _TRANSIENT_MESSAGE = re.compile(
@@ -36,7 +39,9 @@ _TRANSIENT_MESSAGE = re.compile(
     r"temporar",
     re.IGNORECASE,
 )
-_RETRIABLE_CODES = frozenset({"429", "408", NOT_RETURNED, UNPARSEABLE, INVALID_STRUCTURED, JOB_EXPIRED})
+_RETRIABLE_CODES = frozenset(
+    {"429", "408", NOT_RETURNED, UNPARSEABLE, INVALID_STRUCTURED, JOB_EXPIRED, STOPPED_AT_CUTOFF}
+)
 _SERVER_ERROR = r"^5\d\d$"
 
 

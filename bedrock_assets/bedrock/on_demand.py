@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import ON_DEMAND_ARN, job_name
+from bedrock_assets.bedrock.prices import DEFAULT_TIER
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.bedrock.submission import (
     Action,
@@ -49,14 +50,24 @@ class Answer:
     ok: bool
 
 
-def invoke(client: Any, model_id: str, invocation_type: str, model_input: dict) -> dict:
-    """The model's answer to one request body: InvokeModel's response body, or Converse's response."""
+def invoke(client: Any, model_id: str, invocation_type: str, model_input: dict, tier: str = DEFAULT_TIER) -> dict:
+    """The model's answer to one request body: InvokeModel's response body, or Converse's response (without the
+    service tier it reports). ``tier``: the runtime's service tier (InvokeModel's X-Amzn-Bedrock-Service-Tier
+    header, Converse's serviceTier member; https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ServiceTier.html),
+    left out for the default one."""
     if invocation_type == "Converse":
-        response = client.converse(modelId=model_id, **model_input)
+        extra: dict[str, Any] = {"serviceTier": {"type": tier}} if tier != DEFAULT_TIER else {}
+        response = client.converse(modelId=model_id, **model_input, **extra)
         response.pop("ResponseMetadata", None)
+        response.pop("serviceTier", None)  # not part of the answer a batch job writes
         return response
+    header: dict[str, Any] = {"serviceTier": tier} if tier != DEFAULT_TIER else {}
     response = client.invoke_model(
-        modelId=model_id, body=json.dumps(model_input), contentType="application/json", accept="application/json"
+        modelId=model_id,
+        body=json.dumps(model_input),
+        contentType="application/json",
+        accept="application/json",
+        **header,
     )
     return json.loads(response["body"].read())
 
@@ -108,11 +119,13 @@ def run_on_demand(
     claimed = claim(ledger, attempt)
     if claimed is None:
         return SubmitOutcome(ledger.latest(settings.pipeline, shard.shard) or attempt, "answered by a concurrent run")
+    tier = settings.service_tier
+    claimed = ledger.update(claimed, started_at=now_iso(), service_tier=tier)  # its rate and its price
     client = bedrock.get_runtime_client()
     lines = [ln for ln in read_bytes(s3, parse_s3_uri(shard.input_uri, what="input")).splitlines() if ln.strip()]
 
     def call(model_input: dict) -> dict:
-        return invoke(client, settings.model_id, settings.invocation_type, model_input)
+        return invoke(client, settings.model_id, settings.invocation_type, model_input, tier)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         answers = list(pool.map(lambda ln: answer(call, ln), lines))
@@ -128,7 +141,8 @@ def run_on_demand(
         "errorRecordCount": counts.errored,
     }
     put_bytes(s3, out.join("manifest.json.out"), json.dumps(manifest).encode())
-    return SubmitOutcome(_record(ledger, claimed, name, counts), f"{succeeded}/{len(lines)} answered on demand")
+    detail = f"{succeeded}/{len(lines)} answered on demand" + (f" ({tier} tier)" if tier != DEFAULT_TIER else "")
+    return SubmitOutcome(_record(ledger, claimed, name, counts), detail)
 
 
 def _record(ledger: JobLedger, attempt: JobAttempt, name: str, counts: JobCounts) -> JobAttempt:

@@ -1,7 +1,9 @@
 """Bedrock prices as data: ``prices.json`` (USD per 1,000 tokens, with each figure's date and source).
 
 A model's batch price is the listed one, else ``batch_discount_default`` (50%) of its on-demand
-price. The bedrock resource's ``price_overrides`` replace figures per model (enterprise discounts,
+price. On demand, the runtime API's service tier scales the standard price by the table's
+``service_tiers`` factor (priority a premium, flex a discount); a model offers the tiers its entry lists
+in ``service_tiers`` (every model offers ``default``). The bedrock resource's ``price_overrides`` replace figures per model (enterprise discounts,
 models not in the file). A model with no price has no cost: callers say "cost unknown", never $0.
 """
 
@@ -25,6 +27,48 @@ class Mode(StrEnum):
     ON_DEMAND = "on_demand"
 
 
+DEFAULT_TIER = "default"
+
+
+@dataclass(frozen=True)
+class TierPrice:
+    """A service tier's price relative to the standard on-demand one, with where the figure comes from."""
+
+    tier: str
+    factor: float
+    as_of: str = ""
+    source: str = ""
+
+
+def service_tier(tier: str) -> TierPrice:
+    """The price factor of a runtime service tier (``default``: 1)."""
+    tiers = {k: v for k, v in _table()["service_tiers"].items() if isinstance(v, dict)}
+    entry = tiers.get(tier)
+    if entry is None:
+        raise ValueError(f"unknown service tier {tier!r}; expected one of {sorted(tiers)}")
+    return TierPrice(tier, float(entry["factor"]), entry.get("as_of", ""), entry.get("source", ""))
+
+
+def tiers_offered(model_id: str) -> list[str]:
+    """The runtime service tiers the price table lists for a model (at least ``default``)."""
+    entry = _table()["models"].get(model_key(model_id)) or {}
+    return sorted({DEFAULT_TIER, *entry.get("service_tiers", [])})
+
+
+def tier_refusal(model_id: str, tier: str) -> str | None:
+    """Why a model cannot be called at a service tier (None: it can). A model the table does not price is
+    given the benefit of the doubt only for ``default``."""
+    if tier == DEFAULT_TIER:
+        return None
+    offered = tiers_offered(model_id)
+    if tier in offered:
+        return None
+    return (
+        f"{model_key(model_id)} is not offered at the {tier!r} service tier (the price table lists "
+        f"{', '.join(offered)}); choose one of those, or leave retry.service_tier at default"
+    )
+
+
 @dataclass(frozen=True)
 class TokenPrice:
     """USD per 1,000 input and output tokens."""
@@ -44,8 +88,13 @@ class ModelPrice:
     as_of: str
     source: str
 
-    def of(self, mode: Mode) -> TokenPrice:
-        return self.batch if mode is Mode.BATCH else self.on_demand
+    def of(self, mode: Mode, tier: str = DEFAULT_TIER) -> TokenPrice:
+        if mode is Mode.BATCH:
+            return self.batch
+        if tier == DEFAULT_TIER:
+            return self.on_demand
+        factor = service_tier(tier).factor
+        return TokenPrice(self.on_demand.input * factor, self.on_demand.output * factor)
 
     def describe(self, mode: Mode = Mode.BATCH) -> str:
         p = self.of(mode)

@@ -61,6 +61,7 @@ class JobSettings:
     kms_key_id: str | None = None
     max_job_attempts: int = 1
     budget: Budget | None = None  # None: no budget_usd
+    service_tier: str = "default"  # of the runtime API, for what is answered on demand
 
 
 def resubmitted_automatically(latest: JobAttempt, max_job_attempts: int) -> bool:

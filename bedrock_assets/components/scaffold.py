@@ -38,8 +38,12 @@ attributes:
   #   max_rounds: 2                          # retry rounds for retriable records (0: none)
   #   small_remainder: on_demand             # fewer than a job's minimum left: on_demand | leave
   #   on_demand_concurrency: 4
+  #   service_tier: default                  # on-demand calls: default | flex | priority (where offered)
   #   max_job_attempts: 2                    # Expired / transiently Failed first-pass jobs resubmitted
   #   truncated_max_tokens: 1024             # structured answers cut off at max_tokens: sent once more
+  # deadline: {{within: 6h, margin: 15m}}      # or {{at: 2026-12-24T06:00:00Z}}: at the batch cutoff the
+  #                                          # rest is stopped and answered on demand to finish in time
+  # stall_after: 60m                         # no progress this long: job_progress warns
   # budget_usd: 25.0                         # jobs are created only while the worst case of all fits
   # max_error_rate: 0.0                      # default 0: ONE failed row left after the retry rounds (a
   #                                          # leftover 429) makes the run fail (exit 1, red); e.g. 0.001

@@ -21,6 +21,7 @@ from bedrock_assets.bedrock.costs import actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.deadline import stopped_at_cutoff
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
@@ -79,7 +80,7 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
             {**outputs.metadata(), "cost_usd": round(cost, 10) if cost is not None else "cost unknown"},
             partition_key=shard,
         )
-        if not attempt.status.has_output:
+        if not attempt.status.has_output and not stopped_at_cutoff(attempt):
             context.log.warning(f"{shard}: batch job {attempt.status.value}: {attempt.message or 'no message'}")
         for warning in outputs.oddities.warnings():
             context.log.warning(f"{shard}: {warning}")
@@ -191,6 +192,7 @@ class JobOutputs:
     error_codes: dict[str, int]
     truncated: int = 0  # answers cut off at the token limit (successes among them)
     oddities: Oddities = field(default_factory=Oddities)
+    stopped_at_cutoff: bool = False  # the deadline's batch cutoff stopped the job
 
     @property
     def not_returned(self) -> int:
@@ -257,12 +259,14 @@ def collect_job_outputs(step: Step, attempt: JobAttempt) -> JobOutputs:
         error_codes=dict(stats.error_codes),
         truncated=stats.truncated,
         oddities=Oddities.of(stats),
+        stopped_at_cutoff=stopped_at_cutoff(attempt),
     )
 
 
 def jobs_check(results: list[JobOutputs]) -> dg.AssetCheckResult:
     """``job_succeeded``: every job of the run finished with output (Completed or PartiallyCompleted)."""
     failed = [r for r in results if not r.job_status.has_output]
+    planned = all(r.stopped_at_cutoff for r in failed)  # the deadline's cutoff stopped them: warn, not fail
     rows = [{"shard": r.shard, "status": r.job_status.value, "message": r.job_message or ""} for r in failed]
     described = "; ".join(
         f"{r.shard}: job {r.job_status.value}" + (f" ({r.job_message})" if r.job_message else "") for r in failed[:5]
@@ -270,7 +274,7 @@ def jobs_check(results: list[JobOutputs]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=JOB_CHECK,
         passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.WARN if planned else dg.AssetCheckSeverity.ERROR,
         description=None if not failed else described + (f"; and {len(failed) - 5} more" if len(failed) > 5 else ""),
         metadata={"jobs_checked": len(results), "failed_jobs": table(rows, ["shard", "status", "message"])},
     )

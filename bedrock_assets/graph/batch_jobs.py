@@ -4,6 +4,8 @@ Shards without a free slot are queued in the ledger and submitted by the complet
 remainder below a job's minimum is answered on demand (the runtime API) instead.
 """
 
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -25,6 +27,7 @@ from bedrock_assets.bedrock.submission import (
     attempt_record,
     submit_shards,
 )
+from bedrock_assets.deadline import CutoffRecord, Stalled, load_cutoff, stall_after, stalled_jobs
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.keys import TAG_RENEW
 from bedrock_assets.ledger import JobLedger, JobLedgerResource, now_iso
@@ -35,6 +38,7 @@ from bedrock_assets.progress import latest_merges
 from bedrock_assets.shards import ShardInfo, load_retry_state, round_of, select_shards, span
 
 SUBMITTED_CHECK = "submitted"
+PROGRESS_CHECK = "job_progress"
 
 
 class SubmitConfig(dg.Config):
@@ -58,7 +62,13 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
                 SUBMITTED_CHECK,
                 asset=p.keys.batch_jobs,
                 description="every shard has a Bedrock job or waits for a slot",
-            )
+            ),
+            dg.AssetCheckSpec(
+                PROGRESS_CHECK,
+                asset=p.keys.batch_jobs,
+                description="no job stalled: InProgress with no record processed, or Submitted/Scheduled, for "
+                "stall_after (warns; the completion sensor re-evaluates it as jobs move)",
+            ),
         ],
         description="Bedrock batch job per shard: quota-aware, idempotent submission (re-attaches on rerun). "
         "Shards without a free slot are queued and submitted by the completion sensor. A retry remainder "
@@ -90,6 +100,8 @@ def materialize(
         renew = False
     if config.resubmit_failed:
         refuse_resubmitting_retried(context, step, [s.key for s in shards])
+    if step.spec.deadline.active and (cutoff := load_cutoff(step)) is not None:
+        shards = past_cutoff(step, ledger, shards, cutoff)
     batch = [s for s in shards if not s.on_demand]
     outcomes += submit(step, ledger, batch, counter, config.resubmit_failed, renew)
     outcomes += answer_on_demand(step, ledger, [s for s in shards if s.on_demand], counter)
@@ -98,6 +110,7 @@ def materialize(
         context.add_asset_metadata(outcome_metadata(o), partition_key=o.shard)
     failed = [o for o in outcomes if o.status is JobStatus.SUBMIT_FAILED]
     rows = [{"shard": o.shard, "message": o.attempt.message or o.detail} for o in failed]
+    stalled = stalled_jobs([o.attempt for o in outcomes], datetime.now(UTC), stall_after(step.spec))
     return dg.MaterializeResult(
         check_results=[
             dg.AssetCheckResult(
@@ -105,8 +118,60 @@ def materialize(
                 passed=not failed,
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={"failed": table(rows, ["shard", "message"]), **counter.metadata()},
-            )
+            ),
+            progress_result(stalled, step.spec.deadline.active),
         ]
+    )
+
+
+def past_cutoff(step: Step, ledger: JobLedger, shards: list[ShardInfo], cutoff: CutoffRecord) -> list[ShardInfo]:
+    """Past the deadline's batch cutoff a shard without a batch job for its input is answered on demand (one that
+    has a job re-attaches to it: the cutoff stops it if it cannot finish in time)."""
+    chosen = []
+    for shard in shards:
+        latest = ledger.latest(step.name, shard.key)
+        has_job = latest is not None and latest.input_digest == shard.digest and latest.job_arn is not None
+        chosen.append(shard if shard.on_demand or has_job else replace(shard, on_demand=True))
+    return chosen
+
+
+def _stalled_text(stalled: list[Stalled], under_deadline: bool) -> str | None:
+    if not stalled:
+        return None
+    then = (
+        "the deadline's batch cutoff stops it and answers its records on demand"
+        if under_deadline
+        else "it is left running (stop it with bedrock-assets stop, or set a deadline)"
+    )
+    named = "; ".join(f"{s.shard} ({s.job_arn}): {s.reason}" for s in stalled[:5])
+    return (
+        f"{len(stalled)} stalled job(s): {named}"
+        + (f"; and {len(stalled) - 5} more" if len(stalled) > 5 else "")
+        + f"; {then}"
+    )
+
+
+def progress_result(stalled: list[Stalled], under_deadline: bool) -> dg.AssetCheckResult:
+    """``job_progress`` (warning) in a batch_jobs materialization."""
+    return dg.AssetCheckResult(
+        check_name=PROGRESS_CHECK,
+        passed=not stalled,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=_stalled_text(stalled, under_deadline),
+        metadata={"stalled": table([asdict(s) for s in stalled], ["shard", "job_arn", "reason"])},
+    )
+
+
+def progress_check(asset: dg.AssetKey, stalled: list[Stalled], under_deadline: bool) -> dg.AssetCheckEvaluation:
+    """``job_progress`` as the completion sensor reports it whenever the set of stalled jobs changes."""
+    result = progress_result(stalled, under_deadline)
+    return dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name=PROGRESS_CHECK,
+        passed=result.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=result.description,
+        metadata=result.metadata,
     )
 
 
@@ -150,6 +215,7 @@ def job_settings(step: Step, ledger: JobLedger | None = None, renew: bool = Fals
         kms_key_id=spec.kms_key_id,
         max_job_attempts=spec.retry.max_job_attempts if renew else 1,
         budget=pipeline_budget(step, ledger) if ledger is not None else None,
+        service_tier=spec.retry.service_tier,
     )
 
 
@@ -162,7 +228,7 @@ def to_submit_of(step: Step, shard: ShardInfo) -> ShardToSubmit:
         shard.records,
         layout.shard_input(shard.key).uri,
         layout.job_output(shard.key).uri,
-        worst_cost(shard, step.adapter, step.price, mode),
+        worst_cost(shard, step.adapter, step.price, mode, step.spec.retry.service_tier),
     )
 
 

@@ -28,8 +28,10 @@ from bedrock_assets.bedrock.budget import Budget, held_by_budget
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.bedrock.submission import claim_is_stale, resubmitted_automatically
+from bedrock_assets.deadline import DeadlineTick, deadline_line, keep_deadline, stall_after, stalled_jobs
+from bedrock_assets.graph.batch_jobs import progress_check
 from bedrock_assets.keys import TAG_JOB_STATUS, TAG_RENEW, partition_tags, stage_tags
-from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource
+from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource, now_iso
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import (
     MergedMark,
@@ -86,6 +88,7 @@ class TickCursor:
     status: str = ""
     unreported_calls: dict[str, int] = field(default_factory=dict)
     polled_at: float = 0.0  # epoch seconds
+    stalled: list[str] = field(default_factory=list)  # the shards whose job the job_progress check last named
 
     @classmethod
     def parse(cls, cursor: str | None) -> "TickCursor | None":
@@ -93,7 +96,10 @@ class TickCursor:
             return None
         data = json.loads(cursor)
         return cls(
-            str(data.get("status", "")), dict(data.get("unreported_calls", {})), float(data.get("polled_at", 0.0))
+            str(data.get("status", "")),
+            dict(data.get("unreported_calls", {})),
+            float(data.get("polled_at", 0.0)),
+            list(data.get("stalled", [])),
         )
 
     def poll_due(self, poll_seconds: float, now: float) -> bool:
@@ -113,6 +119,8 @@ def completion_tick(
     shards = instance.get_dynamic_partitions(keys.partitions)
     previous, now = TickCursor.parse(cursor), time.time()
     polled = poll(step, ledger, refresh=previous is None or previous.poll_due(step.bedrock.poll_seconds, now))
+    kept = keep_deadline(step, ledger, polled.attempts, polled.latest, datetime.fromtimestamp(now, UTC), polled.calls)
+    polled.changed += [a for a, _ in kept.stopped] if kept is not None else []
     holds = run_holds(instance, [keys.job("merge"), keys.job("submit")], shards)
     marks = latest_merges(instance, keys.merged_results)
     merged = merged_jobs(marks)
@@ -126,13 +134,16 @@ def completion_tick(
         _max_job_attempts(step, polled),
         _budget(step, polled),
         stale,
+        on_demand_now=kept is not None and kept.past_cutoff,
     )
     requests = _stage_requests(step, decision, shards, holds)
     status = PipelineStatus.of(shards, polled.latest, merged)
-    requests += _next_step(step, instance, shards, polled.latest, marks, status)
+    requests += _next_step(step, instance, shards, polled.latest, marks, status, kept)
     if log is not None:
         log.debug(status.line(step.name))
-    events, next_cursor = _observations(step, polled, status, previous)
+        if kept is not None and (kept.newly_reached or kept.stopped):
+            log.info(deadline_line(step.name, kept))
+    events, next_cursor = _observations(step, polled, status, previous, kept)
     next_cursor = replace(next_cursor, polled_at=now if polled.refreshed else previous.polled_at if previous else 0.0)
     return dg.SensorResult(run_requests=requests, asset_events=events, cursor=next_cursor.dump())
 
@@ -144,13 +155,14 @@ def _next_step(
     latest: Mapping[str, JobAttempt],
     marks: Mapping[str, MergedMark],
     status: PipelineStatus,
+    kept: DeadlineTick | None = None,
 ) -> list[dg.RunRequest]:
     """Once every shard is merged: the next retry round if one is due, else merged_dataset if it was not built
     from these jobs yet (each once per set of jobs: the run key)."""
     if not status.all_merged:
         return []
     keys = step.keys
-    if retry_due(step, progress := RoundProgress.of(shards, latest, marks)):
+    if retry_due(step, progress := RoundProgress.of(shards, latest, marks), kept is not None and kept.past_cutoff):
         run_key, stage = f"retry:r{progress.round + 1}:{progress.basis}", "retry"
     else:
         digest = jobs_digest(shards, latest)
@@ -213,35 +225,49 @@ def _range_request(
 
 
 def _observations(
-    step: Step, polled: "Poll", status: PipelineStatus, previous: TickCursor | None
-) -> tuple[list[dg.AssetObservation], TickCursor]:
+    step: Step, polled: "Poll", status: PipelineStatus, previous: TickCursor | None, kept: DeadlineTick | None = None
+) -> tuple[list[Any], TickCursor]:
     """Each changed job on batch_jobs; the pipeline at a glance on merged_dataset when it changed, with the
-    Bedrock calls made since the last one."""
+    Bedrock calls made since the last one (and where it stands against its deadline); the job_progress check
+    whenever the set of stalled jobs changed."""
     keys = step.keys
-    events = [
-        dg.AssetObservation(
-            keys.batch_jobs,
-            partition=a.shard,
-            metadata={
-                "status": a.status.value,
-                "job_arn": a.job_arn or "",
-                "attempt": a.attempt,
-                "records_total": a.counts.total,
-                "records_processed": a.counts.processed,
-                "records_succeeded": a.counts.succeeded,
-                "records_errored": a.counts.errored,
-                **({"message": dg.MetadataValue.text(a.message)} if a.message else {}),
-            },
-        )
-        for a in polled.changed
-    ]
+    events: list[Any] = [job_observation(keys.batch_jobs, a) for a in polled.changed]
+    stalled = stalled_jobs(polled.latest.values(), _now(), stall_after(step.spec))
+    named = sorted(s.shard for s in stalled)
+    if previous is None or named != previous.stalled:
+        events.append(progress_check(keys.batch_jobs, stalled, kept is not None))
     calls = CallCounter(dict(previous.unreported_calls) if previous else {})
     calls.merge(polled.calls.calls)
     line = status.line(step.name)
-    if previous is not None and previous.status == line:
-        return events, TickCursor(line, calls.calls)
-    events.append(dg.AssetObservation(keys.merged_dataset, metadata={**status.metadata(), **calls.metadata()}))
-    return events, TickCursor(line)
+    if previous is not None and previous.status == line and not (kept and (kept.stopped or kept.newly_reached)):
+        return events, TickCursor(line, calls.calls, stalled=named)
+    deadline = kept.view.metadata() if kept is not None else {}
+    events.append(
+        dg.AssetObservation(keys.merged_dataset, metadata={**status.metadata(), **deadline, **calls.metadata()})
+    )
+    return events, TickCursor(line, stalled=named)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_observation(asset: dg.AssetKey, a: JobAttempt) -> dg.AssetObservation:
+    """A job's state on its batch_jobs partition."""
+    return dg.AssetObservation(
+        asset,
+        partition=a.shard,
+        metadata={
+            "status": a.status.value,
+            "job_arn": a.job_arn or "",
+            "attempt": a.attempt,
+            "records_total": a.counts.total,
+            "records_processed": a.counts.processed,
+            "records_succeeded": a.counts.succeeded,
+            "records_errored": a.counts.errored,
+            **({"message": dg.MetadataValue.text(a.message)} if a.message else {}),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -277,6 +303,7 @@ def decide_tick(
     budget: Budget | None = None,
     stale_claims: frozenset[str] = frozenset(),
     now: datetime | None = None,
+    on_demand_now: bool = False,
 ) -> TickDecision:
     """Which shards to merge and which to submit (queued ones, jobs the resubmission policy renews, and
     claims whose submitter is gone).
@@ -286,7 +313,8 @@ def decide_tick(
     ``busy``: shards a run is already working on; ``free_slots``: the model's unused job slots;
     ``stale_claims``: shards left Submitting by a submitter that is gone (``claim_is_stale``). Those are
     submitted whatever the slots: the submission attaches the job their create made, or queues them.
-    ``now``: the time ``probe_slots`` measures its wait against.
+    ``now``: the time ``probe_slots`` measures its wait against; ``on_demand_now``: past a deadline's batch
+    cutoff every queued shard is answered on demand, so none waits for a slot.
     """
     current = [latest[s] for s in shards if s in latest and s not in busy]
     not_merged = set(unmerged(shards, latest, merged))
@@ -306,7 +334,7 @@ def decide_tick(
                 fitting.append(a)
                 budget = budget.after(a.worst_usd or 0.0)
         queued = fitting
-    slots = probe_slots(latest.values(), max(free_slots, 0), now)
+    slots = len(queued) if on_demand_now else probe_slots(latest.values(), max(free_slots, 0), now)
     resolve = [a for a in current if a.shard in stale_claims]
     return TickDecision(contiguous_groups(to_merge, shards, shard_of), resolve + queued[:slots])
 
@@ -340,32 +368,42 @@ class Poll:
     """Job states after a tick's Bedrock calls, and the attempts whose state changed."""
 
     latest: dict[str, JobAttempt]
+    attempts: list[JobAttempt] = field(default_factory=list)  # every attempt, as the ledger held them
     changed: list[JobAttempt] = field(default_factory=list)
     free_slots: int = 0
     calls: CallCounter = field(default_factory=CallCounter)
     refreshed: bool = False  # whether Bedrock was asked (else the ledger's states, and no free slot known)
 
 
-def refreshed(attempt: JobAttempt, job: JobSummary) -> dict[str, Any]:
-    """The ledger fields that differ between an attempt and what Bedrock now says of its job."""
-    fields = {"status": job.status, "counts": JobCounts.from_job(job.counts)}
+def refreshed(attempt: JobAttempt, job: JobSummary, now: str | None = None) -> dict[str, Any]:
+    """The ledger fields that differ between an attempt and what Bedrock now says of its job; with them, when
+    it was first seen InProgress and when its processed count last moved (rates, ETAs and stalls)."""
+    fields: dict[str, Any] = {"status": job.status, "counts": JobCounts.from_job(job.counts)}
     if job.message:
         fields["message"] = job.message
     if job.end_time:
         fields["end_time"] = job.end_time
-    return {k: v for k, v in fields.items() if getattr(attempt, k) != v}
+    changes = {k: v for k, v in fields.items() if getattr(attempt, k) != v}
+    now = now or now_iso()
+    if job.status is JobStatus.IN_PROGRESS and attempt.started_at is None:
+        changes |= {"started_at": now, "progressed_at": now}
+    elif "counts" in changes and changes["counts"].processed != attempt.counts.processed:
+        changes["progressed_at"] = now
+    return changes
 
 
 def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
     """The pipeline's attempts from the ledger; with ``refresh``, every open job refreshed from Bedrock and
     the changes recorded in the ledger (without, no slot counts as free: queued shards wait for a refresh)."""
     bedrock = step.bedrock
-    result = Poll(latest=ledger.latest_by_shard(step.name))
+    attempts = ledger.attempts_of(step.name)
+    result = Poll(latest={a.shard: a for a in attempts}, attempts=attempts)  # sort-key order: the last attempt wins
     open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
     queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())
     if not refresh or (not open_attempts and not queued):
         return result
     result.refreshed = True
+    now = now_iso()
     client = bedrock.get_client()
     jobs = bedrock.recent_jobs(client, result.calls)
     by_arn = {j.job_arn: j for j in jobs}
@@ -375,7 +413,7 @@ def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
         if job is None and gets < MAX_GETS_PER_TICK:  # older than the list window, or not listed yet
             gets += 1
             job = bedrock.get_job(client, attempt.job_arn or "", result.calls)
-        changes = refreshed(attempt, job) if job is not None else {}
+        changes = refreshed(attempt, job, now) if job is not None else {}
         if changes:
             updated = ledger.update(attempt, **changes)
             result.latest[attempt.shard] = updated

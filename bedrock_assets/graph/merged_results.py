@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 from dagster_aws.s3 import S3Resource
 
-from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, to_resend
+from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, STOPPED_AT_CUTOFF, to_resend
 from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.deadline import stopped_at_cutoff
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.graph.batch_job_outputs import finished_attempt
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
@@ -87,7 +88,7 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
         context.log_event(event(step.keys.merged_results, partition=shard, metadata=result.metadata()))
     yield rows_check(merged)
     yield error_rate_check(merged, step.spec.max_error_rate, step.spec.retry.max_rounds)
-    failed = [m.job for m in merged if not m.job.status.has_output]
+    failed = [m.job for m in merged if not m.job.status.has_output and not stopped_at_cutoff(m.job)]
     if failed:
         raise dg.Failure(
             "; ".join(
@@ -113,6 +114,9 @@ def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
     if job.status.has_output:
         absent_code = NOT_RETURNED
         absent_msg = f"job finished {job.status.value} without an output line for this record"
+    elif stopped_at_cutoff(job):
+        absent_code = STOPPED_AT_CUTOFF
+        absent_msg = "the deadline's batch cutoff stopped the job before this record: it is answered on demand"
     else:
         absent_code = f"Job{job.status.value}"
         absent_msg = f"batch job {job.status.value}" + (f": {job.message}" if job.message else "")
@@ -167,7 +171,9 @@ class MergedShard:
         """The share of rows that failed and that no later retry round sends again (all failed rows once the
         shard is of the last round)."""
         failed = self.rows - self.succeeded
-        final = failed if round_of(self.shard) >= max_rounds else failed - self.retriable
+        # records the deadline's cutoff stopped get one round more, on demand
+        last = failed - self.errors.get(STOPPED_AT_CUTOFF, 0)
+        final = last if round_of(self.shard) >= max_rounds else failed - self.retriable
         return final / self.rows if self.rows else 0.0
 
     @property

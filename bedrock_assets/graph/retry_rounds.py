@@ -23,6 +23,7 @@ from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.error_classes import TRUNCATED_STRUCTURED, to_resend
 from bedrock_assets.bedrock.resource import BedrockBatchResource
+from bedrock_assets.deadline import is_past_cutoff
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.ledger import JobLedgerResource
 from bedrock_assets.metadata import table
@@ -99,19 +100,26 @@ def cut_next_round(step: Step, progress: RoundProgress) -> RoundDecision:
     min_records = step.quotas.min_records_per_job
     if state.stopped_at:
         return RoundDecision(None, f"no retry round: the pipeline was stopped at {state.stopped_at}")
-    if not progress.next_round_due(step.spec.retry, min_records):
+    cut_off = is_past_cutoff(step)
+    if not progress.next_round_due(step.spec.retry, min_records, cut_off):
         return RoundDecision(None, _why_not(progress, step.spec.retry, min_records))
     kept = [r for r in state.rounds if r.round < number]
     existing = next((r for r in state.rounds if r.round == number), None)
     if existing is not None and existing.basis == progress.basis:
         return RoundDecision(existing, f"round {number} was already planned from these jobs")
     on_demand = progress.retriable < min_records
-    shards, left = _cut_round(step, progress.keys, number, on_demand)
+    shards, left = _cut_round(step, progress.keys, number, on_demand, all_on_demand=cut_off)
     records = sum(s.records for s in shards)
     new = RetryRound(number, progress.basis, records, on_demand, shards)
     removed = [s.key for r in state.rounds if r.round >= number for s in r.shards if s.key not in new.keys]
     save_retry_state(step, replace(state, rounds=[*kept, new]))
-    how = "on demand (fewer than a job's minimum)" if on_demand else _how(shards, left)
+    how = (
+        "on demand (fewer than a job's minimum)"
+        if on_demand
+        else "on demand (past the deadline's batch cutoff)"
+        if cut_off
+        else _how(shards, left)
+    )
     return RoundDecision(
         new, f"round {number}: {records} retriable record(s) of round {progress.round}, {how}", removed
     )
@@ -141,15 +149,18 @@ def _why_not(progress: RoundProgress, retry: RetrySpec, min_records: int) -> str
     )
 
 
-def _cut_round(step: Step, sources: Sequence[str], number: int, on_demand: bool) -> tuple[list[ShardInfo], int]:
+def _cut_round(
+    step: Step, sources: Sequence[str], number: int, on_demand: bool, all_on_demand: bool = False
+) -> tuple[list[ShardInfo], int]:
     """Stream the retriable rows of ``sources`` shard by shard into the new round's shard parts; also the
-    number of records left out (no cut within the quotas holds them, and small_remainder is 'leave')."""
+    number of records left out (no cut within the quotas holds them, and small_remainder is 'leave').
+    ``all_on_demand`` (past a deadline's cutoff): shards cut as for jobs, each answered on demand."""
     cutter = ShardCutter(step.quotas)
     left = 0
     pending: list[pa.Table] = []  # on demand: fewer rows than one job's minimum
     with ShardParts(step) as parts:
 
-        def add(shard: Shard, answer_on_demand: bool = on_demand) -> None:
+        def add(shard: Shard, answer_on_demand: bool = on_demand or all_on_demand) -> None:
             parts.add(retry_key(number, len(parts.shards)), shard, answer_on_demand)
 
         for source in sources:
@@ -173,7 +184,7 @@ def _cut_round(step: Step, sources: Sequence[str], number: int, on_demand: bool)
             for shard in cutter.finish(short_tail=True):
                 if not shard.below_minimum:
                     add(shard)
-                elif step.spec.retry.small_remainder == "on_demand":
+                elif step.spec.retry.small_remainder == "on_demand" or all_on_demand:
                     add(shard, answer_on_demand=True)
                 else:
                     left += shard.records

@@ -84,16 +84,21 @@ class LocalStackApp:
             if len(parts) == 3 and parts[0] == "model" and request.method == "POST":
                 runtime = self.emulator.runtime
                 if parts[2] == "invoke":
-                    res = runtime.invoke_model(parts[1], request.get_data())
+                    tier = request.headers.get("X-Amzn-Bedrock-Service-Tier")
+                    res = runtime.invoke_model(parts[1], request.get_data(), tier)
                     headers = {
                         "X-Amzn-Bedrock-Input-Token-Count": str(res.input_tokens),
                         "X-Amzn-Bedrock-Output-Token-Count": str(res.output_tokens),
                         "X-Amzn-Bedrock-Invocation-Latency": "0",
+                        "X-Amzn-Bedrock-Service-Tier": tier or "default",  # the tier that served it
                     }
                     return Response(res.output_json, status=200, headers=headers, content_type="application/json")
                 if parts[2] == "converse":
-                    res = runtime.converse(parts[1], request.get_data())
-                    return Response(res.output_json, status=200, content_type="application/json")
+                    data = request.get_data()
+                    res = runtime.converse(parts[1], data)
+                    return Response(
+                        _with_tier(res.output_json or "{}", data), status=200, content_type="application/json"
+                    )
             raise EmulatorError(
                 "UnknownOperationException", f"No emulated operation for {request.method} {raw_path}", 404
             )
@@ -150,3 +155,12 @@ class LocalStackApp:
             except (ValueError, TypeError) as exc:
                 return error_response("ValidationException", str(exc), 400)
         return error_response("NotFound", f"unknown control endpoint {request.method} {path}", 404)
+
+
+def _with_tier(answer: str, request: bytes) -> str:
+    """A Converse response with the ``serviceTier`` that served it (ConverseResponse.serviceTier)."""
+    try:
+        tier = (json.loads(request or b"{}").get("serviceTier") or {}).get("type") or "default"
+    except (ValueError, AttributeError):
+        tier = "default"
+    return json.dumps({**json.loads(answer), "serviceTier": {"type": tier}})

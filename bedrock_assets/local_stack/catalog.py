@@ -53,6 +53,22 @@ class ModelInfo:
     max_input_chars: int | None = None  # per-text character limit (embedding models)
     structured_outputs: bool = False  # takes a JSON schema output format (output_config / outputConfig)
 
+    @property
+    def service_tiers(self) -> frozenset[str]:
+        """The runtime service tiers the model is offered at (``default`` for every model)."""
+        return frozenset({"default", *PRIORITY_AND_FLEX.get(self.model_id, ())})
+
+
+# Models offered at the Priority and Flex tiers among those emulated: the launch post
+# (https://aws.amazon.com/about-aws/whats-new/2025/11/amazon-bedrock-priority-flex-inference-service-tiers)
+# names Nova Pro and Nova Premier (with gpt-oss, DeepSeek V3.1 and Qwen3, not emulated).
+PRIORITY_AND_FLEX = {
+    "amazon.nova-pro-v1:0": ("priority", "flex"),
+    "amazon.nova-premier-v1:0": ("priority", "flex"),
+}
+# ServiceTierType (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ServiceTier.html)
+SERVICE_TIER_VALUES = ("priority", "default", "flex", "reserved")
+
 
 def _models(
     family: str | None, batch: bool, context: int | None, *ids: str, chars: int | None = None, structured: bool = False

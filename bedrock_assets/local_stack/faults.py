@@ -28,6 +28,15 @@ class FaultConfig:
       answer of a create that worked is lost.
     - ``create_delay``: seconds a CreateModelInvocationJob waits after taking effect before it
       answers (a client can be killed while its create is in flight).
+    - ``hold_jobs_matching``: jobs whose name contains this substring stay Scheduled (the service's
+      queue never reaches them) until stopped or expired.
+    - ``stall_jobs_matching``: jobs whose name contains this substring reach InProgress and then
+      process nothing more (processedRecordCount stays where it is) until stopped.
+    - ``slow_jobs_matching`` / ``slow_factor``: jobs whose name contains the substring take
+      ``slow_factor`` times as long InProgress (their processed count grows that much more slowly).
+
+    While InProgress a job's processedRecordCount grows with the time it has been InProgress (a
+    steady rate that ends at the total when the phase ends), as the service reports progress.
 
     bedrock-runtime InvokeModel / Converse (see ``runtime.py``): ``unavailable_until`` (503),
     ``throttle_every`` (its own count of runtime calls) and ``record_error_rate`` (per call: half
@@ -44,6 +53,10 @@ class FaultConfig:
     unavailable_until: float = 0.0
     lose_create_responses: int = 0
     create_delay: float = 0.0
+    hold_jobs_matching: str | None = None
+    stall_jobs_matching: str | None = None
+    slow_jobs_matching: str | None = None
+    slow_factor: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the knobs as a JSON-friendly dict."""
@@ -57,6 +70,10 @@ class FaultConfig:
                 raise ValueError(f"unknown fault knob: {name}")
             if name in ("unavailable_until", "create_delay"):
                 value = float(value)
+            elif name == "slow_factor":
+                value = float(value)
+                if value < 1.0:
+                    raise ValueError("slow_factor must be >= 1")
             elif name in ("record_error_rate", "drop_rate"):
                 value = float(value)
                 if not 0.0 <= value <= 1.0:
@@ -68,6 +85,11 @@ class FaultConfig:
             elif value is not None:
                 value = str(value) or None
             setattr(self, name, value)
+
+    def matches(self, knob: str, job_name: str) -> bool:
+        """Whether a ``*_jobs_matching`` knob is set and names this job."""
+        pattern = getattr(self, knob)
+        return bool(pattern) and pattern in job_name
 
     @classmethod
     def names(cls) -> set[str]:

@@ -325,6 +325,7 @@ class BatchJobEmulator:
                 raise validation_error(f"The job {job['jobArn']} is in status {job['status']} and cannot be stopped.")
             if job["status"] != JobStatus.STOPPING.value:
                 now = self.clock()
+                self._progress(job, now)
                 job.update(
                     status=JobStatus.STOPPING.value,
                     stoppedFrom=job["status"],
@@ -433,13 +434,38 @@ class BatchJobEmulator:
             changed |= self._advance(job)
         return changed
 
+    def _phase_seconds(self, job: dict) -> float:
+        """How long the job's current phase lasts (inf: the faults hold it there until it is stopped)."""
+        status, name = job["status"], job["jobName"]
+        if status == JobStatus.SCHEDULED.value and self.faults.matches("hold_jobs_matching", name):
+            return float("inf")
+        if status == JobStatus.IN_PROGRESS.value:
+            if self.faults.matches("stall_jobs_matching", name):
+                return float("inf")
+            if self.faults.matches("slow_jobs_matching", name):
+                return job["timeScale"] * self.faults.slow_factor
+        return job["timeScale"]
+
+    def _progress(self, job: dict, now: float) -> None:
+        """An InProgress job's processed count: the share of its phase gone by (none while it stalls)."""
+        if job["status"] != JobStatus.IN_PROGRESS.value:
+            return
+        seconds = self._phase_seconds(job)
+        if seconds == float("inf") or seconds <= 0:
+            return
+        share = min(max((now - job["phaseStart"]) / seconds, 0.0), 1.0)
+        job["processedRecordCount"] = max(job["processedRecordCount"], int(job["totalRecordCount"] * share))
+
     def _advance(self, job: dict) -> bool:
         """Move the job through every phase whose deadline has passed; True if it changed."""
         now = self.clock()
         changed = False
         while job["status"] not in TERMINAL_STATUSES:
-            due = job["phaseStart"] + job["timeScale"]
+            due = job["phaseStart"] + self._phase_seconds(job)
             if now < due:
+                before = job["processedRecordCount"]
+                self._progress(job, now)
+                changed |= job["processedRecordCount"] != before
                 break
             status, message = self._next_status(job)
             job.update(status=status, phaseStart=due, lastModifiedTime=due)
@@ -547,8 +573,9 @@ class BatchJobEmulator:
         """Run the job: write one shuffled .out per input file plus manifest.json.out.
 
         With ``salvage`` (a job stopped while InProgress) only the records processed before the stop
-        are written: the first half of each file's shuffled order, so processedRecordCount stays below
-        totalRecordCount. Returns True when any record errored or was dropped (PartiallyCompleted).
+        are written: the share of each file's shuffled order that processedRecordCount had reached at
+        the stop (never the whole file), so it stays below totalRecordCount. Returns True when
+        any record errored or was dropped (PartiallyCompleted).
         """
         s3 = self._require_s3()
         in_bucket, keys = self._input_location(job)
@@ -558,7 +585,8 @@ class BatchJobEmulator:
             raw = list(self._iter_lines(in_bucket, key))
             order = np.random.default_rng(_seed(job["jobId"], key)).permutation(len(raw))
             if salvage:
-                order = order[: len(raw) // 2]
+                share = job["processedRecordCount"] / max(job["totalRecordCount"], 1)
+                order = order[: min(int(len(raw) * share), max(len(raw) - 1, 0))]
             with tempfile.TemporaryFile() as out:
                 for start in range(0, len(order), CHUNK_RECORDS):
                     positions = order[start : start + CHUNK_RECORDS]

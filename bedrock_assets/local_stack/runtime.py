@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .catalog import EMBEDDING_FAMILIES, lookup, runtime_model_error
+from .catalog import EMBEDDING_FAMILIES, SERVICE_TIER_VALUES, lookup, runtime_model_error
 from .errors import EmulatorError
 from .faults import FaultConfig
 from .synthetic import SyntheticResult, synthesize_batch
@@ -50,6 +50,27 @@ def _unit_hash(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def check_tier(model_id: str, tier: str | None) -> None:
+    """Refuse a service tier that is not a ServiceTierType value, ``reserved`` without a reservation, or a tier
+    the model is not offered at: 400 ValidationException, as the service answers (its exact messages for the
+    last case are not documented; these are ours)."""
+    if tier is None:
+        return
+    if tier not in SERVICE_TIER_VALUES:
+        raise EmulatorError(
+            "ValidationException",
+            f"The provided service tier is invalid: {tier!r} is not one of {SERVICE_TIER_VALUES}",
+            400,
+        )
+    if tier == "reserved":
+        raise EmulatorError("ValidationException", "Reservation not found.", 400)
+    info = lookup(model_id)
+    if info is not None and tier not in info.service_tiers:
+        raise EmulatorError(
+            "ValidationException", f"The model {info.model_id} does not support the {tier} service tier.", 400
+        )
+
+
 class RuntimeEmulator:
     """Answers InvokeModel / Converse and counts the calls per operation (``calls()``)."""
 
@@ -61,6 +82,7 @@ class RuntimeEmulator:
         self._errors = dict.fromkeys(OPERATIONS, 0)
         self._throttle_count = 0
         self._seen: dict[str, int] = {}
+        self._tiers: dict[str, int] = {}
 
     def calls(self) -> dict[str, int]:
         """Runtime calls received so far per operation (errors included)."""
@@ -79,25 +101,40 @@ class RuntimeEmulator:
             self._errors = dict.fromkeys(OPERATIONS, 0)
             self._throttle_count = 0
             self._seen.clear()
+            self._tiers.clear()
 
     def reset_throttle(self) -> None:
         """Restart the ``throttle_every`` count (done when the knob is set)."""
         with self._lock:
             self._throttle_count = 0
 
-    def invoke_model(self, model_id: str, body: bytes) -> SyntheticResult:
-        """InvokeModel: the synthetic result for ``body`` (its ``output_json`` is the response body)."""
-        return self._call("InvokeModel", model_id, body)
+    def invoke_model(self, model_id: str, body: bytes, tier: str | None = None) -> SyntheticResult:
+        """InvokeModel: the synthetic result for ``body`` (its ``output_json`` is the response body); ``tier``:
+        the X-Amzn-Bedrock-Service-Tier header."""
+        return self._call("InvokeModel", model_id, body, tier)
 
     def converse(self, model_id: str, body: bytes) -> SyntheticResult:
         """Converse: the synthetic result for the request (``output_json`` is the response document)."""
-        return self._call("Converse", model_id, body)
+        try:
+            tier = (json.loads(body or b"{}").get("serviceTier") or {}).get("type")
+        except (ValueError, AttributeError):
+            tier = None  # refused as malformed below
+        return self._call("Converse", model_id, body, tier)
 
-    def _call(self, operation: str, model_id: str, body: bytes) -> SyntheticResult:
+    def tiers(self) -> dict[str, int]:
+        """Runtime calls answered so far per service tier (``default`` when the request named none)."""
+        with self._lock:
+            return dict(self._tiers)
+
+    def _call(self, operation: str, model_id: str, body: bytes, tier: str | None = None) -> SyntheticResult:
         with self._lock:
             self._calls[operation] += 1
         try:
-            return self._answer(operation, model_id, body)
+            check_tier(model_id, tier)
+            result = self._answer(operation, model_id, body)
+            with self._lock:
+                self._tiers[tier or "default"] = self._tiers.get(tier or "default", 0) + 1
+            return result
         except EmulatorError:
             with self._lock:
                 self._errors[operation] += 1

@@ -256,20 +256,24 @@ def test_job_stopped_in_progress_writes_partial_output(stack: LocalStack, s3: An
     arn = emulator.create(body)["jobArn"]
     clock.now += 30  # Submitted -> Validating -> Scheduled -> InProgress
     assert emulator.get(arn)["status"] == "InProgress"
+    assert emulator.get(arn)["processedRecordCount"] == 0  # just started
+    clock.now += 5  # half of its InProgress phase: progress grows with the time InProgress
+    assert emulator.get(arn)["processedRecordCount"] == 125
     emulator.stop(arn)
     assert emulator.get(arn)["status"] == "Stopping"
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=f"out/{job_id(arn)}/")  # nothing before Stopped
     clock.now += 10
     job = emulator.get(arn)
     assert job["status"] == "Stopped" and job["message"] == "Stop requested by user."
-    assert (job["totalRecordCount"], job["processedRecordCount"], job["successRecordCount"]) == (251, 125, 125)
+    # what it had processed at the stop, file by file: 74 of 150 and 50 of 101 (125/251 of each)
+    assert (job["totalRecordCount"], job["processedRecordCount"], job["successRecordCount"]) == (251, 124, 124)
     jid = job_id(arn)
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"out/{jid}/manifest.json.out")["Body"].read())
-    assert manifest["totalRecordCount"] == 251 and manifest["processedRecordCount"] == 125
+    assert manifest["totalRecordCount"] == 251 and manifest["processedRecordCount"] == 124
     for name, recs in (("part-a.jsonl", recs_a), ("part-b.jsonl", recs_b)):
         out = read_out(s3, bucket, f"out/{jid}/{name}.out")
         ids = [o["recordId"] for o in out]
-        assert len(ids) == len(set(ids)) == len(recs) // 2
+        assert len(ids) == len(set(ids)) == int(len(recs) * 125 / 251)
         assert set(ids) < {r["recordId"] for r in recs} and all("modelOutput" in o for o in out)
 
 
@@ -338,3 +342,40 @@ def test_validation_names_the_first_bad_line(s3: Any, bedrock: Any, bucket: str)
     job = wait_terminal(bedrock, create_job(bedrock, bucket))
     assert job["status"] == "Failed" and job["message"].startswith("Line 2501 of ")
     assert job["message"].endswith("is missing the required 'modelInput' field.")
+
+
+def _job_body(bucket: str, name: str) -> dict:
+    return {
+        "jobName": uid(name),
+        "roleArn": ROLE,
+        "modelId": CLAUDE,
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/in/data.jsonl"}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{bucket}/out/"}},
+    }
+
+
+def test_held_stalled_and_slow_jobs(stack: LocalStack, s3: Any, bucket: str) -> None:
+    clock = FakeClock()
+    faults = FaultConfig(hold_jobs_matching="held", stall_jobs_matching="stall", slow_jobs_matching="slow")
+    faults.slow_factor = 4.0
+    emulator = BatchJobEmulator(stack.client("s3"), time_scale=10, clock=clock, faults=faults)
+    put_jsonl(s3, bucket, "in/data.jsonl", claude_records(200))
+    held, stalled, slow, plain = (
+        emulator.create(_job_body(bucket, n))["jobArn"] for n in ("held", "stall", "slow", "plain")
+    )
+    clock.now += 35  # every job is InProgress for 5 s, but the held one, which stays Scheduled
+    jobs_now = {arn: emulator.get(arn) for arn in (held, stalled, slow, plain)}
+    assert jobs_now[held]["status"] == "Scheduled"
+    assert {jobs_now[a]["status"] for a in (stalled, slow, plain)} == {"InProgress"}
+    assert jobs_now[plain]["processedRecordCount"] == 100  # half its 10 s phase
+    assert jobs_now[slow]["processedRecordCount"] == 25  # a quarter of the rate
+    assert jobs_now[stalled]["processedRecordCount"] == 0
+    clock.now += 3600
+    assert emulator.get(held)["status"] == "Scheduled"
+    assert emulator.get(stalled)["status"] == "InProgress" and emulator.get(stalled)["processedRecordCount"] == 0
+    assert emulator.get(slow)["status"] == emulator.get(plain)["status"] == "Completed"
+    for arn in (held, stalled):  # a stop is the way out
+        emulator.stop(arn)
+    clock.now += 10
+    assert emulator.get(held)["status"] == emulator.get(stalled)["status"] == "Stopped"
+    assert emulator.get(stalled)["processedRecordCount"] == 0

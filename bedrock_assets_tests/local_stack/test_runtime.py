@@ -116,7 +116,8 @@ def test_converse_matches_batch_converse_output(stack: LocalStack, runtime: Any)
     requests = [converse_request(i) for i in range(100)]
     batch = batch_outputs(stack, model, requests, invocation="Converse")
     resp = runtime.converse(modelId=model, **requests[3])
-    answer = {k: v for k, v in resp.items() if k != "ResponseMetadata"}
+    assert resp["serviceTier"] == {"type": "default"}  # the tier that served it (ConverseResponse.serviceTier)
+    answer = {k: v for k, v in resp.items() if k not in ("ResponseMetadata", "serviceTier")}
     assert answer == batch["b0003"]["modelOutput"]
     assert answer["output"]["message"]["role"] == "assistant" and answer["stopReason"] == "end_turn"
     usage = answer["usage"]
@@ -127,6 +128,41 @@ def test_converse_matches_batch_converse_output(stack: LocalStack, runtime: Any)
 
 
 # ---- validation and the model catalog ----------------------------------------------------------
+
+
+NOVA_PRO = "amazon.nova-pro-v1:0"
+
+
+def test_service_tiers_are_served_where_the_model_offers_them(stack: LocalStack, runtime: Any) -> None:
+    body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 20}}
+    stack.emulator.runtime.reset_counts()
+    flex = runtime.converse(modelId=NOVA_PRO, serviceTier={"type": "flex"}, **body)
+    assert flex["serviceTier"] == {"type": "flex"}
+    plain = runtime.converse(modelId=NOVA_PRO, **body)
+    assert {k: v for k, v in flex.items() if k not in ("ResponseMetadata", "serviceTier")} == {
+        k: v for k, v in plain.items() if k not in ("ResponseMetadata", "serviceTier")
+    }  # the tier changes the price and the speed, not the answer
+    invoked = runtime.invoke_model(modelId=NOVA_PRO, body=json.dumps(body), serviceTier="priority")
+    assert invoked["serviceTier"] == "priority"  # X-Amzn-Bedrock-Service-Tier of the response
+    assert stack.emulator.runtime.tiers() == {"flex": 1, "default": 1, "priority": 1}
+
+
+@pytest.mark.parametrize(
+    ("model", "tier", "message"),
+    [
+        ("anthropic.claude-3-5-haiku-20241022-v1:0", "flex", "does not support the flex service tier"),
+        (NOVA_PRO, "reserved", "Reservation not found"),
+        (NOVA_PRO, "turbo", "service tier is invalid"),
+    ],
+)
+def test_service_tier_a_model_is_not_offered_at_is_refused(runtime: Any, model: str, tier: str, message: str) -> None:
+    body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 20}}
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=model, serviceTier={"type": tier}, **body)
+    assert e.value.response["Error"]["Code"] == "ValidationException" and message in str(e.value)
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId=model, body=json.dumps(body), serviceTier=tier)
+    assert e.value.response["Error"]["Code"] == "ValidationException" and message in str(e.value)
 
 
 def test_bad_body_is_rejected_with_the_batch_record_message(stack: LocalStack, runtime: Any) -> None:

@@ -1,0 +1,172 @@
+"""The deadline's decisions from plain values: the deadline, the throughput, the cutoff, what is stopped there,
+and which jobs stalled."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.naming import ON_DEMAND_ARN
+from bedrock_assets.deadline import (
+    DEFAULT_RECORDS_PER_MINUTE_PER_CALL,
+    DeadlineView,
+    Throughput,
+    cutoff_actions,
+    deadline_of,
+    projected_end,
+    stall_reason,
+)
+from bedrock_assets.durations import describe, parse_duration
+from bedrock_assets.ledger import JobAttempt, JobCounts
+from bedrock_assets.spec import PipelineSpec, SpecError
+from bedrock_assets_tests.helpers import job, one_spec, pipeline_dict
+
+T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
+def spec(**deadline: object) -> PipelineSpec:
+    return one_spec(pipeline_dict("p", "bkt", deadline=deadline, retry={"on_demand_concurrency": 5}))
+
+
+def attempt(
+    shard: str,
+    status: JobStatus,
+    records: int = 100,
+    processed: int = 0,
+    started: datetime | None = None,
+    progressed: datetime | None = None,
+    submitted: datetime | None = None,
+    created: datetime = T0,
+) -> JobAttempt:
+    a = replace(job(shard, status, arn=f"arn:job/{shard}"), records=records)
+    return replace(
+        a,
+        counts=JobCounts(records if status.is_bedrock else 0, processed),
+        started_at=iso(started) if started else None,
+        progressed_at=iso(progressed) if progressed else None,
+        submitted_at=iso(submitted) if submitted else None,
+        created_at=iso(created),
+    )
+
+
+def test_durations_read_as_people_write_them():
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("2d") == timedelta(days=2)
+    assert describe(timedelta(minutes=125)) == "2h05m"
+    with pytest.raises(ValueError, match="not a duration.*e.g. 90s, 45m, 6h"):
+        parse_duration("6 hours")
+
+
+def test_the_spec_refuses_a_deadline_it_cannot_keep(tmp_path):
+    with pytest.raises(SpecError, match="set one of deadline.within .* not both"):
+        one_spec(pipeline_dict("p", "bkt", deadline={"within": "6h", "at": "2026-12-24T06:00:00Z"}))
+    with pytest.raises(SpecError, match="attributes.deadline.at: .*has no time zone"):
+        one_spec(pipeline_dict("p", "bkt", deadline={"at": "2026-12-24T06:00:00"}))
+    with pytest.raises(SpecError, match="attributes.deadline.within: .*not a duration"):
+        one_spec(pipeline_dict("p", "bkt", deadline={"within": "soon"}))
+    with pytest.raises(SpecError, match="attributes.stall_after: .*longer than 0s"):
+        one_spec(pipeline_dict("p", "bkt", stall_after="0s"))
+    assert not one_spec(pipeline_dict("p", "bkt")).deadline.active  # no deadline unless one is set
+
+
+def test_a_service_tier_the_model_is_not_offered_at_is_refused_at_load():
+    with pytest.raises(SpecError, match="retry.service_tier: .*claude-3-5-haiku.* not offered at the 'flex'"):
+        one_spec(pipeline_dict("p", "bkt", retry={"service_tier": "flex"}))
+    nova = one_spec(pipeline_dict("p", "bkt", model="amazon.nova-pro-v1:0", retry={"service_tier": "flex"}))
+    assert nova.retry.service_tier == "flex"
+
+
+def test_the_deadline_is_at_or_within_the_first_job():
+    assert deadline_of(spec(at="2026-12-24T06:00:00+01:00"), []) == datetime(2026, 12, 24, 5, 0, tzinfo=UTC)
+    attempts = [attempt("s1", JobStatus.QUEUED, created=T0 + timedelta(minutes=5)), attempt("s0", JobStatus.QUEUED)]
+    assert deadline_of(spec(within="6h"), attempts) == T0 + timedelta(hours=6)  # from the earliest job
+    assert deadline_of(spec(within="6h"), []) is None  # nothing submitted yet: nothing to count from
+
+
+def test_throughput_is_measured_from_on_demand_answers_else_assumed():
+    assumed = Throughput.of(spec(within="1h"), [])
+    assert not assumed.measured and assumed.per_second * 60 == DEFAULT_RECORDS_PER_MINUTE_PER_CALL * 5
+    assert Throughput.of(spec(within="1h", on_demand_records_per_minute=600), []).per_second == 10
+    answered = replace(
+        attempt("r1-00000", JobStatus.COMPLETED, records=300, processed=300, started=T0),
+        job_arn=ON_DEMAND_ARN + "p-r1",
+        end_time=iso(T0 + timedelta(seconds=60)),
+    )
+    batch = attempt("s0", JobStatus.COMPLETED, records=5000, processed=5000, started=T0)  # not on demand
+    measured = Throughput.of(spec(within="1h"), [answered, batch])
+    assert measured.measured and measured.per_second == 5
+
+
+def test_the_cutoff_leaves_time_to_answer_the_rest_on_demand():
+    s = spec(within="2h", margin="10m", on_demand_records_per_minute=100)
+    latest = [
+        attempt("s0", JobStatus.IN_PROGRESS, records=1000, processed=400, started=T0),  # 600 left
+        attempt("s1", JobStatus.QUEUED, records=400),
+    ]
+    view = DeadlineView.of(s, latest, latest)
+    assert view.deadline == T0 + timedelta(hours=2) and view.remaining == 1000
+    assert view.cutoff == T0 + timedelta(hours=2) - timedelta(minutes=10) - timedelta(minutes=10)
+    assert not view.due(T0 + timedelta(minutes=99)) and view.due(T0 + timedelta(minutes=100))
+    done = [attempt("s0", JobStatus.COMPLETED, records=1000, processed=1000)]
+    assert not DeadlineView.of(s, done, done).due(T0 + timedelta(hours=3))  # nothing left to finish
+
+
+def test_at_the_cutoff_what_cannot_finish_in_batch_is_stopped():
+    now = T0 + timedelta(minutes=60)
+    s = spec(within="2h", margin="10m", on_demand_records_per_minute=100)
+    fast = attempt("s0", JobStatus.IN_PROGRESS, 1000, 900, started=T0, progressed=now)  # ends in ~7 min
+    slow = attempt("s1", JobStatus.IN_PROGRESS, 2000, 200, started=T0, progressed=now)  # 9 h more at its rate
+    idle = attempt("s2", JobStatus.IN_PROGRESS, 1000, 0, started=now - timedelta(minutes=5))
+    waiting = attempt("s3", JobStatus.SCHEDULED, 500, submitted=T0)
+    queued = attempt("s4", JobStatus.QUEUED, 200)
+    done = attempt("s5", JobStatus.COMPLETED, 100, 100)
+    latest = [fast, slow, idle, waiting, queued, done]
+    view = DeadlineView.of(s, latest, latest)
+    actions = cutoff_actions(latest, now, view, timedelta(hours=1))
+    stopped = {a.shard: why for a, why in actions.stop}
+    assert actions.on_demand == ["s4"]
+    # 3,500 records go on demand (35 min at 100/min): the fast one ends before then and stays in batch
+    assert set(stopped) == {"s1", "s2", "s3"}
+    assert stopped["s3"] == "Scheduled at the batch cutoff"
+    assert stopped["s2"] == "InProgress with nothing processed yet to project its end by"
+    assert stopped["s1"].startswith("projected to end ")
+    assert projected_end(fast, now) == now + timedelta(seconds=100 / (900 / 3600))
+
+
+def test_a_job_kept_for_batch_must_leave_time_for_what_the_cutoff_sends_on_demand():
+    now = T0 + timedelta(minutes=60)
+    s = spec(within="2h", margin="10m", on_demand_records_per_minute=100)
+    # ends in 20 min at its rate, and the deadline minus margin is 50 min away: kept alone
+    job_a = attempt("s0", JobStatus.IN_PROGRESS, 4000, 3000, started=T0, progressed=now)
+    view = DeadlineView.of(s, [job_a], [job_a])
+    assert cutoff_actions([job_a], now, view, timedelta(hours=1)).stop == []
+    # with 4,000 queued records to answer on demand first (40 min at 100/min), it would end too late
+    queued = attempt("s1", JobStatus.QUEUED, 4000)
+    view = DeadlineView.of(s, [job_a, queued], [job_a, queued])
+    assert [a.shard for a, _ in cutoff_actions([job_a, queued], now, view, timedelta(hours=1)).stop] == ["s0"]
+
+
+def test_stalled_jobs():
+    now = T0 + timedelta(hours=3)
+    hour = timedelta(hours=1)
+    moving = attempt("s0", JobStatus.IN_PROGRESS, 1000, 500, started=T0, progressed=now - timedelta(minutes=5))
+    stuck = attempt("s1", JobStatus.IN_PROGRESS, 1000, 500, started=T0, progressed=now - timedelta(minutes=90))
+    queued_long = attempt("s2", JobStatus.SCHEDULED, submitted=now - timedelta(hours=2))
+    assert stall_reason(moving, now, hour) is None
+    assert stall_reason(stuck, now, hour) == "InProgress, 500/1000 records, none processed for 1h30m"
+    assert stall_reason(queued_long, now, hour) == "Scheduled for 2h00m"
+    assert stall_reason(attempt("s3", JobStatus.COMPLETED), now, hour) is None
+    # under a deadline, a stalled job is one that cannot finish in time, whatever its average rate
+    s = spec(within="6h", margin="10m", on_demand_records_per_minute=100)
+    view = DeadlineView.of(s, [stuck], [stuck])
+    assert [why for _, why in cutoff_actions([stuck], now, view, hour).stop] == [
+        "stalled (InProgress, 500/1000 records, none processed for 1h30m)"
+    ]

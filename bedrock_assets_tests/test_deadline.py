@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
+import pyarrow.compute as pc
 import pytest
 
 from bedrock_assets.bedrock.job_status import JobStatus
@@ -16,13 +18,16 @@ from bedrock_assets.deadline import (
     Throughput,
     cutoff_actions,
     deadline_of,
+    load_cutoff,
     projected_end,
     stall_reason,
 )
 from bedrock_assets.durations import describe, parse_duration
+from bedrock_assets.graph.batch_jobs import PROGRESS_CHECK
+from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.ledger import JobAttempt, JobCounts
 from bedrock_assets.spec import PipelineSpec, SpecError
-from bedrock_assets_tests.helpers import job, one_spec, pipeline_dict
+from bedrock_assets_tests.helpers import job, ledger_of, one_spec, pipeline_dict, read_parquet, run, step_of
 
 T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -170,3 +175,54 @@ def test_stalled_jobs():
     assert [why for _, why in cutoff_actions([stuck], now, view, hour).stop] == [
         "stalled (InProgress, 500/1000 records, none processed for 1h30m)"
     ]
+
+
+# ---- end to end on the local stack ----------------------------------------------------------------
+
+
+def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, instance, stack, bucket, tmp_path):
+    """3 shards; s00001's job never leaves Scheduled and s00002's stalls InProgress. At the cutoff both are
+    stopped and their rows answered on demand; the pipeline ends before its deadline with every row once."""
+    stack.configure(time_scale=0.5, hold_jobs_matching="-s00001-", stall_jobs_matching="-s00002-")
+    attributes = pipeline_dict(
+        "due",
+        bucket,
+        deadline={"within": "15s", "margin": "3s", "on_demand_records_per_minute": 6000},
+        stall_after="3s",
+    )
+    defs, (spec,) = make_pipelines([attributes], rows=600)
+    summary = run(defs, spec, instance)
+    ledger = ledger_of(defs)
+    attempts = ledger.attempts_of("due")
+    first_job = min(datetime.fromisoformat(a.created_at or "") for a in attempts)
+    cutoff = load_cutoff(step_of(spec, defs))
+    # the cutoff: deadline - margin - 400 unanswered records at 100 a second
+    assert cutoff is not None and cutoff.remaining == 400
+    assert datetime.fromisoformat(cutoff.reached_at) <= first_job + timedelta(seconds=15 - 3 - 4 + 1)
+    finished = max(datetime.fromisoformat(a.end_time or "") for a in attempts)
+    assert finished <= first_job + timedelta(seconds=15)  # before the deadline
+    assert (summary.rows, summary.succeeded, summary.failed, summary.within_error_limit) == (600, 600, 0, True)
+    by_shard = {a.shard: a for a in attempts}
+    assert {s: (a.status, a.stopped_by) for s, a in by_shard.items() if a.stopped_by} == {
+        "s00001": (JobStatus.STOPPED, "cutoff"),
+        "s00002": (JobStatus.STOPPED, "cutoff"),
+    }
+    assert by_shard["s00000"].status is JobStatus.COMPLETED  # finished in batch before the cutoff
+    on_demand = [a for a in attempts if (a.job_arn or "").startswith(ON_DEMAND_ARN)]
+    assert sum(a.counts.succeeded for a in on_demand) == 400  # the stuck shards' rows, each answered once
+    assert summary.bedrock_calls.calls["CreateModelInvocationJob"] == 3  # no job created twice
+    merged = read_parquet(stack.client("s3"), summary.merged_uri, tmp_path)
+    assert pc.count_distinct(merged.column("record_id")).as_py() == merged.num_rows == 600
+    assert merged.column("error_code").null_count == 600
+    lanes = set(zip(*[merged.column(c).to_pylist() for c in ("shard", "job_arn")], strict=True))
+    assert {s for s, arn in lanes if arn.startswith(ON_DEMAND_ARN)} == {"s00001", "s00002"}  # lineage: shard + answer
+    assert {s for s, arn in lanes if not arn.startswith(ON_DEMAND_ARN)} == {"s00000"}
+    # the stalled jobs were named by a WARN check while they sat; every run is green (the plan worked)
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(PipelineKeys("due").batch_jobs, PROGRESS_CHECK), limit=50
+    )
+    warned = [r.event.dagster_event.event_specific_data for r in history if r.event and r.event.dagster_event]
+    stalled = [e for e in warned if not e.passed]
+    assert stalled and all(e.severity == dg.AssetCheckSeverity.WARN for e in stalled)
+    assert any("s00001" in e.description and "Scheduled for" in e.description for e in stalled)
+    assert {r.status for r in instance.get_runs()} == {dg.DagsterRunStatus.SUCCESS}

@@ -13,8 +13,11 @@ from dagster import MetadataValue
 
 from bedrock_assets.bedrock.costs import CHARS_PER_TOKEN, EXPECTED_OUTPUT_SHARE, TokenEstimate
 from bedrock_assets.bedrock.prices import DEFAULT_TIER, Mode, ModelPrice, usd
+from bedrock_assets.deadline import Throughput
+from bedrock_assets.durations import describe
 from bedrock_assets.models import ModelAdapter
 from bedrock_assets.shards import ShardIndex, ShardInfo
+from bedrock_assets.spec import DeadlineSpec, PipelineSpec
 
 if TYPE_CHECKING:
     from bedrock_assets.pipeline import Step
@@ -53,6 +56,9 @@ class PipelinePlan:
     estimate: TokenEstimate
     price: ModelPrice | None
     resend_max_tokens: int | None = None  # retry.truncated_max_tokens
+    deadline: str | None = None  # how the spec states its deadline (None: it has none)
+    service_tier: str = DEFAULT_TIER  # of the on-demand calls
+    lead: str | None = None  # how long before the deadline the batch cutoff falls, and why
 
     @classmethod
     def of(cls, step: Step, shards: ShardIndex) -> PipelinePlan:
@@ -67,6 +73,9 @@ class PipelinePlan:
             estimate,
             step.price,
             spec.retry.truncated_max_tokens,
+            _deadline_text(spec.deadline) if spec.deadline.active else None,
+            spec.retry.service_tier,
+            _lead(spec, estimate.records) if spec.deadline.active else None,
         )
 
     def resend_line(self) -> list[str]:
@@ -78,6 +87,17 @@ class PipelinePlan:
         cost = f": up to {usd(worst.worst)} per 1,000 such records" if worst is not None else ""
         return [
             f"  structured answers cut off at max_tokens are sent once more with max_tokens {self.resend_max_tokens}{cost}"
+        ]
+
+    def deadline_lines(self) -> list[str]:
+        """Under a deadline: the worst case, the batch cutoff sending every record on demand."""
+        if self.deadline is None:
+            return []
+        cost = self.estimate.cost(self.price, Mode.ON_DEMAND, self.service_tier)
+        worst = f"{cost}" if cost is not None else "cost unknown"
+        return [
+            f"  deadline {self.deadline}: the batch cutoff falls {self.lead}",
+            f"  if the cutoff sends every record on demand ({self.service_tier} tier): {worst}",
         ]
 
     @property
@@ -102,7 +122,8 @@ class PipelinePlan:
             if cost is not None
             else f"  cost unknown: no price for {self.model_id} (set price_overrides on the bedrock resource)",
         ]
-        return lines + self.resend_line() + ([f"  price: {self.price.describe()}"] if self.price else [])
+        price = [f"  price: {self.price.describe()}"] if self.price else []
+        return lines + self.resend_line() + self.deadline_lines() + price
 
     def metadata(self) -> dict[str, Any]:
         e, cost = self.estimate, self.estimate.cost(self.price)
@@ -118,4 +139,24 @@ class PipelinePlan:
                 else {"cost": "cost unknown (no price for this model)"}
             ),
             "price": MetadataValue.text(self.price.describe() if self.price else "no price"),
+            **self._deadline_metadata(),
         }
+
+    def _deadline_metadata(self) -> dict[str, Any]:
+        cost = self.estimate.cost(self.price, Mode.ON_DEMAND, self.service_tier)
+        if self.deadline is None or cost is None:
+            return {}
+        return {"cost_worst_all_on_demand_usd": round(cost.worst, 10)}
+
+
+def _lead(spec: PipelineSpec, records: int) -> str:
+    """The cutoff's lead before anything ran: the margin plus every record at the assumed throughput."""
+    throughput = Throughput.of(spec, [])
+    lead = spec.deadline.margin_delta + throughput.time_for(records)
+    why = f"the margin + {records:,} records at {throughput.describe()}; it moves later as jobs process"
+    return f"{describe(lead)} before it ({why})"
+
+
+def _deadline_text(deadline: DeadlineSpec) -> str:
+    when = f"within {deadline.within} of the first job" if deadline.within else f"at {deadline.at:%Y-%m-%dT%H:%M:%SZ}"
+    return f"{when}, margin {deadline.margin}"

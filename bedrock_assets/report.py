@@ -115,6 +115,7 @@ class PipelineReport:
     planned_expected: float | None = None
     planned_worst: float | None = None
     cost_by_round: list[dict[str, Any]] = field(default_factory=list)
+    cost_by_lane: list[dict[str, Any]] = field(default_factory=list)  # batch / on demand by service tier
     job_statuses: dict[str, int] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -142,6 +143,7 @@ class PipelineReport:
             **cost,
             **planned,
             "cost_by_round": table(self.cost_by_round, ["round", "cost"]),
+            "cost_by_lane": table(self.cost_by_lane, ["lane", "records", "cost"]),
             "job_statuses": MetadataValue.json(self.job_statuses),
             "jobs": table(self.jobs),
         }
@@ -164,6 +166,7 @@ class PipelineReport:
             planned_expected=_number(meta.get("planned_cost_expected_usd")),
             planned_worst=_number(meta.get("planned_cost_worst_usd")),
             cost_by_round=_rows(meta.get("cost_by_round")),
+            cost_by_lane=_rows(meta.get("cost_by_lane")),
             job_statuses=dict(meta.get("job_statuses") or {}),
             jobs=_rows(meta.get("jobs")),
         )

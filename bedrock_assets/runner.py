@@ -178,6 +178,12 @@ class RunSummary:
             return ""
         return f"; OVER budget_usd {usd(self.budget_usd)} by {usd(total - self.budget_usd)}"
 
+    def _lanes(self) -> str:
+        """The bill by lane: ``batch 1,000 records $0.42, on demand (default) 400 records $0.33``."""
+        report = self._report()
+        lanes = [f"{r['lane']} {int(r['records']):,} records {r['cost']}" for r in report.cost_by_lane]
+        return ", ".join(lanes) or f"batch {usd(report.cost.batch)}, on demand {usd(report.cost.on_demand)}"
+
     def lines(self) -> list[str]:
         report, calls = self._report(), self.bedrock_calls.calls
         d, cost = report.dataset, report.cost
@@ -207,7 +213,7 @@ class RunSummary:
             *reasons,
             *retries,
             f"  tokens: {report.input_tokens:,} in, {report.output_tokens:,} out",
-            f"  cost: {usd(cost.total)} (batch {usd(cost.batch)}, on demand {usd(cost.on_demand)}); planned "
+            f"  cost: {usd(cost.total)} ({self._lanes()}); planned "
             f"{usd(report.planned_expected)} expected, {usd(report.planned_worst)} at most" + self._overrun()
             if cost.total is not None
             else "  cost unknown: no price for this model (set price_overrides on the bedrock resource)",

@@ -211,6 +211,13 @@ def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, i
     on_demand = [a for a in attempts if (a.job_arn or "").startswith(ON_DEMAND_ARN)]
     assert sum(a.counts.succeeded for a in on_demand) == 400  # the stuck shards' rows, each answered once
     assert summary.bedrock_calls.calls["CreateModelInvocationJob"] == 3  # no job created twice
+    assert summary.report is not None
+    assert {r["lane"]: int(r["records"]) for r in summary.report.cost_by_lane} == {
+        "batch": 200,
+        "on demand (default)": 400,
+    }  # the bill by lane
+    (cost,) = [line for line in summary.lines() if line.startswith("  cost: ")]
+    assert "(batch 200 records $" in cost and ", on demand (default) 400 records $" in cost
     merged = read_parquet(stack.client("s3"), summary.merged_uri, tmp_path)
     assert pc.count_distinct(merged.column("record_id")).as_py() == merged.num_rows == 600
     assert merged.column("error_code").null_count == 600

@@ -65,3 +65,26 @@ def test_resending_answers_cut_off_is_priced_per_thousand_records():
         == f"  structured answers cut off at max_tokens are sent once more with max_tokens 400: up to ${per_1000:.2f} per 1,000 such records"
     )
     assert line in plan.lines() and PipelinePlan.of(step(), INDEX).resend_line() == []
+
+
+def test_under_a_deadline_the_plan_shows_the_cutoff_and_the_worst_case_all_on_demand():
+    plan = PipelinePlan.of(
+        step(
+            model="amazon.nova-pro-v1:0",
+            deadline={"within": "6h", "margin": "30m", "on_demand_records_per_minute": 60},
+            retry={"service_tier": "flex"},
+        ),
+        INDEX,
+    )
+    price = price_for("amazon.nova-pro-v1:0")
+    assert price is not None
+    flex = plan.estimate.cost(price, Mode.ON_DEMAND, "flex")
+    assert flex is not None and flex.worst == plan.estimate.cost(price, Mode.ON_DEMAND).worst * 0.5
+    lines = plan.lines()
+    assert (
+        "  deadline within 6h of the first job, margin 30m: the batch cutoff falls 35m00s before it (the margin + "
+        "300 records at 60 records/min on demand (assumed); it moves later as jobs process)"
+    ) in lines
+    assert f"  if the cutoff sends every record on demand (flex tier): {flex}" in lines
+    assert plan.metadata()["cost_worst_all_on_demand_usd"] == round(flex.worst, 10)
+    assert not any("deadline" in line for line in PipelinePlan.of(step(), INDEX).lines())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bedrock_assets.bedrock.naming import ON_DEMAND_ARN
@@ -88,14 +88,37 @@ def actual_cost(attempt: JobAttempt, price: ModelPrice | None) -> float | None:
     return price.of(attempt_mode(attempt), tier).cost(attempt.input_tokens, attempt.output_tokens or 0)
 
 
+def lane_of(attempt: JobAttempt) -> str:
+    """How an attempt was answered: ``batch``, or ``on demand (<service tier>)``."""
+    if attempt_mode(attempt) is Mode.BATCH:
+        return "batch"
+    return f"on demand ({attempt.service_tier or DEFAULT_TIER})"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """What one lane (batch, or on demand at a service tier) answered and cost."""
+
+    records: int = 0
+    cost: float = 0.0
+
+
 @dataclass(frozen=True)
 class Bill:
-    """The cost of a pipeline's jobs by their tokens, split by how they were run and by round."""
+    """The cost of a pipeline's jobs by their tokens, split by how they were run (lane), by shard and by round."""
 
     batch: float
     on_demand: float
     by_shard: dict[str, float]
     unpriced: bool = False
+    lanes: dict[str, Lane] = field(default_factory=dict)
+
+    def by_lane(self) -> list[dict[str, Any]]:
+        """One row per lane: the records it processed and what they cost."""
+        return [
+            {"lane": name, "records": lane.records, "cost": usd(None if self.unpriced else lane.cost)}
+            for name, lane in sorted(self.lanes.items())
+        ]
 
     @property
     def total(self) -> float | None:
@@ -105,8 +128,12 @@ class Bill:
     def of(cls, attempts: Iterable[JobAttempt], price: ModelPrice | None) -> Bill:
         batch = on_demand = 0.0
         by_shard: dict[str, float] = {}
+        lanes: dict[str, Lane] = {}
         for a in attempts:
             cost = actual_cost(a, price)
+            if a.counts.processed or cost:
+                lane = lanes.get(lane_of(a), Lane())
+                lanes[lane_of(a)] = Lane(lane.records + a.counts.processed, lane.cost + (cost or 0.0))
             if cost is None:
                 continue
             by_shard[a.shard] = by_shard.get(a.shard, 0.0) + cost
@@ -114,7 +141,7 @@ class Bill:
                 on_demand += cost
             else:
                 batch += cost
-        return cls(batch, on_demand, by_shard, unpriced=price is None)
+        return cls(batch, on_demand, by_shard, unpriced=price is None, lanes=lanes)
 
     def by_round(self, round_of: Callable[[str], int]) -> list[dict[str, Any]]:
         """The bill per round (0: the first pass), given which round each shard belongs to."""

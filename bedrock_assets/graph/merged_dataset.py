@@ -185,6 +185,7 @@ def pipeline_report(
         planned_expected=estimate.expected if estimate is not None else None,
         planned_worst=estimate.worst if estimate is not None else None,
         cost_by_round=bill.by_round(round_of),
+        cost_by_lane=bill.by_lane(),
         job_statuses=PipelineStatus.of(shards, latest, {}).jobs,
         jobs=jobs,
     )

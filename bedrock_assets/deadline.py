@@ -237,6 +237,18 @@ class DeadlineView:
         cutoff = f"{self.cutoff:%Y-%m-%d %H:%M:%S}Z" if self.cutoff else "-"
         return f"deadline {self.deadline:%Y-%m-%d %H:%M:%S}Z ({left}); batch cutoff {cutoff} ({self.throughput.describe()}, margin {describe(self.margin)})"
 
+    def short(self, now: datetime) -> str:
+        """``deadline in 2h05m, batch cutoff in 1h10m`` (for progress lines)."""
+        if self.deadline is None:
+            return "deadline counted from the first job"
+        left = f"deadline in {describe(self.deadline - now)}" if self.deadline > now else "deadline passed"
+        if self.reached is not None:
+            return f"{left}, past the batch cutoff: the rest is answered on demand"
+        if self.cutoff is None or self.remaining == 0:
+            return left
+        cutoff = f"batch cutoff in {describe(self.cutoff - now)}" if self.cutoff > now else "batch cutoff now"
+        return f"{left}, {cutoff}"
+
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {}
         if self.deadline is not None:

@@ -10,8 +10,9 @@ assets that gate on them and the headless runner all read progress here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
@@ -22,8 +23,11 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from bedrock_assets.bedrock.costs import actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.deadline import is_past_cutoff
+from bedrock_assets.bedrock.prices import ModelPrice, usd
+from bedrock_assets.deadline import is_past_cutoff, job_rate, unanswered
+from bedrock_assets.durations import describe
 from bedrock_assets.ledger import JobAttempt
 from bedrock_assets.processes import release_dead_runs, runs_lost
 from bedrock_assets.shards import load_retry_state, round_of
@@ -101,6 +105,60 @@ def unmerged(shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Ma
 
 
 @dataclass(frozen=True)
+class Pace:
+    """How fast a pipeline's jobs process records now, when they will be done at that rate, and the money: what
+    finished jobs cost (by their tokens) and the most the jobs still running can cost."""
+
+    per_second: float  # records a second, summed over the InProgress jobs (each since it was first seen InProgress)
+    remaining: int  # records not processed yet (queued shards' included)
+    spent: float | None  # None: no price
+    committed: float | None
+
+    @classmethod
+    def of(cls, latest: Iterable[JobAttempt], now: datetime, price: ModelPrice | None) -> Pace:
+        latest = list(latest)
+        spent = committed = 0.0
+        for a in latest:
+            cost = actual_cost(a, price)
+            spent += cost or 0.0
+            if a.status.holds_slot or a.status is JobStatus.SUBMITTING:
+                committed += a.worst_usd or 0.0
+        return cls(
+            sum(job_rate(a, now) for a in latest),
+            sum(unanswered(a) for a in latest),
+            spent if price is not None else None,
+            committed if price is not None else None,
+        )
+
+    @property
+    def eta(self) -> timedelta | None:
+        """Time to process the rest at the current rate (None: nothing is processing)."""
+        if not self.remaining:
+            return timedelta(0)
+        return timedelta(seconds=self.remaining / self.per_second) if self.per_second else None
+
+    def text(self) -> str:
+        eta = self.eta
+        when = "ETA -" if eta is None else f"ETA {describe(eta)}"
+        return (
+            f"{self.per_second * 60:,.0f} records/min, {when}; spent {usd(self.spent)}, "
+            f"{usd(self.committed)} at most in flight"
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        eta = self.eta
+        meta: dict[str, Any] = {
+            "records_per_minute": round(self.per_second * 60, 2),
+            "records_remaining": self.remaining,
+        }
+        if eta is not None:
+            meta["eta_seconds"] = round(eta.total_seconds())
+        if self.spent is not None and self.committed is not None:
+            meta |= {"cost_so_far_usd": round(self.spent, 10), "cost_in_flight_worst_usd": round(self.committed, 10)}
+        return meta
+
+
+@dataclass(frozen=True)
 class PipelineStatus:
     """A pipeline at a glance: its shards' jobs by state, records processed, shards merged, what waits and why."""
 
@@ -111,9 +169,18 @@ class PipelineStatus:
     merged: int
     queued_because: str | None = None
     resent: int = 0  # of ``records``, those in retry rounds' shards
+    pace: Pace | None = None
 
     @classmethod
-    def of(cls, shards: Sequence[str], latest: Mapping[str, JobAttempt], merged: Mapping[str, str]) -> PipelineStatus:
+    def of(
+        cls,
+        shards: Sequence[str],
+        latest: Mapping[str, JobAttempt],
+        merged: Mapping[str, str],
+        price: ModelPrice | None = None,
+        now: datetime | None = None,
+    ) -> PipelineStatus:
+        """``price`` and ``now``: with the pace (rate, ETA, money) as of ``now``."""
         attempts = [latest[k] for k in shards if k in latest]
         jobs: dict[str, int] = {}
         for a in attempts:
@@ -127,11 +194,19 @@ class PipelineStatus:
             merged=len(shards) - len(unmerged(shards, latest, merged)),
             queued_because=queued[0] if queued else None,
             resent=sum(latest[k].records for k in shards if k in latest and round_of(k) > 0),
+            pace=Pace.of(attempts, now, price) if now is not None else None,
         )
 
     @property
     def all_merged(self) -> bool:
         return self.shards > 0 and self.merged == self.shards
+
+    @property
+    def done_share(self) -> float:
+        """How far along: records processed of those sent, then shards merged (half each)."""
+        if not self.shards:
+            return 0.0
+        return 0.5 * (self.processed / self.records if self.records else 0.0) + 0.5 * self.merged / self.shards
 
     def line(self, pipeline: str) -> str:
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(self.jobs.items())) or "none yet"
@@ -144,8 +219,13 @@ class PipelineStatus:
             f"merged {self.merged}/{self.shards} shards{why}"
         )
 
+    def progress_line(self, pipeline: str) -> str:
+        """``line`` with the pace (when known)."""
+        return self.line(pipeline) + (f"; {self.pace.text()}" if self.pace is not None else "")
+
     def metadata(self) -> dict[str, Any]:
         return {
+            **(self.pace.metadata() if self.pace is not None else {}),
             "jobs_by_status": Meta.json(self.jobs),
             "records_processed": self.processed,
             "records_total": self.records,

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import operator
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -27,6 +29,7 @@ from bedrock_assets.bedrock.budget import held_by_budget
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.chain import upstream_key
+from bedrock_assets.deadline import DeadlineView, load_cutoff
 from bedrock_assets.errors import TRANSIENT_CLASS_NAMES, hint, is_transient
 from bedrock_assets.graph.job_completion import contiguous_groups
 from bedrock_assets.graph.merged_dataset import FAILED_ROWS
@@ -232,6 +235,17 @@ class PipelineState:
     attempts: dict[str, JobAttempt]
     dataset_current: bool
     retry_due: bool = False
+    deadline: DeadlineView | None = None  # where it stands against its deadline (None: it has none)
+
+    def progress(self, pipeline: str) -> tuple[str, str]:
+        """What changed (the line a new progress line is printed for) and the line printed: with the pace and
+        the deadline, which move on their own."""
+        key, shown = self.status.line(pipeline), self.status.progress_line(pipeline)
+        d = self.deadline
+        if d is not None:
+            key += f"; cutoff reached: {d.reached is not None}"
+            shown += "; " + d.short(datetime.now(UTC))
+        return key, shown
 
     @property
     def finished(self) -> bool:
@@ -430,16 +444,21 @@ class Runner:
 
     def state(self, p: _Pipeline) -> PipelineState:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
-        latest = self.resources["bedrock_ledger"].get_ledger().latest_by_shard(p.spec.name)
+        attempts = self.resources["bedrock_ledger"].get_ledger().attempts_of(p.spec.name)
+        latest = {a.shard: a for a in attempts}  # in (shard, attempt) order: the last attempt wins
         marks = latest_merges(self.instance, p.keys.merged_results)
-        status = PipelineStatus.of(shards, latest, merged_jobs(marks))
+        step = Pipeline.of(p.spec).step(self.resources["s3"], self.resources["bedrock"])
+        now = datetime.now(UTC)
+        status = PipelineStatus.of(shards, latest, merged_jobs(marks), step.price, now)
         report = self.report(p)
         current = bool(shards) and report is not None and report.jobs_digest == jobs_digest(shards, latest)
         due = False
         if status.all_merged and not current:
-            step = Pipeline.of(p.spec).step(self.resources["s3"], self.resources["bedrock"])
             due = retry_due(step, RoundProgress.of(shards, latest, marks))
-        return PipelineState(status, {k: latest[k] for k in shards if k in latest}, current, due)
+        deadline = None
+        if p.spec.deadline.active:
+            deadline = DeadlineView.of(p.spec, attempts, latest.values(), load_cutoff(step))
+        return PipelineState(status, {k: latest[k] for k in shards if k in latest}, current, due, deadline)
 
     def report(self, p: _Pipeline) -> PipelineReport | None:
         """The report of the pipeline's latest merged dataset (None: none yet)."""
@@ -456,7 +475,7 @@ class Runner:
             self.execute(p, "publish")
             state = self.state(p)
         p.summary.shards, p.summary.job_statuses = state.status.shards, state.status.jobs
-        progress.show(p.spec.name, state.status.line(p.spec.name))
+        progress.show(p.spec.name, *state.progress(p.spec.name), state.status.done_share)
         if state.finished:
             p.done = True
             p.summary.report = self.report(p)
@@ -481,15 +500,23 @@ class _Progress:
     log: Callable[[str], None]
     started: float = field(default_factory=time.monotonic)
     last: dict[str, str] = field(default_factory=dict)
+    bar: bool = False  # a progress bar in front of each line (on a terminal)
 
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
-    def show(self, pipeline: str, line: str) -> None:
-        if line != self.last.get(pipeline):
-            self.log(f"{line} ({self.seconds:.0f} s)")
-            self.last[pipeline] = line
+    def show(self, pipeline: str, key: str, line: str, share: float = 0.0) -> None:
+        """Print ``line`` when ``key`` changed since the pipeline's last line."""
+        if key != self.last.get(pipeline):
+            self.log(f"{bar(share) + ' ' if self.bar else ''}{line} ({self.seconds:.0f} s)")
+            self.last[pipeline] = key
+
+
+def bar(share: float, width: int = 20) -> str:
+    """``[#######.............]  35%``."""
+    filled = round(max(min(share, 1.0), 0.0) * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%}"
 
 
 @dataclass
@@ -595,7 +622,7 @@ def _run_rounds(
     runner: Runner, pipelines: list[_Pipeline], poll_seconds: float, timeout_seconds: float, outage_seconds: float
 ) -> list[RunSummary]:
     log, stop = runner.log, runner.stop
-    progress = _Progress(log)
+    progress = _Progress(log, bar=log is print and sys.stdout.isatty())
     outage = runner.outage = _Outage(outage_seconds)
     runner.deadline = time.monotonic() + timeout_seconds
     last_state: dict[str, PipelineState] = {}

@@ -26,8 +26,9 @@ from bedrock_assets.durations import describe, parse_duration
 from bedrock_assets.graph.batch_jobs import PROGRESS_CHECK
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.ledger import JobAttempt, JobCounts
+from bedrock_assets.runner import run_pipelines
 from bedrock_assets.spec import PipelineSpec, SpecError
-from bedrock_assets_tests.helpers import job, ledger_of, one_spec, pipeline_dict, read_parquet, run, step_of
+from bedrock_assets_tests.helpers import job, ledger_of, one_spec, pipeline_dict, read_parquet, step_of
 
 T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -191,7 +192,8 @@ def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, i
         stall_after="3s",
     )
     defs, (spec,) = make_pipelines([attributes], rows=600)
-    summary = run(defs, spec, instance)
+    lines: list[str] = []
+    (summary,) = run_pipelines(defs, [spec], instance, poll_seconds=0.05, timeout_seconds=120, log=lines.append)
     ledger = ledger_of(defs)
     attempts = ledger.attempts_of("due")
     first_job = min(datetime.fromisoformat(a.created_at or "") for a in attempts)
@@ -233,3 +235,7 @@ def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, i
     assert stalled and all(e.severity == dg.AssetCheckSeverity.WARN for e in stalled)
     assert any("s00001" in e.description and "Scheduled for" in e.description for e in stalled)
     assert {r.status for r in instance.get_runs()} == {dg.DagsterRunStatus.SUCCESS}
+    # the run's progress lines: the pace and where the deadline stands, before and after the cutoff
+    progress = [line for line in lines if line.startswith("[due] jobs: ")]
+    assert any("records/min, ETA" in line and ", batch cutoff in " in line for line in progress)
+    assert any("past the batch cutoff: the rest is answered on demand" in line for line in progress)

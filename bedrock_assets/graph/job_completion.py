@@ -137,7 +137,7 @@ def completion_tick(
         on_demand_now=kept is not None and kept.past_cutoff,
     )
     requests = _stage_requests(step, decision, shards, holds)
-    status = PipelineStatus.of(shards, polled.latest, merged)
+    status = PipelineStatus.of(shards, polled.latest, merged, step.price, datetime.fromtimestamp(now, UTC))
     requests += _next_step(step, instance, shards, polled.latest, marks, status, kept)
     if log is not None:
         log.debug(status.line(step.name))
@@ -234,7 +234,7 @@ def _observations(
     events: list[Any] = [job_observation(keys.batch_jobs, a) for a in polled.changed]
     stalled = stalled_jobs(polled.latest.values(), _now(), stall_after(step.spec))
     named = sorted(s.shard for s in stalled)
-    if previous is None or named != previous.stalled:
+    if named != (previous.stalled if previous is not None else []):  # when the set of stalled jobs changes
         events.append(progress_check(keys.batch_jobs, stalled, kept is not None))
     calls = CallCounter(dict(previous.unreported_calls) if previous else {})
     calls.merge(polled.calls.calls)

@@ -206,6 +206,30 @@ def plan_defs(path: Path, pipelines: Sequence[str] | None) -> list[str]:
     return lines
 
 
+def status_defs(path: Path, pipelines: Sequence[str] | None, refresh: bool = True) -> list[str]:
+    """Each selected pipeline's status screen, from its ledger and Bedrock (nothing is written)."""
+    from datetime import UTC, datetime
+
+    from bedrock_assets.pipeline import Pipeline
+    from bedrock_assets.status import screen
+
+    specs, defs = _pipelines(path, pipelines)
+    ledger = defs.resources["bedrock_ledger"].get_ledger()
+    lines = []
+    for spec in specs:
+        step = Pipeline.of(spec).step(defs.resources["s3"], defs.resources["bedrock"])
+        lines += screen(step, ledger, datetime.now(UTC), refresh)
+    return lines
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lines = _or_explain(args, lambda: status_defs(Path(args.path), args.pipeline, not args.ledger_only))
+    if lines is None:
+        return EXIT_NOT_FINISHED
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     lines = _or_explain(args, lambda: plan_defs(Path(args.path), args.pipeline))
     if lines is None:
@@ -437,6 +461,17 @@ def _pipeline_commands(sub: Any) -> None:
     _pipeline_arguments(p, "stop")
     p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser(
+        "status",
+        help="where each pipeline stands: jobs by state and age, processed, rate, ETA, deadline, cost, stalls",
+        description="One screen per pipeline from its ledger and Bedrock alone (works from any terminal and in "
+        "cron; writes nothing): jobs by state with their age, records processed of the total, the rate and ETA, "
+        "the deadline and batch cutoff, spent and in flight, stalled jobs, and what is queued and why.",
+    )
+    _pipeline_arguments(p, "status")
+    p.add_argument("--ledger-only", action="store_true", help="do not ask Bedrock: the states the ledger holds")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
         "show",

@@ -112,8 +112,11 @@ def projected_end(a: JobAttempt, now: datetime) -> datetime | None:
     return now + timedelta(seconds=unanswered(a) / rate) if rate else None
 
 
-def stall_reason(a: JobAttempt, now: datetime, stall_after: timedelta) -> str | None:
-    """Why a job counts as stalled (None: it does not)."""
+def stall_reason(
+    a: JobAttempt, now: datetime, stall_after: timedelta, backlog_moving: bool | None = None
+) -> str | None:
+    """Why a job counts as stalled (None: it does not). A job waiting Submitted/Scheduled that long is not, while
+    the model's account-wide batch queue is known to move (``backlog_moving``: CloudWatch's batch metrics)."""
     if a.status is JobStatus.IN_PROGRESS:
         since = at(a.progressed_at) or at(a.started_at)
         if since is not None and now - since >= stall_after:
@@ -121,10 +124,12 @@ def stall_reason(a: JobAttempt, now: datetime, stall_after: timedelta) -> str | 
                 f"InProgress, {a.counts.processed}/{a.counts.total or a.records} records, none processed for "
                 f"{describe(now - since)}"
             )
-    elif a.status in WAITING:
+    elif a.status in WAITING and not backlog_moving:
         since = at(a.submitted_at)
         if since is not None and now - since >= stall_after:
-            return f"{a.status.value} for {describe(now - since)}"
+            return f"{a.status.value} for {describe(now - since)}" + (
+                " while the model's batch queue does not move" if backlog_moving is False else ""
+            )
     return None
 
 
@@ -135,11 +140,13 @@ class Stalled:
     reason: str
 
 
-def stalled_jobs(latest: Iterable[JobAttempt], now: datetime, stall_after: timedelta) -> list[Stalled]:
+def stalled_jobs(
+    latest: Iterable[JobAttempt], now: datetime, stall_after: timedelta, backlog_moving: bool | None = None
+) -> list[Stalled]:
     return [
         Stalled(a.shard, a.job_arn or a.job_name, reason)
         for a in latest
-        if (reason := stall_reason(a, now, stall_after)) is not None
+        if (reason := stall_reason(a, now, stall_after, backlog_moving)) is not None
     ]
 
 

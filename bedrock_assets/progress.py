@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from dagster._core.storage.tags import (
 
 from bedrock_assets.bedrock.costs import actual_cost
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.metrics import Backlog
 from bedrock_assets.bedrock.prices import ModelPrice, usd
 from bedrock_assets.deadline import is_past_cutoff, job_rate, unanswered
 from bedrock_assets.durations import describe
@@ -113,6 +114,17 @@ class Pace:
     remaining: int  # records not processed yet (queued shards' included)
     spent: float | None  # None: no price
     committed: float | None
+    backlog_eta: timedelta | None = None  # while none of ours processes: the model's batch queue drained
+
+    def with_backlog(self, backlog: Backlog | None, attempts: Iterable[JobAttempt]) -> Pace:
+        """The pace with the ETA the model's account-wide batch backlog gives (``attempts``: to learn the input
+        tokens per record from those already read)."""
+        if backlog is None:
+            return self
+        done = [a for a in attempts if a.input_tokens is not None and a.counts.processed]
+        per_record = sum(a.input_tokens or 0 for a in done) / sum(a.counts.processed for a in done) if done else None
+        drain = backlog.drain_time(per_record)
+        return replace(self, backlog_eta=drain)
 
     @classmethod
     def of(cls, latest: Iterable[JobAttempt], now: datetime, price: ModelPrice | None) -> Pace:
@@ -132,14 +144,17 @@ class Pace:
 
     @property
     def eta(self) -> timedelta | None:
-        """Time to process the rest at the current rate (None: nothing is processing)."""
+        """Time to process the rest at the current rate, else (nothing of ours processing) to drain the model's
+        batch backlog (None: not known)."""
         if not self.remaining:
             return timedelta(0)
-        return timedelta(seconds=self.remaining / self.per_second) if self.per_second else None
+        return timedelta(seconds=self.remaining / self.per_second) if self.per_second else self.backlog_eta
 
     def text(self) -> str:
         eta = self.eta
         when = "ETA -" if eta is None else f"ETA {describe(eta)}"
+        if eta is not None and not self.per_second and self.remaining:
+            when = f"ETA ~{describe(eta)} (the model's batch backlog drained at its rate)"
         return (
             f"{self.per_second * 60:,.0f} records/min, {when}; spent {usd(self.spent)}, "
             f"{usd(self.committed)} at most in flight"

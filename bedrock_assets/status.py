@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.metrics import Backlog, read_backlog
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.deadline import DeadlineView, at, load_cutoff, stall_after, stalled_jobs
 from bedrock_assets.durations import describe
@@ -33,6 +34,7 @@ class Standing:
     attempts: list[JobAttempt]
     latest: dict[str, JobAttempt]
     asked_bedrock: bool
+    backlog: Backlog | None = None
 
 
 def standing(step: Step, ledger: JobLedger, refresh: bool = True) -> Standing:
@@ -48,7 +50,10 @@ def standing(step: Step, ledger: JobLedger, refresh: bool = True) -> Standing:
     for a in open_jobs:
         job = listed.get(a.job_arn or "") or bedrock.get_job(client, a.job_arn or "")
         latest[a.shard] = replace(a, **refreshed(a, job))
-    return Standing(attempts, latest, True)
+    backlog = None
+    if bedrock.batch_metrics:
+        backlog = read_backlog(bedrock.get_cloudwatch_client(), step.spec.model.id, datetime.now(UTC))
+    return Standing(attempts, latest, True, backlog)
 
 
 def screen(step: Step, ledger: JobLedger, now: datetime, refresh: bool = True) -> list[str]:
@@ -60,7 +65,7 @@ def screen(step: Step, ledger: JobLedger, now: datetime, refresh: bool = True) -
     if not latest:
         return [head, "  no job yet: materialize raw_dataset (dg launch, the UI, or bedrock-assets run)"]
     states = Counter(a.status.value for a in latest)
-    pace = Pace.of(latest, now, step.price)
+    pace = Pace.of(latest, now, step.price).with_backlog(s.backlog, s.attempts)
     total = sum(a.records for a in latest)
     processed = sum(a.counts.processed for a in latest)
     lines = [
@@ -68,11 +73,13 @@ def screen(step: Step, ledger: JobLedger, now: datetime, refresh: bool = True) -
         "  jobs: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())),
         f"  records processed {processed:,}/{total:,} ({processed / total if total else 0:.0%}); {pace.text()}",
     ]
+    if s.backlog is not None:
+        lines.append("  " + s.backlog.text())
     if spec.budget_usd is not None:
         lines.append(f"  budget_usd {usd(spec.budget_usd)}")
     if spec.deadline.active:
         lines.append("  " + DeadlineView.of(spec, s.attempts, latest, load_cutoff(step)).line(now))
-    stalled = stalled_jobs(latest, now, stall_after(spec))
+    stalled = stalled_jobs(latest, now, stall_after(spec), s.backlog.moving if s.backlog else None)
     lines += [f"  STALLED {x.shard} {x.job_arn}: {x.reason}" for x in stalled]
     lines += _queued(latest)
     return lines + _jobs_table(latest, now)

@@ -62,7 +62,7 @@ def _reset_stack(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" in request.fixturenames:
         stack = request.getfixturevalue("stack")
-        stack.configure(**FaultConfig().to_dict(), time_scale=0)
+        stack.configure(**FaultConfig().to_dict(), time_scale=0, metrics_seconds=60)
         stack.emulator.concurrency_limits.clear()
         bedrock = stack.client("bedrock")
         for status in ("Submitted", "Validating", "Scheduled", "InProgress"):

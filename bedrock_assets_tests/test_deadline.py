@@ -188,6 +188,7 @@ def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, i
     attributes = pipeline_dict(
         "due",
         bucket,
+        model="anthropic.claude-3-sonnet-20240229-v1:0",  # its batch metrics (account-wide) are this test's alone
         deadline={"within": "15s", "margin": "3s", "on_demand_records_per_minute": 6000},
         stall_after="3s",
     )

@@ -74,3 +74,42 @@ def test_the_status_line_says_how_many_records_were_sent_again_in_retry_rounds()
     )
     first_pass = PipelineStatus.of(["s00000"], latest, {})
     assert first_pass.line("p") == "[p] jobs: 1 Completed; records processed 150/150; merged 0/1 shards"
+
+
+def test_the_pace_is_the_rate_of_the_jobs_in_progress_and_the_eta_what_is_left_at_it():
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from bedrock_assets.bedrock.metrics import Backlog
+    from bedrock_assets.bedrock.prices import price_for
+    from bedrock_assets.ledger import JobCounts
+    from bedrock_assets.progress import Pace
+    from bedrock_assets_tests.helpers import CUSTOM_PRICE, priced_attempt
+
+    now = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    started = (now - timedelta(minutes=10)).isoformat()
+    running = replace(priced_attempt("s0", "arn:a", worst=0.5), counts=JobCounts(1000, 600), started_at=started)
+    done = replace(priced_attempt("s1", "arn:b", (1000, 500)), counts=JobCounts(1000, 1000, 1000, 0))
+    queued = replace(priced_attempt("s2", None), status=JobStatus.QUEUED, records=200)
+    pace = Pace.of([running, done, queued], now, price_for("my.model-v1", CUSTOM_PRICE))
+    assert pace.per_second == 1.0 and pace.remaining == 400 + 200  # 600 records in 10 minutes
+    assert pace.eta == timedelta(seconds=600)
+    assert pace.spent == 0.002 and pace.committed == 0.5  # the finished job's tokens; the running one at worst
+    assert pace.text() == "60 records/min, ETA 10m00s; spent $0.0020, $0.50 at most in flight"
+    assert pace.metadata()["eta_seconds"] == 600
+    # nothing of ours processes: the ETA is the model's batch backlog drained at its token rate
+    waiting = Pace.of([queued, done], now, None)
+    assert waiting.eta is None and waiting.text().startswith("0 records/min, ETA -; spent cost unknown")
+    backlog = Backlog("my.model-v1", pending_records=3000, input_tokens_per_minute=30_000)
+    drained = waiting.with_backlog(backlog, [done])  # 1 input token per record so far: 30,000 records/min
+    assert drained.eta == timedelta(seconds=6)
+    assert "ETA ~6s (the model's batch backlog drained at its rate)" in drained.text()
+
+
+def test_past_a_deadlines_cutoff_one_round_more_is_due_whatever_the_remainder_setting():
+    last = progress(["s00000", "r1-00000", "r2-00000"], {"r2-00000": 40})
+    leave = RetrySpec(max_rounds=2, small_remainder="leave")
+    assert not last.next_round_due(leave, min_records=100)  # rounds used up, and too few to leave on demand
+    assert last.next_round_due(leave, min_records=100, past_cutoff=True)  # the cutoff's records get their answer
+    beyond = progress(["s00000", "r1-00000", "r2-00000", "r3-00000"], {"r3-00000": 40})
+    assert not beyond.next_round_due(leave, min_records=100, past_cutoff=True)  # one round more, not endless

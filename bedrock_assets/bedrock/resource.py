@@ -93,6 +93,11 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         "often, acting on what Dagster finished at once; bedrock-assets run sets it to its --poll-seconds)",
     )
     role_arn: str | None = Field(default=None, description="service role for pipelines that set none")
+    batch_metrics: bool = Field(
+        default=True,
+        description="read each model's account-wide batch backlog from CloudWatch (AWS/Bedrock/Batch, one "
+        "GetMetricData per poll; needs cloudwatch:GetMetricData, else it is a note)",
+    )
     quota_overrides: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per model id: e.g. {max_concurrent_jobs: 10, min_records_per_job: 50}"
     )
@@ -120,6 +125,10 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         return shared(
             "bedrock-runtime", self, lambda: boto3_session(self).client("bedrock-runtime", **client_args(self))
         )
+
+    def get_cloudwatch_client(self) -> Any:
+        """The ``cloudwatch`` client (the batch metrics), configured alike."""
+        return shared("cloudwatch", self, lambda: boto3_session(self).client("cloudwatch", **client_args(self)))
 
     def recent_jobs(self, client: Any, counter: CallCounter | None = None) -> list[JobSummary]:
         """All jobs submitted in the lookback window, ours or not: one paginated list."""

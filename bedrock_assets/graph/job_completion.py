@@ -26,6 +26,7 @@ from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.budget import Budget, held_by_budget
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.metrics import Backlog, read_backlog
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.bedrock.submission import claim_is_stale, resubmitted_automatically
 from bedrock_assets.deadline import DeadlineTick, deadline_line, keep_deadline, stall_after, stalled_jobs
@@ -89,6 +90,7 @@ class TickCursor:
     unreported_calls: dict[str, int] = field(default_factory=dict)
     polled_at: float = 0.0  # epoch seconds
     stalled: list[str] = field(default_factory=list)  # the shards whose job the job_progress check last named
+    backlog_moving: bool | None = None  # the model's batch queue at the last read of its metrics
 
     @classmethod
     def parse(cls, cursor: str | None) -> "TickCursor | None":
@@ -100,6 +102,7 @@ class TickCursor:
             dict(data.get("unreported_calls", {})),
             float(data.get("polled_at", 0.0)),
             list(data.get("stalled", [])),
+            data.get("backlog_moving"),
         )
 
     def poll_due(self, poll_seconds: float, now: float) -> bool:
@@ -138,6 +141,8 @@ def completion_tick(
     )
     requests = _stage_requests(step, decision, shards, holds)
     status = PipelineStatus.of(shards, polled.latest, merged, step.price, datetime.fromtimestamp(now, UTC))
+    if status.pace is not None and polled.backlog is not None:
+        status = replace(status, pace=status.pace.with_backlog(polled.backlog, polled.attempts))
     requests += _next_step(step, instance, shards, polled.latest, marks, status, kept)
     if log is not None:
         log.debug(status.line(step.name))
@@ -232,7 +237,8 @@ def _observations(
     whenever the set of stalled jobs changed."""
     keys = step.keys
     events: list[Any] = [job_observation(keys.batch_jobs, a) for a in polled.changed]
-    stalled = stalled_jobs(polled.latest.values(), _now(), stall_after(step.spec))
+    moving = polled.backlog.moving if polled.backlog is not None else previous.backlog_moving if previous else None
+    stalled = stalled_jobs(polled.latest.values(), _now(), stall_after(step.spec), moving)
     named = sorted(s.shard for s in stalled)
     if named != (previous.stalled if previous is not None else []):  # when the set of stalled jobs changes
         events.append(progress_check(keys.batch_jobs, stalled, kept is not None))
@@ -240,12 +246,15 @@ def _observations(
     calls.merge(polled.calls.calls)
     line = status.line(step.name)
     if previous is not None and previous.status == line and not (kept and (kept.stopped or kept.newly_reached)):
-        return events, TickCursor(line, calls.calls, stalled=named)
+        return events, TickCursor(line, calls.calls, stalled=named, backlog_moving=moving)
     deadline = kept.view.metadata() if kept is not None else {}
+    backlog = polled.backlog.metadata() if polled.backlog is not None else {}
     events.append(
-        dg.AssetObservation(keys.merged_dataset, metadata={**status.metadata(), **deadline, **calls.metadata()})
+        dg.AssetObservation(
+            keys.merged_dataset, metadata={**status.metadata(), **deadline, **backlog, **calls.metadata()}
+        )
     )
-    return events, TickCursor(line, stalled=named)
+    return events, TickCursor(line, stalled=named, backlog_moving=moving)
 
 
 def _now() -> datetime:
@@ -373,6 +382,7 @@ class Poll:
     free_slots: int = 0
     calls: CallCounter = field(default_factory=CallCounter)
     refreshed: bool = False  # whether Bedrock was asked (else the ledger's states, and no free slot known)
+    backlog: Backlog | None = None  # the model's account-wide batch metrics, read with the refresh
 
 
 def refreshed(attempt: JobAttempt, job: JobSummary, now: str | None = None) -> dict[str, Any]:
@@ -419,6 +429,8 @@ def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
             result.latest[attempt.shard] = updated
             result.changed.append(updated)
     result.free_slots = step.quotas.max_concurrent_jobs - slots_in_use(jobs, step.spec.model.id)
+    if bedrock.batch_metrics:
+        result.backlog = read_backlog(bedrock.get_cloudwatch_client(), step.spec.model.id, datetime.now(UTC))
     return result
 
 

@@ -54,6 +54,8 @@ MAX_FILE_BYTES = 1024**3
 MAX_JOB_BYTES = 5 * 1024**3
 CHUNK_RECORDS = 2048
 READ_BYTES = 1 << 24
+BATCH_METRICS = "AWS/Bedrock/Batch"  # the CloudWatch namespace of the batch metrics, dimension ModelId
+METRICS_SECONDS = 60.0  # the batch metrics are published at most this often, as the service does (per minute)
 BULK_BYTES = 1 << 30  # larger chunks are answered one by one (Arrow's string arrays hold up to 2 GB)
 # how a record line in compact form starts when json.dumps writes its recordId as it is
 RECORD_START = r'^\{"recordId":"[ !#-\[\]-~]+","modelInput":\{'
@@ -118,6 +120,10 @@ class BatchJobEmulator:
         self._calls = 0
         self._operations: dict[str, int] = {}
         self.runtime = RuntimeEmulator(self.faults, clock)
+        self.cloudwatch: Any | None = None  # a CloudWatch client: the batch metrics are published to it
+        self.metrics_seconds = METRICS_SECONDS
+        self._published_at = float("-inf")
+        self._tokens_unpublished: dict[str, list[int]] = {}  # model -> [input, output] tokens of jobs that ended
         if self.state_file and self.state_file.exists():
             self._jobs = json.loads(self.state_file.read_text())["jobs"]
 
@@ -128,7 +134,16 @@ class BatchJobEmulator:
         removes an override) and ``default_concurrency_limit``. Returns the new config."""
         with self._lock:
             fault_knobs = {k: v for k, v in knobs.items() if k in FaultConfig.names()}
-            other = set(knobs) - set(fault_knobs) - {"time_scale", "concurrency_limits", "default_concurrency_limit"}
+            other = (
+                set(knobs)
+                - set(fault_knobs)
+                - {
+                    "time_scale",
+                    "concurrency_limits",
+                    "default_concurrency_limit",
+                    "metrics_seconds",
+                }
+            )
             if other:
                 raise ValueError(f"unknown emulator setting(s): {sorted(other)}")
             dataclasses.replace(self.faults).update(**fault_knobs)  # validate before applying anything
@@ -147,6 +162,8 @@ class BatchJobEmulator:
                     self.concurrency_limits[model_id] = int(limit)
             if "default_concurrency_limit" in knobs:
                 self.default_concurrency_limit = int(knobs["default_concurrency_limit"])
+            if "metrics_seconds" in knobs:
+                self.metrics_seconds = float(knobs["metrics_seconds"])
             return self.config()
 
     def config(self) -> dict[str, Any]:
@@ -156,6 +173,7 @@ class BatchJobEmulator:
             "time_scale": self.time_scale,
             "concurrency_limits": dict(self.concurrency_limits),
             "default_concurrency_limit": self.default_concurrency_limit,
+            "metrics_seconds": self.metrics_seconds,
         }
 
     def expedite(self, identifier: str | None = None) -> int:
@@ -267,6 +285,7 @@ class BatchJobEmulator:
             job = self._find(identifier)
             if self._advance(job):
                 self._save()
+            self._publish_metrics()
             return self._view(job)
 
     def list(self, params: dict) -> dict:
@@ -289,6 +308,7 @@ class BatchJobEmulator:
             name_contains = params.get("nameContains")
             if self._advance_all():
                 self._save()
+            self._publish_metrics()
             jobs = [
                 j
                 for j in self._jobs.values()
@@ -335,6 +355,41 @@ class BatchJobEmulator:
                 )
             self._save()
             return {}
+
+    # ---- CloudWatch batch metrics ---------------------------------------------------------------
+
+    def _publish_metrics(self) -> None:
+        """Publish ``AWS/Bedrock/Batch`` metrics per ``ModelId`` at most every ``metrics_seconds`` of the clock, as
+        the service does for an account (https://aws.amazon.com/blogs/machine-learning/monitor-amazon-bedrock-
+        batch-inference-using-amazon-cloudwatch-metrics/): the records its Scheduled and InProgress jobs have
+        yet to process, and the input/output tokens of the jobs that ended since (per minute)."""
+        now = self.clock()
+        if self.cloudwatch is None or now - self._published_at < self.metrics_seconds:
+            return
+        minutes = max(now - self._published_at, 60.0) / 60 if self._published_at > 0 else 1.0
+        self._published_at = now
+        pending: dict[str, int] = {}
+        for job in self._jobs.values():
+            if job["status"] in (JobStatus.SCHEDULED.value, JobStatus.IN_PROGRESS.value):
+                left = job["totalRecordCount"] - job["processedRecordCount"]
+                pending[job["modelId"]] = pending.get(job["modelId"], 0) + left
+        data = []
+        for model in sorted(set(pending) | set(self._tokens_unpublished)):
+            tokens = self._tokens_unpublished.pop(model, [0, 0])
+            for name, value in (
+                ("NumberOfRecordsPendingProcessing", pending.get(model, 0)),
+                ("NumberOfInputTokensProcessedPerMinute", tokens[0] / minutes),
+                ("NumberOfOutputTokensProcessedPerMinute", tokens[1] / minutes),
+            ):
+                dimensions = [{"Name": "ModelId", "Value": model}]
+                data.append({"MetricName": name, "Dimensions": dimensions, "Value": float(value), "Unit": "Count"})
+        for start in range(0, len(data), 1000):  # PutMetricData takes at most 1,000 values
+            self.cloudwatch.put_metric_data(Namespace=BATCH_METRICS, MetricData=data[start : start + 1000])
+
+    def _count_tokens(self, job: dict, input_tokens: int, output_tokens: int) -> None:
+        tokens = self._tokens_unpublished.setdefault(job["modelId"], [0, 0])
+        tokens[0] += input_tokens
+        tokens[1] += output_tokens
 
     # ---- helpers: requests --------------------------------------------------------------------
 
@@ -609,6 +664,7 @@ class BatchJobEmulator:
             "outputTokenCount": totals["output_tokens"],
         }
         s3.put_object(Bucket=out_bucket, Key=out_prefix + "manifest.json.out", Body=json.dumps(manifest).encode())
+        self._count_tokens(job, totals["input_tokens"], totals["output_tokens"])
         job.update(
             {
                 k: manifest[k]

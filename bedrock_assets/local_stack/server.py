@@ -89,6 +89,7 @@ class LocalStack:
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-stack", daemon=True)
         self._thread.start()
         self.emulator.s3 = self.client("s3")
+        self.emulator.cloudwatch = self.client("cloudwatch")
         if self.state_dir:
             restore_snapshot(self, self.state_dir / SNAPSHOT_DIR)
             self._persisting.clear()

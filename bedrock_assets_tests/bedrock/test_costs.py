@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bedrock_assets.bedrock.costs import Bill, TokenEstimate
-from bedrock_assets.bedrock.prices import Mode, price_for
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.prices import Mode, price_for, usd
 from bedrock_assets_tests.helpers import CUSTOM_PRICE, priced_attempt
 
 
@@ -37,3 +38,26 @@ def test_the_bill_prices_batch_and_on_demand_attempts_by_their_tokens():
     assert bill.batch == pytest.approx(0.001 + 0.001)
     assert bill.on_demand == pytest.approx(price.of(Mode.ON_DEMAND).cost(100, 50))
     assert bill.by_round(lambda k: 0 if k.startswith("s") else 1)[0]["round"] == 0
+
+
+def test_the_bill_splits_by_lane_with_each_tier_at_its_own_price():
+    from dataclasses import replace
+
+    from bedrock_assets.ledger import JobCounts
+
+    price = price_for("my.model-v1", CUSTOM_PRICE)
+    batch = replace(priced_attempt("s00000", "arn:job", (1000, 500)), counts=JobCounts(100, 100, 100, 0))
+    flex = replace(
+        priced_attempt("r1-00000", "on-demand/x", (100, 50)), counts=JobCounts(10, 10, 10, 0), service_tier="flex"
+    )
+    plain = replace(priced_attempt("r1-00001", "on-demand/y", (100, 50)), counts=JobCounts(10, 10, 9, 1))
+    stopped_unread = replace(priced_attempt("s00001", "arn:job2"), status=JobStatus.STOPPED)  # nothing processed
+    bill = Bill.of([batch, flex, plain, stopped_unread], price)
+    standard = price.of(Mode.ON_DEMAND).cost(100, 50)
+    assert price.of(Mode.ON_DEMAND, "flex").cost(100, 50) == pytest.approx(standard * 0.5)
+    assert bill.on_demand == pytest.approx(standard * 1.5)
+    assert bill.by_lane() == [
+        {"lane": "batch", "records": 100, "cost": usd(bill.batch)},
+        {"lane": "on demand (default)", "records": 10, "cost": usd(standard)},
+        {"lane": "on demand (flex)", "records": 10, "cost": usd(standard * 0.5)},
+    ]

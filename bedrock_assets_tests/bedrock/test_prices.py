@@ -35,3 +35,19 @@ def test_listed_models_resolve_through_profiles_and_arns():
 def test_titan_embeddings_are_priced():
     price = price_for("amazon.titan-embed-text-v2:0")
     assert price is not None and price.batch.input > 0 and price.batch.output == 0
+
+
+def test_service_tiers_scale_the_on_demand_price_and_only_offered_tiers_are_allowed():
+    from bedrock_assets.bedrock.prices import Mode, service_tier, tier_refusal, tiers_offered
+
+    nova = price_for("amazon.nova-pro-v1:0")
+    assert nova is not None
+    assert nova.of(Mode.ON_DEMAND, "priority").input == pytest.approx(nova.on_demand.input * 1.75)
+    assert nova.of(Mode.BATCH, "flex") == nova.batch  # a tier is an on-demand matter
+    assert tiers_offered("us.amazon.nova-pro-v1:0") == ["default", "flex", "priority"]
+    assert tier_refusal("amazon.nova-pro-v1:0", "flex") is None
+    assert "not offered at the 'priority' service tier" in (tier_refusal("cohere.embed-english-v3", "priority") or "")
+    assert tier_refusal("cohere.embed-english-v3", "default") is None
+    assert service_tier("flex").as_of == "unverified"  # says so until real figures replace the placeholder
+    with pytest.raises(ValueError, match="unknown service tier 'turbo'"):
+        service_tier("turbo")

@@ -12,6 +12,7 @@ from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import job_name, request_token
 from bedrock_assets.bedrock.resource import BedrockBatchResource, JobSummary
 from bedrock_assets.bedrock.submission import Action, ShardToSubmit, decide_submissions
+from bedrock_assets.graph.batch_jobs import PROGRESS_CHECK, SUBMITTED_CHECK
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
@@ -215,7 +216,7 @@ def test_job_created_before_a_crash_is_reattached_by_name(make_pipelines, instan
 
     result = execute_stage(defs, instance, spec.name, "submit", shards, assets=[PipelineKeys("crash").batch_jobs])
     assert ledger_of(defs).latest("crash", info.key).job_arn == arn
-    (check,) = result.get_asset_check_evaluations()
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == SUBMITTED_CHECK]
     assert check.metadata["bedrock_calls"].value["CreateModelInvocationJob"] == len(shards) - 1
 
 
@@ -230,7 +231,8 @@ def test_rejected_submission_ends_as_error_rows_not_lost(make_pipelines, instanc
     s3.delete_object(Bucket=gone.bucket, Key=gone.key)  # Bedrock will reject this job at creation
 
     result = execute_stage(defs, instance, spec.name, "submit", shards, assets=[jobs])
-    assert [c.passed for c in result.get_asset_check_evaluations()] == [False]
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {SUBMITTED_CHECK: False, PROGRESS_CHECK: True}  # refused: no job to stall
     (request,) = tick(defs, spec, instance).run_requests  # one range run for both finished shards
     assert request.tags["bedrock_assets/job_status"] == "Completed,SubmitFailed"
     execute_stage(defs, instance, spec.name, "merge", shards)

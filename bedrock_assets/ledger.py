@@ -77,7 +77,7 @@ class JobAttempt:
     started_at: str | None = None  # first seen InProgress (answered on demand: when answering began)
     progressed_at: str | None = None  # when its processed count last moved (or it started)
     service_tier: str | None = None  # answered on demand: the runtime's service tier it was priced at
-    stopped_by: str | None = None  # "cutoff": stopped by the deadline's batch cutoff (its records go on demand)
+    stopped_by: str | None = None  # who stopped its job: "person", or "cutoff" (a deadline's; its records go on demand)
 
     @property
     def job_id(self) -> str | None:

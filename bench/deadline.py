@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         finished = max(datetime.fromisoformat(a.end_time or "") for a in attempts)
         print(f"stopped at the cutoff: {', '.join(a.shard for a in stopped) or 'none'}")
         print(
-            f"answered on demand: {sum(a.counts.succeeded for a in on_demand)} records in {len(on_demand)} call batch(es)"
+            f"answered on demand: {sum(a.counts.succeeded for a in on_demand)} records in {len(on_demand)} on-demand shard(s)"
         )
         print(f"last answer at {(finished - t0).total_seconds():.1f}s, deadline at {args.within}.0s")
         print(f"exit code {code}")

@@ -19,6 +19,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.ledger import JobAttempt, JobLedger, LedgerConflict, now_iso
 
 STOPPED_BY_USER = "stopped by a person (bedrock-assets stop or the __stop job)"
+PERSON = "person"  # JobAttempt.stopped_by of a job a person stopped
 
 
 @dataclass
@@ -59,7 +60,7 @@ def stop_jobs(
     for attempt in chosen:
         if attempt.job_arn and attempt.status.holds_slot:
             client = client or bedrock.get_client()
-            if stop_job(client, ledger, attempt, STOPPED_BY_USER, counter) is None:
+            if stop_job(client, ledger, attempt, STOPPED_BY_USER, counter, stopped_by=PERSON) is None:
                 report.finished.append(attempt.shard)
             else:
                 report.stopped.append(attempt.shard)

@@ -389,7 +389,7 @@ def refreshed(attempt: JobAttempt, job: JobSummary, now: str | None = None) -> d
     """The ledger fields that differ between an attempt and what Bedrock now says of its job; with them, when
     it was first seen InProgress and when its processed count last moved (rates, ETAs and stalls)."""
     fields: dict[str, Any] = {"status": job.status, "counts": JobCounts.from_job(job.counts)}
-    if job.message:
+    if job.message and attempt.stopped_by is None:  # a job we stopped keeps our reason, not "Stop requested by user."
         fields["message"] = job.message
     if job.end_time:
         fields["end_time"] = job.end_time

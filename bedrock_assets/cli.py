@@ -98,9 +98,10 @@ def run_defs(path: Path, pipelines: Sequence[str] | None, poll_seconds: float, t
 
 
 def stop_defs(
-    path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None, verb: str = "stop"
+    path: Path, pipelines: Sequence[str] | None, shards: Sequence[str] | None, verb: str = "stop", orphans: bool = False
 ) -> list[str]:
-    """Run each selected pipeline's __stop (or __resume) job; one report line per pipeline."""
+    """Run each selected pipeline's __stop (or __resume) job; one report line per pipeline (``orphans``: stop
+    only the jobs named like the pipeline's that its ledger does not hold)."""
     from bedrock_assets.keys import PipelineKeys
     from bedrock_assets.runner import QUIET, PipelineRunError
 
@@ -108,7 +109,8 @@ def stop_defs(
     lines = []
     for spec in specs:
         op = f"{spec.name}__{verb}_jobs"
-        config = {"ops": {op: {"config": {"shards": list(shards or [])}}}} if verb == "stop" else {}
+        settings = {"shards": list(shards or []), "orphans": orphans}
+        config = {"ops": {op: {"config": settings}}} if verb == "stop" else {}
         result = defs.resolve_job_def(PipelineKeys(spec.name).job(verb)).execute_in_process(
             run_config={**QUIET, **config}, instance=_instance(), raise_on_error=False
         )
@@ -239,10 +241,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    lines = _or_explain(args, lambda: stop_defs(Path(args.path), args.pipeline, args.shards))
+    lines = _or_explain(args, lambda: stop_defs(Path(args.path), args.pipeline, args.shards, orphans=args.orphans))
     if lines is None:
         return EXIT_NOT_FINISHED
     print("\n".join(lines))
+    if args.orphans:
+        return EXIT_OK
     print("Stopped jobs become Stopped within minutes; what they produced is merged by the daemon or by the next run.")
     if not args.shards:
         print(f"To go on later: bedrock-assets resume {args.path}")
@@ -459,7 +463,13 @@ def _pipeline_commands(sub: Any) -> None:
         "recorded in the ledger; stopped jobs are never resubmitted. What they produced is still merged.",
     )
     _pipeline_arguments(p, "stop")
-    p.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--shards", nargs="+", help="stop only these shard partitions (e.g. s00003 r1-00000)")
+    which.add_argument(
+        "--orphans",
+        action="store_true",
+        help="stop only the jobs named like the pipeline's that its ledger does not hold (see bedrock-assets status)",
+    )
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser(

@@ -59,6 +59,7 @@ class PipelinePlan:
     deadline: str | None = None  # how the spec states its deadline (None: it has none)
     service_tier: str = DEFAULT_TIER  # of the on-demand calls
     lead: str | None = None  # how long before the deadline the batch cutoff falls, and why
+    canary_records: int = 0  # sent on demand before the first batch job
 
     @classmethod
     def of(cls, step: Step, shards: ShardIndex) -> PipelinePlan:
@@ -76,6 +77,7 @@ class PipelinePlan:
             _deadline_text(spec.deadline) if spec.deadline.active else None,
             spec.retry.service_tier,
             _lead(spec, estimate.records) if spec.deadline.active else None,
+            min(spec.canary.records, estimate.records),
         )
 
     def resend_line(self) -> list[str]:
@@ -88,6 +90,15 @@ class PipelinePlan:
         return [
             f"  structured answers cut off at max_tokens are sent once more with max_tokens {self.resend_max_tokens}{cost}"
         ]
+
+    def canary_line(self) -> list[str]:
+        """What the canary's records cost on demand (their share of the estimate)."""
+        if not self.canary_records:
+            return []
+        share = self.canary_records / max(self.estimate.records, 1)
+        cost = self.estimate.cost(self.price, Mode.ON_DEMAND, self.service_tier)
+        price = f": ~{usd(cost.expected * share)}, {usd(cost.worst * share)} at most" if cost is not None else ""
+        return [f"  canary: {self.canary_records} record(s) on demand before the first batch job{price}"]
 
     def deadline_lines(self) -> list[str]:
         """Under a deadline: the worst case, the batch cutoff sending every record on demand."""
@@ -123,7 +134,7 @@ class PipelinePlan:
             else f"  cost unknown: no price for {self.model_id} (set price_overrides on the bedrock resource)",
         ]
         price = [f"  price: {self.price.describe()}"] if self.price else []
-        return lines + self.resend_line() + self.deadline_lines() + price
+        return lines + self.resend_line() + self.canary_line() + self.deadline_lines() + price
 
     def metadata(self) -> dict[str, Any]:
         e, cost = self.estimate, self.estimate.cost(self.price)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -278,6 +279,8 @@ def _step_failure(event: Any) -> str:
     while error.cause is not None:
         error = error.cause
     message = error.message.strip()
+    if error.cls_name == "Failure":  # ours, written for the user: without Dagster's class path in front
+        message = re.sub(r"^[\w.]*Failure: ", "", message)
     what_to_do = hint(error.cls_name or "", message)
     return f"{event.step_key}: {message}" + (f" ({what_to_do})" if what_to_do else "")
 

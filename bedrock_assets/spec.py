@@ -244,6 +244,18 @@ class DeadlineSpec(_Strict):
         return parse_duration(self.within) if self.within is not None else None
 
 
+class CanarySpec(_Strict):
+    """A few real records through the runtime API before the pipeline's first batch job."""
+
+    records: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="request lines of the first shard sent on demand first: a record that fails for a reason that "
+        "is not transient stops the pipeline before any job is created; 0 turns the canary off",
+    )
+
+
 class PipelineSpec(_Strict):
     """One Bedrock batch-inference pipeline: source, model, prompt, where results go, and limits."""
 
@@ -291,6 +303,11 @@ class PipelineSpec(_Strict):
         default_factory=DeadlineSpec,
         description="when results are due ({within: 6h} from the first job, or {at: <ISO time>}, and a margin): "
         "at the batch cutoff, what cannot finish in batch by then is stopped and answered on demand",
+    )
+    canary: CanarySpec = Field(
+        default_factory=CanarySpec,
+        description="before the first batch job of these request settings, canary.records real records go through "
+        "the runtime API and are checked like a job's output (0 turns it off)",
     )
     stall_after: str = Field(
         default="60m",

@@ -10,11 +10,13 @@ stalled, and what is queued and why.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.metrics import Backlog, read_backlog
+from bedrock_assets.bedrock.naming import CANARY_SHARD
+from bedrock_assets.bedrock.orphans import Orphan, find_orphans
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.deadline import DeadlineView, at, load_cutoff, stall_after, stalled_jobs
 from bedrock_assets.durations import describe
@@ -35,25 +37,27 @@ class Standing:
     latest: dict[str, JobAttempt]
     asked_bedrock: bool
     backlog: Backlog | None = None
+    orphans: list[Orphan] = field(default_factory=list)
 
 
 def standing(step: Step, ledger: JobLedger, refresh: bool = True) -> Standing:
     """The pipeline's attempts, each open job's state as Bedrock reports it now (nothing is written)."""
     attempts = ledger.attempts_of(step.name)
-    latest = {a.shard: a for a in attempts}
+    latest = {a.shard: a for a in attempts if a.shard != CANARY_SHARD}  # the canary is billed, not a shard
     open_jobs = [a for a in latest.values() if a.job_arn and a.status.holds_slot]
-    if not refresh or not open_jobs:
+    if not refresh:
         return Standing(attempts, latest, False)
     bedrock = step.bedrock
     client = bedrock.get_client()
-    listed = {j.job_arn: j for j in bedrock.recent_jobs(client)}
+    jobs = bedrock.recent_jobs(client)
+    listed = {j.job_arn: j for j in jobs}
     for a in open_jobs:
         job = listed.get(a.job_arn or "") or bedrock.get_job(client, a.job_arn or "")
         latest[a.shard] = replace(a, **refreshed(a, job))
     backlog = None
     if bedrock.batch_metrics:
         backlog = read_backlog(bedrock.get_cloudwatch_client(), step.spec.model.id, datetime.now(UTC))
-    return Standing(attempts, latest, True, backlog)
+    return Standing(attempts, latest, True, backlog, find_orphans(step.spec.job_prefix, jobs, attempts))
 
 
 def screen(step: Step, ledger: JobLedger, now: datetime, refresh: bool = True) -> list[str]:
@@ -62,8 +66,9 @@ def screen(step: Step, ledger: JobLedger, now: datetime, refresh: bool = True) -
     spec = step.spec
     latest = list(s.latest.values())
     head = f"[{spec.name}] {now:%Y-%m-%d %H:%M:%S}Z" + ("" if s.asked_bedrock else " (from the ledger)")
+    orphans = [f"  {o.line()} (bedrock-assets stop --orphans)" for o in s.orphans]
     if not latest:
-        return [head, "  no job yet: materialize raw_dataset (dg launch, the UI, or bedrock-assets run)"]
+        return [head, "  no job yet: materialize raw_dataset (dg launch, the UI, or bedrock-assets run)", *orphans]
     states = Counter(a.status.value for a in latest)
     pace = Pace.of(latest, now, step.price).with_backlog(s.backlog, s.attempts)
     total = sum(a.records for a in latest)
@@ -81,6 +86,7 @@ def screen(step: Step, ledger: JobLedger, now: datetime, refresh: bool = True) -
         lines.append("  " + DeadlineView.of(spec, s.attempts, latest, load_cutoff(step)).line(now))
     stalled = stalled_jobs(latest, now, stall_after(spec), s.backlog.moving if s.backlog else None)
     lines += [f"  STALLED {x.shard} {x.job_arn}: {x.reason}" for x in stalled]
+    lines += orphans
     lines += _queued(latest)
     return lines + _jobs_table(latest, now)
 

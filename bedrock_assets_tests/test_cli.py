@@ -18,7 +18,7 @@ from bedrock_assets.cli import EXIT_FAILED_ROWS, EXIT_NOT_FINISHED, EXIT_OK, mai
 from bedrock_assets.graph.raw_dataset import prepare_dataset
 from bedrock_assets.plan import worst_cost
 from bedrock_assets.sample.seed import seed_sample
-from bedrock_assets_tests.helpers import CLAUDE, NO_RECOURSE, one_spec, pipeline_dict, step_of
+from bedrock_assets_tests.helpers import CLAUDE, NO_RECOURSE, foreign_job, one_spec, pipeline_dict, step_of
 
 
 @pytest.fixture
@@ -397,3 +397,39 @@ def test_status_prints_where_a_pipeline_stands_from_the_ledger_and_bedrock(defs_
     assert rows[1].split()[:2] == ["s00000", "Completed"] and rows[1].split()[2] == "took"
     assert main(["status", path, "--ledger-only"]) == EXIT_OK  # no Bedrock call: what the ledger holds
     assert "(from the ledger)" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_status_shows_an_orphan_and_stop_orphans_stops_it_and_nothing_else(defs_folder, stack, bucket, capsys):
+    path = defs_folder("strays")
+    assert run_cli(path) == EXIT_OK
+    stack.configure(time_scale=60)
+    arn = foreign_job(bucket, "strays-s00009-0123456789")  # e.g. left by an older version of the spec
+    capsys.readouterr()
+    assert main(["status", path]) == EXIT_OK
+    (orphan,) = [line for line in capsys.readouterr().out.splitlines() if "ORPHAN" in line]
+    assert orphan.startswith(f"  ORPHAN strays-s00009-0123456789 ({arn}): Submitted") and "stop --orphans" in orphan
+    calls = dict(stack.emulator.control_plane_calls())
+    assert main(["stop", path, "--orphans"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("[strays] stopped 1 orphan job(s)\n  ORPHAN strays-s00009-0123456789")
+    after = stack.emulator.control_plane_calls()
+    assert after["StopModelInvocationJob"] - calls.get("StopModelInvocationJob", 0) == 1  # only the orphan
+    assert stack.client("bedrock").get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopping"
+
+
+def test_a_canary_record_the_model_rejects_stops_the_pipeline_before_any_job(defs_folder, stack, s3, bucket, capsys):
+    path = defs_folder("canaried")
+    local = Path(path) / "sample.parquet"
+    s3.download_file(bucket, "raw/sample.parquet", str(local))
+    rows = pq.read_table(local)
+    sources = rows.column("source").to_pylist()
+    sources[1] = "word " * 200_000  # ~250,000 tokens: over the model's 200,000-token context window
+    pq.write_table(rows.set_column(rows.schema.get_field_index("source"), "source", pa.array(sources)), local)
+    s3.upload_file(str(local), bucket, "raw/sample.parquet")
+    jobs_before, calls_before = stack.emulator.job_count(), stack.emulator.runtime_calls()["InvokeModel"]
+    assert run_cli(path) == EXIT_NOT_FINISHED
+    err = capsys.readouterr().err
+    assert "canaried__batch_jobs: canaried: the canary's record r00000000001 failed on demand: 400: " in err
+    assert "Failure:" not in err and len(err.strip().splitlines()) == 1
+    assert "No batch job was created" in err and "canary: {records: 0} skips the canary" in err
+    assert stack.emulator.job_count() == jobs_before  # nothing was submitted: no hours lost in a queue
+    assert stack.emulator.runtime_calls()["InvokeModel"] - calls_before == 3  # the canary's records, once each

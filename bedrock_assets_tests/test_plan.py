@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bedrock_assets.bedrock.prices import Mode, price_for
+from bedrock_assets.bedrock.prices import Mode, price_for, usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.pipeline import Step
 from bedrock_assets.plan import PipelinePlan, worst_cost
@@ -88,3 +88,15 @@ def test_under_a_deadline_the_plan_shows_the_cutoff_and_the_worst_case_all_on_de
     assert f"  if the cutoff sends every record on demand (flex tier): {flex}" in lines
     assert plan.metadata()["cost_worst_all_on_demand_usd"] == round(flex.worst, 10)
     assert not any("deadline" in line for line in PipelinePlan.of(step(), INDEX).lines())
+
+
+def test_the_plan_prices_the_canary_at_the_on_demand_price():
+    plan = PipelinePlan.of(step(), INDEX)
+    price = price_for(CLAUDE)
+    assert price is not None
+    on_demand = plan.estimate.cost(price, Mode.ON_DEMAND)
+    assert on_demand is not None
+    share = 3 / 300
+    line = f"  canary: 3 record(s) on demand before the first batch job: ~{usd(on_demand.expected * share)}, "
+    assert f"{line}{usd(on_demand.worst * share)} at most" in plan.lines()
+    assert not any("canary" in line for line in PipelinePlan.of(step(canary={"records": 0}), INDEX).lines())

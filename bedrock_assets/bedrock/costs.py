@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bedrock_assets.bedrock.naming import ON_DEMAND_ARN
+from bedrock_assets.bedrock.naming import CANARY_SHARD, ON_DEMAND_ARN
 from bedrock_assets.bedrock.prices import DEFAULT_TIER, Mode, ModelPrice, usd
 from bedrock_assets.ledger import JobAttempt
 
@@ -89,10 +89,11 @@ def actual_cost(attempt: JobAttempt, price: ModelPrice | None) -> float | None:
 
 
 def lane_of(attempt: JobAttempt) -> str:
-    """How an attempt was answered: ``batch``, or ``on demand (<service tier>)``."""
+    """How an attempt was answered: ``batch``, ``on demand (<service tier>)``, or the canary (on demand too)."""
     if attempt_mode(attempt) is Mode.BATCH:
         return "batch"
-    return f"on demand ({attempt.service_tier or DEFAULT_TIER})"
+    tier = attempt.service_tier or DEFAULT_TIER
+    return f"canary ({tier})" if attempt.shard == CANARY_SHARD else f"on demand ({tier})"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ JOB_NAME_SUFFIX_MAX = len("-s00000-") + 10 + len("-a999")
 
 # The job ARN an attempt answered on demand (runtime API) is recorded under: ON_DEMAND_ARN + job name.
 ON_DEMAND_ARN = "on-demand/"
+# The ledger "shard" of a pipeline's canary attempts (bedrock.canary): never a partition, never a job name.
+CANARY_SHARD = "canary"
 
 _TAG_TEXT = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
 
@@ -53,6 +55,12 @@ def validate_request_token(token: str) -> str:
     if not token or len(token) > 256 or not _TOKEN.fullmatch(token):
         raise ValueError(f"clientRequestToken {token!r} is invalid: [a-zA-Z0-9-], 1-256 characters")
     return token
+
+
+def named_by(prefix: str, name: str) -> bool:
+    """Whether a job name has the shape ``job_name`` gives a pipeline with this prefix (another pipeline whose
+    prefix merely starts the same, ``cot-review`` beside ``cot``, does not match)."""
+    return re.fullmatch(rf"{re.escape(prefix)}-(s\d{{5}}|r\d-\d{{5}})-[0-9a-zA-Z]{{10}}(-a\d+)?", name) is not None
 
 
 def job_name(prefix: str, shard: str, digest: str, attempt: int) -> str:

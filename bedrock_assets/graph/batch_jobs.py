@@ -13,6 +13,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from bedrock_assets.bedrock.budget import Budget
+from bedrock_assets.bedrock.canary import require_canary
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import job_name
 from bedrock_assets.bedrock.on_demand import run_on_demand
@@ -103,6 +104,8 @@ def materialize(
     if step.spec.deadline.active and (cutoff := load_cutoff(step)) is not None:
         shards = past_cutoff(step, ledger, shards, cutoff)
     batch = [s for s in shards if not s.on_demand]
+    if batch and (canary := require_canary(step, ledger, batch[0], step.spec.retry.service_tier, counter)) is not None:
+        context.log.info(f"canary: {canary.records} record(s) answered on demand as a batch job would; submitting")
     outcomes += submit(step, ledger, batch, counter, config.resubmit_failed, renew)
     outcomes += answer_on_demand(step, ledger, [s for s in shards if s.on_demand], counter)
     for o in outcomes:

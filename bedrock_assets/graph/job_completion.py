@@ -27,12 +27,14 @@ from dagster_aws.s3 import S3Resource
 from bedrock_assets.bedrock.budget import Budget, held_by_budget
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.metrics import Backlog, read_backlog
+from bedrock_assets.bedrock.orphans import Orphan, find_orphans, orphans_line
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter, JobSummary, slots_in_use
 from bedrock_assets.bedrock.submission import claim_is_stale, resubmitted_automatically
 from bedrock_assets.deadline import DeadlineTick, deadline_line, keep_deadline, stall_after, stalled_jobs
 from bedrock_assets.graph.batch_jobs import progress_check
 from bedrock_assets.keys import TAG_JOB_STATUS, TAG_RENEW, partition_tags, stage_tags
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource, now_iso
+from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import (
     MergedMark,
@@ -91,6 +93,7 @@ class TickCursor:
     polled_at: float = 0.0  # epoch seconds
     stalled: list[str] = field(default_factory=list)  # the shards whose job the job_progress check last named
     backlog_moving: bool | None = None  # the model's batch queue at the last read of its metrics
+    orphans: list[str] = field(default_factory=list)  # the orphan jobs (ARNs) the last observation named
 
     @classmethod
     def parse(cls, cursor: str | None) -> "TickCursor | None":
@@ -103,6 +106,7 @@ class TickCursor:
             float(data.get("polled_at", 0.0)),
             list(data.get("stalled", [])),
             data.get("backlog_moving"),
+            list(data.get("orphans", [])),
         )
 
     def poll_due(self, poll_seconds: float, now: float) -> bool:
@@ -148,6 +152,8 @@ def completion_tick(
         log.debug(status.line(step.name))
         if kept is not None and (kept.newly_reached or kept.stopped):
             log.info(deadline_line(step.name, kept))
+    if log is not None and polled.orphans and [o.job_arn for o in polled.orphans] != (previous or TickCursor()).orphans:
+        log.warning(orphans_line(step.name, polled.orphans))
     events, next_cursor = _observations(step, polled, status, previous, kept)
     next_cursor = replace(next_cursor, polled_at=now if polled.refreshed else previous.polled_at if previous else 0.0)
     return dg.SensorResult(run_requests=requests, asset_events=events, cursor=next_cursor.dump())
@@ -245,16 +251,39 @@ def _observations(
     calls = CallCounter(dict(previous.unreported_calls) if previous else {})
     calls.merge(polled.calls.calls)
     line = status.line(step.name)
-    if previous is not None and previous.status == line and not (kept and (kept.stopped or kept.newly_reached)):
-        return events, TickCursor(line, calls.calls, stalled=named, backlog_moving=moving)
+    orphans = (
+        [o.job_arn for o in polled.orphans] if polled.orphans is not None else previous.orphans if previous else []
+    )
+    seen = previous.orphans if previous is not None else []
+    quiet = previous is not None and previous.status == line and orphans == seen
+    if quiet and not (kept and (kept.stopped or kept.newly_reached)):
+        return events, TickCursor(line, calls.calls, stalled=named, backlog_moving=moving, orphans=orphans)
     deadline = kept.view.metadata() if kept is not None else {}
     backlog = polled.backlog.metadata() if polled.backlog is not None else {}
     events.append(
         dg.AssetObservation(
-            keys.merged_dataset, metadata={**status.metadata(), **deadline, **backlog, **calls.metadata()}
+            keys.merged_dataset,
+            metadata={
+                **status.metadata(),
+                **deadline,
+                **backlog,
+                **orphan_metadata(polled.orphans),
+                **calls.metadata(),
+            },
         )
     )
-    return events, TickCursor(line, stalled=named, backlog_moving=moving)
+    return events, TickCursor(line, stalled=named, backlog_moving=moving, orphans=orphans)
+
+
+def orphan_metadata(orphans: list[Orphan] | None) -> dict[str, Any]:
+    """The orphan jobs on the status observation (when the tick listed the jobs)."""
+    if orphans is None:
+        return {}
+    risk = sum(o.at_risk_usd or 0.0 for o in orphans if o.running)
+    return {
+        "orphan_jobs": len(orphans),
+        **({"orphans": table([o.row() for o in orphans]), "orphans_at_risk_usd": round(risk, 10)} if orphans else {}),
+    }
 
 
 def _now() -> datetime:
@@ -383,6 +412,7 @@ class Poll:
     calls: CallCounter = field(default_factory=CallCounter)
     refreshed: bool = False  # whether Bedrock was asked (else the ledger's states, and no free slot known)
     backlog: Backlog | None = None  # the model's account-wide batch metrics, read with the refresh
+    orphans: list[Orphan] | None = None  # jobs named like ours that the ledger does not hold (None: not listed)
 
 
 def refreshed(attempt: JobAttempt, job: JobSummary, now: str | None = None) -> dict[str, Any]:
@@ -404,13 +434,14 @@ def refreshed(attempt: JobAttempt, job: JobSummary, now: str | None = None) -> d
 
 def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
     """The pipeline's attempts from the ledger; with ``refresh``, every open job refreshed from Bedrock and
-    the changes recorded in the ledger (without, no slot counts as free: queued shards wait for a refresh)."""
+    the changes recorded in the ledger, the jobs named like ours that it does not hold (orphans) and, while work
+    is open, the model's batch backlog (without, no slot counts as free: queued shards wait for a refresh)."""
     bedrock = step.bedrock
     attempts = ledger.attempts_of(step.name)
     result = Poll(latest={a.shard: a for a in attempts}, attempts=attempts)  # sort-key order: the last attempt wins
     open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
     queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())
-    if not refresh or (not open_attempts and not queued):
+    if not refresh or not attempts:  # a finished pipeline still lists its jobs (once a poll): orphans show
         return result
     result.refreshed = True
     now = now_iso()
@@ -429,7 +460,8 @@ def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
             result.latest[attempt.shard] = updated
             result.changed.append(updated)
     result.free_slots = step.quotas.max_concurrent_jobs - slots_in_use(jobs, step.spec.model.id)
-    if bedrock.batch_metrics:
+    result.orphans = find_orphans(step.spec.job_prefix, jobs, attempts)
+    if bedrock.batch_metrics and (open_attempts or queued):
         result.backlog = read_backlog(bedrock.get_cloudwatch_client(), step.spec.model.id, datetime.now(UTC))
     return result
 

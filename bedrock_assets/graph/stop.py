@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from bedrock_assets.bedrock import cancel
+from bedrock_assets.bedrock.orphans import stop_orphans
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
 from bedrock_assets.keys import stage_tags
 from bedrock_assets.ledger import JobLedgerResource
@@ -25,6 +26,10 @@ class StopConfig(dg.Config):
         default_factory=list,
         description="shard partitions to stop; empty: every job of the pipeline, and no further retry rounds",
     )
+    orphans: bool = Field(
+        default=False,
+        description="instead: stop the jobs named like this pipeline's that its ledger does not hold (orphans)",
+    )
 
 
 def op_name(p: Pipeline) -> str:
@@ -40,6 +45,8 @@ def build(p: Pipeline) -> dg.JobDefinition:
         bedrock: BedrockBatchResource,
         bedrock_ledger: JobLedgerResource,
     ) -> str:
+        if config.orphans:
+            return _stop_orphans(context, p, bedrock, bedrock_ledger)
         report = cancel.stop_jobs(bedrock, bedrock_ledger.get_ledger(), p.name, config.shards or None, CallCounter())
         line = report.line(p.name)
         if not config.shards:
@@ -67,6 +74,21 @@ def build(p: Pipeline) -> dg.JobDefinition:
         stop_jobs()
 
     return stop
+
+
+def _stop_orphans(
+    context: dg.OpExecutionContext, p: Pipeline, bedrock: BedrockBatchResource, bedrock_ledger: JobLedgerResource
+) -> str:
+    stopped = stop_orphans(bedrock, p.spec.job_prefix, bedrock_ledger.get_ledger().attempts_of(p.name))
+    line = f"[{p.name}] stopped {len(stopped)} orphan job(s)" + "".join(f"\n  {o.line()}" for o in stopped)
+    context.log.info(line)
+    context.instance.report_runless_asset_event(
+        dg.AssetObservation(
+            p.keys.merged_dataset,
+            metadata={"stopped_orphans": dg.MetadataValue.json([o.job_arn for o in stopped])},
+        )
+    )
+    return line
 
 
 def resume_op_name(p: Pipeline) -> str:

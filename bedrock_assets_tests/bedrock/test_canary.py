@@ -1,0 +1,40 @@
+"""The canary: real records on demand before the first batch job, once per request settings, billed apart."""
+
+from __future__ import annotations
+
+from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.naming import CANARY_SHARD
+from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, run
+
+
+def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane(
+    make_pipelines, instance, stack, bucket
+):
+    defs, (spec,) = make_pipelines([pipeline_dict("sung", bucket)], rows=300)
+    calls = stack.emulator.runtime_calls()["InvokeModel"]
+    summary = run(defs, spec, instance)
+    (canary,) = ledger_of(defs).attempts("sung", CANARY_SHARD)
+    assert canary.status is JobStatus.COMPLETED and canary.counts.succeeded == 3 and canary.input_tokens
+    assert stack.emulator.runtime_calls()["InvokeModel"] - calls == 3
+    assert summary.report is not None
+    lanes = {r["lane"]: int(r["records"]) for r in summary.report.cost_by_lane}
+    assert lanes == {"batch": 300, "canary (default)": 3}
+    assert summary.bedrock_calls.calls["InvokeModel"] == 3  # counted with the run's Bedrock calls
+    assert summary.shards == 2  # the canary is billed, never a shard
+
+    run(defs, spec, instance)  # the same settings: no canary again
+    assert len(ledger_of(defs).attempts("sung", CANARY_SHARD)) == 1
+
+    changed = pipeline_dict("sung", bucket, prompt={"template": "Briefly: {task}\n\n{source}"})
+    defs2, (spec2,) = make_pipelines([changed], rows=300)
+    defs2.resources["bedrock_ledger"] = defs.resources["bedrock_ledger"]
+    run(defs2, spec2, instance)  # new bodies: the canary vouches for them first
+    assert [a.status for a in ledger_of(defs).attempts("sung", CANARY_SHARD)] == [JobStatus.COMPLETED] * 2
+
+
+def test_canary_records_0_turns_it_off(make_pipelines, instance, stack, bucket):
+    defs, (spec,) = make_pipelines([pipeline_dict("quiet", bucket, canary={"records": 0})], rows=300)
+    calls = stack.emulator.runtime_calls()["InvokeModel"]
+    run(defs, spec, instance)
+    assert ledger_of(defs).attempts("quiet", CANARY_SHARD) == []
+    assert stack.emulator.runtime_calls()["InvokeModel"] == calls

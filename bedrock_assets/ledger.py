@@ -19,6 +19,7 @@ from pydantic import Field
 
 from bedrock_assets.aws import boto3_session, client_args, shared
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.bedrock.naming import CANARY_SHARD
 
 
 class LedgerConflict(RuntimeError):
@@ -104,6 +105,12 @@ class JobAttempt:
         return cls(**values)
 
 
+def latest_by_shard(attempts: list[JobAttempt]) -> dict[str, JobAttempt]:
+    """Each shard's latest attempt, from a pipeline's attempts in sort-key order (the last one wins); the canary's
+    attempts (``bedrock.canary``) are billed with the rest but are no shard's."""
+    return {a.shard: a for a in attempts if a.shard != CANARY_SHARD}
+
+
 # Fields an update may set (everything but the key and what identifies the submitted input).
 _UPDATABLE = {
     "status",
@@ -166,10 +173,7 @@ class JobLedger:
         return self._query(Key("pipeline").eq(pipeline))
 
     def latest_by_shard(self, pipeline: str) -> dict[str, JobAttempt]:
-        latest: dict[str, JobAttempt] = {}
-        for attempt in self.attempts_of(pipeline):
-            latest[attempt.shard] = attempt  # items arrive in sort-key order: the last attempt wins
-        return latest
+        return latest_by_shard(self.attempts_of(pipeline))
 
     def create(self, attempt: JobAttempt) -> JobAttempt:
         """Insert a new attempt; LedgerConflict if that attempt already exists."""

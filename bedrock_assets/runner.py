@@ -37,7 +37,7 @@ from bedrock_assets.graph.merged_dataset import FAILED_ROWS
 from bedrock_assets.graph.merged_results import NO_OUTPUT
 from bedrock_assets.interrupts import StopRequest
 from bedrock_assets.keys import STAGES, TAG_JOB_STATUS, TAG_OWNER, TAG_STAGE, PipelineKeys, partition_tags, stage_tags
-from bedrock_assets.ledger import JobAttempt
+from bedrock_assets.ledger import JobAttempt, latest_by_shard
 from bedrock_assets.pipeline import Pipeline
 from bedrock_assets.processes import OWNER, release_dead_runs
 from bedrock_assets.progress import (
@@ -448,7 +448,7 @@ class Runner:
     def state(self, p: _Pipeline) -> PipelineState:
         shards = self.instance.get_dynamic_partitions(p.keys.partitions)
         attempts = self.resources["bedrock_ledger"].get_ledger().attempts_of(p.spec.name)
-        latest = {a.shard: a for a in attempts}  # in (shard, attempt) order: the last attempt wins
+        latest = latest_by_shard(attempts)
         marks = latest_merges(self.instance, p.keys.merged_results)
         step = Pipeline.of(p.spec).step(self.resources["s3"], self.resources["bedrock"])
         now = datetime.now(UTC)

@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.metrics import Backlog, read_backlog
-from bedrock_assets.bedrock.naming import CANARY_SHARD
 from bedrock_assets.bedrock.orphans import Orphan, find_orphans
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.deadline import DeadlineView, at, load_cutoff, stall_after, stalled_jobs
 from bedrock_assets.durations import describe
 from bedrock_assets.graph.job_completion import refreshed
-from bedrock_assets.ledger import JobAttempt, JobLedger
+from bedrock_assets.ledger import JobAttempt, JobLedger, latest_by_shard
 from bedrock_assets.pipeline import Step
 from bedrock_assets.progress import Pace
 from bedrock_assets.shards import span
@@ -43,7 +42,7 @@ class Standing:
 def standing(step: Step, ledger: JobLedger, refresh: bool = True) -> Standing:
     """The pipeline's attempts, each open job's state as Bedrock reports it now (nothing is written)."""
     attempts = ledger.attempts_of(step.name)
-    latest = {a.shard: a for a in attempts if a.shard != CANARY_SHARD}  # the canary is billed, not a shard
+    latest = latest_by_shard(attempts)
     open_jobs = [a for a in latest.values() if a.job_arn and a.status.holds_slot]
     if not refresh:
         return Standing(attempts, latest, False)

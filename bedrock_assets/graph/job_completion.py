@@ -33,7 +33,7 @@ from bedrock_assets.bedrock.submission import claim_is_stale, resubmitted_automa
 from bedrock_assets.deadline import DeadlineTick, deadline_line, keep_deadline, stall_after, stalled_jobs
 from bedrock_assets.graph.batch_jobs import progress_check
 from bedrock_assets.keys import TAG_JOB_STATUS, TAG_RENEW, partition_tags, stage_tags
-from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource, now_iso
+from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, JobLedgerResource, latest_by_shard, now_iso
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import (
@@ -438,7 +438,7 @@ def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
     is open, the model's batch backlog (without, no slot counts as free: queued shards wait for a refresh)."""
     bedrock = step.bedrock
     attempts = ledger.attempts_of(step.name)
-    result = Poll(latest={a.shard: a for a in attempts}, attempts=attempts)  # sort-key order: the last attempt wins
+    result = Poll(latest=latest_by_shard(attempts), attempts=attempts)
     open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
     queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())
     if not refresh or not attempts:  # a finished pipeline still lists its jobs (once a poll): orphans show

@@ -10,7 +10,7 @@ from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, run
 def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane(
     make_pipelines, instance, stack, bucket
 ):
-    defs, (spec,) = make_pipelines([pipeline_dict("sung", bucket)], rows=300)
+    defs, (spec,) = make_pipelines([pipeline_dict("sung", bucket, canary={"records": 3})], rows=300)
     calls = stack.emulator.runtime_calls()["InvokeModel"]
     summary = run(defs, spec, instance)
     (canary,) = ledger_of(defs).attempts("sung", CANARY_SHARD)
@@ -25,7 +25,7 @@ def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane
     run(defs, spec, instance)  # the same settings: no canary again
     assert len(ledger_of(defs).attempts("sung", CANARY_SHARD)) == 1
 
-    changed = pipeline_dict("sung", bucket, prompt={"template": "Briefly: {task}\n\n{source}"})
+    changed = pipeline_dict("sung", bucket, prompt={"template": "Briefly: {task}\n\n{source}"}, canary={"records": 3})
     defs2, (spec2,) = make_pipelines([changed], rows=300)
     defs2.resources["bedrock_ledger"] = defs.resources["bedrock_ledger"]
     run(defs2, spec2, instance)  # new bodies: the canary vouches for them first
@@ -34,6 +34,7 @@ def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane
 
 def test_canary_records_0_turns_it_off(make_pipelines, instance, stack, bucket):
     defs, (spec,) = make_pipelines([pipeline_dict("quiet", bucket, canary={"records": 0})], rows=300)
+    assert defs is not None and spec.canary.records == 0
     calls = stack.emulator.runtime_calls()["InvokeModel"]
     run(defs, spec, instance)
     assert ledger_of(defs).attempts("quiet", CANARY_SHARD) == []

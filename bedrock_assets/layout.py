@@ -43,6 +43,11 @@ class PipelineLayout:
         return self.root.join("retries", "_rounds.json")
 
     @property
+    def cache_segments(self) -> S3Location:
+        """The record cache: one Parquet segment per attempt that answered records (``record_cache``)."""
+        return self.root.join("cache", "segments")
+
+    @property
     def cutoff(self) -> S3Location:
         """When the pipeline passed its deadline's batch cutoff (written once, when it does)."""
         return self.root.join("deadline", "_cutoff.json")

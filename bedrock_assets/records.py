@@ -25,9 +25,12 @@ REQUEST = "_request"
 INPUT_ERROR = "_input_error"
 # in a retry shard's rows: the max_tokens a row's request was raised to (retry.truncated_max_tokens), else null
 MAX_TOKENS = "_max_tokens"
-INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR, MAX_TOKENS)
+CACHE_KEY = "_cache_key"  # in shard parts: the record's key in the record cache (null: rejected before submission)
+CACHED_FROM = "_cached_from"  # in shard parts: the cache segment that answers the row (null: it is sent)
+INTERNAL_COLUMNS = (REQUEST, INPUT_ERROR, MAX_TOKENS, CACHE_KEY, CACHED_FROM)
+ANSWERED_BY = "cached_from"  # a merged row's: the job whose answer the record cache gave it (null: answered now)
 # What a merged row adds to its input columns: lineage, and the outcome of its request.
-LINEAGE = (SOURCE_FILE, SOURCE_ROW, "shard", "job_arn", "attempts")
+LINEAGE = (SOURCE_FILE, SOURCE_ROW, "shard", "job_arn", "attempts", ANSWERED_BY)
 OUTCOME = ("output_text", "embedding", "stop_reason", "input_tokens", "output_tokens", "error_code", "error_message")
 MAX_RECORD_ID = 64
 

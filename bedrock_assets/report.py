@@ -32,6 +32,7 @@ class MergedDataset:
     resent_in_batch_jobs: int = 0  # records sent in retry rounds' batch jobs (a record once per round)
     resent_on_demand: int = 0  # records answered through the runtime API
     failed_by_shard: dict[str, int] = field(default_factory=dict)  # first-pass shard -> rows failed in the end
+    from_cache: int = 0  # rows whose answer the record cache gave (paid for before, not again)
     sample: Any = None  # pyarrow.Table: the dataset's first rows, with its schema (not kept in the metadata)
 
     @property
@@ -54,6 +55,7 @@ class MergedDataset:
             "retry_rounds": self.retry_rounds,
             "resent_in_batch_jobs": self.resent_in_batch_jobs,
             "resent_on_demand": self.resent_on_demand,
+            "rows_from_cache": self.from_cache,
             "uri": MetadataValue.path(self.uri),
         }
 
@@ -78,6 +80,7 @@ class MergedDataset:
             retry_rounds=int(meta.get("retry_rounds", 0)),
             resent_in_batch_jobs=int(meta.get("resent_in_batch_jobs", 0)),
             resent_on_demand=int(meta.get("resent_on_demand", 0)),
+            from_cache=int(meta.get("rows_from_cache", 0)),
         )
 
 

@@ -27,7 +27,8 @@ from dagster import MetadataValue
 
 from bedrock_assets.ledger import now_iso
 from bedrock_assets.metadata import table
-from bedrock_assets.records import MAX_TOKENS, REQUEST, line_buffers, request_chars
+from bedrock_assets.record_cache import RecordCache, cache_keys
+from bedrock_assets.records import CACHE_KEY, CACHED_FROM, MAX_TOKENS, REQUEST, line_buffers, request_chars
 from bedrock_assets.sharding import Shard
 from bedrock_assets.sources import SourceError
 from bedrock_assets.storage import get_json, put_json, upload_file
@@ -72,6 +73,14 @@ class ShardInfo:
     input_chars: int = 0  # prompt text sent (for the token estimate)
     on_demand: bool = False  # a retry shard too small for a batch job: sent through the runtime API
     max_tokens: int | None = None  # a retry shard resending answers cut off: the raised max_tokens (else the spec's)
+    cached: int = 0  # records the record cache answers (not sent; ``records`` counts the others)
+    full_digest: str | None = None  # with cached records: the digest of every record's line (the shard's identity)
+    cache_basis: list[str] = field(default_factory=list)  # the cache segments that answer its cached records
+
+    @property
+    def identity(self) -> str:
+        """What the shard's rows ask, cache or not: an unchanged shard has the same identity."""
+        return self.full_digest or self.digest
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShardInfo:
@@ -102,7 +111,7 @@ class ShardIndex:
 
     def same_shards(self, other: ShardIndex) -> bool:
         """Both cut the same shards with the same inputs."""
-        return [(s.key, s.digest) for s in self.shards] == [(s.key, s.digest) for s in other.shards]
+        return [(s.key, s.identity) for s in self.shards] == [(s.key, s.identity) for s in other.shards]
 
     def metadata(self, step: Step) -> dict[str, Any]:
         return {
@@ -239,12 +248,18 @@ class ShardParts:
     """Writes shards' rows as parts (``canonical/<shard>.parquet``, without the request lines, which
     jsonl_shards renders again from the rows) and describes each shard. A part uploads while the next
     shard is cut: one upload in flight, so local disk holds two parts at most. ``write=False`` (a plan)
-    describes the shards and writes nothing."""
+    describes the shards and writes nothing.
 
-    def __init__(self, step: Step, write: bool = True) -> None:
+    With the record cache (``spec.cache``), a shard's records that the cache answers are marked
+    (``record_cache.CACHED_FROM``) and not counted as sent; ``previous`` (the shards cut last time) keeps an
+    unchanged shard's cached records what they were."""
+
+    def __init__(self, step: Step, write: bool = True, previous: Sequence[ShardInfo] = ()) -> None:
         self.step = step
         self.write = write
         self.shards: list[ShardInfo] = []
+        self.cache = RecordCache(step) if step.spec.cache else None
+        self.previous = {s.key: s for s in previous}
         self._tmp = tempfile.TemporaryDirectory(prefix="bedrock-assets-parts-")
         self._uploader = ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload")
         self._upload: Future[None] | None = None
@@ -253,20 +268,51 @@ class ShardParts:
         return self
 
     def add(self, key: str, shard: Shard, on_demand: bool = False) -> ShardInfo:
+        rows, full_digest = shard.table, shard_digest(shard.table)
+        basis: list[str] = []
+        if self.cache is not None:
+            rows, basis = self._mark_cached(key, rows, full_digest)
+        sent = rows if not basis else rows.filter(pc.is_null(rows.column(CACHED_FROM)))
         if self.write:
             path = Path(self._tmp.name) / f"{key}.parquet"
-            pq.write_table(shard.table.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
+            pq.write_table(rows.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
             self._wait()
             # the file is handed over: it becomes this process's local copy of the part
             self._upload = self._uploader.submit(
                 upload_file, self.step.s3, path, self.step.layout.shard_rows(key), True
             )
-        chars = request_chars(shard.table, self.step.adapter)
-        digest = shard_digest(shard.table)
-        raised = pc.max(shard.table.column(MAX_TOKENS)).as_py() if MAX_TOKENS in shard.table.column_names else None
-        info = ShardInfo(key, shard.table.num_rows, shard.records, shard.bytes, digest, chars, on_demand, raised)
+        chars = request_chars(sent, self.step.adapter)
+        raised = pc.max(rows.column(MAX_TOKENS)).as_py() if MAX_TOKENS in rows.column_names else None
+        if not basis:
+            info = ShardInfo(key, rows.num_rows, shard.records, shard.bytes, full_digest, chars, on_demand, raised)
+        else:
+            requests = sent.column(REQUEST)
+            records = len(requests) - requests.null_count
+            size = int(pc.sum(pc.add(pc.binary_length(requests), 1)).as_py() or 0)
+            small = 0 < records < self.step.quotas.min_records_per_job  # the small-remainder path
+            info = ShardInfo(
+                key, rows.num_rows, records, size, shard_digest(sent), chars, on_demand or small, raised,
+                cached=shard.records - records, full_digest=full_digest, cache_basis=basis,
+            )  # fmt: skip
         self.shards.append(info)
         return info
+
+    def _mark_cached(self, key: str, rows: pa.Table, full_digest: str) -> tuple[pa.Table, list[str]]:
+        """The rows with their cache keys and the segment answering each (if any), and the segments used. An
+        unchanged shard looks only in the segments it was planned with (so it stays the same shard)."""
+        assert self.cache is not None
+        spec = self.step.spec
+        rows = rows.drop_columns([c for c in (CACHE_KEY, CACHED_FROM) if c in rows.column_names])  # a retry's rows
+        keys = cache_keys(rows.column(REQUEST), spec.model.id, spec.model.invocation_type)
+        rows = rows.append_column(CACHE_KEY, keys)
+        before = self.previous.get(key)
+        if before is not None and before.identity == full_digest:
+            index = self.cache.index(before.cache_basis) if before.cache_basis else None
+        else:
+            index = self.cache.index()
+        found = index.lookup(keys) if index is not None else [None] * rows.num_rows
+        rows = rows.append_column(CACHED_FROM, pa.array(found, pa.string()))
+        return rows, sorted({f for f in found if f is not None})
 
     def _wait(self) -> None:
         if self._upload is not None:

@@ -304,6 +304,11 @@ class PipelineSpec(_Strict):
         description="when results are due ({within: 6h} from the first job, or {at: <ISO time>}, and a margin): "
         "at the batch cutoff, what cannot finish in batch by then is stopped and answered on demand",
     )
+    cache: bool = Field(
+        default=True,
+        description="the record cache: a record whose exact request (model, invocation type, modelInput bytes) an "
+        "earlier job or call of this pipeline answered successfully takes that answer instead of being paid again",
+    )
     canary: CanarySpec = Field(
         default_factory=CanarySpec,
         description="before the first batch job of these request settings, canary.records real records go through "

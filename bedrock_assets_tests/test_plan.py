@@ -91,7 +91,7 @@ def test_under_a_deadline_the_plan_shows_the_cutoff_and_the_worst_case_all_on_de
 
 
 def test_the_plan_prices_the_canary_at_the_on_demand_price():
-    plan = PipelinePlan.of(step(), INDEX)
+    plan = PipelinePlan.of(step(canary={"records": 3}), INDEX)
     price = price_for(CLAUDE)
     assert price is not None
     on_demand = plan.estimate.cost(price, Mode.ON_DEMAND)

@@ -18,6 +18,8 @@ JOB_NAME_SUFFIX_MAX = len("-s00000-") + 10 + len("-a999")
 
 # The job ARN an attempt answered on demand (runtime API) is recorded under: ON_DEMAND_ARN + job name.
 ON_DEMAND_ARN = "on-demand/"
+# The job ARN of an attempt whose every record the record cache answered (no job, nothing paid): CACHE_ARN + name.
+CACHE_ARN = "cache/"
 # The ledger "shard" of a pipeline's canary attempts (bedrock.canary): never a partition, never a job name.
 CANARY_SHARD = "canary"
 

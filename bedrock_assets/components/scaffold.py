@@ -43,6 +43,7 @@ attributes:
   #   truncated_max_tokens: 1024             # structured answers cut off at max_tokens: sent once more
   # deadline: {{within: 6h, margin: 15m}}      # or {{at: 2026-12-24T06:00:00Z}}: at the batch cutoff the
   #                                          # rest is stopped and answered on demand to finish in time
+  # cache: true                             # false: never re-use an answer of an earlier job
   # canary: {{records: 3}}                  # real records on demand before the first job (0: off)
   # stall_after: 60m                         # no progress this long: job_progress warns
   # budget_usd: 25.0                         # jobs are created only while the worst case of all fits

@@ -27,7 +27,8 @@ from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.output_lines import OutputParser, OutputStats
 from bedrock_assets.pipeline import Pipeline, Step
-from bedrock_assets.records import INPUT_ERROR, RECORD_ID
+from bedrock_assets.record_cache import RecordCache
+from bedrock_assets.records import CACHE_KEY, CACHED_FROM, INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import iter_line_chunks, list_objects, local_copy, read_bytes, upload_file
 from bedrock_assets.uris import S3Location
 
@@ -228,8 +229,14 @@ def collect_job_outputs(step: Step, attempt: JobAttempt) -> JobOutputs:
     manifest: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-out-") as tmp:
         with local_copy(step.s3, layout.shard_rows(shard), keep=True) as rows:  # kept for merged_results
-            ids = pq.read_table(rows, columns=[RECORD_ID, INPUT_ERROR])
-        sent = ids.filter(pc.is_null(ids.column(INPUT_ERROR))).column(RECORD_ID).to_pylist()
+            names = pq.read_schema(rows).names
+            ids = pq.read_table(
+                rows, columns=[c for c in (RECORD_ID, INPUT_ERROR, CACHE_KEY, CACHED_FROM) if c in names]
+            )
+        unsent = pc.is_valid(ids.column(INPUT_ERROR))
+        if CACHED_FROM in names:  # answered by the record cache: not in the job
+            unsent = pc.or_(unsent, pc.is_valid(ids.column(CACHED_FROM)))
+        sent = ids.filter(pc.invert(unsent)).column(RECORD_ID).to_pylist()
         parser = OutputParser(step.adapter, expected_ids=sent)
         out_path = Path(tmp) / "outputs.parquet"
         with pq.ParquetWriter(out_path, parser.schema) as writer:
@@ -241,6 +248,9 @@ def collect_job_outputs(step: Step, attempt: JobAttempt) -> JobOutputs:
                     elif loc.key.endswith(".out"):
                         for chunk in iter_line_chunks(step.s3, loc):
                             writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
+        answered = attempt.status.has_output or attempt.status is JobStatus.STOPPED  # what it answered is paid
+        if step.spec.cache and CACHE_KEY in names and answered and sent:
+            RecordCache(step).write_segment(attempt, pq.read_table(out_path), ids)  # kept: never paid again
         upload_file(step.s3, out_path, layout.outputs(shard), keep=True)
     stats = parser.stats
     return JobOutputs(

@@ -15,7 +15,7 @@ from pydantic import Field
 from bedrock_assets.bedrock.budget import Budget
 from bedrock_assets.bedrock.canary import require_canary
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.bedrock.naming import job_name
+from bedrock_assets.bedrock.naming import CACHE_ARN, job_name
 from bedrock_assets.bedrock.on_demand import run_on_demand
 from bedrock_assets.bedrock.prices import Mode
 from bedrock_assets.bedrock.resource import BedrockBatchResource, CallCounter
@@ -31,7 +31,7 @@ from bedrock_assets.bedrock.submission import (
 from bedrock_assets.deadline import CutoffRecord, Stalled, load_cutoff, stall_after, stalled_jobs
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.keys import TAG_RENEW
-from bedrock_assets.ledger import JobLedger, JobLedgerResource, now_iso
+from bedrock_assets.ledger import JobCounts, JobLedger, JobLedgerResource, now_iso
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.plan import worst_cost
@@ -103,6 +103,9 @@ def materialize(
         refuse_resubmitting_retried(context, step, [s.key for s in shards])
     if step.spec.deadline.active and (cutoff := load_cutoff(step)) is not None:
         shards = past_cutoff(step, ledger, shards, cutoff)
+    answered = [s for s in shards if s.cached and not s.records]  # the record cache answers every record
+    outcomes += [from_cache(step, ledger, s) for s in answered]
+    shards = [s for s in shards if s not in answered]
     batch = [s for s in shards if not s.on_demand]
     if batch and (canary := require_canary(step, ledger, batch[0], step.spec.retry.service_tier, counter)) is not None:
         context.log.info(f"canary: {canary.records} record(s) answered on demand as a batch job would; submitting")
@@ -271,6 +274,29 @@ def stopped_instead(
             attempt = ledger.update(attempt, status=JobStatus.STOPPED, message=reason, end_time=now_iso())
         held.append(SubmitOutcome(attempt, reason))
     return held, rest
+
+
+def from_cache(step: Step, ledger: JobLedger, shard: ShardInfo) -> SubmitOutcome:
+    """A shard whose every record the record cache answers: an attempt with no job (``CACHE_ARN``), Completed at
+    once, costing nothing; merged_results takes each record's cached outcome."""
+    latest = ledger.latest(step.name, shard.key)
+    if latest is not None and latest.input_digest == shard.digest and latest.job_arn:
+        return SubmitOutcome(latest, "answered by the record cache; re-attached")
+    number = 1 if latest is None else latest.attempt + (latest.input_digest != shard.digest)
+    name = job_name(step.spec.job_prefix, shard.key, shard.digest, number)
+    attempt = attempt_record(
+        ledger, job_settings(step), Decision(to_submit_of(step, shard), Action.CREATE, number, name), latest
+    )
+    now = now_iso()
+    done = ledger.update(
+        attempt,
+        status=JobStatus.COMPLETED,
+        job_arn=CACHE_ARN + name,
+        counts=JobCounts(),
+        submitted_at=now,
+        end_time=now,
+    )
+    return SubmitOutcome(done, f"all {shard.cached} record(s) answered by the record cache: no job, nothing paid")
 
 
 def answer_on_demand(

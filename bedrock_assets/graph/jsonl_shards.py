@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 
@@ -14,7 +15,7 @@ from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
-from bedrock_assets.records import MAX_TOKENS, RECORD_ID, line_buffers, rendered_requests
+from bedrock_assets.records import CACHED_FROM, MAX_TOKENS, RECORD_ID, line_buffers, rendered_requests
 from bedrock_assets.shards import BATCH_ROWS, ShardInfo, select_shards
 from bedrock_assets.storage import SINGLE_PUT_BYTES, local_copy, upload_fileobj
 
@@ -52,7 +53,8 @@ def materialize(context: dg.AssetExecutionContext, step: Step) -> dg.Materialize
     violations = []
     for info in select_shards(step, context.partition_keys):
         written = write_shard_input(step, info)
-        if not info.on_demand and (why := written.violation(step.quotas)) is not None:
+        in_job = not info.on_demand and not (info.cached and not info.records)  # else: no batch job, no quota
+        if in_job and (why := written.violation(step.quotas)) is not None:
             violations.append({"shard": written.shard, "violation": why})
         context.add_asset_metadata(written.metadata(), partition_key=written.shard)
     return dg.MaterializeResult(
@@ -101,7 +103,10 @@ def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
         part = pq.ParquetFile(rows_path)
         if MAX_TOKENS in part.schema_arrow.names:  # a retry shard: some requests may have a raised max_tokens
             columns.append(MAX_TOKENS)
-        for batch in part.iter_batches(columns=columns, batch_size=BATCH_ROWS):
+        cached = CACHED_FROM in part.schema_arrow.names  # the rows the record cache answers are not sent
+        for batch in part.iter_batches(columns=columns + ([CACHED_FROM] if cached else []), batch_size=BATCH_ROWS):
+            if cached:
+                batch = batch.filter(pc.is_null(batch.column(CACHED_FROM)))
             requests, _ = rendered_requests(batch, step.adapter, step.resend_adapter)
             for piece in line_buffers(requests):
                 out.write(piece)

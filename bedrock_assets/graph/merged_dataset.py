@@ -39,7 +39,7 @@ from bedrock_assets.progress import (
     retry_due,
     unmerged,
 )
-from bedrock_assets.records import RECORD_ID
+from bedrock_assets.records import ANSWERED_BY, RECORD_ID
 from bedrock_assets.report import Cost, MergedDataset, PipelineReport
 from bedrock_assets.shards import (
     MissingShardIndex,
@@ -185,10 +185,15 @@ def pipeline_report(
         planned_expected=estimate.expected if estimate is not None else None,
         planned_worst=estimate.worst if estimate is not None else None,
         cost_by_round=bill.by_round(round_of),
-        cost_by_lane=bill.by_lane(),
+        cost_by_lane=bill.by_lane() + cache_lane(dataset.from_cache),
         job_statuses=PipelineStatus.of(shards, latest, {}).jobs,
         jobs=jobs,
     )
+
+
+def cache_lane(rows: int) -> list[dict[str, Any]]:
+    """The record cache's line of the bill: the rows it answered, at no cost."""
+    return [{"lane": "record cache (paid before)", "records": rows, "cost": usd(0.0)}] if rows else []
 
 
 def merge_dataset(
@@ -200,7 +205,7 @@ def merge_dataset(
     totals: dict[str, int] = {}
     failed_by_shard: dict[str, int] = {}
     sample: pa.Table | None = None
-    rows = 0
+    rows = from_cache = 0
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-dataset-") as tmp:
         retried = _final_retry_outcomes(step, retry_shards)
         out_path = Path(tmp) / "data.parquet"
@@ -209,6 +214,8 @@ def merge_dataset(
             for shard in shards:
                 with local_copy(s3, layout.merged(shard)) as part:
                     merged = with_final_outcomes(_plain(pq.read_table(part)), retried)
+                answered = merged.column(ANSWERED_BY)
+                from_cache += len(answered) - answered.null_count
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, merged.schema)
                     sample = merged.slice(0, SAMPLE_ROWS)
@@ -235,13 +242,17 @@ def merge_dataset(
         resent_in_batch_jobs=sum(s.records for r in rounds for s in r.shards if not s.on_demand),
         resent_on_demand=sum(s.records for r in rounds for s in r.shards if s.on_demand),
         failed_by_shard=failed_by_shard,
+        from_cache=from_cache,
         sample=sample,
     )
 
 
 def _plain(rows: pa.Table) -> pa.Table:
     """Dictionary columns (shard, job_arn, source_file) differ per part: plain text in the dataset; and every
-    column nullable (parts merged by different runs may differ only in that, e.g. a regenerated source)."""
+    column nullable (parts merged by different runs may differ only in that, e.g. a regenerated source). A part
+    merged before the record cache existed gets its (empty) ``cached_from`` column."""
+    if ANSWERED_BY not in rows.column_names:
+        rows = rows.append_column(ANSWERED_BY, pa.nulls(rows.num_rows, pa.string()))
     return rows.cast(
         pa.schema(
             [

@@ -34,7 +34,8 @@ from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.progress import MergedMark
-from bedrock_assets.records import INPUT_ERROR, INTERNAL_COLUMNS, MAX_TOKENS, RECORD_ID
+from bedrock_assets.record_cache import RecordCache
+from bedrock_assets.records import ANSWERED_BY, CACHED_FROM, INPUT_ERROR, INTERNAL_COLUMNS, MAX_TOKENS, RECORD_ID
 from bedrock_assets.shards import round_of
 from bedrock_assets.storage import local_copy, upload_file
 
@@ -125,7 +126,10 @@ def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
     base = rows.drop_columns([c for c in INTERNAL_COLUMNS if c in rows.column_names])
     n = rows.num_rows
     merged = base.append_column("shard", pa.array([job.shard] * n, pa.string()).dictionary_encode())
-    merged = merged.append_column("job_arn", pa.array([job.job_arn] * n, pa.string()).dictionary_encode())
+    answered = joined.column(ANSWERED_BY) if ANSWERED_BY in joined.column_names else pa.nulls(n, pa.string())
+    own = pa.array([job.job_arn] * n, pa.string())
+    merged = merged.append_column("job_arn", pc.if_else(pc.is_valid(answered), answered, own).dictionary_encode())
+    joined = joined.drop_columns([ANSWERED_BY]) if ANSWERED_BY in joined.column_names else joined
     for name in joined.column_names:
         if name == "error_code":
             merged = merged.append_column(name, code)
@@ -133,7 +137,7 @@ def merge_shard(rows: pa.Table, outputs: pa.Table, job: JobAttempt) -> pa.Table:
             merged = merged.append_column(name, message)
         else:
             merged = merged.append_column(name, joined.column(name))
-    return merged
+    return merged.append_column(ANSWERED_BY, answered)
 
 
 def outcome_counts(table: pa.Table) -> Iterator[tuple[str, int]]:
@@ -201,6 +205,9 @@ def merge_results(step: Step, job: JobAttempt) -> MergedShard:
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
         with local_copy(s3, layout.shard_rows(shard)) as rows_path, local_copy(s3, layout.outputs(shard)) as out:
             rows, outputs = pq.read_table(rows_path), pq.read_table(out)
+        if CACHED_FROM in rows.column_names and rows.column(CACHED_FROM).null_count < rows.num_rows:
+            cached = RecordCache(step).outcomes(rows, outputs.schema)  # the answers the record cache gives
+            outputs = pa.concat_tables([outputs, cached], promote_options="permissive")
         merged = merge_shard(rows, outputs, job)
         path = Path(tmp) / "merged.parquet"
         pq.write_table(merged, path)

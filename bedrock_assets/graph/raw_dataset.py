@@ -125,7 +125,8 @@ def prepare_dataset(
     cutter = ShardCutter(step.quotas)
     ids = RecordIdIndex()
     position = rejected = 0
-    with ShardParts(step, write=write_parts) as parts:
+    before = load_shard_index_if_any(step) if spec.cache else None  # unchanged shards keep their cached records
+    with ShardParts(step, write=write_parts, previous=before.shards if before else ()) as parts:
 
         def add(shard: Shard) -> None:
             info = parts.add(shard_key(len(parts.shards)), shard)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import CANARY_SHARD
-from bedrock_assets_tests.helpers import ledger_of, pipeline_dict, run
+from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline
+from bedrock_assets_tests.helpers import ledger_of, pipeline_defs, pipeline_dict, run
 
 
 def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane(
-    make_pipelines, instance, stack, bucket
+    make_pipelines, instance, stack, bucket, tmp_path
 ):
     defs, (spec,) = make_pipelines([pipeline_dict("sung", bucket, canary={"records": 3})], rows=300)
     calls = stack.emulator.runtime_calls()["InvokeModel"]
@@ -26,8 +27,8 @@ def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane
     assert len(ledger_of(defs).attempts("sung", CANARY_SHARD)) == 1
 
     changed = pipeline_dict("sung", bucket, prompt={"template": "Briefly: {task}\n\n{source}"}, canary={"records": 3})
-    defs2, (spec2,) = make_pipelines([changed], rows=300)
-    defs2.resources["bedrock_ledger"] = defs.resources["bedrock_ledger"]
+    spec2 = BedrockBatchPipeline.from_attributes(changed, tmp_path)
+    defs2 = pipeline_defs([spec2], defs.resources["bedrock_ledger"].table_name)  # the same ledger
     run(defs2, spec2, instance)  # new bodies: the canary vouches for them first
     assert [a.status for a in ledger_of(defs).attempts("sung", CANARY_SHARD)] == [JobStatus.COMPLETED] * 2
 

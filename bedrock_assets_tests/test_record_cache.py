@@ -1,0 +1,149 @@
+"""The record cache on the local stack: one edited row costs one record, a moved shard boundary costs nothing,
+a changed prompt re-sends everything, and a failed record is never re-used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline
+from bedrock_assets.record_cache import CacheIndex, RecordCache, cache_keys
+from bedrock_assets_tests.helpers import (
+    NO_RECOURSE,
+    ledger_of,
+    pipeline_defs,
+    pipeline_dict,
+    read_parquet,
+    run,
+    step_of,
+)
+
+ROWS = 3000
+EDITED = 1500  # a row of the middle shard (s00001: rows 1000-1999)
+
+
+def cached_pipeline(bucket: str, name: str = "kept", **overrides: Any) -> dict[str, Any]:
+    """(Each test its own name: job names are unique in the account, and the local stack's is shared.)"""
+    return pipeline_dict(name, bucket, **{"shards": {"max_records": 1000}, **overrides})
+
+
+def edit_row(s3: Any, bucket: str, tmp_path: Path, row: int) -> None:
+    local = tmp_path / "edited.parquet"
+    s3.download_file(bucket, "raw/sample.parquet", str(local))
+    table = pq.read_table(local)
+    sources = table.column("source").to_pylist()
+    sources[row] = sources[row] + " (edited)"
+    pq.write_table(table.set_column(table.schema.get_field_index("source"), "source", pa.array(sources)), local)
+    s3.upload_file(str(local), bucket, "raw/sample.parquet")
+
+
+def same_ledger(defs: Any, attributes: dict[str, Any], tmp_path: Path) -> tuple[Any, Any]:
+    """Definitions of a changed spec of the same pipeline, with the same ledger."""
+    spec = BedrockBatchPipeline.from_attributes(attributes, tmp_path)
+    return pipeline_defs([spec], defs.resources["bedrock_ledger"].table_name), spec
+
+
+def calls(stack: Any) -> tuple[int, int]:
+    return stack.emulator.job_count(), stack.emulator.runtime_calls()["InvokeModel"]
+
+
+def test_one_edited_row_costs_one_record_and_an_unchanged_rerun_nothing(
+    make_pipelines, instance, stack, s3, bucket, tmp_path
+):
+    defs, (spec,) = make_pipelines([cached_pipeline(bucket)], rows=ROWS)
+    first = run(defs, spec, instance)
+    assert (first.shards, first.succeeded) == (3, ROWS)
+    edit_row(s3, bucket, tmp_path, EDITED)
+    before = calls(stack)
+    second = run(defs, spec, instance)
+    jobs, invoked = calls(stack)
+    assert (jobs - before[0], invoked - before[1]) == (0, 1)  # no new job: the edited record on demand, once
+    merged = read_parquet(s3, second.merged_uri, tmp_path)
+    assert merged.num_rows == pc.count_distinct(merged.column("record_id")).as_py() == ROWS
+    assert merged.column("error_code").null_count == ROWS
+    answered = merged.column("cached_from")
+    assert len(answered) - answered.null_count == 999  # the edited shard's other rows: from the cache
+    edited = merged.slice(EDITED, 1).to_pylist()[0]
+    assert edited["cached_from"] is None and edited["job_arn"].startswith("on-demand/")
+    assert edited["output_text"].startswith("[emulated]")
+    neighbour = merged.slice(EDITED + 1, 1).to_pylist()[0]
+    s00001 = ledger_of(defs).attempts("kept", "s00001")[0]
+    assert neighbour["cached_from"] == neighbour["job_arn"] == s00001.job_arn  # lineage: the job that answered
+    assert second.report is not None and {r["lane"]: int(r["records"]) for r in second.report.cost_by_lane} == {
+        "batch": ROWS,
+        "on demand (default)": 1,
+        "record cache (paid before)": 999,
+    }
+    third_before = calls(stack)
+    third = run(defs, spec, instance)  # nothing changed since: nothing sent, no shard re-planned
+    assert calls(stack) == third_before and third.succeeded == ROWS
+
+
+def test_a_moved_shard_boundary_costs_nothing(make_pipelines, instance, stack, s3, bucket, tmp_path):
+    defs, (spec,) = make_pipelines([cached_pipeline(bucket, "moved")], rows=ROWS)
+    run(defs, spec, instance)
+    wider, spec2 = same_ledger(defs, cached_pipeline(bucket, "moved", shards={"max_records": 1500}), tmp_path)
+    before = calls(stack)
+    summary = run(wider, spec2, instance)
+    assert calls(stack) == before and summary.shards == 2  # no job, no call: every record from the cache
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
+    assert merged.column("cached_from").null_count == 0 and merged.column("error_code").null_count == ROWS
+
+
+def test_a_changed_prompt_sends_every_record_again(make_pipelines, instance, stack, s3, bucket, tmp_path):
+    defs, (spec,) = make_pipelines([cached_pipeline(bucket, "reworded")], rows=ROWS)
+    run(defs, spec, instance)
+    reworded = cached_pipeline(
+        bucket, "reworded", prompt={"template": "Answer: {task}\n\n{source}", "system": "Be brief."}
+    )
+    defs2, spec2 = same_ledger(defs, reworded, tmp_path)
+    before = calls(stack)
+    summary = run(defs2, spec2, instance)
+    assert calls(stack)[0] - before[0] == 3  # every body changed: three new jobs, nothing re-used
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
+    assert merged.column("cached_from").null_count == ROWS
+
+
+def test_a_failed_record_is_never_cached_and_is_sent_again(make_pipelines, instance, stack, s3, bucket, tmp_path):
+    stack.configure(record_error_rate=0.05)
+    defs, (spec,) = make_pipelines(
+        [cached_pipeline(bucket, "refused", retry=NO_RECOURSE, max_error_rate=0.2)], rows=ROWS
+    )
+    first = run(defs, spec, instance)
+    failed = first.failed
+    assert 0 < failed < ROWS
+    index = RecordCache(step_of(spec, defs)).index()
+    assert index.size == first.succeeded  # only the answers that succeeded are kept
+    stack.configure(record_error_rate=0.0)
+    wider, spec2 = same_ledger(defs, cached_pipeline(bucket, "refused", shards={"max_records": 1500}), tmp_path)
+    summary = run(wider, spec2, instance)
+    merged = read_parquet(s3, summary.merged_uri, tmp_path)
+    assert merged.column("error_code").null_count == ROWS  # the failed ones were sent again, and succeeded
+    assert merged.column("cached_from").null_count == failed
+
+
+def test_the_index_finds_each_key_in_its_segment_and_nothing_else():
+    requests = pa.array(
+        [
+            '{"recordId":"a","modelInput":{"x":1}}',
+            None,  # rejected before submission: no key
+            '{"recordId":"b","modelInput":{"x":2}}',
+            '{"recordId":"c","modelInput":{"x":1}}',  # the same body as "a": the same answer
+        ]
+    )
+    keys = cache_keys(requests, "m", "InvokeModel")
+    assert keys[1].as_py() is None and keys[0] == keys[3] != keys[2]
+    assert cache_keys(requests, "other-model", "InvokeModel")[0] != keys[0]  # another model: another question
+    index = CacheIndex.of(["seg-a", "seg-b"], [keys.take([0]), keys.take([2])])
+    assert index.lookup(keys) == ["seg-a", None, "seg-b", "seg-a"]
+    rng = np.random.default_rng(0)
+    many = pa.array([bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(1000)], pa.binary(16))
+    big = CacheIndex.of(["s0", "s1"], [many.slice(0, 500), many.slice(500)])
+    found = big.lookup(many)
+    assert found[:500] == ["s0"] * 500 and found[500:] == ["s1"] * 500
+    assert big.lookup(keys) == [None] * 4

@@ -53,7 +53,8 @@ def cache_keys(requests: pa.Array | pa.ChunkedArray, model_id: str, invocation_t
             keys.append(None)
             continue
         raw = line.encode()
-        body = raw[raw.index(_MODEL_INPUT) + len(_MODEL_INPUT) : -1]  # the line is {"recordId":…,"modelInput":…}
+        at = raw.find(_MODEL_INPUT)  # a request line is {"recordId":…,"modelInput":…}
+        body = raw[at + len(_MODEL_INPUT) : -1] if at >= 0 else raw
         keys.append(hashlib.blake2b(prefix + body, digest_size=16).digest())
     return pa.array(keys, KEY_TYPE)
 

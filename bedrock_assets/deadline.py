@@ -51,6 +51,10 @@ CUTOFF = "cutoff"  # JobAttempt.stopped_by of a job the deadline's cutoff stoppe
 WAITING = frozenset({JobStatus.SUBMITTED, JobStatus.VALIDATING, JobStatus.SCHEDULED})
 
 
+def _stamp(t: datetime) -> str:
+    return f"{t:%Y-%m-%d %H:%M:%S}Z"
+
+
 def stopped_at_cutoff(a: JobAttempt) -> bool:
     """The job was stopped by the deadline's batch cutoff (its unprocessed records are answered on demand)."""
     return a.stopped_by == CUTOFF and a.status in (JobStatus.STOPPING, JobStatus.STOPPED)
@@ -238,13 +242,15 @@ class DeadlineView:
         )
 
     def line(self, now: datetime) -> str:
+        """The deadline and the cutoff with their times (the status screen)."""
         if self.deadline is None:
             return "deadline: counted from the first job"
         left = f"{describe(self.deadline - now)} left" if self.deadline > now else "passed"
+        head = f"deadline {_stamp(self.deadline)} ({left}); batch cutoff"
         if self.reached is not None:
-            return f"deadline {self.deadline:%Y-%m-%d %H:%M:%S}Z ({left}); batch cutoff reached at {self.reached.reached_at}: the rest is answered on demand"
-        cutoff = f"{self.cutoff:%Y-%m-%d %H:%M:%S}Z" if self.cutoff else "-"
-        return f"deadline {self.deadline:%Y-%m-%d %H:%M:%S}Z ({left}); batch cutoff {cutoff} ({self.throughput.describe()}, margin {describe(self.margin)})"
+            return f"{head} reached at {self.reached.reached_at}: the rest is answered on demand"
+        cutoff = _stamp(self.cutoff) if self.cutoff else "-"
+        return f"{head} {cutoff} ({self.throughput.describe()}, margin {describe(self.margin)})"
 
     def short(self, now: datetime) -> str:
         """``deadline in 2h05m, batch cutoff in 1h10m`` (for progress lines)."""

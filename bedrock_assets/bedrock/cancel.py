@@ -92,15 +92,22 @@ def stop_job(
     stopped_by: str | None = None,
 ) -> JobAttempt | None:
     """StopModelInvocationJob for one attempt's job, recorded Stopping; None if the job had finished meanwhile."""
+    if not request_stop(client, attempt.job_arn or "", counter):
+        return None
+    return ledger.update(attempt, status=JobStatus.STOPPING, message=message, stopped_by=stopped_by)
+
+
+def request_stop(client: Any, job_arn: str, counter: CallCounter | None = None) -> bool:
+    """StopModelInvocationJob; False if the job had already ended (Bedrock answers ValidationException)."""
     if counter:
         counter.add("StopModelInvocationJob")
     try:
-        client.stop_model_invocation_job(jobIdentifier=attempt.job_arn)
+        client.stop_model_invocation_job(jobIdentifier=job_arn)
     except ClientError as e:
-        if e.response["Error"]["Code"] != "ValidationException":  # it finished meanwhile
+        if e.response["Error"]["Code"] != "ValidationException":
             raise
-        return None
-    return ledger.update(attempt, status=JobStatus.STOPPING, message=message, stopped_by=stopped_by)
+        return False
+    return True
 
 
 RESUMED = "queued again: the pipeline was resumed"

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from bedrock_assets.bedrock.cancel import request_stop
 from bedrock_assets.bedrock.naming import named_by
 from bedrock_assets.bedrock.prices import usd
 from bedrock_assets.bedrock.resource import BedrockBatchResource, JobSummary
@@ -89,13 +88,6 @@ def stop_orphans(bedrock: BedrockBatchResource, prefix: str, attempts: Sequence[
     client = bedrock.get_client()
     stopped = []
     for orphan in find_orphans(prefix, bedrock.recent_jobs(client), attempts):
-        if not orphan.running:
-            continue
-        try:
-            client.stop_model_invocation_job(jobIdentifier=orphan.job_arn)
-        except ClientError as e:
-            if e.response["Error"]["Code"] != "ValidationException":  # it ended meanwhile
-                raise
-            continue
-        stopped.append(orphan)
+        if orphan.running and request_stop(client, orphan.job_arn):
+            stopped.append(orphan)
     return stopped

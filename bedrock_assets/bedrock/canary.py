@@ -8,7 +8,9 @@ with the same bodies, and the answers parsed by the same adapter and output sche
 record that fails for a reason that is not transient (a 4xx, an answer that cannot be read or does not
 match the schema) stops the pipeline before any job is created, naming the record, the error and what to
 fix. Throttling and 5xx are retried with backoff (the step is retried). The canary is a ledger attempt of
-its own (shard ``canary``), so what it cost is billed, in a lane of its own.
+its own (shard ``canary``), so what it cost is billed, in a lane of its own. Its successful answers enter
+the record cache (a segment of their own): a later cut of the shards never pays for them again (the first
+job, cut before the canary ran, carries them too).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from bedrock_assets.bedrock.on_demand import answer, invoke
 from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedger, LedgerConflict, now_iso
 from bedrock_assets.output_lines import OutputParser
-from bedrock_assets.records import RECORD_ID
+from bedrock_assets.record_cache import RecordCache, cache_keys
+from bedrock_assets.records import CACHE_KEY, RECORD_ID
 from bedrock_assets.storage import iter_line_chunks
 
 if TYPE_CHECKING:
@@ -98,6 +101,8 @@ def require_canary(
     attempt = ledger.update(
         attempt, counts=counts, input_tokens=stats.input_tokens, output_tokens=stats.output_tokens, end_time=now_iso()
     )
+    if spec.cache:  # real answers: a later cut takes them from the record cache
+        _keep(step, attempt, parsed, lines)
     # an answer cut off at max_tokens is the answers_complete check's warning, not a wrong request
     failures = [f for f in failures if f.code != TRUNCATED_STRUCTURED]
     transient = [f for f in failures if _TRANSIENT.match(f.code)]
@@ -107,6 +112,18 @@ def require_canary(
     message = _message(step, final or transient, bool(final))
     ledger.update(attempt, status=JobStatus.FAILED, message=message)
     raise dg.Failure(message, allow_retries=not final)
+
+
+def _keep(step: Step, attempt: JobAttempt, parsed: pa.RecordBatch, lines: list[bytes]) -> None:
+    model = step.spec.model
+    requests = pa.array([ln.decode() for ln in lines], pa.string())
+    ids = pa.table(
+        {
+            RECORD_ID: [json.loads(ln)["recordId"] for ln in lines],
+            CACHE_KEY: cache_keys(requests, model.id, model.invocation_type),
+        }
+    )
+    RecordCache(step).write_segment(attempt, pa.Table.from_batches([parsed]), ids)
 
 
 def _claim(ledger: JobLedger, step: Step, shard: ShardInfo, key: str, number: int, tier: str) -> JobAttempt | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.naming import CANARY_SHARD
 from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline
-from bedrock_assets_tests.helpers import ledger_of, pipeline_defs, pipeline_dict, run
+from bedrock_assets.record_cache import RecordCache
+from bedrock_assets_tests.helpers import ledger_of, pipeline_defs, pipeline_dict, run, step_of
 
 
 def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane(
@@ -22,6 +23,9 @@ def test_the_canary_runs_once_per_request_settings_and_is_billed_in_its_own_lane
     assert lanes == {"batch": 300, "canary (default)": 3}
     assert summary.bedrock_calls.calls["InvokeModel"] == 3  # counted with the run's Bedrock calls
     assert summary.shards == 2  # the canary is billed, never a shard
+    cache = RecordCache(step_of(spec, defs))
+    (segment,) = [n for n in cache.segment_names() if n.startswith(f"{CANARY_SHARD}-a1-")]
+    assert cache.index([segment]).size == 3  # its answers are cached: a later cut never pays for them
 
     run(defs, spec, instance)  # the same settings: no canary again
     assert len(ledger_of(defs).attempts("sung", CANARY_SHARD)) == 1

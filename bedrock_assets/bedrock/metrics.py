@@ -36,13 +36,15 @@ class Backlog:
     input_tokens_per_minute: float | None = None
     output_tokens_per_minute: float | None = None
     note: str | None = None
+    tokens_in_window: float | None = None  # the most tokens of any minute in the window (None: no token data)
 
     @property
     def moving(self) -> bool | None:
-        """Whether the account's batch queue for the model processes tokens now (None: not known)."""
-        if self.input_tokens_per_minute is None and self.output_tokens_per_minute is None:
+        """Whether the account's batch queue for the model processed tokens in the window (None: not known).
+        The window, not the latest minute alone: a quiet minute between two jobs' ends is not a stopped queue."""
+        if self.tokens_in_window is None:
             return None
-        return bool(self.input_tokens_per_minute or self.output_tokens_per_minute)
+        return self.tokens_in_window > 0
 
     def drain_time(self, input_tokens_per_record: float | None) -> timedelta | None:
         """How long the pending records take at the current token rate (None: not known)."""
@@ -100,7 +102,16 @@ def read_backlog(client: Any, model_id: str, now: datetime) -> Backlog:
         return Backlog(model_id, note=f"not read: CloudWatch answered {code or 'an error'}")
     except BotoCoreError as e:
         return Backlog(model_id, note=f"not read: {type(e).__name__}")
-    latest = {r["Id"]: r["Values"][0] for r in answer.get("MetricDataResults", []) if r.get("Values")}
-    if not latest:
+    results = {r["Id"]: r["Values"] for r in answer.get("MetricDataResults", []) if r.get("Values")}
+    if not results:
         return Backlog(model_id, note=f"no {NAMESPACE} data for {model_id} in the last {WINDOW.seconds // 60} minutes")
-    return Backlog(model_id, latest.get("pending"), latest.get("input_tpm"), latest.get("output_tpm"))
+    latest = {key: values[0] for key, values in results.items()}
+    tokens = [max(results[k]) for k in ("input_tpm", "output_tpm") if k in results]
+    return Backlog(
+        model_id,
+        latest.get("pending"),
+        latest.get("input_tpm"),
+        latest.get("output_tpm"),
+        None,
+        max(tokens, default=None),
+    )

@@ -61,3 +61,23 @@ def test_a_backlog_drains_at_its_token_rate_and_a_moving_queue_is_no_stall() -> 
         "Scheduled for 2h00m while the model's batch queue does not move"
     )
     assert stall_reason(waiting, now, hour) == "Scheduled for 2h00m"  # no metrics: by age alone
+
+
+class Answering:
+    """GetMetricData's answer: each metric's values, latest first (ScanBy TimestampDescending)."""
+
+    def __init__(self, **values: list[float]) -> None:
+        self.values = values
+
+    def get_metric_data(self, **_: Any) -> dict:
+        return {"MetricDataResults": [{"Id": k, "Values": v} for k, v in self.values.items()]}
+
+
+def test_a_quiet_latest_minute_after_tokens_in_the_window_is_still_a_moving_queue() -> None:
+    now = datetime.now(UTC)
+    quiet_now = read_backlog(Answering(pending=[100, 100], input_tpm=[0, 0, 4000], output_tpm=[0, 0, 900]), MODEL, now)
+    assert quiet_now.input_tokens_per_minute == 0 and quiet_now.pending_records == 100  # the latest minute
+    assert quiet_now.moving is True  # but the queue processed tokens within the window
+    stopped = read_backlog(Answering(pending=[100], input_tpm=[0, 0], output_tpm=[0]), MODEL, now)
+    assert stopped.moving is False
+    assert read_backlog(Answering(pending=[100]), MODEL, now).moving is None  # no token data: not known

@@ -50,9 +50,14 @@ class Pipeline:
         """The asset decorator of one of the pipeline's own assets (its group; AWS calls retry transient errors)."""
         return dg.asset(key=key, retry_policy=AWS_RETRY, group_name=self.name, **settings)
 
+    @property
+    def pool(self) -> str:
+        """The Dagster concurrency pool of the shard steps (its limit is the deployment's)."""
+        return self.spec.execution.pool or f"bedrock_assets/{self.name}"
+
     def shard_asset(self, key: dg.AssetKey, upstream: dg.AssetKey, **settings: Any) -> Any:
         """The asset decorator of a per-shard asset: the shard partitions, the shard group, one run per range
-        of shards (a single-run backfill policy), AWS calls retrying transient errors."""
+        of shards (a single-run backfill policy), the pipeline's pool, AWS calls retrying transient errors."""
         return dg.asset(
             key=key,
             retry_policy=AWS_RETRY,
@@ -60,6 +65,7 @@ class Pipeline:
             deps=[upstream],
             partitions_def=self.keys.partitions_def,
             backfill_policy=dg.BackfillPolicy.single_run(),
+            pool=self.pool,
             **settings,
         )
 

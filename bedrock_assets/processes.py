@@ -7,6 +7,7 @@ process still lives; for an owner on another host it cannot, and relies on a lea
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import time
@@ -28,7 +29,21 @@ def _started(pid: int) -> str | None:
 
 
 HOST = socket.gethostname()
-OWNER = f"{HOST}:{os.getpid()}:{_started(os.getpid()) or int(time.time() * 1000)}"
+
+
+def owner_of(pid: int) -> str:
+    return f"{HOST}:{pid}:{_started(pid) or int(time.time() * 1000)}"
+
+
+OWNER = owner_of(os.getpid())
+
+
+def run_worker() -> str:
+    """The owner of the run this process executes steps of: this process, or (a step process of Dagster's
+    multiprocess executor, which starts each step with multiprocessing) the run worker that started it. A step
+    process ends with its step; the run goes on in its run worker."""
+    parent = multiprocessing.parent_process()
+    return owner_of(parent.pid) if parent is not None and parent.pid is not None else OWNER
 
 
 def owner_alive(owner: str | None) -> bool | None:
@@ -51,9 +66,10 @@ def owner_alive(owner: str | None) -> bool | None:
 
 
 def own_run(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
-    """Mark the run as executed by this process (once; the headless runner's runs carry the tag from the start)."""
-    if instance is not None and run is not None and run.tags.get(TAG_OWNER) != OWNER:
-        instance.add_run_tags(run.run_id, {TAG_OWNER: OWNER})
+    """Mark the run as executed by its run worker (once; the headless runner's runs carry the tag from the start)."""
+    owner = run_worker()
+    if instance is not None and run is not None and run.tags.get(TAG_OWNER) != owner:
+        instance.add_run_tags(run.run_id, {TAG_OWNER: owner})
 
 
 RUNNING = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]

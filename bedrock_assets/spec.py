@@ -256,6 +256,23 @@ class CanarySpec(_Strict):
     )
 
 
+class ExecutionSpec(_Strict):
+    """How Dagster runs the pipeline's own compute: the knobs a deployment bounds it with."""
+
+    pool: str | None = Field(
+        default=None,
+        pattern=r"^\S+$",
+        description="the Dagster concurrency pool of the shard steps (jsonl_shards, batch_jobs, batch_job_outputs, "
+        "merged_results); its limit is the deployment's (dagster instance concurrency set, or "
+        "concurrency.pools.default_limit); default bedrock_assets/<name>",
+    )
+    executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process",
+        description="the stage jobs' executor: in_process (a stage's steps one after another in the run's process, "
+        "reading back what the step before wrote from local copies) or multiprocess (a process per step)",
+    )
+
+
 class PipelineSpec(_Strict):
     """One Bedrock batch-inference pipeline: source, model, prompt, where results go, and limits."""
 
@@ -313,6 +330,10 @@ class PipelineSpec(_Strict):
         default_factory=CanarySpec,
         description="before the first batch job of these request settings, canary.records real records go through "
         "the runtime API and are checked like a job's output (0 turns it off)",
+    )
+    execution: ExecutionSpec = Field(
+        default_factory=ExecutionSpec,
+        description="the concurrency pool of the shard steps and the stage jobs' executor",
     )
     stall_after: str = Field(
         default="60m",

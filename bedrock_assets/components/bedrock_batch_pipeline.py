@@ -54,6 +54,9 @@ def build_pipeline_defs(spec: PipelineSpec, automation_sensor: bool = True) -> d
     )
 
 
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+
+
 def stage_jobs(p: Pipeline) -> dict[str, UnresolvedAssetJobDefinition]:
     """One asset job per stage (prepare, submit, merge, retry, publish), named and tagged after it."""
     return {
@@ -62,9 +65,9 @@ def stage_jobs(p: Pipeline) -> dict[str, UnresolvedAssetJobDefinition]:
             selection=[p.keys.asset(n) for n in nodes],
             tags=stage_tags(p.name, stage),
             description=f"{p.name}: {stage} ({', '.join(nodes)})",
-            # the steps of a stage run one after another over the same shards: one process, no step
-            # subprocesses, and what a step wrote is read back from this process's local copies
-            executor_def=dg.in_process_executor,
+            # by default the steps of a stage run one after another over the same shards: one process, no
+            # step subprocesses, and what a step wrote is read back from this process's local copies
+            executor_def=EXECUTORS[p.spec.execution.executor],
         )
         for stage, nodes in STAGES.items()
     }

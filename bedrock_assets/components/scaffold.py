@@ -46,6 +46,9 @@ attributes:
   # cache: true                             # false: never re-use an answer of an earlier job
   # canary: {{records: 3}}                  # real records on demand before the first job (0: off)
   # stall_after: 60m                         # no progress this long: job_progress warns
+  # execution: {{pool: bedrock_assets/{name}, executor: in_process}}  # the shard steps' concurrency
+  #                                          # pool (its limit is the deployment's); multiprocess: a
+  #                                          # process per step of the stage jobs
   # budget_usd: 25.0                         # jobs are created only while the worst case of all fits
   # max_error_rate: 0.0                      # default 0: ONE failed row left after the retry rounds (a
   #                                          # leftover 429) makes the run fail (exit 1, red); e.g. 0.001

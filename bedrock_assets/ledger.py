@@ -2,12 +2,19 @@
 
 The ledger is what money depends on: which job each shard attempt has, so that a rerun re-attaches
 instead of paying twice, and so that racing runs claim a submission only once.
+
+The completion sensor reads a pipeline's attempts every tick. So that a tick costs what changed, not every
+shard, the table has an index of the items by ``updated_at`` (``by_update``): after one full read, a process
+reads only the items written since the newest it saw (less an overlap for the index's lag and writers'
+clocks), and reads everything again every ``FULL_EVERY``. A table made before the index reads everything.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -155,11 +162,77 @@ def sort_key(shard: str, attempt: int) -> str:
     return f"{shard}#{attempt:04d}"
 
 
+BY_UPDATE = "by_update"  # the index of items by (pipeline, updated_at), every attribute projected
+OVERLAP = timedelta(seconds=60)  # items written this long before the newest seen are read again (index lag: ms)
+FULL_EVERY = 15 * 60.0  # seconds between two full reads of a pipeline's attempts in one process
+
+
+@dataclass
+class _Copy:
+    """One process's copy of a pipeline's attempts."""
+
+    items: dict[str, JobAttempt]  # sort key -> attempt
+    since: str  # the next read asks the index for the items written since (the last read - OVERLAP)
+    read_at: float  # monotonic time of the last full read
+
+
+_COPIES: dict[tuple[str, str, str], _Copy] = {}
+_INDEXED: dict[tuple[str, str], bool] = {}
+_LOCK = threading.Lock()
+
+
+def _newer(a: JobAttempt, b: JobAttempt | None) -> bool:
+    return b is None or (a.updated_at or "") >= (b.updated_at or "")
+
+
 class JobLedger:
     """Attempts keyed by (pipeline, "<shard>#<attempt>"), so one Query lists a pipeline's jobs."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
+
+    def _where(self) -> tuple[str, str]:
+        return (str(getattr(self.table.meta.client.meta, "endpoint_url", "")), self.table.name)
+
+    def _indexed(self) -> bool:
+        where = self._where()
+        if where not in _INDEXED:
+            indexes = self.table.meta.client.describe_table(TableName=self.table.name)["Table"].get(
+                "GlobalSecondaryIndexes", []
+            )
+            _INDEXED[where] = any(i["IndexName"] == BY_UPDATE and i.get("IndexStatus") == "ACTIVE" for i in indexes)
+        return _INDEXED[where]
+
+    def current_attempts(self, pipeline: str) -> list[JobAttempt]:
+        """What ``attempts_of`` gives, for a caller that asks again and again (the completion tick): after a
+        full read, the items written since, through the by_update index (eventually consistent: another
+        process's write shows within a tick or two; this process's own writes at once)."""
+        key = (*self._where(), pipeline)
+        copy = _COPIES.get(key)
+        # a write this process's clock places before (this read - OVERLAP) is in the index by the next read
+        started, since = time.monotonic(), (datetime.now(UTC) - OVERLAP).isoformat(timespec="seconds")
+        if copy is None or started - copy.read_at >= FULL_EVERY or not self._indexed():
+            attempts = self.attempts_of(pipeline)
+            with _LOCK:
+                copy = _COPIES[key] = _Copy({sort_key(a.shard, a.attempt): a for a in attempts}, since, started)
+                return [copy.items[k] for k in sorted(copy.items)]
+        written = self._query(Key("pipeline").eq(pipeline) & Key("updated_at").gte(copy.since), index=BY_UPDATE)
+        with _LOCK:
+            for a in written:
+                item = sort_key(a.shard, a.attempt)
+                if _newer(a, copy.items.get(item)):
+                    copy.items[item] = a
+            copy.since = since
+            return [copy.items[k] for k in sorted(copy.items)]
+
+    def _written(self, attempt: JobAttempt) -> None:
+        """This process's own write, in its copy at once."""
+        copy = _COPIES.get((*self._where(), attempt.pipeline))
+        if copy is not None:
+            with _LOCK:
+                item = sort_key(attempt.shard, attempt.attempt)
+                if _newer(attempt, copy.items.get(item)):
+                    copy.items[item] = attempt
 
     def attempts(self, pipeline: str, shard: str) -> list[JobAttempt]:
         return self._query(Key("pipeline").eq(pipeline) & Key("shard_attempt").begins_with(f"{shard}#"))
@@ -184,6 +257,7 @@ class JobLedger:
             if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise LedgerConflict(f"{attempt.pipeline}/{sort_key(attempt.shard, attempt.attempt)} exists") from None
             raise
+        self._written(attempt)
         return attempt
 
     def update(
@@ -222,11 +296,14 @@ class JobLedger:
                     f"{attempt.pipeline}/{sort_key(attempt.shard, attempt.attempt)}: status not in {expect_status}"
                 ) from None
             raise
-        return replace(attempt, **changes)
+        updated = replace(attempt, **changes)
+        self._written(updated)  # (fields no condition covered are as the caller had them: the index corrects them)
+        return updated
 
-    def _query(self, condition: Any) -> list[JobAttempt]:
+    def _query(self, condition: Any, index: str | None = None) -> list[JobAttempt]:
         attempts: list[JobAttempt] = []
-        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
+        kwargs: dict[str, Any] = {"KeyConditionExpression": condition}
+        kwargs.update({"IndexName": index} if index else {"ConsistentRead": True})  # an index reads eventually
         while True:
             page = self.table.query(**kwargs)
             attempts.extend(JobAttempt.from_item(i) for i in page.get("Items", []))
@@ -264,6 +341,16 @@ class JobLedgerResource(ResourceWithBoto3Configuration):
         return JobLedger(dynamodb.Table(self.table_name))
 
 
+BY_UPDATE_INDEX = {
+    "IndexName": BY_UPDATE,
+    "KeySchema": [
+        {"AttributeName": "pipeline", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+
+
 def ensure_table(client: Any, name: str) -> bool:
     """Create the ledger table if it does not exist (a concurrent creation is fine) and wait for it; True."""
     try:
@@ -282,7 +369,9 @@ def ensure_table(client: Any, name: str) -> bool:
             AttributeDefinitions=[
                 {"AttributeName": "pipeline", "AttributeType": "S"},
                 {"AttributeName": "shard_attempt", "AttributeType": "S"},
+                {"AttributeName": "updated_at", "AttributeType": "S"},
             ],
+            GlobalSecondaryIndexes=[BY_UPDATE_INDEX],
             BillingMode="PAY_PER_REQUEST",
         )
     except ClientError as e:

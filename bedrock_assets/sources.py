@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -136,19 +138,55 @@ def _csv_line_with_wrong_fields(path: Path) -> str | None:
     return None
 
 
-def iter_batches(files: list[SourceFile], s3: S3Access, batch_rows: int = 16_384) -> Iterator[SourceBatch]:
+PREFETCH = 4  # files of an S3 prefix downloaded ahead of the one being read (at most this many on disk more)
+
+
+def _fetch(file: SourceFile, s3: S3Access) -> tuple[ExitStack, Path]:
+    stack = ExitStack()
+    try:
+        return stack, stack.enter_context(_local_copy(file, s3))
+    except BaseException:
+        stack.close()
+        raise
+
+
+def prefetched(files: Sequence[SourceFile], s3: S3Access, ahead: int = PREFETCH) -> Iterator[tuple[SourceFile, Path]]:
+    """Each file's local path, in order, while the next ``ahead`` S3 objects download: a prefix of many small
+    files is not read one request at a time. Each copy is removed once the next is asked for."""
+    if ahead <= 0 or sum(is_s3_uri(f.uri) for f in files) < 2:
+        for file in files:
+            with _local_copy(file, s3) as path:
+                yield file, path
+        return
+    pending: deque[Future[tuple[ExitStack, Path]]] = deque()
+    with ThreadPoolExecutor(ahead, thread_name_prefix="bedrock-assets-source") as pool:
+        try:
+            for i, file in enumerate(files):
+                while len(pending) < ahead + 1 and i + len(pending) < len(files):
+                    pending.append(pool.submit(_fetch, files[i + len(pending)], s3))
+                stack, path = pending.popleft().result()
+                with stack:
+                    yield file, path
+        finally:
+            for future in pending:  # stopped early: what was fetched ahead is removed too
+                if not future.cancel() and future.exception() is None:
+                    future.result()[0].close()
+
+
+def iter_batches(
+    files: list[SourceFile], s3: S3Access, batch_rows: int = 16_384, ahead: int = PREFETCH
+) -> Iterator[SourceBatch]:
     """Every row of every file in order, as record batches; columns and their types must agree across files."""
     first: tuple[SourceFile, pa.Schema] | None = None
-    for file in files:
-        with _local_copy(file, s3) as path:
-            first_row = 0
-            for batch in _read(path, file, batch_rows):
-                if first is None:  # every column nullable: files may differ in that alone
-                    first = (file, pa.schema([f.with_nullable(True) for f in batch.schema]))
-                if not batch.schema.equals(first[1]):
-                    batch = _as_first(file, batch, *first)
-                yield SourceBatch(file, first_row, batch)
-                first_row += batch.num_rows
+    for file, path in prefetched(files, s3, ahead):
+        first_row = 0
+        for batch in _read(path, file, batch_rows):
+            if first is None:  # every column nullable: files may differ in that alone
+                first = (file, pa.schema([f.with_nullable(True) for f in batch.schema]))
+            if not batch.schema.equals(first[1]):
+                batch = _as_first(file, batch, *first)
+            yield SourceBatch(file, first_row, batch)
+            first_row += batch.num_rows
 
 
 def _as_first(file: SourceFile, batch: pa.RecordBatch, first_file: SourceFile, first: pa.Schema) -> pa.RecordBatch:

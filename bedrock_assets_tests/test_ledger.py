@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import boto3
 import pytest
 
+from bedrock_assets import ledger as ledger_module
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.ledger import JobAttempt, JobCounts, JobLedgerResource, LedgerConflict
+from bedrock_assets.ledger import BY_UPDATE, JobAttempt, JobCounts, JobLedger, JobLedgerResource, LedgerConflict
 
 
 @pytest.fixture
@@ -64,3 +66,62 @@ def test_only_state_fields_can_change(ledger):
     created = ledger.create(attempt())
     with pytest.raises(TypeError, match="input_digest"):
         ledger.update(created, input_digest="other")
+
+
+def test_a_repeated_read_costs_what_changed_and_sees_every_writer(stack, monkeypatch):
+    """The completion tick's read: one full read, then only the items written since (the by_update index, less
+    its overlap); another process's writes show, this process's own at once."""
+    resource = JobLedgerResource(table_name=f"ledger-{uuid.uuid4().hex[:8]}")
+    mine = resource.get_ledger()
+    theirs = JobLedger(mine.table)  # another process: writes this process's copy does not see being made
+    monkeypatch.setattr(theirs, "_written", lambda attempt: None)
+    with monkeypatch.context() as m:
+        m.setattr(ledger_module, "now_iso", lambda: "2026-01-01T00:00:00+00:00")  # written an hour ago
+        for i in range(30):
+            mine.create(attempt(f"s{i:05d}"))
+    assert [a.shard for a in mine.current_attempts("p")] == [f"s{i:05d}" for i in range(30)]
+    reads: list[tuple[str | None, int]] = []
+    query = JobLedger._query
+
+    def counted(self: JobLedger, condition: object, index: str | None = None) -> list[JobAttempt]:
+        found = query(self, condition, index)
+        reads.append((index, len(found)))
+        return found
+
+    monkeypatch.setattr(JobLedger, "_query", counted)
+    theirs.update(mine.latest("p", "s00007"), status=JobStatus.COMPLETED)
+    reads.clear()
+    assert {a.shard: a.status for a in mine.current_attempts("p")}["s00007"] is JobStatus.COMPLETED
+    assert reads == [(BY_UPDATE, 1)]  # the 30 were written long before the last read: only s00007
+    theirs.update(mine.latest("p", "s00003"), status=JobStatus.FAILED)
+    reads.clear()
+    assert {a.shard: a.status for a in mine.current_attempts("p")}["s00003"] is JobStatus.FAILED
+    assert reads == [(BY_UPDATE, 2)]  # written within the overlap of the last read: s00007 again, s00003
+    mine.update(mine.latest("p", "s00011"), status=JobStatus.STOPPED)  # (latest: one consistent read)
+    reads.clear()
+    assert {a.shard: a.status for a in mine.current_attempts("p")}["s00011"] is JobStatus.STOPPED
+    assert [index for index, _ in reads] == [BY_UPDATE]
+
+
+def test_a_table_without_the_index_is_read_whole_every_time(stack):
+    name = f"ledger-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pipeline", "KeyType": "HASH"},
+            {"AttributeName": "shard_attempt", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pipeline", "AttributeType": "S"},
+            {"AttributeName": "shard_attempt", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )  # a table made before the index
+    mine = JobLedgerResource(table_name=name).get_ledger()
+    theirs = JobLedger(mine.table)
+    theirs._written = lambda attempt: None  # type: ignore[method-assign]
+    mine.create(attempt("s00000"))
+    assert [a.status for a in mine.current_attempts("p")] == [JobStatus.QUEUED]
+    theirs.update(mine.latest("p", "s00000"), status=JobStatus.COMPLETED)
+    assert [a.status for a in mine.current_attempts("p")] == [JobStatus.COMPLETED]

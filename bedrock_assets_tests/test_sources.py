@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bedrock_assets import sources
 from bedrock_assets.records import prepare_batch
 from bedrock_assets.sources import SourceError, iter_batches, read_columns, resolve_files
 from bedrock_assets.storage import S3Access
@@ -83,3 +86,35 @@ def test_a_csv_record_with_too_many_fields_names_its_line_after_a_multi_line_val
         f"{tmp_path / 'commas.csv'}: line 5: expected 2 fields (as the header has), got 3; quote a value that "
         "holds the delimiter, or fix the line (nothing was submitted)"
     )
+
+
+def test_a_prefix_of_many_s3_files_reads_in_order_with_files_ahead_and_leaves_no_copy(s3, bucket, monkeypatch):
+    for i in range(12):
+        table = pa.table({"task": [f"t{i}"] * 3, "source": [f"file {i} row {j}" for j in range(3)]})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        s3.put_object(Bucket=bucket, Key=f"src/part-{i:03d}.parquet", Body=sink.getvalue().to_pybytes())
+    access = S3Access(s3)
+    files = resolve_files(f"s3://{bucket}/src/", None, access)
+    open_copies: set[str] = set()
+    real = sources._local_copy
+
+    @contextmanager
+    def counted(file, s3_access):
+        with real(file, s3_access) as path:
+            open_copies.add(file.uri)
+            try:
+                yield path
+            finally:
+                open_copies.discard(file.uri)
+
+    monkeypatch.setattr(sources, "_local_copy", counted)
+    one_at_a_time = [sb.batch.column("source").to_pylist() for sb in iter_batches(files, access, ahead=0)]
+    ahead = [sb.batch.column("source").to_pylist() for sb in iter_batches(files, access, ahead=4)]
+    assert ahead == one_at_a_time == [[f"file {i} row {j}" for j in range(3)] for i in range(12)]
+    assert open_copies == set()
+    reading = iter_batches(files, access, ahead=4)
+    next(reading)
+    assert 1 <= len(open_copies) <= 5  # the file being read and at most 4 downloaded ahead, no more
+    reading.close()  # stopped early (an error downstream): every copy is removed
+    assert open_copies == set()

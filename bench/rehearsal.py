@@ -1,7 +1,7 @@
 """The production rehearsal: a pipeline run the way a deployment runs it, on this machine.
 
     python -m bench.rehearsal [--rows 4000] [--max-records 100] [--executor in_process|multiprocess]
-                              [--local-copies-off] [--kill-after-jobs 10] [--time-scale 1.0] [--timeout 900]
+                              [--local-copies-off] [--kill-after-jobs 1] [--time-scale 1.0] [--timeout 900]
                               [--home DIR]
 
 Every part is a separate process, as in deploy/: PostgreSQL (the server binary pip installs with
@@ -51,6 +51,8 @@ DEPLOY = ROOT / "deploy"
 PIPELINE = "rehearsal"
 LOCATION = "bedrock_pipelines"  # deploy/workspace.yaml's location_name
 BIN = Path(sys.executable).parent
+BASICS = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "VIRTUAL_ENV"}
+LEDGER_TABLE = "rehearsal-jobs"
 PID = re.compile(r"\(pid: (\d+)\)")
 
 
@@ -244,12 +246,16 @@ def daemon(env: Mapping[str, str], home: Path) -> Process:
 # ---- the rehearsal ------------------------------------------------------------------------------
 
 
-def environment(home: Path, pg: Postgres, args: argparse.Namespace, code_port: int) -> dict[str, str]:
+def environment(
+    home: Path, pg: Postgres, args: argparse.Namespace, code_port: int, aws: Mapping[str, str]
+) -> dict[str, str]:
     """What every Dagster process of the deployment sees (the stack's AWS settings are in os.environ)."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(exist_ok=True)
     (dagster_home / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())  # as shipped
-    env = dict(os.environ, DAGSTER_HOME=str(dagster_home), **pg.env())
+    # a clean environment, as a container has: only the system's basics, the stack's AWS settings and ours
+    env = {k: v for k, v in os.environ.items() if k in BASICS}
+    env.update(aws, DAGSTER_HOME=str(dagster_home), BEDROCK_ASSETS_LEDGER_TABLE=LEDGER_TABLE, **pg.env())
     env.update(BEDROCK_ASSETS_CODE_SERVER_HOST="127.0.0.1", BEDROCK_ASSETS_CODE_SERVER_PORT=str(code_port))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(home / "project"), str(ROOT), env.get("PYTHONPATH")) if p)
     if args.local_copies_off:
@@ -267,7 +273,7 @@ def rehearse(args: argparse.Namespace, home: Path) -> Rehearsal:
     try:
         pg = Postgres(home)
         code_port, web_port = free_port(), free_port()
-        env = environment(home, pg, args, code_port)
+        env = environment(home, pg, args, code_port, stack.env())
         os.environ.update(pg.env())  # this process reads the same instance
         project = write_project(home, args)
         grpc = [str(BIN / "dagster"), "api", "grpc", "-h", "127.0.0.1", "-p", str(code_port)]
@@ -328,7 +334,6 @@ def collect(r: Rehearsal, env: Mapping[str, str], stack: Any) -> None:
 
     from bedrock_assets.graph.merged_dataset import read_merged_dataset
     from bedrock_assets.ledger import JobLedgerResource
-    from bedrock_assets.resources import DEFAULT_LEDGER_TABLE
 
     r.load_after = load_average()
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
@@ -340,7 +345,7 @@ def collect(r: Rehearsal, env: Mapping[str, str], stack: Any) -> None:
         instance.dispose()
     r.jobs = collect_jobs(stack)
     r.create_calls = stack.emulator.control_plane_calls().get("CreateModelInvocationJob", 0)
-    attempts = JobLedgerResource(table_name=DEFAULT_LEDGER_TABLE).get_ledger().attempts_of(PIPELINE)
+    attempts = JobLedgerResource(table_name=LEDGER_TABLE).get_ledger().attempts_of(PIPELINE)
     for a in attempts:
         r.attempts_per_shard[a.shard] = r.attempts_per_shard.get(a.shard, 0) + 1
     if r.t_result is not None:
@@ -407,7 +412,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-records", type=int, default=100, help="records per shard (100: 40 shards)")
     parser.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
     parser.add_argument("--local-copies-off", action="store_true")
-    parser.add_argument("--kill-after-jobs", type=int, default=10, help="SIGKILL the daemon once this many jobs exist")
+    parser.add_argument("--kill-after-jobs", type=int, default=1, help="SIGKILL the daemon once this many jobs exist")
     parser.add_argument("--down-seconds", type=float, default=5.0, help="how long the daemon stays down")
     parser.add_argument("--time-scale", type=float, default=1.0, help="the emulator's job durations")
     parser.add_argument("--timeout", type=float, default=900.0)

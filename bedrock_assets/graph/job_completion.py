@@ -437,7 +437,7 @@ def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
     the changes recorded in the ledger, the jobs named like ours that it does not hold (orphans) and, while work
     is open, the model's batch backlog (without, no slot counts as free: queued shards wait for a refresh)."""
     bedrock = step.bedrock
-    attempts = ledger.attempts_of(step.name)
+    attempts = ledger.current_attempts(step.name)  # what changed since the last tick, after the first
     result = Poll(latest=latest_by_shard(attempts), attempts=attempts)
     open_attempts = [a for a in result.latest.values() if a.job_arn and a.status.holds_slot]
     queued = any(a.status is JobStatus.QUEUED for a in result.latest.values())

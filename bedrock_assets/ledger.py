@@ -341,6 +341,11 @@ class JobLedgerResource(ResourceWithBoto3Configuration):
         return JobLedger(dynamodb.Table(self.table_name))
 
 
+TABLE_KEYS = [{"AttributeName": "pipeline", "KeyType": "HASH"}, {"AttributeName": "shard_attempt", "KeyType": "RANGE"}]
+TABLE_ATTRIBUTES = [
+    {"AttributeName": "pipeline", "AttributeType": "S"},
+    {"AttributeName": "shard_attempt", "AttributeType": "S"},
+]
 BY_UPDATE_INDEX = {
     "IndexName": BY_UPDATE,
     "KeySchema": [
@@ -362,15 +367,8 @@ def ensure_table(client: Any, name: str) -> bool:
     try:
         client.create_table(
             TableName=name,
-            KeySchema=[
-                {"AttributeName": "pipeline", "KeyType": "HASH"},
-                {"AttributeName": "shard_attempt", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pipeline", "AttributeType": "S"},
-                {"AttributeName": "shard_attempt", "AttributeType": "S"},
-                {"AttributeName": "updated_at", "AttributeType": "S"},
-            ],
+            KeySchema=TABLE_KEYS,
+            AttributeDefinitions=[*TABLE_ATTRIBUTES, {"AttributeName": "updated_at", "AttributeType": "S"}],
             GlobalSecondaryIndexes=[BY_UPDATE_INDEX],
             BillingMode="PAY_PER_REQUEST",
         )

@@ -9,7 +9,16 @@ import pytest
 
 from bedrock_assets import ledger as ledger_module
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.ledger import BY_UPDATE, JobAttempt, JobCounts, JobLedger, JobLedgerResource, LedgerConflict
+from bedrock_assets.ledger import (
+    BY_UPDATE,
+    TABLE_ATTRIBUTES,
+    TABLE_KEYS,
+    JobAttempt,
+    JobCounts,
+    JobLedger,
+    JobLedgerResource,
+    LedgerConflict,
+)
 
 
 @pytest.fixture
@@ -107,16 +116,7 @@ def test_a_table_without_the_index_is_read_whole_every_time(stack):
     name = f"ledger-{uuid.uuid4().hex[:8]}"
     client = boto3.client("dynamodb")
     client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pipeline", "KeyType": "HASH"},
-            {"AttributeName": "shard_attempt", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pipeline", "AttributeType": "S"},
-            {"AttributeName": "shard_attempt", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+        TableName=name, KeySchema=TABLE_KEYS, AttributeDefinitions=TABLE_ATTRIBUTES, BillingMode="PAY_PER_REQUEST"
     )  # a table made before the index
     mine = JobLedgerResource(table_name=name).get_ledger()
     theirs = JobLedger(mine.table)

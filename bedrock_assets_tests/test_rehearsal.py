@@ -5,11 +5,13 @@ mid-way and restarted, and the pipeline of 40 shards still ends with every row o
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from bedrock_assets.bedrock.naming import CANARY_SHARD
-from bench.rehearsal import Rehearsal, parse_args, rehearse
+from bench.rehearsal import BASICS, ROOT, Rehearsal, from_json
 
 
 def shards_of(span: str) -> list[str]:
@@ -21,12 +23,13 @@ def shards_of(span: str) -> list[str]:
 
 
 def rehearsed(tmp_path, *options: str) -> Rehearsal:
-    environment = dict(os.environ)
-    try:
-        return rehearse(parse_args(["--home", str(tmp_path), "--timeout", "900", *options]), tmp_path)
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
+    """The rehearsal in a process of its own, as a person runs it: nothing of this test process (its local
+    stack, moto's in-process state, its environment) can reach it."""
+    basics = {k: v for k, v in os.environ.items() if k in BASICS}
+    command = [sys.executable, "-m", "bench.rehearsal", "--json", "--home", str(tmp_path), "--timeout", "900"]
+    done = subprocess.run([*command, *options], capture_output=True, text=True, cwd=ROOT, env=basics, timeout=1500)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    return from_json(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ and what a deployment must never do: a row merged twice or not at all, a job cre
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -418,6 +419,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--home", type=Path)
+    parser.add_argument("--json", action="store_true", help="print the measurement as JSON (the test reads it)")
     return parser.parse_args(argv)
 
 
@@ -426,8 +428,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = (args.home or Path(tempfile.mkdtemp(prefix="rehearsal-"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     r = rehearse(args, home)
-    print(report(r))
+    print(json.dumps(asdict(r), default=str) if args.json else report(r))
     return 0 if r.t_result is not None else 1
+
+
+def from_json(text: str) -> Rehearsal:
+    """A measurement ``--json`` printed."""
+    data = json.loads(text)
+    data["home"] = Path(data["home"])
+    data["runs"] = [RunRow(**run) for run in data["runs"]]
+    data["jobs"] = [JobRow(**job) for job in data["jobs"]]
+    return Rehearsal(**data)
 
 
 if __name__ == "__main__":

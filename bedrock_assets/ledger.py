@@ -5,7 +5,7 @@ instead of paying twice, and so that racing runs claim a submission only once.
 
 The completion sensor reads a pipeline's attempts every tick. So that a tick costs what changed, not every
 shard, the table has an index of the items by ``updated_at`` (``by_update``): after one full read, a process
-reads only the items written since the newest it saw (less an overlap for the index's lag and writers'
+reads only the items written since its last read (less an overlap for the index's lag and writers'
 clocks), and reads everything again every ``FULL_EVERY``. A table made before the index reads everything.
 """
 
@@ -163,7 +163,7 @@ def sort_key(shard: str, attempt: int) -> str:
 
 
 BY_UPDATE = "by_update"  # the index of items by (pipeline, updated_at), every attribute projected
-OVERLAP = timedelta(seconds=60)  # items written this long before the newest seen are read again (index lag: ms)
+OVERLAP = timedelta(seconds=60)  # items written this long before the last read are read again (index lag: ms)
 FULL_EVERY = 15 * 60.0  # seconds between two full reads of a pipeline's attempts in one process
 
 
@@ -175,14 +175,20 @@ class _Copy:
     since: str  # the next read asks the index for the items written since (the last read - OVERLAP)
     read_at: float  # monotonic time of the last full read
 
+    def take(self, attempt: JobAttempt) -> None:
+        """Keep ``attempt`` unless the copy holds a later write of the same item (call under ``_LOCK``)."""
+        item = sort_key(attempt.shard, attempt.attempt)
+        held = self.items.get(item)
+        if held is None or (attempt.updated_at or "") >= (held.updated_at or ""):
+            self.items[item] = attempt
+
+    def attempts(self) -> list[JobAttempt]:
+        return [self.items[k] for k in sorted(self.items)]
+
 
 _COPIES: dict[tuple[str, str, str], _Copy] = {}
 _INDEXED: dict[tuple[str, str], bool] = {}
 _LOCK = threading.Lock()
-
-
-def _newer(a: JobAttempt, b: JobAttempt | None) -> bool:
-    return b is None or (a.updated_at or "") >= (b.updated_at or "")
 
 
 class JobLedger:
@@ -215,24 +221,20 @@ class JobLedger:
             attempts = self.attempts_of(pipeline)
             with _LOCK:
                 copy = _COPIES[key] = _Copy({sort_key(a.shard, a.attempt): a for a in attempts}, since, started)
-                return [copy.items[k] for k in sorted(copy.items)]
+                return copy.attempts()
         written = self._query(Key("pipeline").eq(pipeline) & Key("updated_at").gte(copy.since), index=BY_UPDATE)
         with _LOCK:
             for a in written:
-                item = sort_key(a.shard, a.attempt)
-                if _newer(a, copy.items.get(item)):
-                    copy.items[item] = a
+                copy.take(a)
             copy.since = since
-            return [copy.items[k] for k in sorted(copy.items)]
+            return copy.attempts()
 
     def _written(self, attempt: JobAttempt) -> None:
         """This process's own write, in its copy at once."""
         copy = _COPIES.get((*self._where(), attempt.pipeline))
         if copy is not None:
             with _LOCK:
-                item = sort_key(attempt.shard, attempt.attempt)
-                if _newer(attempt, copy.items.get(item)):
-                    copy.items[item] = attempt
+                copy.take(attempt)
 
     def attempts(self, pipeline: str, shard: str) -> list[JobAttempt]:
         return self._query(Key("pipeline").eq(pipeline) & Key("shard_attempt").begins_with(f"{shard}#"))

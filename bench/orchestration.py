@@ -77,24 +77,22 @@ class Timings:
 
         from bedrock_assets.graph import job_completion
 
-        tick, evaluate = job_completion.completion_tick, dagster.evaluate_automation_conditions
+        job_completion.completion_tick = _timed(job_completion.completion_tick, self.ticks)  # type: ignore[assignment]
+        # the runner calls it as dg.evaluate_automation_conditions, as the daemon would
+        dagster.evaluate_automation_conditions = _timed(dagster.evaluate_automation_conditions, self.automation)
 
-        def timed_tick(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return tick(*args, **kwargs)
-            finally:
-                self.ticks.append(time.perf_counter() - t0)
 
-        def timed_evaluation(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return evaluate(*args, **kwargs)
-            finally:
-                self.automation.append(time.perf_counter() - t0)
+def _timed(call: Any, durations: list[float]) -> Any:
+    """``call``, appending the seconds of each call to ``durations``."""
 
-        job_completion.completion_tick = timed_tick  # type: ignore[assignment]
-        dagster.evaluate_automation_conditions = timed_evaluation  # the runner calls it as dg.…, as the daemon would
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - t0)
+
+    return timed
 
 
 def steady_tick(defs: Any, spec: Any, instance: Any, cursor: str | None = None) -> tuple[float, str | None]:

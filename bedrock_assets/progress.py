@@ -10,6 +10,8 @@ assets that gate on them and the headless runner all read progress here.
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -70,23 +72,64 @@ class MergedMark:
 
 def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[str, MergedMark]:
     """Shard -> the mark of its latest merge: a merged_results materialization, or the observation that a
-    shard whose job gave no output gets instead (four queries; the later event of a shard wins)."""
+    shard whose job gave no output gets instead (the later event of a shard wins). Two queries for the latest
+    storage id of every shard; the records are fetched only for the ids this process has not read yet (an event
+    never changes: a tick costs what was merged since the last, not every shard)."""
     found: dict[str, tuple[int, MergedMark]] = {}
-    for kind, fetch in (
-        (DagsterEventType.ASSET_MATERIALIZATION, instance.fetch_materializations),
-        (DagsterEventType.ASSET_OBSERVATION, instance.fetch_observations),
-    ):
+    for kind in (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION):
         ids = instance.get_latest_storage_id_by_partition(merged_results, kind)
-        if not ids:
-            continue
-        records = fetch(AssetRecordsFilter(asset_key=merged_results, storage_ids=list(ids.values())), limit=len(ids))
-        for record in records.records:
-            event = record.asset_materialization or record.asset_observation
-            mark = MergedMark.from_metadata(event.metadata if event else {})
-            key = record.partition_key
-            if key and mark is not None and record.storage_id > found.get(key, (-1, mark))[0]:
-                found[key] = (record.storage_id, mark)
+        for key, (storage_id, mark) in _MARKS.read(instance, merged_results, kind, ids).items():
+            if mark is not None and storage_id > found.get(key, (-1, mark))[0]:
+                found[key] = (storage_id, mark)
     return {k: mark for k, (_, mark) in found.items()}
+
+
+class _MarkRecords:
+    """This process's copy of the merge marks read by storage id, per event storage, asset and event kind."""
+
+    def __init__(self) -> None:
+        Copies = dict[tuple[str, str], dict[str, tuple[int, MergedMark | None]]]
+        self._by_storage: dict[str, Copies] = {}  # a persistent storage: by its configuration's digest
+        self._ephemeral: weakref.WeakKeyDictionary[DagsterInstance, Copies] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def _copies(self, instance: DagsterInstance) -> dict[tuple[str, str], dict[str, tuple[int, MergedMark | None]]]:
+        """The copies of this instance's storage (each tick of the daemon's sensors gets a new instance object of
+        the same storage; an ephemeral instance's storage is its own)."""
+        if not instance.is_persistent:
+            return self._ephemeral.setdefault(instance, {})
+        data = instance.get_ref().event_storage_data
+        text = f"{data.module_name}.{data.class_name}:{data.config_yaml}" if data else ""
+        return self._by_storage.setdefault(hashlib.sha256(text.encode()).hexdigest(), {})
+
+    def read(
+        self, instance: DagsterInstance, asset: AssetKey, kind: DagsterEventType, ids: Mapping[str, int]
+    ) -> dict[str, tuple[int, MergedMark | None]]:
+        """Partition -> (storage id, its mark) for these latest ids, fetching only the records not held."""
+        key = (asset.to_user_string(), kind.value)
+        with self._lock:
+            copies = self._copies(instance)
+            held = dict(copies.get(key, {}))
+        if any(held[p][0] > i for p, i in ids.items() if p in held):  # ids went back: the storage was wiped
+            held = {}
+        new = [i for p, i in ids.items() if held.get(p, (None,))[0] != i]
+        is_materialization = kind is DagsterEventType.ASSET_MATERIALIZATION
+        fetch = instance.fetch_materializations if is_materialization else instance.fetch_observations
+        for start in range(0, len(new), FETCH_CHUNK):
+            chunk = new[start : start + FETCH_CHUNK]
+            for record in fetch(AssetRecordsFilter(asset_key=asset, storage_ids=chunk), limit=len(chunk)).records:
+                event = record.asset_materialization or record.asset_observation
+                if record.partition_key:
+                    mark = MergedMark.from_metadata(event.metadata if event else {})
+                    held[record.partition_key] = (record.storage_id, mark)
+        current = {p: held[p] for p in ids if p in held}
+        with self._lock:
+            copies[key] = current
+        return current
+
+
+FETCH_CHUNK = 5000  # storage ids per records query (SQLite binds at most 32,766 variables)
+_MARKS = _MarkRecords()
 
 
 def merged_jobs(marks: Mapping[str, MergedMark]) -> dict[str, str]:

@@ -113,3 +113,42 @@ def test_past_a_deadlines_cutoff_one_round_more_is_due_whatever_the_remainder_se
     assert last.next_round_due(leave, min_records=100, past_cutoff=True)  # the cutoff's records get their answer
     beyond = progress(["s00000", "r1-00000", "r2-00000", "r3-00000"], {"r3-00000": 40})
     assert not beyond.next_round_due(leave, min_records=100, past_cutoff=True)  # one round more, not endless
+
+
+def test_merge_marks_are_fetched_once_per_event_and_the_later_event_of_a_shard_wins(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from bedrock_assets.progress import latest_merges
+
+    key = dg.AssetKey(["p", "merged_results"])
+    instance = dg.DagsterInstance.local_temp(str(tmp_path))
+
+    def merged(shard: str, job: str, retriable: int = 0, observed: bool = False) -> None:
+        meta = MergedMark(job, retriable).metadata()
+        kind = dg.AssetObservation if observed else dg.AssetMaterialization
+        instance.report_runless_asset_event(kind(asset_key=key, partition=shard, metadata=meta))
+
+    fetched: list[int] = []
+    for name in ("fetch_materializations", "fetch_observations"):
+        real = getattr(dg.DagsterInstance, name)
+
+        def spy(self, records_filter, limit, *args, _real=real, **kwargs):
+            fetched.append(len(records_filter.storage_ids or []))
+            return _real(self, records_filter, limit, *args, **kwargs)
+
+        monkeypatch.setattr(dg.DagsterInstance, name, spy)
+    for n in range(30):
+        merged(f"s{n:05d}", f"job-{n}")
+    assert latest_merges(instance, key)["s00007"] == MergedMark("job-7")
+    assert sum(fetched) == 30
+    fetched.clear()
+    again = dg.DagsterInstance.from_ref(instance.get_ref())  # a daemon's next tick: a new object, the same storage
+    assert len(latest_merges(again, key)) == 30
+    assert sum(fetched) == 0
+    merged("s00003", "job-3b", retriable=4)
+    merged("s00004", "job-4-empty", observed=True)  # a job without output: an observation, later than its merge
+    marks = latest_merges(again, key)
+    assert sum(fetched) == 2
+    assert marks["s00003"] == MergedMark("job-3b", 4)
+    assert marks["s00004"] == MergedMark("job-4-empty")
+    assert marks["s00005"] == MergedMark("job-5")

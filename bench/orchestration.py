@@ -16,6 +16,7 @@ calls per job; the instance's database size; peak RSS. Markdown on stdout, JSON 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import resource
@@ -77,20 +78,25 @@ class Timings:
 
         from bedrock_assets.graph import job_completion
 
-        job_completion.completion_tick = _timed(job_completion.completion_tick, self.ticks)  # type: ignore[assignment]
+        slowest = f"{os.environ['BENCH_PROFILE']}.slowest-tick" if os.environ.get("BENCH_PROFILE") else None
+        job_completion.completion_tick = _timed(job_completion.completion_tick, self.ticks, slowest)  # type: ignore[assignment]
         # the runner calls it as dg.evaluate_automation_conditions, as the daemon would
         dagster.evaluate_automation_conditions = _timed(dagster.evaluate_automation_conditions, self.automation)
 
 
-def _timed(call: Any, durations: list[float]) -> Any:
-    """``call``, appending the seconds of each call to ``durations``."""
+def _timed(call: Any, durations: list[float], profile_to: str | None = None) -> Any:
+    """``call``, appending the seconds of each call to ``durations``; with ``profile_to``, the profile of the
+    slowest call so far is written there."""
 
     def timed(*args: Any, **kwargs: Any) -> Any:
+        profiler = cProfile.Profile() if profile_to else None
         t0 = time.perf_counter()
         try:
-            return call(*args, **kwargs)
+            return profiler.runcall(call, *args, **kwargs) if profiler else call(*args, **kwargs)
         finally:
             durations.append(time.perf_counter() - t0)
+            if profiler and profile_to and durations[-1] >= max(durations):
+                profiler.dump_stats(profile_to)
 
     return timed
 
@@ -164,9 +170,7 @@ def one(shards: int, records: int, home: Path) -> dict[str, Any]:
     time.sleep(OVERLAP.total_seconds() + 1)  # the last writes older than the ledger index's overlap: steady
     polled, cursor = steady_tick(defs, spec, instance)  # a tick that polls Bedrock (once per poll_seconds)
     between, _ = steady_tick(defs, spec, instance, cursor)  # a tick between polls (every 10 s)
-    if os.environ.get("BENCH_PROFILE"):  # where a steady tick's time goes
-        import cProfile
-
+    if os.environ.get("BENCH_PROFILE"):  # where a steady tick's time goes (and the slowest's: Timings)
         cProfile.runctx("steady_tick(defs, spec, instance)", globals(), locals(), os.environ["BENCH_PROFILE"])
     calls = {op: n for op, n in summary.bedrock_calls.calls.items() if op not in RUNTIME_OPS}
     jobs = calls.get("CreateModelInvocationJob", 0)

@@ -12,6 +12,7 @@ from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
 from bedrock_assets.aws import boto3_session, client_args, shared
+from bedrock_assets.bedrock.job_list import job_list_of
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.bedrock.model_ids import model_key
 from bedrock_assets.bedrock.naming import check_tag, request_token
@@ -57,10 +58,11 @@ class JobSummary:
     message: str | None = None
     end_time: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    submit_time: datetime | None = None
 
     @classmethod
     def from_api(cls, job: dict[str, Any]) -> JobSummary:
-        end = job.get("endTime")
+        end, submitted = job.get("endTime"), job.get("submitTime")
         return cls(
             job_arn=job["jobArn"],
             job_name=job.get("jobName", ""),
@@ -73,6 +75,7 @@ class JobSummary:
                 k: int(job.get(k, 0))
                 for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")
             },
+            submit_time=submitted if isinstance(submitted, datetime) else None,
         )
 
 
@@ -131,8 +134,11 @@ class BedrockBatchResource(ResourceWithBoto3Configuration):
         return shared("cloudwatch", self, lambda: boto3_session(self).client("cloudwatch", **client_args(self)))
 
     def recent_jobs(self, client: Any, counter: CallCounter | None = None) -> list[JobSummary]:
-        """All jobs submitted in the lookback window, ours or not: one paginated list."""
-        after = datetime.now(UTC) - LOOKBACK
+        """All jobs submitted in the lookback window, ours or not: one paginated list, after the first in this
+        process only of the jobs that can have changed since the last (``job_list``)."""
+        return job_list_of(client).listed(LOOKBACK, lambda after: self._jobs_after(client, after, counter))
+
+    def _jobs_after(self, client: Any, after: datetime, counter: CallCounter | None) -> list[JobSummary]:
         jobs: list[JobSummary] = []
         for page in client.get_paginator("list_model_invocation_jobs").paginate(
             submitTimeAfter=after, PaginationConfig={"PageSize": 1000}

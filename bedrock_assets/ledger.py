@@ -11,8 +11,11 @@ clocks), and reads everything again every ``FULL_EVERY``. A table made before th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -164,7 +167,8 @@ def sort_key(shard: str, attempt: int) -> str:
 
 BY_UPDATE = "by_update"  # the index of items by (pipeline, updated_at), every attribute projected
 OVERLAP = timedelta(seconds=60)  # items written this long before the last read are read again (index lag: ms)
-FULL_EVERY = 15 * 60.0  # seconds between two full reads of a pipeline's attempts in one process
+FULL_EVERY = 15 * 60.0
+WRITERS = 8  # ledger writes in flight at once (update_each)  # seconds between two full reads of a pipeline's attempts in one process
 
 
 @dataclass
@@ -184,6 +188,18 @@ class _Copy:
 
     def attempts(self) -> list[JobAttempt]:
         return [self.items[k] for k in sorted(self.items)]
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _writers() -> ThreadPoolExecutor:
+    """This process's writer threads (kept: each holds its own table resource, made once: ``shared``)."""
+    global _POOL
+    with _LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():  # a forked child does not inherit the threads
+            _POOL = (os.getpid(), ThreadPoolExecutor(WRITERS, thread_name_prefix="bedrock-assets-ledger"))
+        return _POOL[1]
 
 
 _COPIES: dict[tuple[str, str, str], _Copy] = {}
@@ -301,6 +317,13 @@ class JobLedger:
         updated = replace(attempt, **changes)
         self._written(updated)  # (fields no condition covered are as the caller had them: the index corrects them)
         return updated
+
+    def update_each(self, changes: Sequence[tuple[JobAttempt, dict[str, Any]]]) -> list[JobAttempt]:
+        """``update`` for many attempts at once (a poll that saw hundreds of jobs finish), ``WRITERS`` at a time:
+        each write waits on a round trip, not on this process (in order; the first error raised)."""
+        if len(changes) <= 1:
+            return [self.update(a, **c) for a, c in changes]
+        return list(_writers().map(lambda change: self.update(change[0], **change[1]), changes))
 
     def _query(self, condition: Any, index: str | None = None) -> list[JobAttempt]:
         attempts: list[JobAttempt] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import boto3
@@ -75,6 +76,27 @@ def test_only_state_fields_can_change(ledger):
     created = ledger.create(attempt())
     with pytest.raises(TypeError, match="input_digest"):
         ledger.update(created, input_digest="other")
+
+
+def test_many_updates_go_out_together_and_come_back_in_order(ledger, monkeypatch):
+    created = [ledger.create(attempt(f"s{n:05d}")) for n in range(20)]
+    threads: set[str] = set()
+    real = JobLedger.update
+
+    def update(self, a, **changes):
+        threads.add(threading.current_thread().name)
+        return real(self, a, **changes)
+
+    monkeypatch.setattr(JobLedger, "update", update)
+    changes = [
+        (a, {"status": JobStatus.COMPLETED, "counts": JobCounts(150, 150, 150 - n, n)}) for n, a in enumerate(created)
+    ]
+    updated = ledger.update_each(changes)
+    assert [a.shard for a in updated] == [a.shard for a in created]
+    assert {k: a.counts.errored for k, a in ledger.latest_by_shard("p").items()} == {f"s{n:05d}": n for n in range(20)}
+    assert len(threads) > 1 and all(t.startswith("bedrock-assets-ledger") for t in threads)
+    with pytest.raises(LedgerConflict):  # an attempt that is not in the table: the error comes through
+        ledger.update_each([(attempt("s00099"), {"status": JobStatus.FAILED}), *changes[:2]])
 
 
 def test_a_repeated_read_costs_what_changed_and_sees_every_writer(stack, monkeypatch):

@@ -448,17 +448,17 @@ def poll(step: Step, ledger: JobLedger, refresh: bool = True) -> Poll:
     client = bedrock.get_client()
     jobs = bedrock.recent_jobs(client, result.calls)
     by_arn = {j.job_arn: j for j in jobs}
-    gets = 0
+    gets, changes = 0, []
     for attempt in open_attempts:
         job = by_arn.get(attempt.job_arn or "")
         if job is None and gets < MAX_GETS_PER_TICK:  # older than the list window, or not listed yet
             gets += 1
             job = bedrock.get_job(client, attempt.job_arn or "", result.calls)
-        changes = refreshed(attempt, job, now) if job is not None else {}
-        if changes:
-            updated = ledger.update(attempt, **changes)
-            result.latest[attempt.shard] = updated
-            result.changed.append(updated)
+        if job is not None and (fields := refreshed(attempt, job, now)):
+            changes.append((attempt, fields))
+    for updated in ledger.update_each(changes):
+        result.latest[updated.shard] = updated
+        result.changed.append(updated)
     result.free_slots = step.quotas.max_concurrent_jobs - slots_in_use(jobs, step.spec.model.id)
     result.orphans = find_orphans(step.spec.job_prefix, jobs, attempts)
     if bedrock.batch_metrics and (open_attempts or queued):

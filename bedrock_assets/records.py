@@ -99,7 +99,7 @@ def derived_record_ids(first_position: int, count: int) -> pa.Array:
 
 def request_lines(batch: pa.RecordBatch | pa.Table, ids: pa.Array, adapter: ModelAdapter) -> tuple[pa.Array, pa.Array]:
     """(request line or null, rejection reason or null) for every row."""
-    errors = adapter.text_errors(adapter.texts(batch))
+    errors = adapter.row_errors(batch)
     before, after = adapter.request_frame()
     escaped = adapter.texts(batch, escape=json_escape)  # only the column values are escaped, per row
     lines = pc.binary_join_element_wise(

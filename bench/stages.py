@@ -8,8 +8,8 @@ which runs in a process of its own (its memory and CPU are not in these figures)
 The data: N SimpleCoT-like rows as one Parquet file, on local disk and in S3
 (``s3://bench/source/``); the Claude text pipeline of ``pipeline_spec``, 50,000-record shards.
 
-- ``prep`` (ours): ``raw_dataset.prepare_dataset(step)`` then ``jsonl_shards.write_shard_input(step,
-  info)`` for every shard of the plan, in this one process with the pipeline's S3 access, as one
+- ``prep`` (ours): ``raw_dataset.prepare_dataset(step)`` then ``jsonl_shards.write_shard_inputs(step,
+  shards)`` over the plan (each shard's upload behind the next one's rendering), in this one process with the pipeline's S3 access, as one
   Dagster run with the in-process executor does them.
 - ``prep_limit`` (physical limit): ``ParquetFile.iter_batches`` of the local copy of the same source;
   the same request lines built with Arrow compute only (``records.json_escape`` of the column values,
@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.graph.batch_job_outputs import collect_job_outputs
-from bedrock_assets.graph.jsonl_shards import write_shard_input
+from bedrock_assets.graph.jsonl_shards import write_shard_inputs
 from bedrock_assets.graph.merged_results import merge_results
 from bedrock_assets.graph.raw_dataset import prepare_dataset
 from bedrock_assets.layout import PipelineLayout
@@ -272,7 +272,7 @@ def stage_prep(args) -> dict[str, Any]:
     t0 = time.perf_counter()
     plan = prepare_dataset(step)
     t1 = time.perf_counter()
-    written = [write_shard_input(step, info) for info in plan.shards]
+    written = [w for _, w in write_shard_inputs(step, plan.shards)]  # as jsonl_shards' run does: uploads behind
     t2 = time.perf_counter()
     return {
         "seconds": t2 - t0,

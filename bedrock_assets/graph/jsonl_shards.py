@@ -2,8 +2,10 @@
 
 import hashlib
 import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -51,8 +53,7 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
 def materialize(context: dg.AssetExecutionContext, step: Step) -> dg.MaterializeResult:
     """Write the input file of every shard of the run; the check fails for a shard outside the quotas."""
     violations = []
-    for info in select_shards(step, context.partition_keys):
-        written = write_shard_input(step, info)
+    for info, written in write_shard_inputs(step, select_shards(step, context.partition_keys)):
         in_job = not info.on_demand and not (info.cached and not info.records)  # else: no batch job, no quota
         if in_job and (why := written.violation(step.quotas)) is not None:
             violations.append({"shard": written.shard, "violation": why})
@@ -87,8 +88,33 @@ class ShardInput:
         return {"records": self.records, "bytes": self.bytes, "uri": dg.MetadataValue.path(self.uri)}
 
 
+def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple[ShardInfo, ShardInput]]:
+    """``write_shard_input`` for each shard in order, the next shard rendering while the last one uploads (one
+    upload in flight: at most two shards' files exist, each in memory up to the single-PUT size)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload") as uploads:
+        pending: tuple[ShardInfo, Future[ShardInput]] | None = None
+        for info in infos:
+            rendered = render_shard_input(step, info)
+            try:
+                done = (pending[0], pending[1].result()) if pending else None
+            except BaseException:
+                rendered[1].close()
+                raise
+            pending = (info, uploads.submit(upload_shard_input, step, *rendered))
+            if done:
+                yield done
+        if pending:
+            yield pending[0], pending[1].result()
+
+
 def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
-    """Write the shard's Bedrock JSONL input from its rows; verify it matches the shard index.
+    """Write the shard's Bedrock JSONL input from its rows; verify it matches the shard index."""
+    return upload_shard_input(step, *render_shard_input(step, info))
+
+
+def render_shard_input(step: Step, info: ShardInfo) -> tuple[ShardInput, BinaryIO]:
+    """The shard's JSONL input rendered from its rows and checked against the shard index: what it is and the
+    open file holding it, at its start (the caller closes it: ``upload_shard_input``).
 
     The lines are rendered into memory up to the single-PUT size (a temporary file beyond it).
     """
@@ -96,28 +122,36 @@ def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
     columns = [*dict.fromkeys([*step.adapter.input_columns(), RECORD_ID])]
     digest = hashlib.sha256()
     records = 0
-    with (
-        local_copy(step.s3, layout.shard_rows(info.key)) as rows_path,
-        tempfile.SpooledTemporaryFile(max_size=SINGLE_PUT_BYTES, prefix="bedrock-assets-shard-") as out,
-    ):
-        part = pq.ParquetFile(rows_path)
-        if MAX_TOKENS in part.schema_arrow.names:  # a retry shard: some requests may have a raised max_tokens
-            columns.append(MAX_TOKENS)
-        cached = CACHED_FROM in part.schema_arrow.names  # the rows the record cache answers are not sent
-        for batch in part.iter_batches(columns=columns + ([CACHED_FROM] if cached else []), batch_size=BATCH_ROWS):
-            if cached:
-                batch = batch.filter(pc.is_null(batch.column(CACHED_FROM)))
-            requests, _ = rendered_requests(batch, step.adapter, step.resend_adapter)
-            for piece in line_buffers(requests):
-                out.write(piece)
-                digest.update(piece)
-            records += len(requests) - requests.null_count
-        size = out.tell()
+    out = tempfile.SpooledTemporaryFile(max_size=SINGLE_PUT_BYTES, prefix="bedrock-assets-shard-")
+    try:
+        with local_copy(step.s3, layout.shard_rows(info.key)) as rows_path:
+            part = pq.ParquetFile(rows_path)
+            if MAX_TOKENS in part.schema_arrow.names:  # a retry shard: some requests may have a raised max_tokens
+                columns.append(MAX_TOKENS)
+            cached = CACHED_FROM in part.schema_arrow.names  # the rows the record cache answers are not sent
+            for batch in part.iter_batches(columns=columns + ([CACHED_FROM] if cached else []), batch_size=BATCH_ROWS):
+                if cached:
+                    batch = batch.filter(pc.is_null(batch.column(CACHED_FROM)))
+                requests, _ = rendered_requests(batch, step.adapter, step.resend_adapter)
+                for piece in line_buffers(requests):
+                    out.write(piece)
+                    digest.update(piece)
+                records += len(requests) - requests.null_count
         if digest.hexdigest() != info.digest or records != info.records:
             raise RuntimeError(
                 f"shard {info.key}: rows in {layout.shard_rows(info.key).uri} no longer match the shard plan "
                 "(re-materialize raw_dataset)"
             )
+        size = out.tell()
         out.seek(0)
-        upload_fileobj(step.s3, out, size, layout.shard_input(info.key))  # type: ignore[arg-type]  # a binary file
-    return ShardInput(info.key, records, size, layout.shard_input(info.key).uri)
+    except BaseException:
+        out.close()
+        raise
+    return ShardInput(info.key, records, size, layout.shard_input(info.key).uri), out  # type: ignore[return-value]
+
+
+def upload_shard_input(step: Step, written: ShardInput, body: BinaryIO) -> ShardInput:
+    """PUT a rendered shard input where its job reads it, and close its file."""
+    with body:
+        upload_fileobj(step.s3, body, written.bytes, step.layout.shard_input(written.shard))
+    return written

@@ -127,6 +127,14 @@ class ModelAdapter(ABC):
         blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
         return pc.if_else(blank, pa.scalar(_EMPTY_PROMPT), pa.scalar(None, pa.string()))
 
+    def row_errors(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        """``text_errors`` of the batch's texts. A template with a letter or digit in its fixed text never
+        renders a blank prompt: nothing to check, and the texts are not rendered for it."""
+        literals, _ = self._template_parts()
+        if any(c.isalnum() for literal in literals for c in literal):
+            return pa.nulls(batch.num_rows, pa.string())
+        return self.text_errors(self.texts(batch))
+
     # structured outputs -----------------------------------------------------------------------
     @property
     def structured_mechanism(self) -> Mechanism:
@@ -261,6 +269,9 @@ class EmbeddingAdapter(ModelAdapter):
     @property
     def embedding_dimensions(self) -> int:
         return self.fixed_dimensions or self.inference.dimensions
+
+    def row_errors(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        return self.text_errors(self.texts(batch))  # the input text itself: its length and blankness
 
     def text_errors(self, texts: pa.Array) -> pa.Array:
         none = pa.scalar(None, pa.string())

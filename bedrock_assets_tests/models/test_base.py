@@ -390,3 +390,17 @@ def test_a_blank_prompt_is_rejected_before_submission_for_every_text_family():
         assert errors[0] is None and errors[1] == errors[2] and "only whitespace" in errors[1]
         with pytest.raises(ValueError, match="blank|non-blank"):
             validate(adapter, adapter.body_for_text("   "))
+
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+def test_a_template_with_fixed_text_skips_the_blank_check_and_one_without_keeps_it(monkeypatch):
+    rows = pa.record_batch({"q": ["fine", " \n ", None]})
+    bare = adapter_for(HAIKU, "InvokeModel", PromptSettings(template="{q}"), InferenceSettings())
+    assert [e is None for e in bare.row_errors(rows).to_pylist()] == [True, False, False]
+    spaced = adapter_for(HAIKU, "InvokeModel", PromptSettings(template=" \n{q}\n "), InferenceSettings())
+    assert [e is None for e in spaced.row_errors(rows).to_pylist()] == [True, False, False]  # whitespace is no text
+    fixed = adapter_for(HAIKU, "InvokeModel", PromptSettings(template="Question: {q}"), InferenceSettings())
+    monkeypatch.setattr(type(fixed), "texts", lambda *a, **k: pytest.fail("rendered for a check that cannot fire"))
+    assert fixed.row_errors(rows).to_pylist() == [None, None, None]

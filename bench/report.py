@@ -13,7 +13,7 @@ E2E_LIMIT_S = 240.0
 CALLS_PER_JOB_LIMIT = 2.0
 
 DEFINITIONS = [
-    "**ours, prep**: `prepare_dataset(spec, s3)` then `write_shard_input(spec, s3, info)` for every shard of "
+    "**ours, prep**: `prepare_dataset(step)` then `write_shard_inputs(step, shards)` over every shard of "
     "the plan, in one process (one Dagster run, in-process executor); the source Parquet is read from S3.",
     "**ours, merge**: per shard `collect_job_outputs(spec, s3, attempt)` then `merge_results(spec, s3, "
     "attempt)`, in one process; the `.jsonl.out` files are in S3 where a finished job puts them.",

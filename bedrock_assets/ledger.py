@@ -167,8 +167,8 @@ def sort_key(shard: str, attempt: int) -> str:
 
 BY_UPDATE = "by_update"  # the index of items by (pipeline, updated_at), every attribute projected
 OVERLAP = timedelta(seconds=60)  # items written this long before the last read are read again (index lag: ms)
-FULL_EVERY = 15 * 60.0
-WRITERS = 8  # ledger writes in flight at once (update_each)  # seconds between two full reads of a pipeline's attempts in one process
+FULL_EVERY = 15 * 60.0  # seconds between two full reads of a pipeline's attempts in one process
+WRITERS = 8  # ledger writes in flight at once (update_each)
 
 
 @dataclass
@@ -190,6 +190,9 @@ class _Copy:
         return [self.items[k] for k in sorted(self.items)]
 
 
+_COPIES: dict[tuple[str, str, str], _Copy] = {}
+_INDEXED: dict[tuple[str, str], bool] = {}
+_LOCK = threading.Lock()
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -200,11 +203,6 @@ def _writers() -> ThreadPoolExecutor:
         if _POOL is None or _POOL[0] != os.getpid():  # a forked child does not inherit the threads
             _POOL = (os.getpid(), ThreadPoolExecutor(WRITERS, thread_name_prefix="bedrock-assets-ledger"))
         return _POOL[1]
-
-
-_COPIES: dict[tuple[str, str, str], _Copy] = {}
-_INDEXED: dict[tuple[str, str], bool] = {}
-_LOCK = threading.Lock()
 
 
 class JobLedger:

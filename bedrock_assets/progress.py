@@ -84,16 +84,19 @@ def latest_merges(instance: DagsterInstance, merged_results: AssetKey) -> dict[s
     return {k: mark for k, (_, mark) in found.items()}
 
 
+_Held = dict[str, tuple[int, MergedMark | None]]  # partition -> (storage id, its mark)
+_Copies = dict[tuple[str, str], _Held]  # (asset, event kind) -> what is held
+
+
 class _MarkRecords:
     """This process's copy of the merge marks read by storage id, per event storage, asset and event kind."""
 
     def __init__(self) -> None:
-        Copies = dict[tuple[str, str], dict[str, tuple[int, MergedMark | None]]]
-        self._by_storage: dict[str, Copies] = {}  # a persistent storage: by its configuration's digest
-        self._ephemeral: weakref.WeakKeyDictionary[DagsterInstance, Copies] = weakref.WeakKeyDictionary()
+        self._by_storage: dict[str, _Copies] = {}  # a persistent storage: by its configuration's digest
+        self._ephemeral: weakref.WeakKeyDictionary[DagsterInstance, _Copies] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
-    def _copies(self, instance: DagsterInstance) -> dict[tuple[str, str], dict[str, tuple[int, MergedMark | None]]]:
+    def _copies(self, instance: DagsterInstance) -> _Copies:
         """The copies of this instance's storage (each tick of the daemon's sensors gets a new instance object of
         the same storage; an ephemeral instance's storage is its own)."""
         if not instance.is_persistent:
@@ -102,9 +105,7 @@ class _MarkRecords:
         text = f"{data.module_name}.{data.class_name}:{data.config_yaml}" if data else ""
         return self._by_storage.setdefault(hashlib.sha256(text.encode()).hexdigest(), {})
 
-    def read(
-        self, instance: DagsterInstance, asset: AssetKey, kind: DagsterEventType, ids: Mapping[str, int]
-    ) -> dict[str, tuple[int, MergedMark | None]]:
+    def read(self, instance: DagsterInstance, asset: AssetKey, kind: DagsterEventType, ids: Mapping[str, int]) -> _Held:
         """Partition -> (storage id, its mark) for these latest ids, fetching only the records not held."""
         key = (asset.to_user_string(), kind.value)
         with self._lock:

@@ -8,9 +8,9 @@ automation evaluations, each stage a run) against the local stack (a process of 
 the model's concurrency quota raised to N so slots never limit), on a SQLite instance in a fresh
 DAGSTER_HOME. It reports: the wall time and its share per shard; the completion sensor's tick (median and
 the slowest while the pipeline ran; and the steady state, polling and between polls, once everything is
-merged and a tick has read the run's last writes) and the automation evaluation; the definitions' load time in a new process with N partitions registered (import,
-build, and the first automation evaluation the daemon makes); Dagster runs launched; Bedrock control-plane
-calls per job; the instance's database size; peak RSS. Markdown on stdout, JSON in WORK_DIR/latest.json.
+merged and a tick has read the run's last writes) and the automation evaluation; the definitions' load
+time in a new process with N partitions registered (import, build, and the first automation evaluation
+the daemon makes); Dagster runs launched; Bedrock control-plane calls per job; the instance's database size; peak RSS. Markdown on stdout, JSON in WORK_DIR/latest.json.
 """
 
 from __future__ import annotations

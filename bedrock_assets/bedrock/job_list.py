@@ -26,7 +26,7 @@ FULL_EVERY = 15 * 60.0
 
 
 class JobList:
-    """One process's copy of an account's job list, as one client sees it (``of(client)``)."""
+    """One process's copy of an account's job list, as one client sees it (``job_list_of``)."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobSummary] = {}  # job ARN -> its summary at the last list that showed it
@@ -41,10 +41,11 @@ class JobList:
         with self._lock:
             if self._listed_at is None or time.monotonic() - self._full_at >= FULL_EVERY:
                 return start, True
-            open_since = [j.submit_time for j in self._jobs.values() if not j.status.is_terminal]
-            if any(t is None for t in open_since):  # an open job without a submit time: nothing to go by
+            opened = [j.submit_time for j in self._jobs.values() if not j.status.is_terminal]
+            submitted = [t for t in opened if t is not None]
+            if len(submitted) < len(opened):  # an open job without a submit time: nothing to go by
                 return start, True
-            oldest = min([self._listed_at, *(t for t in open_since if t is not None)])
+            oldest = min([self._listed_at, *submitted])
         return max(start, oldest - OVERLAP), False
 
     def listed(self, lookback: timedelta, fetch: Callable[[datetime], list[JobSummary]]) -> list[JobSummary]:

@@ -89,8 +89,9 @@ class ShardInput:
 
 
 def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple[ShardInfo, ShardInput]]:
-    """``write_shard_input`` for each shard in order, the next shard rendering while the last one uploads (one
-    upload in flight: at most two shards' files exist, each in memory up to the single-PUT size)."""
+    """Each shard's Bedrock JSONL input written from its rows (``render_shard_input`` then ``upload_shard_input``),
+    in order, the next shard rendering while the last one uploads (one upload in flight: at most two shards'
+    files exist, each in memory up to the single-PUT size)."""
     with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload") as uploads:
         pending: tuple[ShardInfo, Future[ShardInput]] | None = None
         for info in infos:
@@ -105,11 +106,6 @@ def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple
                 yield done
         if pending:
             yield pending[0], pending[1].result()
-
-
-def write_shard_input(step: Step, info: ShardInfo) -> ShardInput:
-    """Write the shard's Bedrock JSONL input from its rows; verify it matches the shard index."""
-    return upload_shard_input(step, *render_shard_input(step, info))
 
 
 def render_shard_input(step: Step, info: ShardInfo) -> tuple[ShardInput, BinaryIO]:

@@ -7,12 +7,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -60,6 +60,39 @@ def upload_fileobj(s3: S3Access, body: BinaryIO, size: int, loc: S3Location) -> 
         return s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
     s3.client.upload_fileobj(body, loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
     return None
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Stored(Generic[R]):
+    """A result and the upload that stores it; ``discard`` frees what the upload would have sent, when it never
+    runs because an earlier upload failed."""
+
+    result: R
+    upload: Callable[[], object]
+    discard: Callable[[], object] = lambda: None
+
+
+def uploaded_behind(work: Iterable[Stored[R]]) -> Iterator[R]:
+    """Each result of ``work`` once its upload is done, in order, the upload running on a writer thread while
+    the next item is worked on: one upload in flight, so at most two items' files exist. An upload's error
+    surfaces in order, before any later result; the item worked on meanwhile is discarded."""
+    with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload") as pool:
+        pending: tuple[R, Future[object]] | None = None
+        for item in work:
+            if pending is not None:
+                try:
+                    pending[1].result()
+                except BaseException:
+                    item.discard()
+                    raise
+                yield pending[0]
+            pending = (item.result, pool.submit(item.upload))
+        if pending is not None:
+            pending[1].result()
+            yield pending[0]
 
 
 @contextmanager

@@ -3,14 +3,19 @@ of what this process wrote, ranged reads of a source's schema, and clients made 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from functools import partial
+
 import boto3
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.sources import read_columns, resolve_files
-from bedrock_assets.storage import S3Access
+from bedrock_assets.storage import S3Access, Stored, uploaded_behind
 from bedrock_assets.uris import S3Location
 from bedrock_assets_tests.helpers import NO_RECOURSE, S3Calls, ledger_of, pipeline_dict, run
 
@@ -106,3 +111,40 @@ def test_line_chunks_end_on_line_boundaries_and_lose_nothing(s3, bucket):
     chunks = list(iter_line_chunks(S3Access(s3), S3Location(bucket, "out/x.jsonl.out"), chunk_bytes=37))
     assert all(bytes(c).endswith(b"\n") for c in chunks) and len(chunks) > 10
     assert b"".join(chunks) == body + b"\n"
+
+
+def test_uploads_run_behind_the_next_item_and_each_result_comes_once_stored():
+    worked = {n: threading.Event() for n in range(3)}
+    stored: list[int] = []
+
+    def upload(n: int) -> None:
+        if n + 1 in worked:  # in sequence this would wait in vain: the next item is worked on meanwhile
+            assert worked[n + 1].wait(10), f"item {n + 1} was not worked on while {n} uploaded"
+        stored.append(n)
+
+    def work() -> Iterator[Stored[int]]:
+        for n in range(3):
+            worked[n].set()
+            yield Stored(n, partial(upload, n))
+
+    seen = []
+    for n in uploaded_behind(work()):
+        assert n in stored  # a result comes only once its upload is done
+        seen.append(n)
+    assert seen == stored == [0, 1, 2]
+
+
+def test_a_failed_upload_surfaces_in_order_and_the_item_worked_on_meanwhile_is_discarded():
+    discarded, uploaded = [], []
+
+    def upload(n: int) -> None:
+        if n == 1:
+            raise RuntimeError(f"PUT {n} failed")
+        uploaded.append(n)
+
+    work = (Stored(n, partial(upload, n), partial(discarded.append, n)) for n in range(4))
+    results = uploaded_behind(work)
+    assert next(results) == 0
+    with pytest.raises(RuntimeError, match="PUT 1 failed"):
+        next(results)
+    assert uploaded == [0] and discarded == [2]  # item 2 was ready when 1 failed; 3 was never worked on

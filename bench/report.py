@@ -15,8 +15,9 @@ CALLS_PER_JOB_LIMIT = 2.0
 DEFINITIONS = [
     "**ours, prep**: `prepare_dataset(step)` then `write_shard_inputs(step, shards)` over every shard of "
     "the plan, in one process (one Dagster run, in-process executor); the source Parquet is read from S3.",
-    "**ours, merge**: per shard `collect_job_outputs(spec, s3, attempt)` then `merge_results(spec, s3, "
-    "attempt)`, in one process; the `.jsonl.out` files are in S3 where a finished job puts them.",
+    "**ours, merge**: `collect_each(step, attempts)` over every shard then `merge_each(step, attempts)`, as the "
+    "merge stage's run does (each shard's file uploads while the next is worked on), in one process; the "
+    "`.jsonl.out` files are in S3 where a finished job puts them.",
     "**limit, prep** (physical limit): `ParquetFile.iter_batches` of the local copy of the source, the same "
     "request lines with Arrow compute only (`json_escape` of the column values + `binary_join_element_wise` "
     "with the fixed frame) and the canonical Parquet parts, written to local disk; every JSONL file is checked "
@@ -192,8 +193,8 @@ def transfer_notes(runs: list[StageRun]) -> list[str]:
             )
         elif r.stage == "merge":
             notes.append(
-                f"- merge @ {r.size:,}: collect_job_outputs {r.details['collect_job_outputs_s']:.2f} s + "
-                f"merge_results {r.details['merge_results_s']:.2f} s over {r.bytes / 1e6:,.1f} MB of .jsonl.out; "
+                f"- merge @ {r.size:,}: collect_each {r.details['collect_job_outputs_s']:.2f} s + "
+                f"merge_each {r.details['merge_results_s']:.2f} s over {r.bytes / 1e6:,.1f} MB of .jsonl.out; "
                 f"local stack CPU {r.stack_cpu_s:.1f} s"
             )
         elif r.stage == "prep_limit":

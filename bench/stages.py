@@ -18,8 +18,8 @@ The data: N SimpleCoT-like rows as one Parquet file, on local disk and in S3
   JSONL file must equal ours byte for byte (sha256 against ours' shard digest).
 - ``prep_floor`` (S3 floor): plain boto3 against the same local S3, no processing: GET the source
   object, PUT ours' canonical parts, PUT ours' JSONL inputs.
-- ``merge`` (ours): per shard ``batch_job_outputs.collect_job_outputs(step, attempt)`` then
-  ``merged_results.merge_results(step, attempt)``, in this one process.
+- ``merge`` (ours): ``batch_job_outputs.collect_each(step, attempts)`` over every shard, then
+  ``merged_results.merge_each(step, attempts)``, as the merge stage's run does, in this one process.
 - ``merge_limit``: per shard ``pyarrow.json.read_json`` of the same ``.jsonl.out`` file on local disk
   (explicit schema: recordId, modelOutput as the adapter types it, error), a join onto the shard's input
   rows (ours' canonical part on local disk; ``pc.index_in`` + ``take``, input order) and
@@ -69,9 +69,9 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.graph.batch_job_outputs import collect_job_outputs
+from bedrock_assets.graph.batch_job_outputs import collect_each
 from bedrock_assets.graph.jsonl_shards import write_shard_inputs
-from bedrock_assets.graph.merged_results import merge_results
+from bedrock_assets.graph.merged_results import merge_each
 from bedrock_assets.graph.raw_dataset import prepare_dataset
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets.ledger import JobAttempt
@@ -159,7 +159,7 @@ class ShardFacts:
     digest: str  # sha256 of ours' JSONL input
 
     def attempt(self, spec: PipelineSpec) -> JobAttempt:
-        """The finished job attempt ``collect_job_outputs`` and ``merge_results`` are given."""
+        """The finished job attempt ``collect_each`` and ``merge_each`` are given."""
         layout = PipelineLayout.for_uri(spec.output_uri)
         return JobAttempt(
             pipeline=spec.name,
@@ -289,27 +289,23 @@ def stage_merge(args) -> dict[str, Any]:
     spec = pipeline_spec(args.rows)
     step = assets_step(spec)
     shards = load_shards(args.work_dir, args.rows)
-    collect_s = merge_s = 0.0
-    rows = succeeded = 0
-    for shard in shards:
-        attempt = shard.attempt(spec)
-        t0 = time.perf_counter()
-        collect_job_outputs(step, attempt)
-        t1 = time.perf_counter()
-        merged = merge_results(step, attempt)
-        merge_s += time.perf_counter() - t1
-        collect_s += t1 - t0
-        if not merged.every_row_once:
-            raise RuntimeError(f"{shard.key}: merged {merged.rows} rows for {merged.input_rows} input rows")
-        rows += merged.rows
-        succeeded += merged.succeeded
+    attempts = [shard.attempt(spec) for shard in shards]
+    t0 = time.perf_counter()
+    for _ in collect_each(step, attempts):  # as the merge stage's run does: batch_job_outputs, then merged_results
+        pass
+    t1 = time.perf_counter()
+    merged = list(merge_each(step, attempts))
+    t2 = time.perf_counter()
+    for m in merged:
+        if not m.every_row_once:
+            raise RuntimeError(f"{m.shard}: merged {m.rows} rows for {m.input_rows} input rows")
     cache = outputs_dir(args.work_dir, args.rows)
     return {
-        "seconds": collect_s + merge_s,
-        "collect_job_outputs_s": collect_s,
-        "merge_results_s": merge_s,
-        "rows": rows,
-        "succeeded": succeeded,
+        "seconds": t2 - t0,
+        "collect_job_outputs_s": t1 - t0,
+        "merge_results_s": t2 - t1,
+        "rows": sum(m.rows for m in merged),
+        "succeeded": sum(m.succeeded for m in merged),
         "bytes": sum((cache / f"{s.key}.jsonl.out").stat().st_size for s in shards),
         "shards": len(shards),
     }

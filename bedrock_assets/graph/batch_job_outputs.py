@@ -7,6 +7,7 @@ output (Failed, Expired, Stopped, refused) fails the ``job_succeeded`` check wit
 
 import json
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,15 @@ from bedrock_assets.output_lines import OutputParser, OutputStats
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.record_cache import RecordCache
 from bedrock_assets.records import CACHE_KEY, CACHED_FROM, INPUT_ERROR, RECORD_ID
-from bedrock_assets.storage import iter_line_chunks, list_objects, local_copy, read_bytes, upload_file
+from bedrock_assets.storage import (
+    Stored,
+    iter_line_chunks,
+    list_objects,
+    local_copy,
+    read_bytes,
+    upload_file,
+    uploaded_behind,
+)
 from bedrock_assets.uris import S3Location
 
 JOB_CHECK = "job_succeeded"
@@ -72,9 +81,9 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
 def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger) -> dg.MaterializeResult:
     """Read the output of every shard's finished job; record its tokens and cost."""
     results = []
-    for shard in context.partition_keys:
-        attempt = finished_attempt(ledger, step.name, shard)
-        outputs = collect_job_outputs(step, attempt)
+    attempts = (finished_attempt(ledger, step.name, shard) for shard in context.partition_keys)
+    for attempt, outputs in collect_each(step, attempts):
+        shard = attempt.shard
         attempt = ledger.update(attempt, input_tokens=outputs.input_tokens, output_tokens=outputs.output_tokens)
         cost = actual_cost(attempt, step.price)
         context.add_asset_metadata(
@@ -195,6 +204,27 @@ class JobOutputs:
     oddities: Oddities = field(default_factory=Oddities)
     stopped_at_cutoff: bool = False  # the deadline's batch cutoff stopped the job
 
+    @classmethod
+    def of(cls, attempt: JobAttempt, uri: str, manifest: dict[str, int], sent: int, stats: OutputStats) -> "JobOutputs":
+        return cls(
+            shard=attempt.shard,
+            job_arn=attempt.job_arn,
+            job_status=attempt.status,
+            job_message=attempt.message,
+            uri=uri,
+            manifest=manifest,
+            records_sent=sent,
+            succeeded=stats.succeeded,
+            errored=stats.errored,
+            duplicate_lines=stats.duplicates,
+            input_tokens=stats.input_tokens,
+            output_tokens=stats.output_tokens,
+            error_codes=dict(stats.error_codes),
+            truncated=stats.truncated,
+            oddities=Oddities.of(stats),
+            stopped_at_cutoff=stopped_at_cutoff(attempt),
+        )
+
     @property
     def not_returned(self) -> int:
         return self.records_sent - self.succeeded - self.errored
@@ -223,54 +253,52 @@ class JobOutputs:
         }
 
 
-def collect_job_outputs(step: Step, attempt: JobAttempt) -> JobOutputs:
-    """Stream the job's ``*.jsonl.out`` files into ``outputs/<shard>.parquet``; read its manifest."""
-    shard, layout = attempt.shard, step.layout
-    manifest: dict[str, int] = {}
+def collect_each(step: Step, attempts: Iterable[JobAttempt]) -> Iterator[tuple[JobAttempt, JobOutputs]]:
+    """Each attempt's outputs (``collect_job_outputs``) once stored, in order: a shard's table uploads while the
+    next shard's job output is read (``uploaded_behind``)."""
     with tempfile.TemporaryDirectory(prefix="bedrock-assets-out-") as tmp:
-        with local_copy(step.s3, layout.shard_rows(shard), keep=True) as rows:  # kept for merged_results
-            names = pq.read_schema(rows).names
-            ids = pq.read_table(
-                rows, columns=[c for c in (RECORD_ID, INPUT_ERROR, CACHE_KEY, CACHED_FROM) if c in names]
-            )
-        unsent = pc.is_valid(ids.column(INPUT_ERROR))
-        if CACHED_FROM in names:  # answered by the record cache: not in the job
-            unsent = pc.or_(unsent, pc.is_valid(ids.column(CACHED_FROM)))
-        sent = ids.filter(pc.invert(unsent)).column(RECORD_ID).to_pylist()
-        parser = OutputParser(step.adapter, expected_ids=sent)
-        out_path = Path(tmp) / "outputs.parquet"
-        with pq.ParquetWriter(out_path, parser.schema) as writer:
-            if attempt.job_id:
-                prefix = layout.job_output(shard).join(attempt.job_id)
-                for loc, _ in list_objects(step.s3, S3Location(prefix.bucket, prefix.key + "/")):
-                    if loc.key.endswith("manifest.json.out"):
-                        manifest = parse_manifest(read_bytes(step.s3, loc))
-                    elif loc.key.endswith(".out"):
-                        for chunk in iter_line_chunks(step.s3, loc):
-                            writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
-        answered = attempt.status.has_output or attempt.status is JobStatus.STOPPED  # what it answered is paid
+        yield from uploaded_behind(
+            collect_job_outputs(step, attempt, Path(tmp) / f"{n}.parquet") for n, attempt in enumerate(attempts)
+        )
+
+
+def collect_job_outputs(step: Step, attempt: JobAttempt, out_path: Path) -> Stored[tuple[JobAttempt, JobOutputs]]:
+    """Stream the job's ``*.jsonl.out`` files into ``out_path`` and read its manifest; storing it uploads the
+    file as ``outputs/<shard>.parquet`` (after the record cache's segment of its answers, if the cache is on)."""
+    shard, layout = attempt.shard, step.layout
+    with local_copy(step.s3, layout.shard_rows(shard), keep=True) as rows:  # kept for merged_results
+        names = pq.read_schema(rows).names
+        ids = pq.read_table(rows, columns=[c for c in (RECORD_ID, INPUT_ERROR, CACHE_KEY, CACHED_FROM) if c in names])
+    unsent = pc.is_valid(ids.column(INPUT_ERROR))
+    if CACHED_FROM in names:  # answered by the record cache: not in the job
+        unsent = pc.or_(unsent, pc.is_valid(ids.column(CACHED_FROM)))
+    sent = ids.filter(pc.invert(unsent)).column(RECORD_ID).to_pylist()
+    parser = OutputParser(step.adapter, expected_ids=sent)
+    manifest = parse_job_output(step, attempt, parser, out_path)
+    answered = attempt.status.has_output or attempt.status is JobStatus.STOPPED  # what it answered is paid
+
+    def store() -> None:
         if step.spec.cache and CACHE_KEY in names and answered and sent:
             RecordCache(step).write_segment(attempt, pq.read_table(out_path), ids)  # kept: never paid again
         upload_file(step.s3, out_path, layout.outputs(shard), keep=True)
-    stats = parser.stats
-    return JobOutputs(
-        shard=shard,
-        job_arn=attempt.job_arn,
-        job_status=attempt.status,
-        job_message=attempt.message,
-        uri=layout.outputs(shard).uri,
-        manifest=manifest,
-        records_sent=len(sent),
-        succeeded=stats.succeeded,
-        errored=stats.errored,
-        duplicate_lines=stats.duplicates,
-        input_tokens=stats.input_tokens,
-        output_tokens=stats.output_tokens,
-        error_codes=dict(stats.error_codes),
-        truncated=stats.truncated,
-        oddities=Oddities.of(stats),
-        stopped_at_cutoff=stopped_at_cutoff(attempt),
-    )
+
+    outputs = JobOutputs.of(attempt, layout.outputs(shard).uri, manifest, len(sent), parser.stats)
+    return Stored((attempt, outputs), store)
+
+
+def parse_job_output(step: Step, attempt: JobAttempt, parser: OutputParser, out_path: Path) -> dict[str, int]:
+    """Parse every ``.jsonl.out`` file of the attempt's job into the Parquet file ``out_path``; its manifest."""
+    manifest: dict[str, int] = {}
+    with pq.ParquetWriter(out_path, parser.schema) as writer:
+        if attempt.job_id:
+            prefix = step.layout.job_output(attempt.shard).join(attempt.job_id)
+            for loc, _ in list_objects(step.s3, S3Location(prefix.bucket, prefix.key + "/")):
+                if loc.key.endswith("manifest.json.out"):
+                    manifest = parse_manifest(read_bytes(step.s3, loc))
+                elif loc.key.endswith(".out"):
+                    for chunk in iter_line_chunks(step.s3, loc):
+                        writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
+    return manifest
 
 
 def jobs_check(results: list[JobOutputs]) -> dg.AssetCheckResult:

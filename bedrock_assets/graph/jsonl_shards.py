@@ -3,8 +3,8 @@
 import hashlib
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, BinaryIO
 
 import dagster as dg
@@ -19,7 +19,7 @@ from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import CACHED_FROM, MAX_TOKENS, RECORD_ID, line_buffers, rendered_requests
 from bedrock_assets.shards import BATCH_ROWS, ShardInfo, select_shards
-from bedrock_assets.storage import SINGLE_PUT_BYTES, local_copy, upload_fileobj
+from bedrock_assets.storage import SINGLE_PUT_BYTES, Stored, local_copy, upload_fileobj, uploaded_behind
 
 QUOTAS_CHECK = "within_batch_quotas"
 
@@ -90,22 +90,15 @@ class ShardInput:
 
 def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple[ShardInfo, ShardInput]]:
     """Each shard's Bedrock JSONL input written from its rows (``render_shard_input`` then ``upload_shard_input``),
-    in order, the next shard rendering while the last one uploads (one upload in flight: at most two shards'
+    in order, the next shard rendering while the last one uploads (``uploaded_behind``: at most two shards'
     files exist, each in memory up to the single-PUT size)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload") as uploads:
-        pending: tuple[ShardInfo, Future[ShardInput]] | None = None
+
+    def rendered() -> Iterator[Stored[tuple[ShardInfo, ShardInput]]]:
         for info in infos:
-            rendered = render_shard_input(step, info)
-            try:
-                done = (pending[0], pending[1].result()) if pending else None
-            except BaseException:
-                rendered[1].close()
-                raise
-            pending = (info, uploads.submit(upload_shard_input, step, *rendered))
-            if done:
-                yield done
-        if pending:
-            yield pending[0], pending[1].result()
+            written, body = render_shard_input(step, info)
+            yield Stored((info, written), partial(upload_shard_input, step, written, body), body.close)
+
+    return uploaded_behind(rendered())
 
 
 def render_shard_input(step: Step, info: ShardInfo) -> tuple[ShardInput, BinaryIO]:

@@ -13,8 +13,9 @@ failed ones on the failure, for the headless runner).
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from bedrock_assets.progress import MergedMark
 from bedrock_assets.record_cache import RecordCache
 from bedrock_assets.records import ANSWERED_BY, CACHED_FROM, INPUT_ERROR, INTERNAL_COLUMNS, MAX_TOKENS, RECORD_ID
 from bedrock_assets.shards import round_of
-from bedrock_assets.storage import local_copy, upload_file
+from bedrock_assets.storage import Stored, local_copy, upload_file, uploaded_behind
 
 ROWS_CHECK = "every_input_row_once"
 ERROR_RATE_CHECK = "error_rate"
@@ -82,11 +83,10 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
     """Merge every shard of the range; materialize those whose job gave output, observe the others, then fail
     if there were any (see the module's docstring)."""
     merged = []
-    for shard in context.partition_keys:
-        result = merge_results(step, finished_attempt(ledger, step.name, shard))
+    for result in merge_each(step, (finished_attempt(ledger, step.name, shard) for shard in context.partition_keys)):
         merged.append(result)
         event = dg.AssetMaterialization if result.job.status.has_output else dg.AssetObservation
-        context.log_event(event(step.keys.merged_results, partition=shard, metadata=result.metadata()))
+        context.log_event(event(step.keys.merged_results, partition=result.shard, metadata=result.metadata()))
     yield rows_check(merged)
     yield error_rate_check(merged, step.spec.max_error_rate, step.spec.retry.max_rounds)
     failed = [m.job for m in merged if not m.job.status.has_output and not stopped_at_cutoff(m.job)]
@@ -198,22 +198,27 @@ class MergedShard:
         }
 
 
-def merge_results(step: Step, job: JobAttempt) -> MergedShard:
-    """Write ``merged/<shard>.parquet``: every input row of the shard with its output or error."""
+def merge_each(step: Step, jobs: Iterable[JobAttempt]) -> Iterator[MergedShard]:
+    """Each job's merged shard (``merge_results``) once stored, in order: a shard's merged file uploads while the
+    next shard is merged (``uploaded_behind``)."""
+    with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
+        yield from uploaded_behind(merge_results(step, job, Path(tmp) / f"{n}.parquet") for n, job in enumerate(jobs))
+
+
+def merge_results(step: Step, job: JobAttempt, path: Path) -> Stored[MergedShard]:
+    """Every input row of the shard with its output or error, written to ``path``; storing it uploads the file
+    as ``merged/<shard>.parquet``."""
     layout, s3 = step.layout, step.s3
     shard = job.shard
-    with tempfile.TemporaryDirectory(prefix="bedrock-assets-merge-") as tmp:
-        with local_copy(s3, layout.shard_rows(shard)) as rows_path, local_copy(s3, layout.outputs(shard)) as out:
-            rows, outputs = pq.read_table(rows_path), pq.read_table(out)
-        if CACHED_FROM in rows.column_names and rows.column(CACHED_FROM).null_count < rows.num_rows:
-            cached = RecordCache(step).outcomes(rows, outputs.schema)  # the answers the record cache gives
-            outputs = pa.concat_tables([outputs, cached], promote_options="permissive")
-        merged = merge_shard(rows, outputs, job)
-        path = Path(tmp) / "merged.parquet"
-        pq.write_table(merged, path)
-        upload_file(s3, path, layout.merged(shard), keep=True)
+    with local_copy(s3, layout.shard_rows(shard)) as rows_path, local_copy(s3, layout.outputs(shard)) as out:
+        rows, outputs = pq.read_table(rows_path), pq.read_table(out)
+    if CACHED_FROM in rows.column_names and rows.column(CACHED_FROM).null_count < rows.num_rows:
+        cached = RecordCache(step).outcomes(rows, outputs.schema)  # the answers the record cache gives
+        outputs = pa.concat_tables([outputs, cached], promote_options="permissive")
+    merged = merge_shard(rows, outputs, job)
+    pq.write_table(merged, path)
     outcome = dict(outcome_counts(merged))
-    return MergedShard(
+    result = MergedShard(
         shard=shard,
         job=job,
         input_rows=rows.num_rows,
@@ -224,6 +229,7 @@ def merge_results(step: Step, job: JobAttempt) -> MergedShard:
         retriable=resend_count(merged, rows, step.resend_adapter is not None),
         uri=layout.merged(shard).uri,
     )
+    return Stored(result, partial(upload_file, s3, path, layout.merged(shard), True))
 
 
 def rows_check(results: list[MergedShard]) -> AssetCheckResult:

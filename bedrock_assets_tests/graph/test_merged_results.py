@@ -1,14 +1,31 @@
-"""The left join: every input row exactly once, in input order, with its output or its error."""
+"""The left join: every input row exactly once, in input order, with its output or its error; a shard is reported
+merged only once its file is stored."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED
 from bedrock_assets.bedrock.job_status import JobStatus
+from bedrock_assets.graph import merged_results
+from bedrock_assets.graph.batch_job_outputs import finished_attempt
 from bedrock_assets.graph.merged_results import merge_shard
 from bedrock_assets.output_lines import OutputParser
-from bedrock_assets_tests.helpers import claude, err_line, input_rows, job, ok_line, parse
+from bedrock_assets_tests.helpers import (
+    NO_RECOURSE,
+    claude,
+    err_line,
+    input_rows,
+    job,
+    ledger_of,
+    ok_line,
+    parse,
+    pipeline_dict,
+    run,
+    step_of,
+)
 
 
 def test_merge_of_out_of_order_duplicated_and_missing_lines():
@@ -70,3 +87,35 @@ def test_the_error_rate_check_warns_only_on_rows_no_later_retry_round_sends_agai
     last = merged("r2-00000", 90, 10)  # a shard of the last round: what failed stays failed
     check = error_rate_check([last], 0.05, max_rounds=2)
     assert not check.passed and "r2-00000 10.0%" in check.description
+
+
+def test_a_shard_is_reported_merged_only_once_its_file_is_stored_and_a_failed_put_stops_there(
+    make_pipelines, instance, s3, bucket, monkeypatch
+):
+    defs, (spec,) = make_pipelines([pipeline_dict("stored", bucket, retry=NO_RECOURSE)], rows=600)
+    run(defs, spec, instance)
+    step, ledger = step_of(spec, defs), ledger_of(defs)
+    attempts = [finished_attempt(ledger, spec.name, shard) for shard in ("s00000", "s00001", "s00002")]
+    put, stored = merged_results.upload_file, []
+
+    def upload(s3_access, path, loc, keep=False):
+        put(s3_access, path, loc, keep)
+        stored.append(loc.key.split("/")[-1])
+
+    monkeypatch.setattr(merged_results, "upload_file", upload)
+    for merged in merged_results.merge_each(step, attempts):
+        assert f"{merged.shard}.parquet" in stored and merged.every_row_once  # its file is in S3 when reported
+        body = s3.get_object(Bucket=bucket, Key=step.layout.merged(merged.shard).key)["Body"].read()
+        assert pq.read_table(pa.BufferReader(body)).num_rows == merged.rows == 200
+
+    def failing(s3_access, path, loc, keep=False):
+        if loc.key.endswith("s00001.parquet"):
+            raise RuntimeError(f"PUT {loc.key} failed")
+        put(s3_access, path, loc, keep)
+
+    monkeypatch.setattr(merged_results, "upload_file", failing)
+    reported = []
+    with pytest.raises(RuntimeError, match="s00001.parquet failed"):
+        for merged in merged_results.merge_each(step, attempts):
+            reported.append(merged.shard)
+    assert reported == ["s00000"]  # s00001 is never reported merged, nor s00002 after it

@@ -81,6 +81,11 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def load_average() -> str:
+    """The machine's load average: at the start, what else was running while the figures were taken."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 # ---- the local stack, in its own process -------------------------------------------------------
 
 
@@ -340,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['mem_total_gb']} GB RAM, "
         f"Python {machine['python']}, pyarrow {machine['pyarrow']}, dagster {machine.get('dagster', '?')}, "
         f"{machine['platform']}",
+        f"load average (1/5/15 min) at the start: {load_average()}",
     ]
     print("\n".join(header), flush=True)
     started = time.perf_counter()
@@ -367,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         *markdown(runner.runs, args.sizes, e2e, args.poll_seconds, args.repeats),
         "",
         f"The local stack's peak RSS was {stack_mem.get('VmHWM', float('nan')):,.0f} MB (its own process). "
-        f"Total benchmark wall time {total:.0f} s.",
+        f"Total benchmark wall time {total:.0f} s; load average (1/5/15 min) at the end, this benchmark's own "
+        f"included: {load_average()}.",
     ]
     if runner.failures:
         out += ["", f"FAILED stages: {len(runner.failures)} (logs under {runner.logs})"]

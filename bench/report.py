@@ -189,13 +189,14 @@ def transfer_notes(runs: list[StageRun]) -> list[str]:
             notes.append(
                 f"- prep @ {r.size:,}: prepare_dataset {r.details['prepare_dataset_s']:.2f} s + write_shard_input "
                 f"{r.details['write_shard_input_s']:.2f} s, {r.details['shards']} shard(s), "
-                f"{r.bytes / 1e6:,.1f} MB JSONL; local stack CPU {r.stack_cpu_s:.1f} s"
+                f"{r.bytes / 1e6:,.1f} MB JSONL; client CPU {r.details['client_cpu_s']:.1f} s, local stack CPU "
+                f"{r.stack_cpu_s:.1f} s"
             )
         elif r.stage == "merge":
             notes.append(
                 f"- merge @ {r.size:,}: collect_each {r.details['collect_job_outputs_s']:.2f} s + "
                 f"merge_each {r.details['merge_results_s']:.2f} s over {r.bytes / 1e6:,.1f} MB of .jsonl.out; "
-                f"local stack CPU {r.stack_cpu_s:.1f} s"
+                f"client CPU {r.details['client_cpu_s']:.1f} s, local stack CPU {r.stack_cpu_s:.1f} s"
             )
         elif r.stage == "prep_limit":
             notes.append(

@@ -1,8 +1,8 @@
 """One benchmark stage per process: ``python -m bench.stages STAGE --rows N --work-dir DIR``.
 
 Each stage prints one JSON line on stdout (its last line): ``seconds`` of the measured work, ``rows``,
-``bytes``, ``maxrss_kb`` (``ru_maxrss``: this process's peak RSS) and its details; progress goes to
-stderr. S3 is boto3 with the endpoint from the environment: the parent points it at the local stack,
+``bytes``, ``maxrss_kb`` (``ru_maxrss``: this process's peak RSS), ``client_cpu_s`` (its CPU in the
+stage, every thread) and its details; progress goes to stderr. S3 is boto3 with the endpoint from the environment: the parent points it at the local stack,
 which runs in a process of its own (its memory and CPU are not in these figures).
 
 The data: N SimpleCoT-like rows as one Parquet file, on local disk and in S3
@@ -649,7 +649,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=4 * 3600.0, help="e2e: give up after this many seconds")
     args = ap.parse_args(argv)
     args.work_dir = args.work_dir.resolve()
+    cpu0 = time.process_time()
     result = STAGES[args.stage](args)
+    # this process's CPU in the stage, every thread (modules are imported before): the client's CPU, beside
+    # "local stack CPU" (the server side)
+    result["client_cpu_s"] = time.process_time() - cpu0
     result.update(maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, pid=os.getpid())
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -294,7 +294,7 @@ def test_an_outage_inside_a_step_is_retried_by_its_retry_policy(make_pipelines, 
     execute_stage(defs, instance, spec.name, "prepare")
     shards = instance.get_dynamic_partitions(keys.partitions)
     execute_stage(defs, instance, spec.name, "submit", shards, assets=[keys.jsonl_shards])
-    stack.configure(unavailable_until=time.time() + 3)  # from now: the step's first Bedrock call meets it
+    stack.configure(outage_seconds=3)  # a 3 s outage from the step's first Bedrock call, however late it comes
     result = execute_stage(defs, instance, spec.name, "submit", shards, assets=[keys.batch_jobs])
     retried = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert result.success and retried and retried[0].step_key == "stepretry__batch_jobs"

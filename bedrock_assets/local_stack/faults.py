@@ -23,6 +23,8 @@ class FaultConfig:
     - ``min_records``: minimum records per job (the real service requires 100).
     - ``unavailable_until``: until this epoch time, every batch API call answers 503
       ServiceUnavailableException (an outage).
+    - ``outage_seconds``: an outage of this many seconds begins at the next batch API call (it sets
+      ``unavailable_until`` then and goes back to 0): the next caller meets it however late it comes.
     - ``lose_create_responses``: the next N CreateModelInvocationJob calls take effect (the job exists)
       but answer 500 InternalServerException, replays of the same clientRequestToken included: the
       answer of a create that worked is lost.
@@ -51,6 +53,7 @@ class FaultConfig:
     throttle_every: int = 0
     min_records: int = 100
     unavailable_until: float = 0.0
+    outage_seconds: float = 0.0
     lose_create_responses: int = 0
     create_delay: float = 0.0
     hold_jobs_matching: str | None = None
@@ -68,7 +71,7 @@ class FaultConfig:
         for name, value in knobs.items():
             if name not in known:
                 raise ValueError(f"unknown fault knob: {name}")
-            if name in ("unavailable_until", "create_delay"):
+            if name in ("unavailable_until", "outage_seconds", "create_delay"):
                 value = float(value)
             elif name == "slow_factor":
                 value = float(value)

@@ -395,6 +395,8 @@ class BatchJobEmulator:
 
     def _tick(self, operation: str) -> None:
         self._operations[operation] = self._operations.get(operation, 0) + 1
+        if self.faults.outage_seconds:
+            self.faults.unavailable_until, self.faults.outage_seconds = self.clock() + self.faults.outage_seconds, 0.0
         if self.clock() < self.faults.unavailable_until:
             raise EmulatorError("ServiceUnavailableException", "Service is unavailable (emulated outage).", 503)
         self._calls += 1

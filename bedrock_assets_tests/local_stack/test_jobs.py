@@ -320,6 +320,21 @@ def test_throttling(stack: LocalStack, bedrock: Any) -> None:
         bedrock.list_model_invocation_jobs(maxResults=1)
 
 
+def test_an_outage_of_some_seconds_begins_at_the_next_call(stack: LocalStack) -> None:
+    no_retry = make_client(stack, "bedrock", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    stack.configure(outage_seconds=60)
+    time.sleep(0.2)  # not yet begun: the clock starts at the next call, however late it comes
+    with pytest.raises(ClientError) as err:
+        no_retry.list_model_invocation_jobs(maxResults=1)
+    assert err.value.response["Error"]["Code"] == "ServiceUnavailableException"
+    knobs = stack.configure()
+    assert knobs["outage_seconds"] == 0 and knobs["unavailable_until"] > time.time() + 50
+    with pytest.raises(ClientError):  # still down at the call after
+        no_retry.list_model_invocation_jobs(maxResults=1)
+    stack.configure(unavailable_until=0)
+    no_retry.list_model_invocation_jobs(maxResults=1)
+
+
 class OneObjectS3:
     def __init__(self, data: bytes) -> None:
         self.data = data

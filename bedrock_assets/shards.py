@@ -13,8 +13,8 @@ import hashlib
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from bedrock_assets.record_cache import RecordCache, cache_keys
 from bedrock_assets.records import CACHE_KEY, CACHED_FROM, MAX_TOKENS, REQUEST, line_buffers, request_chars
 from bedrock_assets.sharding import Shard
 from bedrock_assets.sources import SourceError
-from bedrock_assets.storage import get_json, put_json, upload_file
+from bedrock_assets.storage import UploadBehind, get_json, put_json, upload_file
 
 if TYPE_CHECKING:
     from bedrock_assets.pipeline import Step
@@ -261,8 +261,7 @@ class ShardParts:
         self.cache = RecordCache(step) if step.spec.cache else None
         self.previous = {s.key: s for s in previous}
         self._tmp = tempfile.TemporaryDirectory(prefix="bedrock-assets-parts-")
-        self._uploader = ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload")
-        self._upload: Future[None] | None = None
+        self._uploads = UploadBehind()
 
     def __enter__(self) -> ShardParts:
         return self
@@ -276,11 +275,8 @@ class ShardParts:
         if self.write:
             path = Path(self._tmp.name) / f"{key}.parquet"
             pq.write_table(rows.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
-            self._wait()
             # the file is handed over: it becomes this process's local copy of the part
-            self._upload = self._uploader.submit(
-                upload_file, self.step.s3, path, self.step.layout.shard_rows(key), True
-            )
+            self._uploads.send(partial(upload_file, self.step.s3, path, self.step.layout.shard_rows(key), True))
         chars = request_chars(sent, self.step.adapter)
         raised = pc.max(rows.column(MAX_TOKENS)).as_py() if MAX_TOKENS in rows.column_names else None
         if not basis:
@@ -314,17 +310,12 @@ class ShardParts:
         rows = rows.append_column(CACHED_FROM, pa.array(found, pa.string()))
         return rows, sorted({f for f in found if f is not None})
 
-    def _wait(self) -> None:
-        if self._upload is not None:
-            self._upload.result()
-            self._upload = None
-
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         try:
             if kind is None:
-                self._wait()  # every part is in S3 before the index or state that names it
+                self._uploads.wait()  # every part is in S3 before the index or state that names it
         finally:
-            self._uploader.shutdown(wait=True)
+            self._uploads.close()
             self._tmp.cleanup()

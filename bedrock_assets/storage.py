@@ -75,24 +75,53 @@ class Stored(Generic[R]):
     discard: Callable[[], object] = lambda: None
 
 
+class UploadBehind:
+    """Uploads pushed one at a time to a writer thread: ``send`` waits for the upload before (its error
+    surfaces there) and starts the next, so one upload is in flight while the caller works on. ``wait``
+    waits for the last one; ``close`` (or leaving the block) stops the thread once its upload has ended."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload")
+        self._pending: Future[object] | None = None
+
+    def __enter__(self) -> UploadBehind:
+        return self
+
+    def send(self, upload: Callable[[], object]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(upload)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def uploaded_behind(work: Iterable[Stored[R]]) -> Iterator[R]:
     """Each result of ``work`` once its upload is done, in order, the upload running on a writer thread while
     the next item is worked on: one upload in flight, so at most two items' files exist. An upload's error
     surfaces in order, before any later result; the item worked on meanwhile is discarded."""
-    with ThreadPoolExecutor(1, thread_name_prefix="bedrock-assets-upload") as pool:
-        pending: tuple[R, Future[object]] | None = None
+    with UploadBehind() as uploads:
+        in_flight: list[R] = []  # the result whose upload runs (a list: a result may be None)
         for item in work:
-            if pending is not None:
+            if in_flight:
                 try:
-                    pending[1].result()
+                    uploads.wait()
                 except BaseException:
                     item.discard()
                     raise
-                yield pending[0]
-            pending = (item.result, pool.submit(item.upload))
-        if pending is not None:
-            pending[1].result()
-            yield pending[0]
+                yield in_flight.pop()
+            uploads.send(item.upload)
+            in_flight.append(item.result)
+        if in_flight:
+            uploads.wait()
+            yield in_flight.pop()
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.sources import read_columns, resolve_files
-from bedrock_assets.storage import S3Access, Stored, uploaded_behind
+from bedrock_assets.storage import S3Access, Stored, UploadBehind, uploaded_behind
 from bedrock_assets.uris import S3Location
 from bedrock_assets_tests.helpers import NO_RECOURSE, S3Calls, ledger_of, pipeline_dict, run
 
@@ -148,3 +148,27 @@ def test_a_failed_upload_surfaces_in_order_and_the_item_worked_on_meanwhile_is_d
     with pytest.raises(RuntimeError, match="PUT 1 failed"):
         next(results)
     assert uploaded == [0] and discarded == [2]  # item 2 was ready when 1 failed; 3 was never worked on
+
+
+def test_pushed_uploads_run_one_at_a_time_and_an_error_surfaces_at_the_next_send():
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def slow(name: str) -> None:
+        started.set()
+        release.wait(10)
+        done.append(name)
+
+    def failing() -> None:
+        raise RuntimeError("PUT b failed")
+
+    with UploadBehind() as uploads:
+        uploads.send(partial(slow, "a"))
+        assert started.wait(10) and done == []  # send returns while the upload runs
+        release.set()
+        uploads.send(failing)  # waits for a first: one in flight
+        assert done == ["a"]
+        with pytest.raises(RuntimeError, match="PUT b failed"):
+            uploads.send(partial(done.append, "c"))
+        uploads.wait()  # the error was reported once; nothing is pending
+    assert done == ["a"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from bedrock_assets.bedrock import job_list
 from bedrock_assets.bedrock.job_list import OVERLAP, JobList
@@ -12,7 +15,12 @@ from bedrock_assets.bedrock.resource import LOOKBACK, BedrockBatchResource, Call
 from bedrock_assets.local_stack import LocalStack
 from bedrock_assets_tests.local_stack.helpers import CLAUDE, claude_records, create_job, put_jsonl, uid, wait_terminal
 
-NOW = datetime.now(UTC)
+NOW = datetime.now(UTC)  # set again at each test's start (below): a worker may reach a test minutes after import
+
+
+@pytest.fixture(autouse=True)
+def _now(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "NOW", datetime.now(UTC))
 
 
 def job(n: int, status: JobStatus, minutes_ago: float) -> JobSummary:

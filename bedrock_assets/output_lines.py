@@ -2,8 +2,9 @@
 
 Lines are parsed in line-aligned chunks with Arrow's JSON reader (line by line only when a chunk has
 an unexpected shape, and as the reference the Arrow path is held equal to). The rule for repeats:
-the first line per recordId we sent is kept; later ones are counted, and those whose line differs
-from the kept one are counted apart (``conflicting_duplicates``, their ids named). Ids we did not
+the first line per recordId we sent is kept; later ones are counted and kept aside (``repeats``), and
+once the kept rows are written, those whose outcome differs from the kept one's are counted apart
+(``note_conflicts``: ``conflicting_duplicates``, their ids named). Ids we did not
 send are counted. A line that is not a whole JSON output record (cut short, not JSON, no recordId)
 is counted with its file, line number and first bytes, never fatal: when its recordId can still be
 read it is an ``UnparseableOutput`` row, else its record has no line (``RecordNotReturned``); both
@@ -108,7 +109,7 @@ class OutputParser:
         self.schema = output_schema(adapter)
         self.expected = pa.array(list(expected_ids), pa.string()) if expected_ids is not None else None
         self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
-        self.seen_prints = np.zeros(0, np.int64)  # the fingerprint of each one's line
+        self.repeats: list[pa.RecordBatch] = []  # the rows of lines that repeat a kept record (rare)
         self.lines_in: dict[str, int] = {}  # lines read per file, to name a line by its number
         self.stats = OutputStats()
         self._shape_message = f"modelOutput does not have the {adapter.family} shape"
@@ -122,29 +123,28 @@ class OutputParser:
 
     def parse_chunk(self, data: bytes | memoryview, where: str = "") -> pa.RecordBatch:
         """Parse a chunk of complete output lines: Arrow's JSON reader, line by line if that fails."""
-        lines = [line for line in bytes(data).split(b"\n") if line.strip()]
-        if lines:
+        if len(data):
             try:
-                return self._parse_arrow(data, lines, where)
+                return self._parse_arrow(data, where)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
                 self.stats.fallback_chunks += 1  # an unexpected shape in the chunk: the line path names it
-        return self.parse_lines(lines, where)
+        return self.parse_lines(_lines(data), where)
 
-    def _parse_arrow(self, data: bytes | memoryview, lines: list[bytes], where: str) -> pa.RecordBatch:
+    def _parse_arrow(self, data: bytes | memoryview, where: str) -> pa.RecordBatch:
         table = pj.read_json(
             pa.BufferReader(pa.py_buffer(data)),  # the chunk itself, not a copy
             read_options=pj.ReadOptions(block_size=2 << 20),
             parse_options=pj.ParseOptions(explicit_schema=self._json_schema, unexpected_field_behavior="ignore"),
         )
         ids = table.column("recordId").combine_chunks()
-        if ids.null_count or len(ids) != len(lines):
+        if ids.null_count or len(ids) != _segments(data) and len(ids) != len(_lines(data)):  # blank lines: count
             raise pa.ArrowInvalid("a line without recordId, or lines the reader did not take one by one")
         model_output = table.column("modelOutput").combine_chunks()
         columns = self.adapter.parse_arrow(model_output)
         verdict = self._verdict(model_output, table.column("error").combine_chunks(), columns)
         self.stats.lines += len(ids)
         self.lines_in[where] = self.lines_in.get(where, 0) + len(ids)
-        mask = pa.array(self._keep(ids, np.array([hash(line) for line in lines], np.int64)))
+        keep, repeated = self._keep(ids)
         paid = ("input_tokens", "output_tokens")  # an answer that does not match its schema was still paid for
         arrays = [
             ids,
@@ -159,7 +159,11 @@ class OutputParser:
             verdict.code,
             verdict.message,
         ]
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema).filter(mask)
+        every = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        if repeated.any():
+            self.repeats.append(every.filter(pa.array(repeated)))
+        mask = pa.array(keep)
+        batch = every.filter(mask)
         succeeded = pc.sum(pc.and_(verdict.ok, mask)).as_py() or 0
         self.stats.succeeded += succeeded
         self.stats.errored += batch.num_rows - succeeded
@@ -220,42 +224,50 @@ class OutputParser:
         found = [structured.from_text(t) for t in columns["output_text"].to_pylist()]
         return structured.rows_to_struct([v for v, _ in found]), pa.array([p for _, p in found], pa.string())
 
-    def _keep(self, ids: pa.Array, prints: np.ndarray) -> np.ndarray:
-        """Which lines to keep: the first line per recordId, for ids we sent; counts the rest, and the repeats
-        whose line (``prints``: a fingerprint per line) differs from the kept one."""
+    def _keep(self, ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Which lines to keep (the first line per recordId, for ids we sent) and which repeat a kept record;
+        counts the repeats and the lines of ids we did not send."""
         n = len(ids)
         known = (
             pc.is_in(ids, value_set=self.expected).to_numpy(zero_copy_only=False)
             if self.expected is not None
             else np.ones(n, bool)
         )
-        earlier = pc.fill_null(pc.index_in(ids, value_set=self.seen), -1).to_numpy(zero_copy_only=False)
-        seen = earlier >= 0
+        seen = pc.is_in(ids, value_set=self.seen).to_numpy(zero_copy_only=False)
         if pc.count_distinct(ids).as_py() == n:
-            keep = known & ~seen
-            kept_print = {int(i): int(self.seen_prints[earlier[i]]) for i in np.flatnonzero(seen)}
+            keep, repeated = known & ~seen, seen
         else:  # repeats inside this chunk: the first occurrence in order wins
-            keep, kept_print = np.zeros(n, dtype=bool), {}
-            first: dict[str, int] = {}
+            keep, repeated = np.zeros(n, dtype=bool), seen.copy()
+            first: set[str] = set()
             for i, rid in enumerate(ids.to_pylist()):
                 if seen[i] or rid in first:
-                    kept_print[i] = int(self.seen_prints[earlier[i]] if seen[i] else prints[first[rid]])
+                    repeated[i] = True
                 elif known[i]:
-                    first[rid] = i
+                    first.add(rid)
                     keep[i] = True
-        self.stats.duplicates += len(kept_print)
-        for i, fingerprint in kept_print.items():
-            if fingerprint != prints[i]:
-                self.stats.note_conflict(ids[i].as_py())
-        self.stats.unknown_ids += int((~known & ~seen & ~keep).sum())
+        self.stats.duplicates += int(repeated.sum())
+        self.stats.unknown_ids += int((~known & ~repeated & ~keep).sum())
         self.seen = pa.concat_arrays([self.seen, ids.filter(pa.array(keep))])
-        self.seen_prints = np.concatenate([self.seen_prints, prints[keep]])
-        return keep
+        return keep, repeated
+
+    def note_conflicts(self, kept: pa.Table) -> None:
+        """Count the repeats whose outcome differs from their record's kept row (``kept``: the rows returned so
+        far, as written) and name the first few; the repeats are then let go."""
+        if not self.repeats:
+            return
+        repeats = pa.Table.from_batches(self.repeats, self.schema)
+        index = pc.index_in(repeats.column(RECORD_ID), value_set=kept.column(RECORD_ID))
+        firsts = kept.select(self.schema.names).take(index).drop_columns([RECORD_ID]).to_pylist()
+        for record_id, repeat, first in zip(
+            repeats.column(RECORD_ID).to_pylist(), repeats.drop_columns([RECORD_ID]).to_pylist(), firsts
+        ):
+            if repeat != first:
+                self.stats.note_conflict(record_id)
+        self.repeats = []
 
     def parse_lines(self, lines: list[bytes], where: str) -> pa.RecordBatch:
         """Line by line: the fallback of ``parse_chunk`` and the reference its Arrow path is held equal to."""
         records: list[tuple[str, dict[str, Any] | _LineOutcome]] = []
-        prints = []
         for line in lines:
             self.stats.lines += 1
             number = self.lines_in[where] = self.lines_in.get(where, 0) + 1
@@ -271,16 +283,22 @@ class OutputParser:
                 records.append(
                     (found.group(1).decode(errors="replace"), _LineOutcome(None, None, UNPARSEABLE, message))
                 )
-            prints.append(hash(line))
-        keep = self._keep(pa.array([rid for rid, _ in records], pa.string()), np.array(prints, np.int64))
-        kept = [
-            (rid, record if isinstance(record, _LineOutcome) else self._outcome(record))
-            for (rid, record), k in zip(records, keep)
-            if k
-        ]
+        keep, repeated = self._keep(pa.array([rid for rid, _ in records], pa.string()))
+        kept, repeats = self._outcomes(records, keep), self._outcomes(records, repeated)
         for _, o in kept:
             self._count(o)
+        if repeats:
+            self.repeats.append(self._batch([rid for rid, _ in repeats], [o for _, o in repeats]))
         return self._batch([rid for rid, _ in kept], [o for _, o in kept])
+
+    def _outcomes(
+        self, records: list[tuple[str, dict[str, Any] | _LineOutcome]], chosen: np.ndarray
+    ) -> list[tuple[str, _LineOutcome]]:
+        return [
+            (rid, record if isinstance(record, _LineOutcome) else self._outcome(record))
+            for (rid, record), c in zip(records, chosen)
+            if c
+        ]
 
     def _outcome(self, record: dict[str, Any]) -> _LineOutcome:
         """One output line's model answer (parsed and checked) or its error."""
@@ -358,6 +376,17 @@ class _LineOutcome:
 
 
 _NO_OUTPUT = "no modelOutput and no error in the output line"
+
+
+def _lines(data: bytes | memoryview) -> list[bytes]:
+    """The chunk's lines that are not blank."""
+    return [line for line in bytes(data).split(b"\n") if line.strip()]
+
+
+def _segments(data: bytes | memoryview) -> int:
+    """How many lines the chunk has, blank ones included (counted without copying it)."""
+    newlines = int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
+    return newlines + (data[-1] != 10)
 
 
 def _embedding_array(vectors: list[list[float] | None], dims: int) -> pa.Array:

@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
+from bedrock_assets.bedrock.error_classes import UNPARSEABLE
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
 from bedrock_assets.output_lines import OutputParser
 from bedrock_assets_tests.helpers import claude, err_line, ok_line
@@ -57,22 +58,36 @@ def test_line_numbers_count_per_file_across_chunks():
     assert parser.stats.unreadable == ["s3://b/one.out line 2: b'garbage'", "s3://b/two.out line 1: b'garbage'"]
 
 
+@pytest.mark.parametrize("path", ["arrow", "lines"])
 @pytest.mark.parametrize("split", [False, True])
-def test_the_first_line_per_record_wins_and_repeats_that_differ_are_flagged(split):
+def test_the_first_line_per_record_wins_and_repeats_that_differ_are_flagged(split, path):
     parser = OutputParser(claude(), expected_ids=["a", "b"])
     lines = [
         ok_line("a", "first"),
         ok_line("b", "same"),
         ok_line("a", "second"),
-        ok_line("b", "same"),
+        b"  " + ok_line("b", "same").replace(b'":', b'": '),  # the same outcome written otherwise: no conflict
         ok_line("zz", "?"),
     ]
     chunks = [lines[:2], lines[2:]] if split else [lines]
-    rows = [r for c in chunks for r in parser.parse_chunk(b"\n".join(c)).to_pylist()]
+    parse = parser.parse_chunk if path == "arrow" else lambda c: parser.parse_lines(c.split(b"\n"), "k.out")
+    batches = [parse(b"\n".join(c)) for c in chunks]
+    rows = [r for b in batches for r in b.to_pylist()]
     assert [(r["record_id"], r["output_text"]) for r in rows] == [("a", "first"), ("b", "same")]
+    assert (parser.stats.duplicates, parser.stats.unknown_ids, len(parser.repeats) > 0) == (2, 1, True)
+    parser.note_conflicts(pa.Table.from_batches(batches))  # once the kept rows are written
     stats = parser.stats
-    assert (stats.duplicates, stats.conflicting_duplicates, stats.conflicting_ids) == (2, 1, ["a"])
-    assert stats.unknown_ids == 1
+    assert (stats.conflicting_duplicates, stats.conflicting_ids, parser.repeats) == (1, ["a"], [])
+    assert stats.fallback_chunks == 0
+
+
+def test_blank_lines_in_a_chunk_keep_the_arrow_path_and_two_records_on_one_line_do_not():
+    parser = OutputParser(claude(), expected_ids=["a", "b", "c"])
+    batch = parser.parse_chunk(ok_line("a", "x") + b"\n\n  \r\n" + ok_line("b", "y") + b"\n")
+    assert batch.column("record_id").to_pylist() == ["a", "b"] and parser.stats.fallback_chunks == 0
+    joined = parser.parse_chunk(ok_line("c", "z") + ok_line("c", "w") + b"\n")  # not one record per line
+    assert parser.stats.fallback_chunks == 1 and parser.stats.unreadable_lines == 1
+    assert joined.to_pylist()[0]["error_code"] == UNPARSEABLE  # its id can be read: the record is retried
 
 
 def test_embeddings_are_float32_fixed_size_with_nulls_for_errors():

@@ -298,6 +298,8 @@ def parse_job_output(step: Step, attempt: JobAttempt, parser: OutputParser, out_
                 elif loc.key.endswith(".out"):
                     for chunk in iter_line_chunks(step.s3, loc):
                         writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
+    if parser.repeats:  # the job returned some records more than once: compare with the rows kept
+        parser.note_conflicts(pq.read_table(out_path))
     return manifest
 
 

@@ -147,3 +147,36 @@ def test_the_index_finds_each_key_in_its_segment_and_nothing_else():
     found = big.lookup(many)
     assert found[:500] == ["s0"] * 500 and found[500:] == ["s1"] * 500
     assert big.lookup(keys) == [None] * 4
+
+
+def test_a_key_is_blake2b_of_model_invocation_and_the_model_input_bytes_in_any_arrow_layout():
+    import hashlib
+
+    lines = [
+        '{"recordId":"a","modelInput":{"messages":[{"content":"héllo ✓"}]}}',
+        None,
+        '{"recordId":"b\\"modelInput\\":x","modelInput":{"q":1}}',  # the name inside an escaped id is not the body
+        '{"no":"model input"}',
+    ]
+
+    def plain(line: str) -> bytes:
+        raw = line.encode()
+        at = raw.find(b'"modelInput":')
+        body = raw[at + 13 : -1] if at >= 0 else raw
+        return hashlib.blake2b(b"m\x1fInvokeModel\x1f" + body, digest_size=16).digest()
+
+    expected = [plain(line) if line is not None else None for line in lines]
+    assert (
+        expected[0]
+        == hashlib.blake2b(  # the key of segments already written: it must never change
+            'm\x1fInvokeModel\x1f{"messages":[{"content":"héllo ✓"}]}'.encode(), digest_size=16
+        ).digest()
+    )
+    whole = pa.array(["x", *lines], pa.string())
+    for layout in (
+        pa.array(lines, pa.string()),
+        pa.array(lines, pa.large_string()),
+        whole.slice(1),  # an offset into the buffers
+        pa.chunked_array([whole.slice(1, 2), whole.slice(3)]),
+    ):
+        assert cache_keys(layout, "m", "InvokeModel").to_pylist() == expected

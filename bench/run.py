@@ -289,6 +289,25 @@ def run_size(runner: Runner, size: int) -> None:
             runner.stack.delete_prefix(prefix)
 
 
+def run_aws_sample(runner: Runner) -> list[str]:
+    """The AWS sample's Lambdas beside ours (``bench.aws_sample``) on this stack: its report lines."""
+    from bench import aws_sample  # it imports this module
+
+    args = runner.args
+    say(f"\n== AWS sample side by side: {args.aws_sample_rows:,} rows, {args.aws_sample_pairs} pairs ==")
+    sample_args = aws_sample.sample_args(
+        args.aws_sample_dir, args.aws_sample_python, args.aws_sample_rows, args.aws_sample_pairs, args.work_dir
+    )
+    try:
+        pairs = aws_sample.side_by_side(runner.stack, sample_args)
+    except RuntimeError as e:
+        runner.failures.append(f"AWS sample side by side: {e}")
+        say(str(e))
+        return []
+    title = f"AWS sample side by side, {args.aws_sample_rows:,} rows, {len(pairs)} alternating pairs (sample / ours):"
+    return ["", title, "", *aws_sample.markdown(pairs)]
+
+
 def run_e2e(runner: Runner, rows: int) -> StageRun | None:
     say(f"\n== end to end through Dagster: {rows:,} rows ==")
     if runner.stage("gen", rows, measured=False) is None:
@@ -329,7 +348,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep what the limit stages write (JSONL, Parquet) under WORK_DIR/out; "
         "generated inputs under WORK_DIR/data are always kept as a cache",
     )
+    ap.add_argument(
+        "--aws-sample-dir",
+        type=Path,
+        help="your checkout of aws-samples/amazon-bedrock-samples' poc-to-prod/bedrock-batch-orchestrator/lambda: "
+        "its preprocess and postprocess Lambdas are measured beside ours (bench.aws_sample) at --aws-sample-rows",
+    )
+    ap.add_argument("--aws-sample-python", type=Path, help="python of a virtualenv with the sample's requirements.txt")
+    ap.add_argument("--aws-sample-rows", type=int, default=220_000, help="rows of the side by side (default 220000)")
+    ap.add_argument("--aws-sample-pairs", type=int, default=4, help="alternating pairs of the side by side (default 4)")
     args = ap.parse_args(argv)
+    if (args.aws_sample_dir is None) != (args.aws_sample_python is None):
+        ap.error("--aws-sample-dir and --aws-sample-python go together")
     args.sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     args.work_dir = args.work_dir.resolve()
     return args
@@ -352,12 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(args.work_dir / "local-stack.log")
     runner = Runner(args, stack)
     e2e = None
+    sample: list[str] = []
     try:
         stack.wait_healthy()
         stack.s3().create_bucket(Bucket=BUCKET)
         say(f"local stack on {stack.url} (pid {stack.proc.pid})")
         for size in args.sizes:
             run_size(runner, size)
+        if args.aws_sample_dir is not None:
+            sample = run_aws_sample(runner)
         if not args.skip_e2e:
             e2e = run_e2e(runner, args.e2e_rows)
     except KeyboardInterrupt:
@@ -371,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     out = [
         "",
         *markdown(runner.runs, args.sizes, e2e, args.poll_seconds, args.repeats),
+        *sample,
         "",
         f"The local stack's peak RSS was {stack_mem.get('VmHWM', float('nan')):,.0f} MB (its own process). "
         f"Total benchmark wall time {total:.0f} s; load average (1/5/15 min) at the end, this benchmark's own "

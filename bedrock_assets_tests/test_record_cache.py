@@ -12,12 +12,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline
-from bedrock_assets.record_cache import CacheIndex, RecordCache, cache_keys
+from bedrock_assets.record_cache import KEY_TYPE, CacheIndex, RecordCache, Segment, cache_keys
+from bedrock_assets.records import ANSWERED_BY, CACHE_KEY, RECORD_ID
 from bedrock_assets_tests.helpers import (
     NO_RECOURSE,
     ledger_of,
     pipeline_defs,
     pipeline_dict,
+    priced_attempt,
     read_parquet,
     run,
     step_of,
@@ -180,3 +182,32 @@ def test_a_key_is_blake2b_of_model_invocation_and_the_model_input_bytes_in_any_a
         pa.chunked_array([whole.slice(1, 2), whole.slice(3)]),
     ):
         assert cache_keys(layout, "m", "InvokeModel").to_pylist() == expected
+
+
+def test_a_segment_gathered_batch_by_batch_keeps_each_keyed_success_once():
+    """What merge keeps while it parses (no read-back of the outputs file): the successful rows, keyed from the
+    shard's rows, answered by the attempt; an error, an id the shard does not hold and a null key are not kept,
+    and the result equals the segment of the same rows taken as one table."""
+    keys = [bytes([i]) * 16 for i in range(4)]
+    rows = pa.table({RECORD_ID: ["r0", "r1", "r2", "r3"], CACHE_KEY: pa.array([*keys[:3], None], KEY_TYPE)})
+    outputs = pa.table(
+        {
+            RECORD_ID: ["r2", "r1", "r0", "r3", "rX"],
+            "output_text": ["c", "b", "a", "d", "x"],
+            "error_code": [None, "ModelError", None, None, None],
+        }
+    )
+    answered = priced_attempt("s00000", "arn:job/1", tokens=(1, 1))
+    gathered = Segment(answered, rows)
+    for batch in outputs.to_batches(max_chunksize=2):
+        gathered.add(batch)
+    kept = gathered.table()
+    assert kept.select([RECORD_ID, "output_text", CACHE_KEY]).to_pylist() == [
+        {RECORD_ID: "r2", "output_text": "c", CACHE_KEY: keys[2]},
+        {RECORD_ID: "r0", "output_text": "a", CACHE_KEY: keys[0]},
+    ]
+    assert set(kept.column(ANSWERED_BY).to_pylist()) == {"arn:job/1"}
+    whole = Segment(answered, rows)
+    whole.add(outputs)
+    assert whole.table().equals(kept)
+    assert Segment(answered, rows).table().num_rows == 0  # nothing answered: nothing to store

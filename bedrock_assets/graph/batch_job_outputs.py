@@ -28,7 +28,7 @@ from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.output_lines import OutputParser, OutputStats
 from bedrock_assets.pipeline import Pipeline, Step
-from bedrock_assets.record_cache import RecordCache
+from bedrock_assets.record_cache import RecordCache, Segment
 from bedrock_assets.records import CACHE_KEY, CACHED_FROM, INPUT_ERROR, RECORD_ID
 from bedrock_assets.storage import (
     Stored,
@@ -274,20 +274,25 @@ def collect_job_outputs(step: Step, attempt: JobAttempt, out_path: Path) -> Stor
         unsent = pc.or_(unsent, pc.is_valid(ids.column(CACHED_FROM)))
     sent = ids.filter(pc.invert(unsent)).column(RECORD_ID).to_pylist()
     parser = OutputParser(step.adapter, expected_ids=sent)
-    manifest = parse_job_output(step, attempt, parser, out_path)
     answered = attempt.status.has_output or attempt.status is JobStatus.STOPPED  # what it answered is paid
+    keep = step.spec.cache and CACHE_KEY in names and answered and sent
+    segment = Segment(attempt, ids) if keep else None
+    manifest = parse_job_output(step, attempt, parser, out_path, segment)
 
     def store() -> None:
-        if step.spec.cache and CACHE_KEY in names and answered and sent:
-            RecordCache(step).write_segment(attempt, pq.read_table(out_path), ids)  # kept: never paid again
+        if segment is not None:
+            RecordCache(step).save(segment)  # kept: never paid again
         upload_file(step.s3, out_path, layout.outputs(shard), keep=True)
 
     outputs = JobOutputs.of(attempt, layout.outputs(shard).uri, manifest, len(sent), parser.stats)
     return Stored((attempt, outputs), store)
 
 
-def parse_job_output(step: Step, attempt: JobAttempt, parser: OutputParser, out_path: Path) -> dict[str, int]:
-    """Parse every ``.jsonl.out`` file of the attempt's job into the Parquet file ``out_path``; its manifest."""
+def parse_job_output(
+    step: Step, attempt: JobAttempt, parser: OutputParser, out_path: Path, segment: Segment | None = None
+) -> dict[str, int]:
+    """Parse every ``.jsonl.out`` file of the attempt's job into the Parquet file ``out_path`` (and its answers
+    into the record cache's ``segment``, if given); its manifest."""
     manifest: dict[str, int] = {}
     with pq.ParquetWriter(out_path, parser.schema) as writer:
         if attempt.job_id:
@@ -297,7 +302,10 @@ def parse_job_output(step: Step, attempt: JobAttempt, parser: OutputParser, out_
                     manifest = parse_manifest(read_bytes(step.s3, loc))
                 elif loc.key.endswith(".out"):
                     for chunk in iter_line_chunks(step.s3, loc):
-                        writer.write_batch(parser.parse_chunk(chunk, where=loc.uri))
+                        batch = parser.parse_chunk(chunk, where=loc.uri)
+                        writer.write_batch(batch)
+                        if segment is not None:
+                            segment.add(batch)
     if parser.repeats:  # the job returned some records more than once: compare with the rows kept
         parser.note_conflicts(pq.read_table(out_path))
     return manifest

@@ -198,24 +198,22 @@ class RecordCache:
 
 class Segment:
     """One attempt's answers to keep, gathered batch by batch while its output is parsed (so the outputs file is
-    not read back): the successful rows with their cache key (from ``rows``: the shard's record ids and keys)
-    and the attempt that answered them."""
+    not read back): ``table`` gives the successful rows with their cache key (from ``rows``: the shard's record
+    ids and keys) and the attempt that answered them. ``add`` only holds the batch: the filtering and the key
+    lookup happen once, in ``table``, where the segment is stored (on the upload thread, off the parsing)."""
 
     def __init__(self, attempt: JobAttempt, rows: pa.Table) -> None:
         self.attempt, self.rows = attempt, rows
-        self._ok: list[pa.Table] = []
+        self._parts: list[pa.Table] = []
 
     def add(self, outputs: pa.Table | pa.RecordBatch) -> None:
-        outputs = pa.Table.from_batches([outputs]) if isinstance(outputs, pa.RecordBatch) else outputs
-        ok = outputs.filter(pc.is_null(outputs.column("error_code")))
-        if ok.num_rows:
-            self._ok.append(ok)
+        self._parts.append(pa.Table.from_batches([outputs]) if isinstance(outputs, pa.RecordBatch) else outputs)
 
     def table(self) -> pa.Table:
-        """The rows to keep: one key lookup over all of them (a shard's ids hashed once, not per batch)."""
-        if not self._ok:
-            return pa.table({RECORD_ID: pa.array([], pa.string())}).slice(0, 0)
-        ok = pa.concat_tables(self._ok)
+        if not self._parts:
+            return pa.table({RECORD_ID: pa.array([], pa.string())})
+        outputs = pa.concat_tables(self._parts)
+        ok = outputs.filter(pc.is_null(outputs.column("error_code")))
         keys = self.rows.column(CACHE_KEY).take(
             pc.index_in(ok.column(RECORD_ID), value_set=self.rows.column(RECORD_ID))
         )

@@ -83,6 +83,11 @@ class RunRow:
     sensor: str = ""  # the dagster/sensor_name tag
     requested_by: str = ""
 
+    @property
+    def span(self) -> tuple[float, float] | None:
+        """When its worker started and when it ended (None: it did not do both)."""
+        return (self.started, self.ended) if self.started is not None and self.ended is not None else None
+
 
 @dataclass
 class TickRow:

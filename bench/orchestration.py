@@ -57,9 +57,9 @@ def build_defs(shards: int, records: int) -> tuple[Any, Any]:
     from bedrock_assets.components.bedrock_batch_pipeline import build_pipeline_defs
     from bedrock_assets.ledger import JobLedgerResource
     from bedrock_assets.resources import bedrock_resources
-    from bedrock_assets.spec import parse_pipeline
+    from bedrock_assets.spec import PipelineSpec, parse_pipeline
 
-    spec = parse_pipeline(spec_attributes(shards, records))
+    spec: PipelineSpec = parse_pipeline(spec_attributes(shards, records))
     bedrock = BedrockBatchResource(quota_overrides={CLAUDE: {"max_concurrent_jobs": shards}})
     ledger = JobLedgerResource(table_name=f"orchestration-{shards}")
     resources = bedrock_resources(bedrock=bedrock, bedrock_ledger=ledger)
@@ -79,7 +79,7 @@ class Timings:
         from bedrock_assets.graph import job_completion
 
         slowest = f"{os.environ['BENCH_PROFILE']}.slowest-tick" if os.environ.get("BENCH_PROFILE") else None
-        job_completion.completion_tick = _timed(job_completion.completion_tick, self.ticks, slowest)  # type: ignore[assignment]
+        job_completion.completion_tick = _timed(job_completion.completion_tick, self.ticks, slowest)
         # the runner calls it as dg.evaluate_automation_conditions, as the daemon would
         dagster.evaluate_automation_conditions = _timed(dagster.evaluate_automation_conditions, self.automation)
 

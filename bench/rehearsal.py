@@ -109,14 +109,12 @@ class Rehearsal:
     @property
     def concurrent(self) -> list[tuple[RunRow, RunRow]]:
         """Pairs of runs that executed at the same time, in different processes."""
-        done = [r for r in self.runs if r.started and r.ended]
+        done = [(r, span) for r in self.runs if (span := r.span) is not None]
         return [
             (a, b)
-            for i, a in enumerate(done)
-            for b in done[i + 1 :]
-            if a.started < b.ended
-            and b.started < a.ended
-            and self.run_pids.get(a.run_id) != self.run_pids.get(b.run_id)
+            for i, (a, (a_start, a_end)) in enumerate(done)
+            for b, (b_start, b_end) in done[i + 1 :]
+            if a_start < b_end and b_start < a_end and self.run_pids.get(a.run_id) != self.run_pids.get(b.run_id)
         ]
 
 

@@ -231,8 +231,9 @@ class Runner:
 
     def stage(self, stage: str, rows: int, *extra: str, measured: bool = True) -> StageRun | None:
         """Run a stage (a measured one ``--repeats`` times, keeping the fastest); None if it failed."""
-        runs = [self._once(stage, rows, extra) for _ in range(self.args.repeats if measured else 1)]
-        if None in runs:
+        tried = [self._once(stage, rows, extra) for _ in range(self.args.repeats if measured else 1)]
+        runs = [r for r in tried if r is not None]
+        if len(runs) < len(tried):
             return None
         best = min(runs, key=lambda r: r.seconds)
         if measured:

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seed(boto3.client("s3"), args.files, args.rows)
         access = S3Access(slowed(boto3.client("s3"), args.latency_ms / 1000))
-        results = {}
+        results: dict[int, list[tuple[float, list[str]]]] = {}
         for ahead in (0, sources.PREFETCH, 0, sources.PREFETCH):
             seconds, order = read_all(access, ahead)
             results.setdefault(ahead, []).append((seconds, order))

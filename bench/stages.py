@@ -58,7 +58,7 @@ from functools import partial
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import numpy as np
@@ -82,6 +82,9 @@ from bedrock_assets.shards import BATCH_ROWS, load_shard_index
 from bedrock_assets.spec import PipelineSpec, parse_pipeline
 from bedrock_assets.storage import S3Access
 from bedrock_assets.uris import S3Location
+
+if TYPE_CHECKING:
+    from bedrock_assets.local_stack.synthetic import SyntheticResult
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/BedrockBatchInference"
@@ -233,6 +236,13 @@ def stage_mkout(args) -> dict[str, Any]:
     return {"seconds": 0.0, "rows": plan.rows, "bytes": out_bytes, "cached": cached}
 
 
+def answered_json(answer: SyntheticResult) -> bytes:
+    """A synthesized answer's modelOutput (the emulator refusing a request of ours' is a defect to show)."""
+    if answer.output_json is None:
+        raise RuntimeError(f"the emulator refused a benchmark request: {answer.error}")
+    return answer.output_json.encode()
+
+
 def write_outputs(s3, layout: PipelineLayout, key: str, target: Path) -> None:
     """A Bedrock-style ``.jsonl.out`` from the shard's JSONL input: shuffled, ~1% error lines."""
     from bedrock_assets.local_stack.synthetic import synthesize_batch
@@ -249,7 +259,7 @@ def write_outputs(s3, layout: PipelineLayout, key: str, target: Path) -> None:
             failed = rng.random(len(raw)) < ERROR_RATE
             ok = [i for i in range(len(raw)) if not failed[i]]
             answers = synthesize_batch(CLAUDE, "InvokeModel", [json.loads(raw[i])["modelInput"] for i in ok])
-            outputs = {i: a.output_json.encode() for i, a in zip(ok, answers)}
+            outputs = {i: answered_json(a) for i, a in zip(ok, answers)}
             for i, line in enumerate(raw):
                 head = line[:-1]  # the request line without its closing brace
                 if failed[i]:
@@ -327,6 +337,8 @@ class LineTemplate:
         before, after = adapter.request_frame()
         fixed, columns = ['{"recordId":"'], [RECORD_ID]
         fixed.append('","modelInput":' + before)
+        if spec.prompt.template is None:
+            raise ValueError("the physical limit renders a text template: the benchmark's spec has none")
         for literal, name, _, _ in string.Formatter().parse(spec.prompt.template):
             fixed[-1] += json.dumps(literal, ensure_ascii=False)[1:-1]
             if name is not None:
@@ -396,6 +408,9 @@ def stage_prep_limit(args) -> dict[str, Any]:
     # pre_buffer=False: the default caches every column chunk read until the file closes
     source = pq.ParquetFile(parquet_path(args.work_dir, args.rows), pre_buffer=False)
     schema = canonical_schema(source)
+    source_uri = spec.source.uri
+    if source_uri is None:
+        raise ValueError("the benchmark's spec reads no source uri")
     pieces = shard_slices(source.iter_batches(batch_size=BATCH_ROWS), [s.rows for s in shards])
     for index, shard_pieces in groupby(pieces, key=itemgetter(0)):
         key = shards[index].key
@@ -403,7 +418,7 @@ def stage_prep_limit(args) -> dict[str, Any]:
             for _, batch, position in shard_pieces:
                 ids = derived_record_ids(position, batch.num_rows)
                 jsonl.write(string_bytes(template.render(batch, ids)))
-                part.write_table(canonical_rows(batch, ids, position, spec.source.uri))
+                part.write_table(canonical_rows(batch, ids, position, source_uri))
     seconds = time.perf_counter() - t0
     for shard in shards:
         with open(target / f"{shard.key}.jsonl", "rb") as f:

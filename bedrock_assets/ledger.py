@@ -257,6 +257,17 @@ class JobLedger:
         items = self.attempts(pipeline, shard)
         return items[-1] if items else None
 
+    def latest_of(self, pipeline: str, shards: Sequence[str]) -> dict[str, JobAttempt]:
+        """The latest attempt of each of ``shards`` that has one, in one query (paged) over the sort keys from the
+        first shard to the last: a run over a range of consecutive shards reads its attempts once, not a query
+        per shard. Shards between them that were not asked for are left out."""
+        if not shards:
+            return {}
+        wanted = set(shards)
+        low, high = min(wanted), max(wanted)  # "#" sorts below every digit, "~" above: all of a shard's attempts
+        found = self._query(Key("pipeline").eq(pipeline) & Key("shard_attempt").between(f"{low}#", f"{high}#~"))
+        return {a.shard: a for a in found if a.shard in wanted}
+
     def attempts_of(self, pipeline: str) -> list[JobAttempt]:
         """Every attempt of a pipeline, in (shard, attempt) order."""
         return self._query(Key("pipeline").eq(pipeline))

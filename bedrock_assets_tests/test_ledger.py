@@ -62,6 +62,20 @@ def test_latest_by_shard_takes_the_last_attempt(ledger):
     assert {k: a.attempt for k, a in ledger.latest_by_shard("p").items()} == {"s00000": 2, "s00001": 1}
 
 
+def test_the_latest_attempts_of_a_range_of_shards_come_in_one_query(ledger, monkeypatch):
+    for shard, n in [("s00001", 1), ("s00001", 2), ("s00002", 1), ("s00003", 1), ("s00004", 1), ("s000010", 1)]:
+        ledger.create(attempt(shard, n))
+    ledger.create(attempt("r1-00002", 1))  # a retry round's shard, outside the range
+    queries = []
+    query = ledger.table.query
+    monkeypatch.setattr(ledger.table, "query", lambda **kw: queries.append(kw) or query(**kw))
+    latest = ledger.latest_of("p", ["s00001", "s00002", "s00004"])
+    assert {s: a.attempt for s, a in latest.items()} == {"s00001": 2, "s00002": 1, "s00004": 1}  # s00003: not asked
+    assert len(queries) == 1
+    assert ledger.latest_of("p", ["s00009"]) == {} and ledger.latest_of("p", []) == {}
+    assert ledger.latest_of("p", ["s00001"]) == {"s00001": ledger.latest("p", "s00001")}
+
+
 def test_an_attempt_is_created_once_and_claimed_once(ledger):
     first = ledger.create(attempt())
     with pytest.raises(LedgerConflict):

@@ -7,7 +7,7 @@ output (Failed, Expired, Stopped, refused) fails the ``job_succeeded`` check wit
 
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,7 @@ def build(p: Pipeline) -> dg.AssetsDefinition:
 def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger) -> dg.MaterializeResult:
     """Read the output of every shard's finished job; record its tokens and cost."""
     results = []
-    attempts = (finished_attempt(ledger, step.name, shard) for shard in context.partition_keys)
-    for attempt, outputs in collect_each(step, attempts):
+    for attempt, outputs in collect_each(step, finished_attempts(ledger, step.name, context.partition_keys)):
         shard = attempt.shard
         attempt = ledger.update(attempt, input_tokens=outputs.input_tokens, output_tokens=outputs.output_tokens)
         cost = actual_cost(attempt, step.price)
@@ -121,16 +120,19 @@ def parse_manifest(data: bytes) -> dict[str, int]:
     return {k: int(v) for k, v in manifest.items() if isinstance(v, (int, float))}
 
 
-def finished_attempt(ledger: JobLedger, pipeline: str, shard: str) -> JobAttempt:
-    """The shard's latest attempt; Failure unless its job has reached a terminal state."""
-    attempt = ledger.latest(pipeline, shard)
-    if attempt is None or not attempt.status.is_terminal:
-        raise dg.Failure(
-            f"shard {shard}: job is {attempt.status.value if attempt else 'not submitted'}; outputs are read "
-            "once it reaches a terminal state (the completion sensor requests this run)",
-            allow_retries=False,
-        )
-    return attempt
+def finished_attempts(ledger: JobLedger, pipeline: str, shards: Sequence[str]) -> Iterator[JobAttempt]:
+    """Each shard's latest attempt, in order (the run's shards read from the ledger in one query); Failure at the
+    first whose job has not reached a terminal state (the shards before it are done by then)."""
+    latest = ledger.latest_of(pipeline, shards)
+    for shard in shards:
+        attempt = latest.get(shard)
+        if attempt is None or not attempt.status.is_terminal:
+            raise dg.Failure(
+                f"shard {shard}: job is {attempt.status.value if attempt else 'not submitted'}; outputs are read "
+                "once it reaches a terminal state (the completion sensor requests this run)",
+                allow_retries=False,
+            )
+        yield attempt
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED, ST
 from bedrock_assets.bedrock.resource import BedrockBatchResource
 from bedrock_assets.deadline import stopped_at_cutoff
 from bedrock_assets.errors import final_unless_transient
-from bedrock_assets.graph.batch_job_outputs import finished_attempt
+from bedrock_assets.graph.batch_job_outputs import finished_attempts
 from bedrock_assets.ledger import JobAttempt, JobLedger, JobLedgerResource
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
@@ -83,7 +83,7 @@ def materialize(context: dg.AssetExecutionContext, step: Step, ledger: JobLedger
     """Merge every shard of the range; materialize those whose job gave output, observe the others, then fail
     if there were any (see the module's docstring)."""
     merged = []
-    for result in merge_each(step, (finished_attempt(ledger, step.name, shard) for shard in context.partition_keys)):
+    for result in merge_each(step, finished_attempts(ledger, step.name, context.partition_keys)):
         merged.append(result)
         event = dg.AssetMaterialization if result.job.status.has_output else dg.AssetObservation
         context.log_event(event(step.keys.merged_results, partition=result.shard, metadata=result.metadata()))

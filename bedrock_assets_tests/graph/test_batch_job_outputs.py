@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from bedrock_assets.bedrock.job_status import JobStatus
-from bedrock_assets.graph.batch_job_outputs import JobOutputs, finished_attempt, jobs_check
+from bedrock_assets.graph.batch_job_outputs import JobOutputs, finished_attempts, jobs_check
 from bedrock_assets.keys import PipelineKeys
 from bedrock_assets_tests.helpers import NO_RECOURSE, job, pipeline_dict, run
 
@@ -53,17 +53,29 @@ def test_the_check_fails_for_a_job_without_output_with_its_message_and_passes_ot
 
 def test_outputs_are_read_only_once_the_job_reached_a_terminal_state():
     class Ledger:
-        def __init__(self, attempt):
-            self.attempt = attempt
+        def __init__(self, *attempts):
+            self.attempts, self.asked = {a.shard: a for a in attempts}, []
 
-        def latest(self, pipeline, shard):
-            return self.attempt
+        def latest_of(self, pipeline, shards):
+            self.asked.append(list(shards))
+            return {s: self.attempts[s] for s in shards if s in self.attempts}
 
     with pytest.raises(dg.Failure, match="shard s00000: job is InProgress; outputs are read once"):
-        finished_attempt(Ledger(job("s00000", JobStatus.IN_PROGRESS)), "p", "s00000")
+        list(finished_attempts(Ledger(job("s00000", JobStatus.IN_PROGRESS)), "p", ["s00000"]))
     with pytest.raises(dg.Failure, match="job is not submitted"):
-        finished_attempt(Ledger(None), "p", "s00000")
-    assert finished_attempt(Ledger(job("s00000", JobStatus.EXPIRED)), "p", "s00000").status is JobStatus.EXPIRED
+        list(finished_attempts(Ledger(), "p", ["s00000"]))
+    three = Ledger(
+        job("s00000", JobStatus.EXPIRED), job("s00001", JobStatus.COMPLETED), job("s00002", JobStatus.FAILED)
+    )
+    done = finished_attempts(three, "p", ["s00000", "s00001", "s00002"])
+    assert [a.status for a in done] == [JobStatus.EXPIRED, JobStatus.COMPLETED, JobStatus.FAILED]
+    assert three.asked == [["s00000", "s00001", "s00002"]]  # the run's shards asked for once
+    running = finished_attempts(
+        Ledger(job("s00000", JobStatus.COMPLETED), job("s00001", JobStatus.SCHEDULED)), "p", ["s00000", "s00001"]
+    )
+    assert next(running).shard == "s00000"  # the shards before a running one are handed out first
+    with pytest.raises(dg.Failure, match="shard s00001: job is Scheduled"):
+        next(running)
 
 
 def test_text_answers_cut_off_stay_successes_and_warn_above_the_threshold(make_pipelines, instance, bucket):

@@ -10,7 +10,7 @@ import pytest
 from bedrock_assets.bedrock.error_classes import INVALID_INPUT, NOT_RETURNED
 from bedrock_assets.bedrock.job_status import JobStatus
 from bedrock_assets.graph import merged_results
-from bedrock_assets.graph.batch_job_outputs import finished_attempt
+from bedrock_assets.graph.batch_job_outputs import finished_attempts
 from bedrock_assets.graph.merged_results import merge_shard
 from bedrock_assets.output_lines import OutputParser
 from bedrock_assets_tests.helpers import (
@@ -95,7 +95,7 @@ def test_a_shard_is_reported_merged_only_once_its_file_is_stored_and_a_failed_pu
     defs, (spec,) = make_pipelines([pipeline_dict("stored", bucket, retry=NO_RECOURSE)], rows=600)
     run(defs, spec, instance)
     step, ledger = step_of(spec, defs), ledger_of(defs)
-    attempts = [finished_attempt(ledger, spec.name, shard) for shard in ("s00000", "s00001", "s00002")]
+    attempts = list(finished_attempts(ledger, spec.name, ["s00000", "s00001", "s00002"]))
     put, stored = merged_results.upload_file, []
 
     def upload(s3_access, path, loc, keep=False):

@@ -209,7 +209,7 @@ def submit_shards(
     client = bedrock.get_client()
     jobs = bedrock.recent_jobs(client, counter)
     free = settings.quotas.max_concurrent_jobs - slots_in_use(jobs, settings.model_id)
-    latest = {s.shard: a for s in shards if (a := ledger.latest(settings.pipeline, s.shard)) is not None}
+    latest = ledger.latest_of(settings.pipeline, [s.shard for s in shards])  # one query for the run's shards
     decisions = decide_submissions(
         shards,
         latest,

@@ -161,3 +161,32 @@ def test_a_table_without_the_index_is_read_whole_every_time(stack):
     assert [a.status for a in mine.current_attempts("p")] == [JobStatus.QUEUED]
     theirs.update(mine.latest("p", "s00000"), status=JobStatus.COMPLETED)
     assert [a.status for a in mine.current_attempts("p")] == [JobStatus.COMPLETED]
+
+
+def test_a_run_over_many_shards_reads_the_ledger_once_per_stage_not_once_per_shard(
+    make_pipelines, instance, bucket, monkeypatch
+):
+    """The ledger queries of a whole pipeline (each stage one run over all its shards) do not grow with the
+    shards: the submit and merge runs read their shards' attempts in one query each (``latest_of``)."""
+    import botocore.client
+
+    from bedrock_assets_tests.helpers import pipeline_dict, run
+
+    queries = {"n": 0}
+    call = botocore.client.BaseClient._make_api_call
+
+    def counted(client, operation, params):
+        if client.meta.service_model.service_name == "dynamodb" and operation == "Query":
+            queries["n"] += 1
+        return call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counted)
+    made = {}
+    for shards, name in ((2, "few"), (6, "many")):
+        defs, (spec,) = make_pipelines(
+            [pipeline_dict(name, bucket, shards={"max_records": 100}, canary={"records": 0})], rows=100 * shards
+        )
+        queries["n"] = 0
+        assert run(defs, spec, instance).succeeded == 100 * shards
+        made[shards] = queries["n"]
+    assert made[6] == made[2]

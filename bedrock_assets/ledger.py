@@ -266,7 +266,7 @@ class JobLedger:
         wanted = set(shards)
         low, high = min(wanted), max(wanted)  # "#" sorts below every digit, "~" above: all of a shard's attempts
         found = self._query(Key("pipeline").eq(pipeline) & Key("shard_attempt").between(f"{low}#", f"{high}#~"))
-        return {a.shard: a for a in found if a.shard in wanted}
+        return {shard: a for shard, a in latest_by_shard(found).items() if shard in wanted}
 
     def attempts_of(self, pipeline: str) -> list[JobAttempt]:
         """Every attempt of a pipeline, in (shard, attempt) order."""

@@ -38,7 +38,7 @@ from bedrock_assets.bedrock.resource import CallCounter
 from bedrock_assets.durations import describe, parse_duration
 from bedrock_assets.ledger import JobAttempt, JobLedger
 from bedrock_assets.spec import PipelineSpec
-from bedrock_assets.storage import get_json, put_json
+from bedrock_assets.storage import get_json, is_missing, put_json
 
 if TYPE_CHECKING:
     from bedrock_assets.pipeline import Step
@@ -182,7 +182,7 @@ def load_cutoff(step: Step) -> CutoffRecord | None:
     try:
         return CutoffRecord(**get_json(step.s3, step.layout.cutoff))
     except ClientError as e:
-        if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        if is_missing(e):
             return None
         raise
 

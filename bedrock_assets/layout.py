@@ -23,6 +23,11 @@ class PipelineLayout:
         """The shard's input rows (canonical copy of the raw dataset, one part per shard)."""
         return self.root.join("canonical", f"{shard}.parquet")
 
+    def shard_lines(self, shard: str) -> S3Location:
+        """The shard's request lines as they were cut (its JSONL input, staged: jsonl_shards copies it to
+        ``shard_input``), stored with their sha256 (``shards.LINES_DIGEST``)."""
+        return self.root.join("canonical", f"{shard}.jsonl")
+
     def shard_input(self, shard: str) -> S3Location:
         """The Bedrock input file (``{"recordId", "modelInput"}`` lines)."""
         return self.root.join("shards", shard, "input.jsonl")

@@ -4,7 +4,7 @@ raw_dataset writes the shard index (``canonical/_shards.json``): every first-pas
 with its rows, records, bytes and the digest of its JSONL input. retry_rounds writes the retry state
 (``retries/_rounds.json``): the planned rounds, each with its shards ``r<N>-00000``..., and whether a
 person stopped the pipeline. Both write their shards' rows as parts (``canonical/<shard>.parquet``)
-with ``ShardParts``. Every shard step finds its shards here (``select_shards``).
+and their request lines as staged JSONL inputs (``canonical/<shard>.jsonl``) with ``ShardParts``. Every shard step finds its shards here (``select_shards``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -31,7 +31,7 @@ from bedrock_assets.record_cache import RecordCache, cache_keys
 from bedrock_assets.records import CACHE_KEY, CACHED_FROM, MAX_TOKENS, REQUEST, line_buffers, request_chars
 from bedrock_assets.sharding import Shard
 from bedrock_assets.sources import SourceError
-from bedrock_assets.storage import UploadBehind, get_json, put_json, upload_file
+from bedrock_assets.storage import UploadBehind, get_json, is_missing, put_json, upload_file
 
 if TYPE_CHECKING:
     from bedrock_assets.pipeline import Step
@@ -130,17 +130,13 @@ class MissingShardIndex(SourceError):
     """raw_dataset has not written a shard index under this output_uri yet."""
 
 
-def _missing(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] in ("NoSuchKey", "404")
-
-
 def load_shard_index(step: Step) -> ShardIndex:
     """The index raw_dataset wrote last; MissingShardIndex if it never ran for this output_uri."""
     loc = step.layout.shard_index
     try:
         data = get_json(step.s3, loc)
     except ClientError as e:
-        if not _missing(e):
+        if not is_missing(e):
             raise
         raise MissingShardIndex(f"no shard plan at {loc.uri}: materialize {step.name}/raw_dataset first") from None
     return ShardIndex(data["files"], data["rows"], data["rejected"], [ShardInfo.from_dict(s) for s in data["shards"]])
@@ -189,7 +185,7 @@ def load_retry_state(step: Step) -> RetryState:
     try:
         data = get_json(step.s3, step.layout.retry_state)
     except ClientError as e:
-        if not _missing(e):
+        if not is_missing(e):
             raise
         return RetryState()
     rounds = [
@@ -236,23 +232,38 @@ def select_shards(step: Step, keys: Sequence[str]) -> list[ShardInfo]:
     return [infos[k] for k in keys]
 
 
+LINES_DIGEST = "sha256"  # the user metadata of a shard's staged lines: their sha256, the shard's digest
+
+
 def shard_digest(rows: pa.Table) -> str:
-    """sha256 of the shard's JSONL input file (as jsonl_shards writes it)."""
+    """sha256 of the shard's JSONL input file (its request lines)."""
+    return _lines_to(rows.column(REQUEST), lambda piece: None)
+
+
+def write_lines(requests: pa.ChunkedArray, path: Path) -> str:
+    """Write the shard's JSONL input (its request lines) to ``path``; its sha256 (the shard digest)."""
+    with open(path, "wb") as out:
+        return _lines_to(requests, out.write)
+
+
+def _lines_to(requests: pa.ChunkedArray, write: Callable[[pa.Buffer], object]) -> str:
     digest = hashlib.sha256()
-    for piece in line_buffers(rows.column(REQUEST)):
+    for piece in line_buffers(requests):
+        write(piece)
         digest.update(piece)
     return digest.hexdigest()
 
 
 class ShardParts:
-    """Writes shards' rows as parts (``canonical/<shard>.parquet``, without the request lines, which
-    jsonl_shards renders again from the rows) and describes each shard. A part uploads while the next
-    shard is cut: one upload in flight, so local disk holds two parts at most. ``write=False`` (a plan)
-    describes the shards and writes nothing.
+    """Writes each shard's rows as a part (``canonical/<shard>.parquet``, without the request lines) and its
+    request lines as its staged JSONL input (``canonical/<shard>.jsonl``, with their sha256 as
+    ``LINES_DIGEST``: jsonl_shards copies it where the job reads it, so a line is rendered once), and
+    describes each shard. A shard's files upload while the next shard is cut: one upload in flight, so local
+    disk holds two shards' files at most. ``write=False`` (a plan) describes the shards and writes nothing.
 
     With the record cache (``spec.cache``), a shard's records that the cache answers are marked
-    (``record_cache.CACHED_FROM``) and not counted as sent; ``previous`` (the shards cut last time) keeps an
-    unchanged shard's cached records what they were."""
+    (``record_cache.CACHED_FROM``) and not counted as sent (nor staged); ``previous`` (the shards cut last
+    time) keeps an unchanged shard's cached records what they were."""
 
     def __init__(self, step: Step, write: bool = True, previous: Sequence[ShardInfo] = ()) -> None:
         self.step = step
@@ -267,31 +278,45 @@ class ShardParts:
         return self
 
     def add(self, key: str, shard: Shard, on_demand: bool = False) -> ShardInfo:
-        rows, full_digest = shard.table, shard_digest(shard.table)
-        basis: list[str] = []
+        rows, basis = shard.table, list[str]()
+        # the lines' digest comes with writing them; the cache compares the whole shard's before marking it
+        full_digest = shard_digest(rows) if self.cache is not None or not self.write else None
         if self.cache is not None:
-            rows, basis = self._mark_cached(key, rows, full_digest)
+            rows, basis = self._mark_cached(key, rows, full_digest or "")
         sent = rows if not basis else rows.filter(pc.is_null(rows.column(CACHED_FROM)))
         if self.write:
-            path = Path(self._tmp.name) / f"{key}.parquet"
-            pq.write_table(rows.drop_columns([REQUEST]), path, row_group_size=BATCH_ROWS)
-            # the file is handed over: it becomes this process's local copy of the part
-            self._uploads.send(partial(upload_file, self.step.s3, path, self.step.layout.shard_rows(key), True))
+            digest = self._store(key, rows, sent)
+        else:  # a plan
+            digest = full_digest if full_digest and not basis else shard_digest(sent)
         chars = request_chars(sent, self.step.adapter)
         raised = pc.max(rows.column(MAX_TOKENS)).as_py() if MAX_TOKENS in rows.column_names else None
         if not basis:
-            info = ShardInfo(key, rows.num_rows, shard.records, shard.bytes, full_digest, chars, on_demand, raised)
+            info = ShardInfo(key, rows.num_rows, shard.records, shard.bytes, digest, chars, on_demand, raised)
         else:
             requests = sent.column(REQUEST)
             records = len(requests) - requests.null_count
             size = int(pc.sum(pc.add(pc.binary_length(requests), 1)).as_py() or 0)
             small = 0 < records < self.step.quotas.min_records_per_job  # the small-remainder path
             info = ShardInfo(
-                key, rows.num_rows, records, size, shard_digest(sent), chars, on_demand or small, raised,
+                key, rows.num_rows, records, size, digest, chars, on_demand or small, raised,
                 cached=shard.records - records, full_digest=full_digest, cache_basis=basis,
             )  # fmt: skip
         self.shards.append(info)
         return info
+
+    def _store(self, key: str, rows: pa.Table, sent: pa.Table) -> str:
+        """Write the shard's part and staged lines and send both to S3 behind the cut; the lines' sha256."""
+        part, lines = Path(self._tmp.name) / f"{key}.parquet", Path(self._tmp.name) / f"{key}.jsonl"
+        pq.write_table(rows.drop_columns([REQUEST]), part, row_group_size=BATCH_ROWS)
+        digest = write_lines(sent.column(REQUEST), lines)
+        self._uploads.send(partial(self._upload, key, part, lines, digest))
+        return digest
+
+    def _upload(self, key: str, part: Path, lines: Path, digest: str) -> None:
+        s3, layout = self.step.s3, self.step.layout
+        upload_file(s3, part, layout.shard_rows(key), keep=True)  # it becomes this process's local copy
+        upload_file(s3, lines, layout.shard_lines(key), metadata={LINES_DIGEST: digest})
+        lines.unlink()
 
     def _mark_cached(self, key: str, rows: pa.Table, full_digest: str) -> tuple[pa.Table, list[str]]:
         """The rows with their cache keys and the segment answering each (if any), and the segments used. An

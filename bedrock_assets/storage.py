@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,26 +40,76 @@ class S3Access:
         return {**self.read_args(), **kms}
 
 
-def upload_file(s3: S3Access, path: Path, loc: S3Location, keep: bool = False) -> None:
-    """Upload a local file (streamed; in parts above 64 MB).
+def upload_file(
+    s3: S3Access, path: Path, loc: S3Location, keep: bool = False, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Upload a local file (streamed; in parts above 64 MB), with ``metadata`` as its user metadata.
 
     ``keep``: the caller hands the file over (the path is gone afterwards); it becomes this process's copy
     of the object when it fits, so a later ``local_copy`` of it downloads nothing while it is unchanged.
     """
     with open(path, "rb") as body:
-        etag = upload_fileobj(s3, body, path.stat().st_size, loc)
+        etag = upload_fileobj(s3, body, path.stat().st_size, loc, metadata)
     if keep:
         if etag is not None:
             COPIES.adopt(loc, path, etag)
         path.unlink(missing_ok=True)  # not kept (too large, or uploaded in parts)
 
 
-def upload_fileobj(s3: S3Access, body: BinaryIO, size: int, loc: S3Location) -> str | None:
+def upload_fileobj(
+    s3: S3Access, body: BinaryIO, size: int, loc: S3Location, metadata: Mapping[str, str] | None = None
+) -> str | None:
     """Upload an open file positioned at its start: one PUT up to 64 MB (its ETag is returned), in parts above."""
+    extra = {**s3.write_args(), **({"Metadata": dict(metadata)} if metadata else {})}
     if size <= SINGLE_PUT_BYTES:
-        return s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **s3.write_args())["ETag"]
-    s3.client.upload_fileobj(body, loc.bucket, loc.key, ExtraArgs=s3.write_args() or None)
+        return s3.client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **extra)["ETag"]
+    s3.client.upload_fileobj(body, loc.bucket, loc.key, ExtraArgs=extra or None)
     return None
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD of an object says: its ETag, size and user metadata."""
+
+    etag: str
+    size: int
+    metadata: Mapping[str, str]
+
+
+def is_missing(error: ClientError) -> bool:
+    """The error says the object (or key) does not exist."""
+    return error.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound")
+
+
+def head(s3: S3Access, loc: S3Location) -> ObjectHead | None:
+    """The object's ETag, size and user metadata; None if it does not exist."""
+    try:
+        response = s3.client.head_object(Bucket=loc.bucket, Key=loc.key, **s3.read_args())
+    except ClientError as e:
+        if is_missing(e):
+            return None
+        raise
+    return ObjectHead(response["ETag"], response["ContentLength"], response.get("Metadata", {}))
+
+
+# CopyObject copies an object of up to 5 GB in one call; larger ones take a multipart copy
+# (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html).
+COPY_OBJECT_BYTES = 5 * 1024**3
+
+
+def copy_within(s3: S3Access, source: S3Location, etag: str, target: S3Location) -> None:
+    """Server-side copy of ``source`` as it was when its ETag was ``etag`` (S3 refuses it with 412
+    PreconditionFailed if it changed since) to ``target``, keeping its user metadata; nothing passes through
+    this process. The expected owner applies to both buckets, the KMS key to the copy."""
+    owner = {"ExpectedSourceBucketOwner": s3.expected_bucket_owner} if s3.expected_bucket_owner else {}
+    s3.client.copy_object(
+        Bucket=target.bucket,
+        Key=target.key,
+        CopySource={"Bucket": source.bucket, "Key": source.key},
+        CopySourceIfMatch=etag,
+        **owner,
+        **s3.write_args(),
+    )
 
 
 R = TypeVar("R")

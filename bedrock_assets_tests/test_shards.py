@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from bedrock_assets.records import RECORD_ID, REQUEST
 from bedrock_assets.sharding import Shard
 from bedrock_assets.shards import (
+    LINES_DIGEST,
     MissingShardIndex,
     RetryRound,
     RetryState,
@@ -63,7 +66,7 @@ def rows(n: int) -> pa.Table:
     )
 
 
-def test_shard_parts_are_in_s3_when_the_writer_closes_and_a_plan_writes_nothing(s3, bucket):
+def test_shard_parts_and_staged_lines_are_in_s3_when_the_writer_closes_and_a_plan_writes_nothing(s3, bucket):
     step = step_of(one_spec(pipeline_dict("parts", bucket)))
     with ShardParts(step, write=False) as plan:
         described = plan.add("s00000", Shard(rows(5), 5, 120))
@@ -72,11 +75,16 @@ def test_shard_parts_are_in_s3_when_the_writer_closes_and_a_plan_writes_nothing(
         for i in range(3):
             parts.add(f"s{i:05d}", Shard(rows(5 + i), 5 + i, 120))
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="out/parts/canonical/")["Contents"]]
-    assert keys == [f"out/parts/canonical/s{i:05d}.parquet" for i in range(3)]
+    assert keys == [f"out/parts/canonical/s{i:05d}.{kind}" for i in range(3) for kind in ("jsonl", "parquet")]
     assert [s.rows for s in parts.shards] == [5, 6, 7] and parts.shards[0] == described
-    assert described.digest == shard_digest(rows(5))  # what jsonl_shards will write, line for line
+    assert described.digest == shard_digest(rows(5))  # the plan's digest is the staged lines' own
     with local_copy(step.s3, step.layout.shard_rows("s00002")) as path:
-        assert REQUEST not in pq.read_schema(path).names  # request lines are rendered again, not stored
+        assert REQUEST not in pq.read_schema(path).names  # the part holds the rows, the lines are staged apart
+    staged = s3.get_object(Bucket=bucket, Key=step.layout.shard_lines("s00002").key)
+    body = staged["Body"].read()
+    assert body == b"".join(f'{{"recordId":"r{i:011d}"}}\n'.encode() for i in range(7))
+    assert staged["Metadata"] == {LINES_DIGEST: hashlib.sha256(body).hexdigest()} == {"sha256": parts.shards[2].digest}
+    assert staged["ContentLength"] == len(body)
 
 
 def test_the_index_and_the_retry_state_round_trip_and_a_missing_index_says_what_to_run(s3, bucket):

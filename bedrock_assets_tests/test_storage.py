@@ -60,8 +60,10 @@ def test_every_s3_call_carries_the_bucket_owner_and_every_write_the_kms_key(make
     assert summary.succeeded == 300 and len(CALLS) > 20
     missing = [(op, sorted(params)) for op, params in CALLS if params.get("ExpectedBucketOwner") != OWNER]
     assert missing == []
-    writes = [params for op, params in CALLS if op in ("PutObject", "CreateMultipartUpload")]
+    writes = [params for op, params in CALLS if op in ("PutObject", "CreateMultipartUpload", "CopyObject")]
     assert writes and all(p.get("SSEKMSKeyId") == KEY and p.get("ServerSideEncryption") == "aws:kms" for p in writes)
+    copies = [params for op, params in CALLS if op == "CopyObject"]  # jsonl_shards' copies of the staged lines
+    assert copies and all(p.get("ExpectedSourceBucketOwner") == OWNER for p in copies)
     # what the run wrote itself is never downloaded again: each read of a canonical part or an outputs
     # table is one conditional GET answered 304 Not Modified
     own = [(key, status) for key, status in READS if "/canonical/s" in key or "/outputs/" in key]

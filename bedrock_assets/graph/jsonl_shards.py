@@ -1,4 +1,10 @@
-"""jsonl_shards: each shard's Bedrock input file (``{"recordId", "modelInput"}`` lines), rendered from its rows."""
+"""jsonl_shards: each shard's Bedrock input file (``{"recordId", "modelInput"}`` lines) where its job reads it.
+
+The lines were rendered once, when the shard was cut (``ShardParts`` stages them as ``canonical/<shard>.jsonl``
+with their sha256): a shard's input is a server-side copy of them, after checking that their sha256 is the
+shard plan's digest. A shard without such staged lines (cut by an earlier version, or changed since) is
+rendered from its rows and checked against the plan the same way.
+"""
 
 import hashlib
 import tempfile
@@ -10,6 +16,7 @@ from typing import Any, BinaryIO
 import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 
 from bedrock_assets.bedrock.quotas import BatchQuotas
@@ -18,8 +25,17 @@ from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import CACHED_FROM, MAX_TOKENS, RECORD_ID, line_buffers, rendered_requests
-from bedrock_assets.shards import BATCH_ROWS, ShardInfo, select_shards
-from bedrock_assets.storage import SINGLE_PUT_BYTES, Stored, local_copy, upload_fileobj, uploaded_behind
+from bedrock_assets.shards import BATCH_ROWS, LINES_DIGEST, ShardInfo, select_shards
+from bedrock_assets.storage import (
+    COPY_OBJECT_BYTES,
+    SINGLE_PUT_BYTES,
+    Stored,
+    copy_within,
+    head,
+    local_copy,
+    upload_fileobj,
+    uploaded_behind,
+)
 
 QUOTAS_CHECK = "within_batch_quotas"
 
@@ -89,21 +105,48 @@ class ShardInput:
 
 
 def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple[ShardInfo, ShardInput]]:
-    """Each shard's Bedrock JSONL input written from its rows (``render_shard_input`` then ``upload_shard_input``),
-    in order, the next shard rendering while the last one uploads (``uploaded_behind``: at most two shards'
-    files exist, each in memory up to the single-PUT size)."""
+    """Each shard's Bedrock JSONL input where its job reads it, in order: its staged lines copied
+    (``copy_staged_input``), or else rendered from its rows (``render_shard_input`` then
+    ``upload_shard_input``), the next shard's work running while the last one uploads (``uploaded_behind``: at
+    most two shards' files exist, each in memory up to the single-PUT size)."""
 
-    def rendered() -> Iterator[Stored[tuple[ShardInfo, ShardInput]]]:
+    def stored() -> Iterator[Stored[tuple[ShardInfo, ShardInput]]]:
         for info in infos:
+            copied = copy_staged_input(step, info)
+            if copied is not None:
+                yield Stored((info, copied), lambda: None)
+                continue
             written, body = render_shard_input(step, info)
             yield Stored((info, written), partial(upload_shard_input, step, written, body), body.close)
 
-    return uploaded_behind(rendered())
+    return uploaded_behind(stored())
+
+
+def copy_staged_input(step: Step, info: ShardInfo) -> ShardInput | None:
+    """The shard's staged lines copied where its job reads them (S3 copies them: nothing passes through this
+    process), if their sha256 and size are the plan's; else None (the caller renders the input from the rows).
+    The copy is of the version that was checked: S3 refuses it if the lines changed since."""
+    layout = step.layout
+    staged, target = layout.shard_lines(info.key), layout.shard_input(info.key)
+    found = head(step.s3, staged) if info.bytes <= COPY_OBJECT_BYTES else None
+    if found is None or found.metadata.get(LINES_DIGEST) != info.digest or found.size != info.bytes:
+        return None
+    try:
+        copy_within(step.s3, staged, found.etag, target)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "PreconditionFailed":
+            raise
+        raise RuntimeError(
+            f"shard {info.key}: {staged.uri} changed while it was copied (raw_dataset re-cut the shards meanwhile?); "
+            "materialize jsonl_shards again for the current shard plan"
+        ) from None
+    return ShardInput(info.key, info.records, info.bytes, target.uri)
 
 
 def render_shard_input(step: Step, info: ShardInfo) -> tuple[ShardInput, BinaryIO]:
     """The shard's JSONL input rendered from its rows and checked against the shard index: what it is and the
-    open file holding it, at its start (the caller closes it: ``upload_shard_input``).
+    open file holding it, at its start (the caller closes it: ``upload_shard_input``). For a shard without
+    staged lines that match its plan.
 
     The lines are rendered into memory up to the single-PUT size (a temporary file beyond it).
     """

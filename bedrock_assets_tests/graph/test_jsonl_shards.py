@@ -1,7 +1,9 @@
-"""jsonl_shards: an input file outside the model's batch quotas is named with what it breaks; inputs upload behind the rendering."""
+"""jsonl_shards: an input is the staged lines copied when they are the plan's, else rendered from the rows (each
+upload behind the next rendering); an input file outside the model's batch quotas is named with what it breaks."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import pytest
@@ -24,10 +26,68 @@ def test_an_input_outside_the_quotas_says_which_limit_it_breaks():
     assert ShardInput("s00000", 100, 10_001, "s3://b/i").violation(quotas) == "10001 bytes, over 10000"
 
 
-def test_the_next_shard_renders_while_the_last_one_uploads_and_every_input_lands(s3, bucket, tmp_path, monkeypatch):
+def test_each_input_is_its_staged_lines_copied_in_s3_with_nothing_rendered_or_sent(s3, bucket, monkeypatch):
+    seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=600)
+    step = step_of(one_spec(pipeline_dict("copied", bucket)))
+    shards = prepare_dataset(step).shards
+    calls: list[str] = []
+    step.s3.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    monkeypatch.setattr(jsonl_shards, "render_shard_input", lambda step, info: pytest.fail("rendered again"))
+    written = [w for _, w in jsonl_shards.write_shard_inputs(step, shards)]
+    assert calls == ["HeadObject", "CopyObject"] * 3 and len(shards) == 3  # no part read, no body sent
+    for w, info in zip(written, shards, strict=True):
+        staged = s3.get_object(Bucket=bucket, Key=step.layout.shard_lines(w.shard).key)["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=step.layout.shard_input(w.shard).key)["Body"].read()
+        assert body == staged and hashlib.sha256(body).hexdigest() == info.digest
+        assert (w.records, w.bytes, w.uri) == (info.records, info.bytes, step.layout.shard_input(w.shard).uri)
+        assert body.count(b"\n") == info.records
+
+
+def test_staged_lines_that_are_not_the_plans_are_not_copied_the_rows_are_rendered_and_checked(s3, bucket):
+    seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=600)
+    step = step_of(one_spec(pipeline_dict("unstaged", bucket)))
+    first, second, third = prepare_dataset(step).shards
+    layout = step.layout
+    s3.delete_object(Bucket=bucket, Key=layout.shard_lines(first.key).key)  # cut by a version that staged none
+    s3.put_object(Bucket=bucket, Key=layout.shard_lines(second.key).key, Body=b"{}\n")  # overwritten by someone
+    # the lines of another cut (a later raw_dataset), stored with their own sha256
+    s3.put_object(Bucket=bucket, Key=layout.shard_lines(third.key).key, Body=b"{}\n", Metadata={"sha256": "0" * 64})
+    written = {info.key: w for info, w in jsonl_shards.write_shard_inputs(step, [first, second, third])}
+    for info in (first, second, third):
+        body = s3.get_object(Bucket=bucket, Key=layout.shard_input(info.key).key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == info.digest and written[info.key].bytes == len(body) == info.bytes
+    s3.put_object(Bucket=bucket, Key=layout.shard_rows(first.key).key, Body=s3.get_object(
+        Bucket=bucket, Key=layout.shard_rows(second.key).key)["Body"].read())  # fmt: skip
+    with pytest.raises(RuntimeError, match=f"shard {first.key}: rows in .* no longer match the shard plan"):
+        list(jsonl_shards.write_shard_inputs(step, [first]))
+
+
+def test_staged_lines_that_change_between_the_check_and_the_copy_are_not_copied(s3, bucket, monkeypatch):
+    seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=200)
+    step = step_of(one_spec(pipeline_dict("raced", bucket)))
+    (info,) = prepare_dataset(step).shards
+    staged = step.layout.shard_lines(info.key)
+    checked = jsonl_shards.head
+
+    def then_changed(s3_access, loc):
+        found = checked(s3_access, loc)
+        s3.put_object(Bucket=bucket, Key=staged.key, Body=b"{}\n", Metadata={"sha256": info.digest})
+        return found
+
+    monkeypatch.setattr(jsonl_shards, "head", then_changed)
+    with pytest.raises(RuntimeError, match=f"shard s00000: {staged.uri} changed while it was copied .* again"):
+        list(jsonl_shards.write_shard_inputs(step, [info]))
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=step.layout.shard_input(info.key).key)
+
+
+def test_shards_without_staged_lines_render_the_next_while_the_last_uploads_and_every_input_lands(
+    s3, bucket, tmp_path, monkeypatch
+):
     seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=600)
     step = step_of(one_spec(pipeline_dict("behind", bucket)))
     shards = prepare_dataset(step).shards
+    for info in shards:  # an index cut by a version that staged no lines
+        s3.delete_object(Bucket=bucket, Key=step.layout.shard_lines(info.key).key)
     rendering = {info.key: threading.Event() for info in shards}
     render, upload = jsonl_shards.render_shard_input, jsonl_shards.upload_fileobj
 

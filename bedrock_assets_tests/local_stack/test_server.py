@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from bedrock_assets.local_stack import LocalStack
 from bedrock_assets.local_stack.server import PERSIST_SECONDS
@@ -37,6 +38,25 @@ def test_s3_and_dynamodb_share_the_endpoint(stack: LocalStack, s3: Any, bucket: 
     )
     ddb.put_item(TableName=table, Item={"pk": {"S": "k1"}, "n": {"N": "3"}})
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "k1"}})["Item"]["n"] == {"N": "3"}
+
+
+def test_a_copy_of_a_source_that_changed_since_its_etag_was_read_is_refused_as_s3_refuses_it(
+    s3: Any, bucket: str
+) -> None:
+    first = s3.put_object(Bucket=bucket, Key="src/a b.jsonl", Body=b"one\n", Metadata={"sha256": "one"})["ETag"]
+    source = {"Bucket": bucket, "Key": "src/a b.jsonl"}
+    s3.copy_object(Bucket=bucket, Key="dst/a.jsonl", CopySource=source, CopySourceIfMatch=first)
+    assert s3.get_object(Bucket=bucket, Key="dst/a.jsonl")["Metadata"] == {"sha256": "one"}  # metadata comes along
+    s3.put_object(Bucket=bucket, Key="src/a b.jsonl", Body=b"two\n")
+    with pytest.raises(ClientError) as refused:
+        s3.copy_object(Bucket=bucket, Key="dst/a.jsonl", CopySource=source, CopySourceIfMatch=first)
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert s3.get_object(Bucket=bucket, Key="dst/a.jsonl")["Body"].read() == b"one\n"  # the target is untouched
+    with pytest.raises(ClientError, match="NoSuchKey"):  # a missing source stays moto's answer
+        s3.copy_object(
+            Bucket=bucket, Key="dst/b", CopySource={"Bucket": bucket, "Key": "nope"}, CopySourceIfMatch=first
+        )
 
 
 def test_env_points_default_clients_at_stack(stack: LocalStack, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,13 +101,20 @@ class _Verdict:
 _CUT_OFF = "the answer was cut off at the token limit before it was a whole JSON object; raise inference.max_tokens, or set retry.truncated_max_tokens to resend it with more (stop_reason "
 
 
+def _id_array(ids: pa.Array | pa.ChunkedArray | Iterable[str]) -> pa.Array:
+    """Record ids as one Arrow string array (an Arrow column as it is, without a Python string per id)."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    return ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+
+
 class OutputParser:
     """Turns blocks of output lines into Arrow batches; keeps the first line per recordId."""
 
-    def __init__(self, adapter: ModelAdapter, expected_ids: Iterable[str] | None = None) -> None:
+    def __init__(self, adapter: ModelAdapter, expected_ids: pa.Array | Iterable[str] | None = None) -> None:
         self.adapter = adapter
         self.schema = output_schema(adapter)
-        self.expected = pa.array(list(expected_ids), pa.string()) if expected_ids is not None else None
+        self.expected = _id_array(expected_ids) if expected_ids is not None else None
         self.seen = pa.array([], pa.string())  # record ids already taken, in arrival order
         self.repeats: list[pa.RecordBatch] = []  # the rows of lines that repeat a kept record (rare)
         self.lines_in: dict[str, int] = {}  # lines read per file, to name a line by its number

@@ -274,10 +274,10 @@ def collect_job_outputs(step: Step, attempt: JobAttempt, out_path: Path) -> Stor
     unsent = pc.is_valid(ids.column(INPUT_ERROR))
     if CACHED_FROM in names:  # answered by the record cache: not in the job
         unsent = pc.or_(unsent, pc.is_valid(ids.column(CACHED_FROM)))
-    sent = ids.filter(pc.invert(unsent)).column(RECORD_ID).to_pylist()
+    sent = ids.filter(pc.invert(unsent)).column(RECORD_ID)
     parser = OutputParser(step.adapter, expected_ids=sent)
     answered = attempt.status.has_output or attempt.status is JobStatus.STOPPED  # what it answered is paid
-    keep = step.spec.cache and CACHE_KEY in names and answered and sent
+    keep = step.spec.cache and CACHE_KEY in names and answered and len(sent) > 0
     segment = Segment(attempt, ids) if keep else None
     manifest = parse_job_output(step, attempt, parser, out_path, segment)
 

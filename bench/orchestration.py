@@ -10,7 +10,9 @@ DAGSTER_HOME. It reports: the wall time and its share per shard; the completion 
 the slowest while the pipeline ran; and the steady state, polling and between polls, once everything is
 merged and a tick has read the run's last writes) and the automation evaluation; the definitions' load
 time in a new process with N partitions registered (import, build, and the first automation evaluation
-the daemon makes); Dagster runs launched; Bedrock control-plane calls per job; the instance's database size; peak RSS. Markdown on stdout, JSON in WORK_DIR/latest.json.
+the daemon makes); Dagster runs launched; Bedrock control-plane calls per job; S3 and DynamoDB calls per
+shard (every call the process makes while the pipeline runs, seeding its source excluded, by operation in
+the JSON); the instance's database size; peak RSS. Markdown on stdout, JSON in WORK_DIR/latest.json.
 """
 
 from __future__ import annotations
@@ -82,6 +84,27 @@ class Timings:
         job_completion.completion_tick = _timed(job_completion.completion_tick, self.ticks, slowest)
         # the runner calls it as dg.evaluate_automation_conditions, as the daemon would
         dagster.evaluate_automation_conditions = _timed(dagster.evaluate_automation_conditions, self.automation)
+
+
+class AwsCalls:
+    """Every AWS call this process makes (the pipeline's own: the local stack runs in a process of its own), by
+    service and operation."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, dict[str, int]] = {}
+
+    def install(self) -> None:
+        import botocore.client
+
+        call = botocore.client.BaseClient._make_api_call
+        calls = self.calls
+
+        def counted(client: Any, operation: str, params: Any) -> Any:
+            service = calls.setdefault(client.meta.service_model.service_name, {})
+            service[operation] = service.get(operation, 0) + 1
+            return call(client, operation, params)
+
+        botocore.client.BaseClient._make_api_call = counted
 
 
 def _timed(call: Any, durations: list[float], profile_to: str | None = None) -> Any:
@@ -158,8 +181,9 @@ def one(shards: int, records: int, home: Path) -> dict[str, Any]:
     seed_sample(boto3.client("s3"), f"s3://{BUCKET}/raw/{shards}.parquet", rows=shards * records)
     os.environ["DAGSTER_HOME"] = str(home)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    timings = Timings()
+    timings, aws = Timings(), AwsCalls()
     timings.install()
+    aws.install()
     defs, spec = build_defs(shards, records)
     instance = dg.DagsterInstance.get()
     t0 = time.perf_counter()
@@ -167,6 +191,7 @@ def one(shards: int, records: int, home: Path) -> dict[str, Any]:
         defs, [spec], instance, poll_seconds=0.5, timeout_seconds=7200, log=lambda m: print(m, file=sys.stderr)
     )
     wall = time.perf_counter() - t0
+    aws_calls = {service: dict(ops) for service, ops in aws.calls.items()}  # the run's, before the steady ticks
     # the first tick after the run reads again the ledger items written in the run's last minute (the index's
     # overlap); from the next on, what a tick costs while nothing changes: steady
     time.sleep(OVERLAP.total_seconds() + 1)
@@ -199,6 +224,9 @@ def one(shards: int, records: int, home: Path) -> dict[str, Any]:
         "jobs": jobs,
         "control_calls": calls,
         "control_calls_per_job": sum(calls.values()) / jobs if jobs else None,
+        "aws_calls": aws_calls,  # every call while the pipeline ran, by service and operation
+        "s3_calls_per_shard": sum(aws_calls.get("s3", {}).values()) / shards,
+        "dynamodb_calls_per_shard": sum(aws_calls.get("dynamodb", {}).values()) / shards,
         "db_bytes": database_bytes(home),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -208,8 +236,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
     head = (
         "| shards | rows | wall | per shard | tick median / max while running | steady tick: poll / between polls | "
         "automation median / max | "
-        "defs load + first automation | runs | control calls / job | instance DB | peak RSS |\n"
-        "|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|"
+        "defs load + first automation | runs | control calls / job | S3 / DynamoDB calls per shard | instance DB | "
+        "peak RSS |\n"
+        "|---:|---:|---:|---:|---|---|---|---|---:|---:|---|---:|---:|"
     )
     lines = [head]
     for r in results:
@@ -219,7 +248,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{r['tick_steady_poll_s']:.2f} / {r['tick_steady_s']:.2f} s | "
             f"{r['automation_median_s']:.2f} / {r['automation_max_s']:.2f} s | "
             f"{r['defs_load_s']:.1f} + {r['first_automation_s']:.1f} s | {r['runs']} | "
-            f"{r['control_calls_per_job']:.2f} | {r['db_bytes'] / 2**20:.0f} MiB | {r['peak_rss_mb']:.0f} MiB |"
+            f"{r['control_calls_per_job']:.2f} | {r['s3_calls_per_shard']:.1f} / {r['dynamodb_calls_per_shard']:.1f} | "
+            f"{r['db_bytes'] / 2**20:.0f} MiB | {r['peak_rss_mb']:.0f} MiB |"
         )
     return "\n".join(lines)
 

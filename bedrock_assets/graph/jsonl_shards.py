@@ -8,7 +8,9 @@ rendered from its rows and checked against the plan the same way.
 
 import hashlib
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO
@@ -38,6 +40,7 @@ from bedrock_assets.storage import (
 )
 
 QUOTAS_CHECK = "within_batch_quotas"
+COPIES_AT_ONCE = 4  # staged lines being copied at once
 
 
 def build(p: Pipeline) -> dg.AssetsDefinition:
@@ -106,13 +109,12 @@ class ShardInput:
 
 def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple[ShardInfo, ShardInput]]:
     """Each shard's Bedrock JSONL input where its job reads it, in order: its staged lines copied
-    (``copy_staged_input``), or else rendered from its rows (``render_shard_input`` then
+    (``staged_copies``, a few at once), or else rendered from its rows (``render_shard_input`` then
     ``upload_shard_input``), the next shard's work running while the last one uploads (``uploaded_behind``: at
     most two shards' files exist, each in memory up to the single-PUT size)."""
 
     def stored() -> Iterator[Stored[tuple[ShardInfo, ShardInput]]]:
-        for info in infos:
-            copied = copy_staged_input(step, info)
+        for info, copied in zip(infos, staged_copies(step, infos), strict=True):
             if copied is not None:
                 yield Stored((info, copied), lambda: None)
                 continue
@@ -120,6 +122,21 @@ def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple
             yield Stored((info, written), partial(upload_shard_input, step, written, body), body.close)
 
     return uploaded_behind(stored())
+
+
+def staged_copies(step: Step, infos: Sequence[ShardInfo]) -> Iterator[ShardInput | None]:
+    """``copy_staged_input`` of each shard, in order, with up to ``COPIES_AT_ONCE`` of them under way (a copy is
+    S3's work: this process only waits for it). Stopped early, the copies not yet started are not made."""
+    pending: deque[Future[ShardInput | None]] = deque()
+    with ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="bedrock-assets-copy") as pool:
+        try:
+            for i in range(len(infos)):
+                while len(pending) < COPIES_AT_ONCE and i + len(pending) < len(infos):
+                    pending.append(pool.submit(copy_staged_input, step, infos[i + len(pending)]))
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def copy_staged_input(step: Step, info: ShardInfo) -> ShardInput | None:

@@ -33,8 +33,16 @@ def test_each_input_is_its_staged_lines_copied_in_s3_with_nothing_rendered_or_se
     calls: list[str] = []
     step.s3.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
     monkeypatch.setattr(jsonl_shards, "render_shard_input", lambda step, info: pytest.fail("rendered again"))
+    together = threading.Barrier(3, timeout=10)  # each copy waits until all three are under way
+    copy = jsonl_shards.copy_within
+
+    def copied_together(*args):
+        together.wait()
+        return copy(*args)
+
+    monkeypatch.setattr(jsonl_shards, "copy_within", copied_together)
     written = [w for _, w in jsonl_shards.write_shard_inputs(step, shards)]
-    assert calls == ["HeadObject", "CopyObject"] * 3 and len(shards) == 3  # no part read, no body sent
+    assert sorted(calls) == ["CopyObject"] * 3 + ["HeadObject"] * 3 and len(shards) == 3  # no part read or PUT
     for w, info in zip(written, shards, strict=True):
         staged = s3.get_object(Bucket=bucket, Key=step.layout.shard_lines(w.shard).key)["Body"].read()
         body = s3.get_object(Bucket=bucket, Key=step.layout.shard_input(w.shard).key)["Body"].read()

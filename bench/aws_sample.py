@@ -48,8 +48,9 @@ Differences (what the sample does otherwise, and how the comparison is kept fair
   JSONL is ``json.dumps`` per record (spaces after separators, non-ASCII escaped as ``\\uXXXX``).
 - Record ids: the sample adds a uuid4 ``record_id`` column; ours derives ids from source positions.
 - What is written: the sample writes per job a pandas/awswrangler input Parquet (source columns +
-  ``record_id``) and the JSONL; ours a canonical Parquet part (source columns + id + lineage) and the JSONL,
-  plus its shard index. Post: the sample writes one Parquet per job (``record_id``, ``response`` = the last
+  ``record_id``) and the JSONL; ours a canonical Parquet part (source columns + id + lineage) and the JSONL
+  staged beside it, then copied in S3 where the job reads it (S3's work, not the client's), plus its shard
+  index. Post: the sample writes one Parquet per job (``record_id``, ``response`` = the last
   content block's text or null for an error line, + the input columns; inner join on ``record_id``); ours
   writes per shard an outputs Parquet (the typed model output, the error) and the merged Parquet, and checks
   every input row is merged once.

@@ -240,10 +240,15 @@ def shard_digest(rows: pa.Table) -> str:
     return _lines_to(rows.column(REQUEST), lambda piece: None)
 
 
-def write_lines(requests: pa.ChunkedArray, path: Path) -> str:
-    """Write the shard's JSONL input (its request lines) to ``path``; its sha256 (the shard digest)."""
+def write_lines(requests: pa.ChunkedArray, path: Path, digest: str | None = None) -> str:
+    """Write the shard's JSONL input (its request lines) to ``path``; its sha256 (the shard digest), hashed
+    while writing unless ``digest`` is it already."""
     with open(path, "wb") as out:
-        return _lines_to(requests, out.write)
+        if digest is None:
+            return _lines_to(requests, out.write)
+        for piece in line_buffers(requests):
+            out.write(piece)
+        return digest
 
 
 def _lines_to(requests: pa.ChunkedArray, write: Callable[[pa.Buffer], object]) -> str:
@@ -284,8 +289,8 @@ class ShardParts:
         if self.cache is not None:
             rows, basis = self._mark_cached(key, rows, full_digest or "")
         sent = rows if not basis else rows.filter(pc.is_null(rows.column(CACHED_FROM)))
-        if self.write:
-            digest = self._store(key, rows, sent)
+        if self.write:  # the lines hashed once: with the cache, they are the whole shard's unless some are cached
+            digest = self._store(key, rows, sent, full_digest if not basis else None)
         else:  # a plan
             digest = full_digest if full_digest and not basis else shard_digest(sent)
         chars = request_chars(sent, self.step.adapter)
@@ -304,11 +309,12 @@ class ShardParts:
         self.shards.append(info)
         return info
 
-    def _store(self, key: str, rows: pa.Table, sent: pa.Table) -> str:
-        """Write the shard's part and staged lines and send both to S3 behind the cut; the lines' sha256."""
+    def _store(self, key: str, rows: pa.Table, sent: pa.Table, digest: str | None) -> str:
+        """Write the shard's part and staged lines and send both to S3 behind the cut; the lines' sha256
+        (``digest``, when the caller knows it already)."""
         part, lines = Path(self._tmp.name) / f"{key}.parquet", Path(self._tmp.name) / f"{key}.jsonl"
         pq.write_table(rows.drop_columns([REQUEST]), part, row_group_size=BATCH_ROWS)
-        digest = write_lines(sent.column(REQUEST), lines)
+        digest = write_lines(sent.column(REQUEST), lines, digest)
         self._uploads.send(partial(self._upload, key, part, lines, digest))
         return digest
 

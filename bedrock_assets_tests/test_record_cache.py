@@ -3,6 +3,7 @@ a changed prompt re-sends everything, and a failed record is never re-used."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 from bedrock_assets.components.bedrock_batch_pipeline import BedrockBatchPipeline
 from bedrock_assets.record_cache import KEY_TYPE, CacheIndex, RecordCache, Segment, cache_keys
 from bedrock_assets.records import ANSWERED_BY, CACHE_KEY, RECORD_ID
+from bedrock_assets.shards import LINES_DIGEST, load_shard_index
 from bedrock_assets_tests.helpers import (
     NO_RECOURSE,
     ledger_of,
@@ -73,6 +75,14 @@ def test_one_edited_row_costs_one_record_and_an_unchanged_rerun_nothing(
     edited = merged.slice(EDITED, 1).to_pylist()[0]
     assert edited["cached_from"] is None and edited["job_arn"].startswith("on-demand/")
     assert edited["output_text"].startswith("[emulated]")
+    # each shard's staged lines are what it sends, by sha256: the edited shard only its edited record (the cache
+    # answers the rest), the unchanged ones what they were planned with (so they keep their jobs)
+    step = step_of(spec)
+    for info in load_shard_index(step).shards:
+        staged = s3.get_object(Bucket=bucket, Key=step.layout.shard_lines(info.key).key)
+        body = staged["Body"].read()
+        assert staged["Metadata"][LINES_DIGEST] == hashlib.sha256(body).hexdigest() == info.digest
+        assert body.count(b"\n") == info.records == (1 if info.key == "s00001" else 1000)
     neighbour = merged.slice(EDITED + 1, 1).to_pylist()[0]
     s00001 = ledger_of(defs).attempts("kept", "s00001")[0]
     assert neighbour["cached_from"] == neighbour["job_arn"] == s00001.job_arn  # lineage: the job that answered

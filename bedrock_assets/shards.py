@@ -233,6 +233,7 @@ def select_shards(step: Step, keys: Sequence[str]) -> list[ShardInfo]:
 
 
 LINES_DIGEST = "sha256"  # the user metadata of a shard's staged lines: their sha256, the shard's digest
+LINES_SETTINGS = "settings"  # ... and the digest of the settings they were rendered from (spec.settings_digest)
 
 
 def shard_digest(rows: pa.Table) -> str:
@@ -262,7 +263,8 @@ def _lines_to(requests: pa.ChunkedArray, write: Callable[[pa.Buffer], object]) -
 class ShardParts:
     """Writes each shard's rows as a part (``canonical/<shard>.parquet``, without the request lines) and its
     request lines as its staged JSONL input (``canonical/<shard>.jsonl``, with their sha256 as
-    ``LINES_DIGEST``: jsonl_shards copies it where the job reads it, so a line is rendered once), and
+    ``LINES_DIGEST`` and the settings they were rendered from as ``LINES_SETTINGS``: jsonl_shards copies it
+    where the job reads it while both are still the pipeline's, so a line is rendered once), and
     describes each shard. A shard's files upload while the next shard is cut: one upload in flight, so local
     disk holds two shards' files at most. ``write=False`` (a plan) describes the shards and writes nothing.
 
@@ -321,7 +323,8 @@ class ShardParts:
     def _upload(self, key: str, part: Path, lines: Path, digest: str) -> None:
         s3, layout = self.step.s3, self.step.layout
         upload_file(s3, part, layout.shard_rows(key), keep=True)  # it becomes this process's local copy
-        upload_file(s3, lines, layout.shard_lines(key), metadata={LINES_DIGEST: digest})
+        rendered_from = self.step.spec.settings_digest()
+        upload_file(s3, lines, layout.shard_lines(key), metadata={LINES_DIGEST: digest, LINES_SETTINGS: rendered_from})
         lines.unlink()
 
     def _mark_cached(self, key: str, rows: pa.Table, full_digest: str) -> tuple[pa.Table, list[str]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -273,6 +275,11 @@ class ExecutionSpec(_Strict):
     )
 
 
+# what a request line is rendered from: the model, the prompt, the inference settings, the output schema
+# and the retry settings (retry.truncated_max_tokens renders a resent request)
+RENDER_SETTINGS = frozenset({"model", "prompt", "inference", "output_schema", "retry"})
+
+
 class PipelineSpec(_Strict):
     """One Bedrock batch-inference pipeline: source, model, prompt, where results go, and limits."""
 
@@ -433,6 +440,12 @@ class PipelineSpec(_Strict):
             self.adapter(max_tokens=raised)  # within the model's own limit
         except ValueError as e:
             raise ValueError(f"retry.truncated_max_tokens: {e}".replace("inference.max_tokens", "it")) from None
+
+    def settings_digest(self, sections: frozenset[str] = RENDER_SETTINGS) -> str:
+        """A short sha256 of these sections of the spec (by default the ones every request line is rendered
+        from, a resent one included): lines rendered under another digest are not this spec's."""
+        settings = self.model_dump(mode="json", include=set(sections))
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def resend_adapter(self) -> ModelAdapter | None:
         """The adapter truncated structured answers are resent with (``retry.truncated_max_tokens``), or None."""

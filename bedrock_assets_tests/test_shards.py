@@ -12,6 +12,7 @@ from bedrock_assets.records import RECORD_ID, REQUEST
 from bedrock_assets.sharding import Shard
 from bedrock_assets.shards import (
     LINES_DIGEST,
+    LINES_SETTINGS,
     MissingShardIndex,
     RetryRound,
     RetryState,
@@ -83,7 +84,11 @@ def test_shard_parts_and_staged_lines_are_in_s3_when_the_writer_closes_and_a_pla
     staged = s3.get_object(Bucket=bucket, Key=step.layout.shard_lines("s00002").key)
     body = staged["Body"].read()
     assert body == b"".join(f'{{"recordId":"r{i:011d}"}}\n'.encode() for i in range(7))
-    assert staged["Metadata"] == {LINES_DIGEST: hashlib.sha256(body).hexdigest()} == {"sha256": parts.shards[2].digest}
+    assert staged["Metadata"] == {
+        LINES_DIGEST: hashlib.sha256(body).hexdigest(),
+        LINES_SETTINGS: step.spec.settings_digest(),  # what they were rendered from
+    }
+    assert staged["Metadata"][LINES_DIGEST] == parts.shards[2].digest
     assert staged["ContentLength"] == len(body)
 
 

@@ -177,3 +177,10 @@ def test_an_unknown_model_id_is_refused_with_the_nearest_listed_ones_unless_mark
     newer = pipeline_dict("newer", "bkt", model="anthropic.claude-9-v1:0")
     newer["model"]["unlisted"] = True
     assert one_spec(newer).model.id == "anthropic.claude-9-v1:0"
+
+
+def test_the_settings_digest_follows_what_a_request_line_is_rendered_from_and_nothing_else():
+    base = one_spec(pipeline_dict("rendered", "bkt")).settings_digest()
+    assert one_spec(pipeline_dict("rendered", "other-bkt", shards={"max_records": 100})).settings_digest() == base
+    for changed in ({"inference": {"max_tokens": 77}}, {"prompt": {"template": "{source}"}}):
+        assert one_spec(pipeline_dict("rendered", "bkt", **changed)).settings_digest() != base, changed

@@ -15,7 +15,6 @@ job, cut before the canary ran, carries them too).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -45,9 +44,7 @@ _TRANSIENT = re.compile(r"^(429|408|5\d\d)$")
 
 def canary_key(step: Step) -> str:
     """What the canary vouches for: the settings every request body is rendered from."""
-    spec = step.spec
-    settings = spec.model_dump(mode="json", include={"model", "prompt", "inference", "output_schema"})
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return step.spec.settings_digest(frozenset({"model", "prompt", "inference", "output_schema"}))
 
 
 @dataclass(frozen=True)

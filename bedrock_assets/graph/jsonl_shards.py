@@ -27,7 +27,7 @@ from bedrock_assets.errors import final_unless_transient
 from bedrock_assets.metadata import table
 from bedrock_assets.pipeline import Pipeline, Step
 from bedrock_assets.records import CACHED_FROM, MAX_TOKENS, RECORD_ID, line_buffers, rendered_requests
-from bedrock_assets.shards import BATCH_ROWS, LINES_DIGEST, ShardInfo, select_shards
+from bedrock_assets.shards import BATCH_ROWS, LINES_DIGEST, LINES_SETTINGS, ShardInfo, select_shards
 from bedrock_assets.storage import (
     COPY_OBJECT_BYTES,
     SINGLE_PUT_BYTES,
@@ -126,28 +126,28 @@ def write_shard_inputs(step: Step, infos: Sequence[ShardInfo]) -> Iterator[tuple
 
 def staged_copies(step: Step, infos: Sequence[ShardInfo]) -> Iterator[ShardInput | None]:
     """``copy_staged_input`` of each shard, in order, with up to ``COPIES_AT_ONCE`` of them under way (a copy is
-    S3's work: this process only waits for it). Stopped early, the copies not yet started are not made."""
+    S3's work: this process only waits for it). Stopped early, the copies under way finish (each of lines that
+    match their plan) and no other starts."""
     pending: deque[Future[ShardInput | None]] = deque()
     with ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="bedrock-assets-copy") as pool:
-        try:
-            for i in range(len(infos)):
-                while len(pending) < COPIES_AT_ONCE and i + len(pending) < len(infos):
-                    pending.append(pool.submit(copy_staged_input, step, infos[i + len(pending)]))
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        for i in range(len(infos)):
+            while len(pending) < COPIES_AT_ONCE and i + len(pending) < len(infos):
+                pending.append(pool.submit(copy_staged_input, step, infos[i + len(pending)]))
+            yield pending.popleft().result()
 
 
 def copy_staged_input(step: Step, info: ShardInfo) -> ShardInput | None:
     """The shard's staged lines copied where its job reads them (S3 copies them: nothing passes through this
-    process), if their sha256 and size are the plan's; else None (the caller renders the input from the rows).
+    process), if their sha256 and size are the plan's and they were rendered from the pipeline's current
+    settings; else None (the caller renders the input from the rows, which fails if the plan no longer holds).
     The copy is of the version that was checked: S3 refuses it if the lines changed since."""
     layout = step.layout
     staged, target = layout.shard_lines(info.key), layout.shard_input(info.key)
     found = head(step.s3, staged) if info.bytes <= COPY_OBJECT_BYTES else None
-    if found is None or found.metadata.get(LINES_DIGEST) != info.digest or found.size != info.bytes:
+    if found is None or found.size != info.bytes or found.metadata.get(LINES_DIGEST) != info.digest:
         return None
+    if found.metadata.get(LINES_SETTINGS) != step.spec.settings_digest():  # the spec changed since the cut:
+        return None  # rendering with the current settings says whether the plan still holds
     try:
         copy_within(step.s3, staged, found.etag, target)
     except ClientError as e:

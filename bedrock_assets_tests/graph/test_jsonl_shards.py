@@ -70,6 +70,25 @@ def test_staged_lines_that_are_not_the_plans_are_not_copied_the_rows_are_rendere
         list(jsonl_shards.write_shard_inputs(step, [first]))
 
 
+def test_staged_lines_rendered_from_settings_the_pipeline_no_longer_has_are_not_copied(s3, bucket, monkeypatch):
+    seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=200)
+    (info,) = prepare_dataset(step_of(one_spec(pipeline_dict("edited", bucket)))).shards
+    prompt = {"template": "Answer: {source}", "system": "Answer briefly."}
+    edited = step_of(one_spec(pipeline_dict("edited", bucket, prompt=prompt)))  # raw_dataset not run again
+    with pytest.raises(RuntimeError, match="s00000: rows in .* no longer match the shard plan .*raw_dataset"):
+        list(jsonl_shards.write_shard_inputs(edited, [info]))
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=edited.layout.shard_input(info.key).key)
+    # a setting the lines do not depend on: they are rendered again, found to be the plan's, and sent
+    rounds = step_of(one_spec(pipeline_dict("edited", bucket, retry={"max_rounds": 1})))
+    rendered: list[str] = []
+    render = jsonl_shards.render_shard_input
+    monkeypatch.setattr(jsonl_shards, "render_shard_input", lambda st, i: rendered.append(i.key) or render(st, i))
+    ((_, written),) = jsonl_shards.write_shard_inputs(rounds, [info])
+    body = s3.get_object(Bucket=bucket, Key=rounds.layout.shard_input(info.key).key)["Body"].read()
+    assert rendered == ["s00000"] and hashlib.sha256(body).hexdigest() == info.digest
+    assert written.bytes == len(body) == info.bytes
+
+
 def test_staged_lines_that_change_between_the_check_and_the_copy_are_not_copied(s3, bucket, monkeypatch):
     seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=200)
     step = step_of(one_spec(pipeline_dict("raced", bucket)))

@@ -1,10 +1,9 @@
 """Local copies of the S3 objects this process wrote or read, each kept with its ETag.
 
-A step that reads what an earlier step in the same process wrote, such as merged_results reading
-batch_job_outputs' Parquet in one stage run (or jsonl_shards reading raw_dataset's canonical parts
-in one headless ``bedrock-assets run``), then pays one conditional GET instead of a download. A copy
-is used only while the object's ETag is unchanged, so a change made by anyone else is always seen.
-The copies live in one temporary directory, removed at exit (not after a SIGKILL), and are evicted
+A step that reads what an earlier step in the same process wrote or read, such as merged_results
+reading batch_job_outputs' Parquet and the canonical part batch_job_outputs read in one stage run,
+then pays one conditional GET instead of a download. A copy is used only while the object's ETag is
+unchanged, so a change made by anyone else is always seen. The copies live in one temporary directory, removed at exit (not after a SIGKILL), and are evicted
 least recently used beyond ``BEDROCK_ASSETS_LOCAL_COPIES_MB`` (default 2048; 0 turns them off); an
 object larger than a quarter of that is not kept. A kept file is never written again: ``adopt``
 takes the caller's file over, and readers get hard links they must only read.

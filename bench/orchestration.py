@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,12 @@ class AwsCalls:
         import botocore.client
 
         call = botocore.client.BaseClient._make_api_call
-        calls = self.calls
+        calls, lock = self.calls, threading.Lock()  # the pipeline's writer and copy threads call too
 
         def counted(client: Any, operation: str, params: Any) -> Any:
-            service = calls.setdefault(client.meta.service_model.service_name, {})
-            service[operation] = service.get(operation, 0) + 1
+            with lock:
+                service = calls.setdefault(client.meta.service_model.service_name, {})
+                service[operation] = service.get(operation, 0) + 1
             return call(client, operation, params)
 
         botocore.client.BaseClient._make_api_call = counted

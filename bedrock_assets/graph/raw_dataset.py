@@ -1,7 +1,8 @@
 """raw_dataset: stream the source, give every row a stable record id and its request, cut quota-compliant shards.
 
-Writes one canonical Parquet part per shard (the shard's input rows) and the shard index
-(``canonical/_shards.json``) that every shard step reads, and registers the shards as partitions.
+Writes one canonical Parquet part per shard (the shard's input rows), its request lines as rendered for
+the cut (``canonical/<shard>.jsonl``, which jsonl_shards copies where the job reads them), and the shard
+index (``canonical/_shards.json``) that every shard step reads, and registers the shards as partitions.
 A chained pipeline's source is its upstream's merged dataset, which this asset follows by automation.
 """
 

@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import parse_qs, unquote, unquote_to_bytes
 
 from werkzeug.wrappers import Request, Response
 
@@ -83,10 +83,12 @@ class LocalStackApp:
         source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
         if environ.get("REQUEST_METHOD") != "PUT" or not expected or not source:
             return None
-        path = "/" + unquote(source.split("?", 1)[0]).lstrip("/")
+        raw_path, _, query = source.partition("?")  # bucket/key, percent-encoded; versionId=... if any
+        raw_path = "/" + raw_path.lstrip("/")
+        path = unquote_to_bytes(raw_path).decode("latin-1")  # WSGI's PATH_INFO: the bytes as latin-1
         ask = {k: v for k, v in environ.items() if not k.startswith("HTTP_X_AMZ_COPY_SOURCE")}
-        ask.update(REQUEST_METHOD="HEAD", PATH_INFO=path, RAW_URI=quote(path), REQUEST_URI=quote(path))
-        ask.update(QUERY_STRING="", CONTENT_LENGTH="0", **{"wsgi.input": io.BytesIO()})
+        ask.update(REQUEST_METHOD="HEAD", PATH_INFO=path, RAW_URI=raw_path, REQUEST_URI=raw_path)
+        ask.update(QUERY_STRING=query, CONTENT_LENGTH="0", **{"wsgi.input": io.BytesIO()})
         answer: dict[str, Any] = {}
 
         def start(status: str, headers: list[tuple[str, str]], *_: Any) -> None:

@@ -43,11 +43,12 @@ def test_s3_and_dynamodb_share_the_endpoint(stack: LocalStack, s3: Any, bucket: 
 def test_a_copy_of_a_source_that_changed_since_its_etag_was_read_is_refused_as_s3_refuses_it(
     s3: Any, bucket: str
 ) -> None:
-    first = s3.put_object(Bucket=bucket, Key="src/a b.jsonl", Body=b"one\n", Metadata={"sha256": "one"})["ETag"]
-    source = {"Bucket": bucket, "Key": "src/a b.jsonl"}
+    key = "src/a b-ü-😀.jsonl"  # percent-encoded in the copy-source header, non-ASCII once decoded
+    first = s3.put_object(Bucket=bucket, Key=key, Body=b"one\n", Metadata={"sha256": "one"})["ETag"]
+    source = {"Bucket": bucket, "Key": key}
     s3.copy_object(Bucket=bucket, Key="dst/a.jsonl", CopySource=source, CopySourceIfMatch=first)
     assert s3.get_object(Bucket=bucket, Key="dst/a.jsonl")["Metadata"] == {"sha256": "one"}  # metadata comes along
-    s3.put_object(Bucket=bucket, Key="src/a b.jsonl", Body=b"two\n")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"two\n")
     with pytest.raises(ClientError) as refused:
         s3.copy_object(Bucket=bucket, Key="dst/a.jsonl", CopySource=source, CopySourceIfMatch=first)
     assert refused.value.response["Error"]["Code"] == "PreconditionFailed"

@@ -3,10 +3,11 @@
 A step that reads what an earlier step in the same process wrote or read, such as merged_results
 reading batch_job_outputs' Parquet and the canonical part batch_job_outputs read in one stage run,
 then pays one conditional GET instead of a download. A copy is used only while the object's ETag is
-unchanged, so a change made by anyone else is always seen. The copies live in one temporary directory, removed at exit (not after a SIGKILL), and are evicted
-least recently used beyond ``BEDROCK_ASSETS_LOCAL_COPIES_MB`` (default 2048; 0 turns them off); an
-object larger than a quarter of that is not kept. A kept file is never written again: ``adopt``
-takes the caller's file over, and readers get hard links they must only read.
+unchanged, so a change made by anyone else is always seen. The copies live in one temporary
+directory, removed at exit (not after a SIGKILL), and are evicted least recently used beyond
+``BEDROCK_ASSETS_LOCAL_COPIES_MB`` (default 2048; 0 turns them off); an object larger than a quarter
+of that is not kept. A kept file is never written again: ``adopt`` takes the caller's file over, and
+readers get hard links they must only read.
 """
 
 from __future__ import annotations

@@ -278,6 +278,7 @@ class ShardParts:
         self.shards: list[ShardInfo] = []
         self.cache = RecordCache(step) if step.spec.cache else None
         self.previous = {s.key: s for s in previous}
+        self._rendered_from = step.spec.settings_digest()  # what every staged line is rendered from
         self._tmp = tempfile.TemporaryDirectory(prefix="bedrock-assets-parts-")
         self._uploads = UploadBehind()
 
@@ -323,8 +324,8 @@ class ShardParts:
     def _upload(self, key: str, part: Path, lines: Path, digest: str) -> None:
         s3, layout = self.step.s3, self.step.layout
         upload_file(s3, part, layout.shard_rows(key), keep=True)  # it becomes this process's local copy
-        rendered_from = self.step.spec.settings_digest()
-        upload_file(s3, lines, layout.shard_lines(key), metadata={LINES_DIGEST: digest, LINES_SETTINGS: rendered_from})
+        metadata = {LINES_DIGEST: digest, LINES_SETTINGS: self._rendered_from}
+        upload_file(s3, lines, layout.shard_lines(key), metadata=metadata)
         lines.unlink()
 
     def _mark_cached(self, key: str, rows: pa.Table, full_digest: str) -> tuple[pa.Table, list[str]]:

@@ -129,24 +129,25 @@ def staged_copies(step: Step, infos: Sequence[ShardInfo]) -> Iterator[ShardInput
     S3's work: this process only waits for it). Stopped early, the copies under way finish (each of lines that
     match their plan) and no other starts."""
     pending: deque[Future[ShardInput | None]] = deque()
+    settings = step.spec.settings_digest()
     with ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="bedrock-assets-copy") as pool:
         for i in range(len(infos)):
             while len(pending) < COPIES_AT_ONCE and i + len(pending) < len(infos):
-                pending.append(pool.submit(copy_staged_input, step, infos[i + len(pending)]))
+                pending.append(pool.submit(copy_staged_input, step, infos[i + len(pending)], settings))
             yield pending.popleft().result()
 
 
-def copy_staged_input(step: Step, info: ShardInfo) -> ShardInput | None:
+def copy_staged_input(step: Step, info: ShardInfo, settings: str) -> ShardInput | None:
     """The shard's staged lines copied where its job reads them (S3 copies them: nothing passes through this
     process), if their sha256 and size are the plan's and they were rendered from the pipeline's current
-    settings; else None (the caller renders the input from the rows, which fails if the plan no longer holds).
+    settings (``settings``: ``spec.settings_digest()``); else None (the caller renders the input from the rows, which fails if the plan no longer holds).
     The copy is of the version that was checked: S3 refuses it if the lines changed since."""
     layout = step.layout
     staged, target = layout.shard_lines(info.key), layout.shard_input(info.key)
     found = head(step.s3, staged) if info.bytes <= COPY_OBJECT_BYTES else None
     if found is None or found.size != info.bytes or found.metadata.get(LINES_DIGEST) != info.digest:
         return None
-    if found.metadata.get(LINES_SETTINGS) != step.spec.settings_digest():  # the spec changed since the cut:
+    if found.metadata.get(LINES_SETTINGS) != settings:  # the spec changed since the cut:
         return None  # rendering with the current settings says whether the plan still holds
     try:
         copy_within(step.s3, staged, found.etag, target)

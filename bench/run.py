@@ -295,22 +295,29 @@ def run_size(runner: Runner, size: int) -> None:
 
 
 def run_aws_sample(runner: Runner) -> list[str]:
-    """The AWS sample's Lambdas beside ours (``bench.aws_sample``) on this stack: its report lines."""
+    """The AWS sample's Lambdas beside ours (``bench.aws_sample``) on this stack, at each of
+    ``--aws-sample-rows`` with its count of ``--aws-sample-pairs``: their report lines."""
     from bench import aws_sample  # it imports this module
 
     args = runner.args
-    say(f"\n== AWS sample side by side: {args.aws_sample_rows:,} rows, {args.aws_sample_pairs} pairs ==")
-    sample_args = aws_sample.sample_args(
-        args.aws_sample_dir, args.aws_sample_python, args.aws_sample_rows, args.aws_sample_pairs, args.work_dir
-    )
-    try:
-        pairs = aws_sample.side_by_side(runner.stack, sample_args)
-    except RuntimeError as e:
-        runner.failures.append(f"AWS sample side by side: {e}")
-        say(str(e))
-        return []
-    title = f"AWS sample side by side, {args.aws_sample_rows:,} rows, {len(pairs)} alternating pairs (sample / ours):"
-    return ["", title, "", *aws_sample.markdown(pairs)]
+    lines: list[str] = []
+    for rows, pairs in zip(args.aws_sample_rows, args.aws_sample_pairs, strict=True):
+        say(f"\n== AWS sample side by side: {rows:,} rows, {pairs} pairs ==")
+        sample_args = aws_sample.sample_args(args.aws_sample_dir, args.aws_sample_python, rows, pairs, args.work_dir)
+        try:
+            done = aws_sample.side_by_side(runner.stack, sample_args)
+        except RuntimeError as e:
+            runner.failures.append(f"AWS sample side by side at {rows:,} rows: {e}")
+            say(str(e))
+            continue
+        title = f"AWS sample side by side, {rows:,} rows, {len(done)} alternating pairs (sample / ours):"
+        lines += ["", title, "", *aws_sample.markdown(done)]
+    return lines
+
+
+def row_counts(text: str) -> list[int]:
+    """``"220000,2_200_000"`` as ``[220000, 2200000]``."""
+    return [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
 
 
 def run_e2e(runner: Runner, rows: int) -> StageRun | None:
@@ -360,12 +367,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "its preprocess and postprocess Lambdas are measured beside ours (bench.aws_sample) at --aws-sample-rows",
     )
     ap.add_argument("--aws-sample-python", type=Path, help="python of a virtualenv with the sample's requirements.txt")
-    ap.add_argument("--aws-sample-rows", type=int, default=220_000, help="rows of the side by side (default 220000)")
-    ap.add_argument("--aws-sample-pairs", type=int, default=4, help="alternating pairs of the side by side (default 4)")
+    ap.add_argument(
+        "--aws-sample-rows",
+        type=row_counts,
+        default=[220_000],
+        help="comma-separated row counts of the side by side, one side by side each (default 220000)",
+    )
+    ap.add_argument(
+        "--aws-sample-pairs",
+        type=row_counts,
+        default=[4],
+        help="alternating pairs of each side by side: one count for all, or one per --aws-sample-rows (default 4)",
+    )
     args = ap.parse_args(argv)
     if (args.aws_sample_dir is None) != (args.aws_sample_python is None):
         ap.error("--aws-sample-dir and --aws-sample-python go together")
-    args.sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
+    args.sizes = sorted(set(row_counts(args.sizes)))
+    if len(args.aws_sample_pairs) == 1:
+        args.aws_sample_pairs = args.aws_sample_pairs * len(args.aws_sample_rows)
+    if len(args.aws_sample_pairs) != len(args.aws_sample_rows):
+        ap.error("--aws-sample-pairs takes one count, or one per --aws-sample-rows")
     args.work_dir = args.work_dir.resolve()
     return args
 

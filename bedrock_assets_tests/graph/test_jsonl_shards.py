@@ -13,6 +13,7 @@ from bedrock_assets.graph import jsonl_shards
 from bedrock_assets.graph.jsonl_shards import ShardInput
 from bedrock_assets.graph.raw_dataset import prepare_dataset
 from bedrock_assets.sample.seed import seed_sample
+from bedrock_assets.shards import LINES_DIGEST
 from bedrock_assets_tests.helpers import one_spec, pipeline_dict, step_of
 
 
@@ -87,6 +88,22 @@ def test_staged_lines_rendered_from_settings_the_pipeline_no_longer_has_are_not_
     body = s3.get_object(Bucket=bucket, Key=rounds.layout.shard_input(info.key).key)["Body"].read()
     assert rendered == ["s00000"] and hashlib.sha256(body).hexdigest() == info.digest
     assert written.bytes == len(body) == info.bytes
+
+
+def test_staged_lines_of_another_size_are_not_copied_even_with_the_plans_digest_and_settings(s3, bucket, monkeypatch):
+    seed_sample(s3, f"s3://{bucket}/raw/sample.parquet", rows=200)
+    step = step_of(one_spec(pipeline_dict("resized", bucket)))
+    (info,) = prepare_dataset(step).shards
+    staged = step.layout.shard_lines(info.key)
+    found = s3.head_object(Bucket=bucket, Key=staged.key)
+    body = s3.get_object(Bucket=bucket, Key=staged.key)["Body"].read()
+    assert len(body) == info.bytes and found["Metadata"][LINES_DIGEST] == info.digest
+    # a line appended by someone who kept the metadata: only the size says the lines are not the plan's
+    s3.put_object(Bucket=bucket, Key=staged.key, Body=body + b"{}\n", Metadata=found["Metadata"])
+    monkeypatch.setattr(jsonl_shards, "copy_within", lambda *a: pytest.fail("copied lines of another size"))
+    ((_, written),) = jsonl_shards.write_shard_inputs(step, [info])
+    sent = s3.get_object(Bucket=bucket, Key=step.layout.shard_input(info.key).key)["Body"].read()
+    assert sent == body and written.bytes == info.bytes and written.records == info.records
 
 
 def test_staged_lines_that_change_between_the_check_and_the_copy_are_not_copied(s3, bucket, monkeypatch):

@@ -7,8 +7,10 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from bedrock_assets.bedrock.error_classes import retriable_mask
+from bedrock_assets.graph import jsonl_shards
 from bedrock_assets.layout import PipelineLayout
 from bedrock_assets_tests.helpers import CLAUDE_45, NO_RECOURSE, ledger_of, pipeline_dict, read_parquet, run
 
@@ -17,11 +19,28 @@ def creates(stack) -> int:
     return stack.emulator.job_count()
 
 
+def copied_only(monkeypatch) -> list[str]:
+    """Forbid rendering a shard's input again: every input must be its staged lines copied (the shards each
+    copy was made for, in order, are returned)."""
+    monkeypatch.setattr(jsonl_shards, "render_shard_input", lambda step, info: pytest.fail(f"{info.key} rendered"))
+    copied: list[str] = []
+    copy = jsonl_shards.copy_staged_input
+
+    def counted(step, info, settings):
+        done = copy(step, info, settings)
+        copied.append(info.key) if done is not None else None
+        return done
+
+    monkeypatch.setattr(jsonl_shards, "copy_staged_input", counted)
+    return copied
+
+
 def test_record_errors_are_retried_in_rounds_until_none_is_retriable(
-    make_pipelines, instance, stack, s3, bucket, tmp_path
+    make_pipelines, instance, stack, s3, bucket, tmp_path, monkeypatch
 ):
     stack.configure(record_error_rate=0.05, drop_rate=0.02)
     defs, (spec,) = make_pipelines([pipeline_dict("rounds", bucket, shards={"max_records": 1000})], rows=3000)
+    copied = copied_only(monkeypatch)  # a round's lines are rendered once, when it is cut
     summary = run(defs, spec, instance)
 
     merged = read_parquet(s3, summary.merged_uri, tmp_path)
@@ -37,6 +56,7 @@ def test_record_errors_are_retried_in_rounds_until_none_is_retriable(
     for key in latest:
         by_round.setdefault(0 if key.startswith("s") else int(key[1 : key.index("-")]), []).append(key)
     assert len(by_round[0]) == 3 and 1 in by_round
+    assert sorted(copied) == sorted(latest)  # every shard of every round, batch or on demand, was a copy
 
     def sent(keys) -> set[str]:
         return {
@@ -72,16 +92,18 @@ def test_record_errors_are_retried_in_rounds_until_none_is_retriable(
 
 
 def test_a_remainder_below_the_minimum_goes_on_demand_and_nothing_else(
-    make_pipelines, instance, stack, s3, bucket, tmp_path
+    make_pipelines, instance, stack, s3, bucket, tmp_path, monkeypatch
 ):
     stack.configure(record_error_rate=0.05)
     defs, (spec,) = make_pipelines([pipeline_dict("remainder", bucket)], rows=300)
     jobs_before = creates(stack)
+    copied = copied_only(monkeypatch)
     summary = run(defs, spec, instance)
 
     latest = ledger_of(defs).latest_by_shard("remainder")
     retry_keys = [k for k in latest if k.startswith("r")]
     assert retry_keys == ["r1-00000"] and latest["r1-00000"].job_arn.startswith("on-demand/")
+    assert sorted(copied) == sorted(latest)  # the on-demand remainder's input too
     assert creates(stack) - jobs_before == 2  # the two first-pass jobs; the remainder made no batch job
     assert summary.failed == 0
     merged = read_parquet(s3, summary.merged_uri, tmp_path)

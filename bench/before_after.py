@@ -6,8 +6,9 @@ A git worktree of REV (in a temporary directory, removed afterwards; it runs wit
 virtualenv, so REV must need the same packages) and this checkout run ``python -m bench.stages STAGE``
 in turn: the code before first in even pairs, this checkout first in odd ones. Untimed setup, by this
 checkout: ``gen``, the source put into S3, one ``prep`` and (for the merge stages) ``mkout``. Each run's
-``seconds`` and ``client_cpu_s`` are what the stage reports of its own work (imports excluded), then
-the medians. The README's before/after figures of the Speed II changes were measured with this.
+``seconds`` and ``client_cpu_s`` are what the stage reports of its own work (imports and the S3 client's
+creation excluded; a REV from before ``bench.stages`` made its client ahead counts the client's ~0.27 s of
+CPU in ``client_cpu_s``), then the medians. The README's before/after figures of the Speed II changes were measured with this.
 """
 
 from __future__ import annotations

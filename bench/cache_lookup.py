@@ -12,12 +12,12 @@ The segments' reads from S3 are not included (one GET of 16 bytes a record per s
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import pyarrow as pa
 
 from bedrock_assets.record_cache import CacheIndex, cache_keys
+from bench.report import peak_rss_kb
 
 
 def lines(start: int, count: int, line_bytes: int) -> pa.Array:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     found = index.lookup(shard)
     looked = time.perf_counter() - t
     hits = sum(f is not None for f in found)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_kb() / 1024
     print(f"records {args.records:,} in {len(segments)} segments of {args.shard:,}; lines of ~{args.line_bytes} bytes")
     print(f"keys: {keying:.2f} s for every record ({keying / args.records * 1e6:.2f} us a record)")
     print(

@@ -21,7 +21,6 @@ import argparse
 import cProfile
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bedrock_assets.ledger import OVERLAP
+from bench.report import peak_rss_kb
 from bench.run import Stack, machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ def one(shards: int, records: int, home: Path) -> dict[str, Any]:
         "s3_calls_per_shard": sum(aws_calls.get("s3", {}).values()) / shards,
         "dynamodb_calls_per_shard": sum(aws_calls.get("dynamodb", {}).values()) / shards,
         "db_bytes": database_bytes(home),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_kb() / 1024,
     }
 
 

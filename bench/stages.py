@@ -1,7 +1,7 @@
 """One benchmark stage per process: ``python -m bench.stages STAGE --rows N --work-dir DIR``.
 
 Each stage prints one JSON line on stdout (its last line): ``seconds`` of the measured work, ``rows``,
-``bytes``, ``maxrss_kb`` (``ru_maxrss``: this process's peak RSS), ``client_cpu_s`` (its CPU in the
+``bytes``, ``maxrss_kb`` (``report.peak_rss_kb``: this process's own peak RSS), ``client_cpu_s`` (its CPU in the
 stage, every thread) and its details; progress goes to stderr. S3 is boto3 with the endpoint from the environment: the parent points it at the local stack,
 which runs in a process of its own (its memory and CPU are not in these figures).
 
@@ -46,7 +46,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import string
 import sys
@@ -82,6 +81,7 @@ from bedrock_assets.shards import BATCH_ROWS, load_shard_index
 from bedrock_assets.spec import PipelineSpec, parse_pipeline
 from bedrock_assets.storage import S3Access
 from bedrock_assets.uris import S3Location
+from bench.report import peak_rss_kb
 
 if TYPE_CHECKING:
     from bedrock_assets.local_stack.synthetic import SyntheticResult
@@ -672,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     # this process's CPU in the stage, every thread (modules and the S3 client made before): the client's CPU,
     # beside "local stack CPU" (the server side)
     result["client_cpu_s"] = time.process_time() - cpu0
-    result.update(maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, pid=os.getpid())
+    result.update(maxrss_kb=peak_rss_kb(), pid=os.getpid())
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
+from bedrock_assets import output_lines
 from bedrock_assets.bedrock.error_classes import UNPARSEABLE
 from bedrock_assets.models import InferenceSettings, PromptSettings, adapter_for
 from bedrock_assets.output_lines import OutputParser
@@ -291,3 +292,10 @@ def test_unexpected_shape_falls_back_and_still_parses():
     batch = parser.parse_chunk(b"\n".join(lines))
     assert batch.column("error_code").to_pylist() == [None, "UnparseableOutput"]
     assert parser.stats.fallback_chunks == 1
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1 << 20])
+def test_lines_are_counted_a_block_at_a_time_blank_ones_and_an_unterminated_last_one_included(monkeypatch, block):
+    monkeypatch.setattr(output_lines, "_COUNT_BLOCK", block)
+    for data in (b"a\n", b"a\nb", b"\n\n\n", b"ab\n\ncd\nef", b"x" * 20 + b"\n" + b"y" * 13, b"\n"):
+        assert output_lines._segments(memoryview(data)) == len(data.split(b"\n")) - (data[-1:] == b"\n")

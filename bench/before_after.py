@@ -44,6 +44,17 @@ def stage(stack: Stack, cwd: Path, name: str, rows: int, work: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def set_up(stack: Stack, name: str, rows: int, work: Path) -> None:
+    """Untimed, by this checkout, on a new stack: the bucket, ``gen``, the source in S3, one ``prep`` and (for
+    a merge stage) ``mkout``."""
+    stack.wait_healthy()
+    stack.s3().create_bucket(Bucket=BUCKET)
+    stage(stack, ROOT, "gen", rows, work)
+    stack.put_file(parquet_path(work, rows), source_key(rows))
+    for setup in ("prep", "mkout") if "merge" in name else ("prep",):
+        stage(stack, ROOT, setup, rows, work)
+
+
 def order(pair: int) -> tuple[str, str]:
     """The code before first in even pairs, this checkout first in odd ones."""
     return SIDES if pair % 2 == 0 else SIDES[::-1]
@@ -92,12 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(before), args.before], cwd=ROOT, check=True)
         stack = Stack(args.work_dir / "local-stack.log")
         try:
-            stack.wait_healthy()
-            stack.s3().create_bucket(Bucket=BUCKET)
-            stage(stack, ROOT, "gen", args.rows, args.work_dir)
-            stack.put_file(parquet_path(args.work_dir, args.rows), source_key(args.rows))
-            for name in ("prep", "mkout") if "merge" in args.stage else ("prep",):
-                stage(stack, ROOT, name, args.rows, args.work_dir)
+            set_up(stack, args.stage, args.rows, args.work_dir)
             timings = alternate(stack, {"before": before, "after": ROOT}, args)
         finally:
             stack.stop()

@@ -394,7 +394,7 @@ _COUNT_BLOCK = 1 << 20  # bytes compared at a time: the mask is reused, not a ne
 
 
 def _segments(data: bytes | memoryview) -> int:
-    """How many lines the chunk has, blank ones included (counted in place, a block at a time)."""
+    """How many lines the (non-empty) chunk has, blank ones included (counted in place, a block at a time)."""
     chars = np.frombuffer(data, np.uint8)
     mask = np.empty(min(len(chars), _COUNT_BLOCK), dtype=bool)
     newlines = 0

@@ -60,7 +60,8 @@ class PartClock:
             stack[-1] += total
 
     def wrap(self, fn: Callable[..., Any], label: Label) -> Callable[..., Any]:
-        """``fn`` counted under ``label`` (or ``label(args)``); a generator function per item it yields."""
+        """``fn`` counted under ``label`` (or ``label(args)``); a generator function per item it yields (iterated
+        only: ``send`` and ``throw`` are not passed on)."""
         if inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
@@ -71,8 +72,8 @@ class PartClock:
                     stack, started = self._enter()
                     try:
                         item = next(it)
-                    except StopIteration:
-                        return
+                    except StopIteration as end:
+                        return end.value
                     finally:
                         self._leave(stack, started, part)
                     yield item

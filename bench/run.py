@@ -316,8 +316,11 @@ def run_aws_sample(runner: Runner) -> list[str]:
 
 
 def row_counts(text: str) -> list[int]:
-    """``"220000,2_200_000"`` as ``[220000, 2200000]``."""
-    return [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    """``"220000,2_200_000"`` as ``[220000, 2200000]``; an empty text is no count."""
+    counts = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    if any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"counts must be 1 or more: {text!r}")
+    return counts
 
 
 def run_e2e(runner: Runner, rows: int) -> StageRun | None:
@@ -341,7 +344,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--sizes", default="220000,2200000", help="comma-separated row counts (default 220000,2200000)")
+    ap.add_argument(
+        "--sizes", type=row_counts, default="220000,2200000", help="comma-separated row counts (default 220000,2200000)"
+    )
     ap.add_argument("--e2e-rows", type=int, default=2_200_000, help="rows for the end-to-end Dagster run")
     ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end Dagster run")
     ap.add_argument("--poll-seconds", type=float, default=1.0, help="e2e: seconds between completion-sensor ticks")
@@ -382,9 +387,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if (args.aws_sample_dir is None) != (args.aws_sample_python is None):
         ap.error("--aws-sample-dir and --aws-sample-python go together")
-    args.sizes = sorted(set(row_counts(args.sizes)))
+    args.sizes = sorted(set(args.sizes))
     if len(args.aws_sample_pairs) == 1:
         args.aws_sample_pairs = args.aws_sample_pairs * len(args.aws_sample_rows)
+    if args.aws_sample_dir is not None and not (args.aws_sample_rows and args.aws_sample_pairs):
+        ap.error("--aws-sample-rows and --aws-sample-pairs need at least one count each")
     if len(args.aws_sample_pairs) != len(args.aws_sample_rows):
         ap.error("--aws-sample-pairs takes one count, or one per --aws-sample-rows")
     args.work_dir = args.work_dir.resolve()

@@ -58,3 +58,40 @@ def test_the_table_puts_what_no_part_holds_in_the_rest():
     lines = table(result)
     assert lines[2] == "| a | 5 | 1.200 | 60% |" and lines[3] == "| b | 1 | 0.300 | 15% |"
     assert lines[4] == "| rest (Arrow's thread pools, code not wrapped) | | 0.500 | 25% |"
+
+
+def test_threads_inside_wrapped_calls_at_once_count_apart():
+    fake = FakeClock()
+    clock = PartClock(fake)
+    inside, done = threading.Event(), threading.Event()
+
+    def waits_for_worker():
+        fake.burn(1.0)
+        inside.set()
+        done.wait(5)  # the worker's call runs while this one is open
+        fake.burn(1.0)
+
+    def worker_call():
+        inside.wait(5)
+        fake.burn(7.0)
+        done.set()
+
+    worker = threading.Thread(target=clock.wrap(worker_call, "worker"))
+    worker.start()
+    clock.wrap(waits_for_worker, "main")()
+    worker.join()
+    assert clock.spent == {"main": 2.0, "worker": 7.0}  # neither is the other's inner call
+
+
+def test_a_wrapped_generator_keeps_its_return_value():
+    clock = PartClock(FakeClock())
+
+    def counted():
+        yield 1
+        return "done"
+
+    def outer():
+        result = yield from clock.wrap(counted, "gen")()
+        yield result
+
+    assert list(outer()) == [1, "done"]

@@ -26,3 +26,18 @@ def test_pair_counts_that_do_not_match_the_row_counts_are_refused(capsys: pytest
     with pytest.raises(SystemExit):
         parse_args(["--aws-sample-rows", "220000,2200000", "--aws-sample-pairs", "4,2,1"])
     assert "one per --aws-sample-rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--aws-sample-pairs", "0"], ["--aws-sample-rows", "220000,-5"], ["--sizes", "0"]])
+def test_counts_below_one_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "counts must be 1 or more" in capsys.readouterr().err
+
+
+def test_a_side_by_side_needs_a_row_count(capsys: pytest.CaptureFixture[str]) -> None:
+    sample = ["--aws-sample-dir", "lambda", "--aws-sample-python", "python"]
+    with pytest.raises(SystemExit):
+        parse_args([*sample, "--aws-sample-rows", ""])
+    assert "need at least one count each" in capsys.readouterr().err
+    assert parse_args(["--sizes", ""]).sizes == []  # only the end-to-end run

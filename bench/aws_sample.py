@@ -25,8 +25,9 @@ first, odd pairs ours first):
 
 Figures: ``seconds`` and ``cpu_s`` are what each child reports of its own work, imports and the S3 client's
 creation excluded alike: ``bench.stages`` takes ``time.process_time()`` after its imports and making its S3
-client, around the stage function (its ``seconds`` is the stage's work); the sample's child takes ``time.perf_counter()`` / ``time.process_time()`` after
-importing the handler's module, around the handler call(s). Besides, the parent records each child's whole
+client, around the stage function (its ``seconds`` is the stage's work); the sample's child takes
+``time.perf_counter()`` / ``time.process_time()`` after importing the handler's module, around the handler
+call(s). Besides, the parent records each child's whole
 process (interpreter start and imports included): wall, and CPU as the ``resource.getrusage(RUSAGE_CHILDREN)``
 delta (user + sys), and the local stack's CPU delta. No peak RSS: a child's ``ru_maxrss`` carries the
 parent's peak across fork/exec, and this parent holds the outputs it splices. Ratios are sample / ours, per pair; the summary gives

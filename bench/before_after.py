@@ -8,7 +8,8 @@ in turn: the code before first in even pairs, this checkout first in odd ones. U
 checkout: ``gen``, the source put into S3, one ``prep`` and (for the merge stages) ``mkout``. Each run's
 ``seconds`` and ``client_cpu_s`` are what the stage reports of its own work (imports and the S3 client's
 creation excluded; a REV from before ``bench.stages`` made its client ahead counts the client's ~0.27 s of
-CPU in ``client_cpu_s``), then the medians. The README's before/after figures of the Speed II changes were measured with this.
+CPU in ``client_cpu_s``), then the medians. The README's before/after figures of the Speed II changes were
+measured with this.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where a bench stage's CPU goes: ``python -m bench.parts prep|merge [--rows 220000] [--runs 2] [--work-dir DIR]``.
 
 Starts the local stack, does the bench's untimed setup (``gen``, the source in S3, one ``prep``, and ``mkout``
-for merge), then runs ``bench.stages STAGE`` in a child with the pipeline's main functions wrapped (``PARTS``):
+for merge), then runs ``bench.stages STAGE`` in a child with the pipeline's main functions wrapped (``instrument``):
 each wrapped call's CPU on its own thread (``time.thread_time``), less that of the wrapped calls inside it,
 summed per part; **rest** is the stage's client CPU (``client_cpu_s``, every thread) outside them — Arrow's own
 thread pools (``read_json``, Parquet encoding and reading, the source's batches) and code not wrapped. The run

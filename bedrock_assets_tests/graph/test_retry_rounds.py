@@ -28,7 +28,8 @@ def copied_only(monkeypatch) -> list[str]:
 
     def counted(step, info, settings):
         done = copy(step, info, settings)
-        copied.append(info.key) if done is not None else None
+        if done is not None:
+            copied.append(info.key)
         return done
 
     monkeypatch.setattr(jsonl_shards, "copy_staged_input", counted)
